@@ -1,0 +1,1 @@
+"""The Slack app, web server, scheduler wiring and the `examdesk` CLI."""

@@ -1,0 +1,322 @@
+"""The `examdesk` command line. Exit 0 when done, 1 when refused or invalid, 2 when a change
+needs confirmation (`run` without `--yes`)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+EXIT_OK, EXIT_REFUSED, EXIT_CONFIRM = 0, 1, 2
+
+
+class CliError(Exception):
+    """A problem to show the user as one line, exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse exits 2 on bad usage; examdesk promises 1 for anything invalid.
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_REFUSED, f"examdesk: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="examdesk", description="Keep digital exams running from Slack.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("serve", help="run the bot: Slack, web endpoints, notifier, scheduler")
+    sub.add_parser("worker", help="run a notifier worker (more sending capacity)")
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    db_sub.add_parser("upgrade", help="run migrations")
+
+    imp = sub.add_parser("import", help="load or refresh tests or candidates (.csv, .xlsx)")
+    imp.add_argument("what", choices=["tests", "candidates"])
+    imp.add_argument("file", type=Path)
+
+    staff = sub.add_parser("staff", help="who may do what")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True, parser_class=_Parser)
+    add = staff_sub.add_parser("add", help="add or change a user")
+    add.add_argument("user", help="Slack user id, e.g. U0123ABCD")
+    add.add_argument("--role", required=True, choices=["support", "teacher"])
+    add.add_argument("--tests", default="", help="test codes separated by commas")
+    staff_sub.add_parser("list", help="list users and roles")
+    remove = staff_sub.add_parser("remove", help="remove a user")
+    remove.add_argument("user")
+
+    run = sub.add_parser("run", help="run a slash command from the terminal")
+    run.add_argument("--as", dest="actor", required=True, help="Slack user id to act as")
+    run.add_argument("--yes", action="store_true", help="confirm a change that asks for it")
+    run.add_argument("command_line", metavar='"/command text"')
+
+    status = sub.add_parser("status", help="a test's or a candidate's status")
+    status.add_argument("test")
+    status.add_argument("candidate", nargs="?")
+    status.add_argument("--json", action="store_true", help="JSON for scripts")
+
+    deliver = sub.add_parser("deliver", help="deliver a file on a candidate's behalf (R10)")
+    deliver.add_argument("test")
+    deliver.add_argument("candidate")
+    deliver.add_argument("file", type=Path)
+    deliver.add_argument("--as", dest="actor", required=True)
+    deliver.add_argument("--reason", default="")
+
+    sub.add_parser("demo", help="load a demo exam day with candidates and staff")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    long_running = args.command in ("serve", "worker")
+    logging.basicConfig(
+        level=logging.INFO if long_running else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        return _dispatch(args)
+    except CliError as error:
+        print(f"examdesk: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "serve": _serve,
+        "worker": _worker,
+        "db": _db,
+        "import": _import,
+        "staff": _staff,
+        "run": _run,
+        "status": _status,
+        "deliver": _deliver,
+        "demo": _demo,
+    }
+    return handlers[args.command](args)
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+def load_settings():
+    from bot.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
+        )
+        raise CliError(f"configuration is invalid: {problems}") from None
+
+
+def open_database(settings, *, migrate: bool):
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import OperationalError
+
+    from store import migrate as migrations
+    from store.db import make_engine, make_session_factory
+
+    try:
+        engine = make_engine(settings.database_url)
+        fresh = not inspect(engine).has_table("alembic_version")
+        if migrate or fresh:
+            migrations.upgrade(engine)
+        elif not migrations.is_up_to_date(engine):
+            raise CliError(
+                "the database schema is older than this examdesk; run `examdesk db upgrade`"
+            )
+    except OperationalError as error:
+        raise CliError(
+            f"cannot open the database ({_first_line(error)}); check DATABASE_URL"
+        ) from None
+    except Exception as error:
+        if isinstance(error, CliError):
+            raise
+        if type(error).__name__ in ("ArgumentError", "NoSuchModuleError"):
+            raise CliError(f"DATABASE_URL is not a database URL: {error}") from None
+        raise
+    return engine, make_session_factory(engine)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0][:200]
+
+
+def _cli_actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _with_ctx(settings, factory, actor: str, work: Callable):
+    """Run ``work(ctx)`` in one transaction; a CommandError rolls back and exits 1."""
+    from commands.context import Ctx
+    from commands.errors import CommandError
+
+    with factory() as db_session:
+        ctx = Ctx(
+            db_session=db_session, actor=actor, tz=settings.tz, registry_dir=settings.registry_dir
+        )
+        try:
+            result = work(ctx)
+        except CommandError as error:
+            db_session.rollback()
+            raise CliError(str(error)) from None
+        db_session.commit()
+        return result
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from bot.server import serve
+
+    settings = load_settings()
+    engine, factory = open_database(settings, migrate=True)
+    return serve(settings, engine=engine, session_factory=factory)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from notifications.worker import run_worker
+
+    settings = load_settings()
+    engine, factory = open_database(settings, migrate=False)
+    return run_worker(settings, engine=engine, session_factory=factory)
+
+
+def _db(args: argparse.Namespace) -> int:
+    from store import migrate as migrations
+
+    settings = load_settings()
+    engine, _ = open_database(settings, migrate=True)
+    print(f"Database is at revision {migrations.current_revision(engine)} (latest).")
+    return EXIT_OK
+
+
+def _import(args: argparse.Namespace) -> int:
+    from commands import registry
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+    importer = registry.import_tests if args.what == "tests" else registry.import_candidates
+    result = _with_ctx(settings, factory, _cli_actor(), lambda ctx: importer(ctx, args.file))
+    print(result.summary(str(args.file)))
+    return EXIT_OK
+
+
+def _staff(args: argparse.Namespace) -> int:
+    from commands import staff
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+    if args.staff_command == "add":
+        codes = [c.strip() for c in args.tests.split(",") if c.strip()]
+        text = _with_ctx(
+            settings,
+            factory,
+            _cli_actor(),
+            lambda ctx: staff.add(ctx, user_id=args.user, role=args.role, test_codes=codes),
+        )
+    elif args.staff_command == "remove":
+        text = _with_ctx(
+            settings, factory, _cli_actor(), lambda ctx: staff.remove(ctx, user_id=args.user)
+        )
+    else:
+        text = _with_ctx(settings, factory, _cli_actor(), staff.listing)
+    print(text)
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from commands.runner import execute
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+    reply = execute(
+        session_factory=factory,
+        actor=args.actor,
+        command_line=args.command_line,
+        tz=settings.tz,
+        confirmed=args.yes,
+        registry_dir=settings.registry_dir,
+    )
+    if not reply.ok:
+        print(reply.text, file=sys.stderr)
+        return EXIT_REFUSED
+    print(reply.text)
+    if reply.needs_confirmation:
+        print("Nothing was changed. Run the same command with --yes to apply it.")
+        return EXIT_CONFIRM
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from commands import candidate_view, exam_overview
+    from commands.lookup import get_candidate, get_candidates, get_test, parse_candidate_number
+    from commands.status import candidate_status
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+
+    def work(ctx) -> str:
+        test = get_test(db_session=ctx.db_session, test_code=args.test)
+        if args.candidate is not None:
+            number = parse_candidate_number(args.candidate)
+            candidate = get_candidate(db_session=ctx.db_session, test=test, number=number)
+            if args.json:
+                return json.dumps(candidate_status(candidate, test, ctx.tz), ensure_ascii=False)
+            return candidate_view.card(ctx, test, candidate).text
+        if args.json:
+            everyone = get_candidates(db_session=ctx.db_session, test=test, numbers=None)
+            return json.dumps(
+                {
+                    "test": test.code,
+                    "candidates": [candidate_status(c, test, ctx.tz) for c in everyone],
+                },
+                ensure_ascii=False,
+            )
+        return exam_overview.overview(ctx, test).text
+
+    print(_with_ctx(settings, factory, _cli_actor(), work))
+    return EXIT_OK
+
+
+def _deliver(args: argparse.Namespace) -> int:
+    from commands import delivery
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+    print(
+        _with_ctx(
+            settings,
+            factory,
+            args.actor,
+            lambda ctx: delivery.attach_file(
+                ctx, test_code=args.test, number=args.candidate, path=args.file, reason=args.reason
+            ),
+        )
+    )
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from commands import demo
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=True)
+    print(_with_ctx(settings, factory, _cli_actor(), demo.load))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

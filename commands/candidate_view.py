@@ -1,0 +1,107 @@
+"""`/candidate TEST CANDIDATE`: status, deadline and how it is made up."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from commands.context import Ctx
+from commands.errors import InvalidInput
+from commands.lookup import get_candidate, get_test, parse_candidate_number
+from commands.masking import mask_email, mask_phone
+from commands.permissions import require_support_or_teacher_of
+from commands.reply import Reply
+from commands.status import candidate_status
+from commands.timeparse import format_duration, format_time, minutes_between
+from commands.timing import timing
+from store.models import Candidate, Delivery, NoticeReceipt, Test
+
+USAGE = (
+    "Usage: /candidate TEST CANDIDATE\n"
+    "  Shows status, deadline and how it is made up, new delivery and notices.\n"
+    "  Example: /candidate TDT4100-2026H 10023"
+)
+STATUS_LABELS = {"not_started": "not started", "started": "started", "submitted": "submitted"}
+
+
+def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
+    if len(args) != 2:
+        raise InvalidInput(
+            "Give a test and one candidate number." if len(args) < 2 else "Too many parts.",
+            USAGE,
+        )
+    db = ctx.db_session
+    test = get_test(db_session=db, test_code=args[0])
+    require_support_or_teacher_of(
+        db_session=db, user_id=ctx.actor, test=test, doing="see its candidates"
+    )
+    candidate = get_candidate(db_session=db, test=test, number=parse_candidate_number(args[1]))
+    return card(ctx, test, candidate)
+
+
+def card(ctx: Ctx, test: Test, candidate: Candidate) -> Reply:
+    tz = ctx.tz
+    t = timing(candidate, test)
+    data = candidate_status(candidate, test, tz)
+    data["phone"] = mask_phone(candidate.phone)
+    data["email"] = mask_email(candidate.email)
+    data["language"] = candidate.language
+    data["notices"] = notice_summary(ctx, candidate)
+    lines = [
+        f"Candidate {candidate.number} · {test.code} ({test.kind} exam)",
+        f"Status: {STATUS_LABELS.get(candidate.status, candidate.status)}",
+    ]
+    if t.reopening is not None:
+        if t.reopen_deadline is None:
+            lines.append("New delivery: allowed, no time limit (close it with /reopen … close)")
+        else:
+            after = minutes_between(t.ordinary_end, t.reopen_deadline)
+            lines.append(
+                f"New delivery: allowed ({t.reopening.mode}) until "
+                f"{format_time(t.reopen_deadline, tz)} "
+                f"({format_duration(after)} after the ordinary end)"
+            )
+    lines.append(
+        f"Deadline: {format_time(t.deadline, tz) if t.deadline else 'none (no time limit)'}"
+    )
+    lines.append("How the end time is made up:")
+    lines.append(f"  exam time ends        {format_time(t.exam_end, tz)}")
+    lines.append(f"  + upload allowance    {format_duration(t.allowance_minutes)}")
+    lines.append(f"  = ordinary end        {format_time(t.ordinary_end, tz)}")
+    if t.individual_end is not None:
+        lines.append(f"  individual end        {format_time(t.individual_end, tz)} (replaces it)")
+    lines.append(f"  + extra time          {format_duration(t.extra_minutes)} (registry)")
+    lines.append(f"  + incident time       {format_duration(t.incident_minutes)}")
+    lines.append(f"  = end time            {format_time(t.end_time, tz)}")
+    n = data["notices"]
+    lines.append(
+        f"Notices: {n['inapp']} in the exam app, {n['read']} read; SMS {n['sms']}; "
+        f"e-mail {n['email']}"
+    )
+    lines.append(f"Phone {data['phone']} · e-mail {data['email']} · language {candidate.language}")
+    return Reply(text="\n".join(lines), kind="candidate", data=data)
+
+
+def notice_summary(ctx: Ctx, candidate: Candidate) -> dict:
+    db = ctx.db_session
+    inapp, read = db.execute(
+        select(func.count(NoticeReceipt.id), func.count(NoticeReceipt.read_at)).where(
+            NoticeReceipt.candidate_id == candidate.id
+        )
+    ).one()
+    by_channel: dict[str, dict[str, int]] = {"sms": {}, "email": {}}
+    for channel, status, count in db.execute(
+        select(Delivery.channel, Delivery.status, func.count())
+        .where(Delivery.candidate_id == candidate.id)
+        .group_by(Delivery.channel, Delivery.status)
+    ):
+        by_channel.setdefault(channel, {})[status] = count
+    return {
+        "inapp": inapp,
+        "read": read,
+        "sms": _statuses(by_channel["sms"]),
+        "email": _statuses(by_channel["email"]),
+    }
+
+
+def _statuses(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"

@@ -1,0 +1,134 @@
+"""Delivering answers: automatically at the deadline (R9) and on a candidate's behalf (R10)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import selectinload
+
+from commands import audit
+from commands.context import Ctx
+from commands.errors import InvalidInput, Refused
+from commands.lookup import get_candidate, get_test, parse_candidate_number
+from commands.permissions import require_support
+from commands.reopen import close_reopening
+from commands.status import candidate_status
+from commands.timing import timing
+from store.models import Candidate, Reopening, Submission, Test
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+SYSTEM_ACTOR = "examdesk"
+
+
+@dataclass(frozen=True)
+class Delivered:
+    test: str
+    candidate: str
+    reopened: bool
+
+
+def deliver_due(ctx: Ctx) -> list[Delivered]:
+    """R9: deliver every answer whose deadline has come. Safe to run again at any time.
+
+    A started answer is delivered at the candidate's deadline where the test delivers
+    automatically; a reopened answer at its reopen deadline even where the test does not;
+    no-limit reopenings and thesis tests never.
+    """
+    db = ctx.db_session
+    active = exists().where(Reopening.candidate_id == Candidate.id, Reopening.closed_at.is_(None))
+    candidates = db.scalars(
+        select(Candidate)
+        .join(Test, Test.id == Candidate.test_id)
+        .where(
+            Test.kind != "thesis",
+            Test.start <= ctx.now,
+            or_(Candidate.status == "started", active),
+        )
+        .options(selectinload(Candidate.reopenings), selectinload(Candidate.test))
+        .order_by(Candidate.id)
+        .with_for_update(of=Candidate, skip_locked=True)
+    ).all()
+    done = []
+    for candidate in candidates:
+        test = candidate.test
+        t = timing(candidate, test)
+        if t.reopening is not None:
+            if t.reopen_deadline is None or t.reopen_deadline > ctx.now:
+                continue
+            before = candidate_status(candidate, test, ctx.tz)
+            close_reopening(ctx, candidate, t.reopening, choice="current")
+            action = "auto_deliver_reopened"
+        else:
+            if not test.auto_deliver or t.end_time > ctx.now:
+                continue
+            before = candidate_status(candidate, test, ctx.tz)
+            db.add(
+                Submission(candidate_id=candidate.id, at=ctx.now, source="automatic", by=ctx.actor)
+            )
+            candidate.status = "submitted"
+            candidate.submitted_at = ctx.now
+            action = "auto_deliver"
+        db.flush()
+        audit.record(
+            ctx,
+            action=action,
+            reason="deadline reached (R9)",
+            before=before,
+            after=candidate_status(candidate, test, ctx.tz),
+            candidate=candidate,
+        )
+        done.append(Delivered(test.code, candidate.number, t.reopening is not None))
+    return done
+
+
+def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: str) -> str:
+    """R10: staff deliver a file for the candidate (at most 50 MB); status becomes submitted."""
+    db = ctx.db_session
+    require_support(db_session=db, user_id=ctx.actor, doing="deliver for a candidate")
+    test = get_test(db_session=db, test_code=test_code)
+    candidate = get_candidate(
+        db_session=db, test=test, number=parse_candidate_number(number), lock=True
+    )
+    if not path.is_file():
+        raise InvalidInput(f"There is no file {path}. Give the path of the answer file.")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise Refused(
+            f"{path.name} is {size / 1024 / 1024:.1f} MB; at most 50 MB can be delivered for a "
+            f"candidate. Open the candidate for new delivery instead: `/reopen {test.code} "
+            f"{candidate.number} in 30m`."
+        )
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    before = candidate_status(candidate, test, ctx.tz)
+    db.add(
+        Submission(
+            candidate_id=candidate.id,
+            at=ctx.now,
+            source="staff_file",
+            by=ctx.actor,
+            file_name=path.name,
+            file_size=size,
+            sha256=digest.hexdigest(),
+        )
+    )
+    candidate.status = "submitted"
+    candidate.submitted_at = ctx.now
+    db.flush()
+    audit.record(
+        ctx,
+        action="deliver_file",
+        reason=reason or "no reason given",
+        before=before,
+        after=candidate_status(candidate, test, ctx.tz) | {"file": path.name},
+        candidate=candidate,
+    )
+    return (
+        f"Delivered {path.name} ({size} bytes) for candidate {candidate.number} of "
+        f"{test.code}; the status is submitted."
+    )

@@ -1,0 +1,35 @@
+"""Domain errors. Each carries a message for a person: what is wrong and how to do it right.
+
+The front doors (Slack, CLI, tests) turn them into a refusal reply; whatever the command had
+changed is rolled back with its transaction.
+"""
+
+from __future__ import annotations
+
+
+class CommandError(Exception):
+    """Base of every refusal; ``message`` is shown as it is, ``usage`` after it."""
+
+    def __init__(self, message: str, usage: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.usage}" if self.usage else self.message
+
+
+class InvalidInput(CommandError):
+    """The text of the command is malformed."""
+
+
+class NotFound(CommandError):
+    """A test, candidate or user that does not exist."""
+
+
+class NotAllowed(CommandError):
+    """The acting user lacks the role for this (R15)."""
+
+
+class Refused(CommandError):
+    """Well-formed, but the exam rules forbid it now."""

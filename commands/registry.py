@@ -1,0 +1,550 @@
+"""Tests and candidates from the student registry's export files (R11).
+
+A file is checked whole before anything is stored: a bad row names its line, unknown columns
+are named, and nothing of that file is kept. Importing the same file again changes nothing.
+A refresh brings in the registry's fields only; incident time, reopenings and deliveries
+made by staff are never undone, and statuses only move forward.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from sqlalchemy import select
+
+from commands import audit
+from commands.context import Ctx
+from commands.errors import InvalidInput
+from commands.timeparse import format_duration, local_to_utc
+from commands.timing import ordinary_end_passed
+from store.models import Candidate, Staff, StaffTest, Test
+
+TEST_COLUMNS = ("code", "title", "kind", "start", "end", "upload", "auto_deliver", "teachers")
+TEST_REQUIRED = ("code", "kind", "start", "end")
+CANDIDATE_COLUMNS = (
+    "test",
+    "candidate",
+    "phone",
+    "email",
+    "language",
+    "extra_minutes",
+    "postponed_deadline",
+    "individual_deadline",
+    "status",
+)
+CANDIDATE_REQUIRED = ("test", "candidate")
+KINDS = ("school", "home", "assignment", "thesis")
+STATUSES = ("not_started", "started", "submitted")
+STATUS_RANK = {s: i for i, s in enumerate(STATUSES)}
+LANGUAGES = ("nb", "en")
+MAX_EXTRA_MINUTES = 24 * 60
+MAX_ERRORS_SHOWN = 20
+
+_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,63}$")
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,31}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass
+class ImportResult:
+    kind: str
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self, source: str) -> str:
+        head = (
+            f"Imported {self.kind} from {source}: {self.created} new, {self.updated} updated, "
+            f"{self.unchanged} unchanged."
+        )
+        return "\n".join([head, *(f"  note: {w}" for w in self.warnings)])
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def read_rows(
+    path: Path, columns: tuple[str, ...], required: tuple[str, ...]
+) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) pairs from a .csv or .xlsx file, headers checked."""
+    if not path.exists():
+        raise InvalidInput(f"There is no file {path}. Give the path of a .csv or .xlsx file.")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        header, rows = _read_csv(path)
+    elif suffix == ".xlsx":
+        header, rows = _read_xlsx(path)
+    else:
+        raise InvalidInput(
+            f"{path.name} is neither .csv nor .xlsx. Export the file as one of them."
+        )
+    header = [str(h or "").strip().lower() for h in header]
+    unknown = [h for h in header if h not in columns]
+    missing = [c for c in required if c not in header]
+    expected = ",".join(columns)
+    if unknown:
+        raise InvalidInput(
+            f"{path.name}: unknown column{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(u) for u in unknown)}. The columns are: {expected}. Nothing was "
+            "imported."
+        )
+    if missing:
+        raise InvalidInput(
+            f"{path.name}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}. "
+            f"The columns are: {expected}. Nothing was imported."
+        )
+    if len(set(header)) != len(header):
+        raise InvalidInput(f"{path.name}: a column appears twice. Nothing was imported.")
+    out = []
+    for line, values in rows:
+        if all(v in (None, "") for v in values):
+            continue
+        if len(values) > len(header) and any(v not in (None, "") for v in values[len(header) :]):
+            raise InvalidInput(
+                f"{path.name} line {line}: more cells than columns. Nothing was imported."
+            )
+        row = {h: values[i] if i < len(values) else None for i, h in enumerate(header)}
+        out.append((line, row))
+    return out
+
+
+def _read_csv(path: Path) -> tuple[list[Any], list[tuple[int, list[Any]]]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path.name} is not UTF-8 text. Save it as CSV UTF-8.") from None
+    try:
+        dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text), dialect)
+    rows = list(reader)
+    if not rows:
+        raise InvalidInput(f"{path.name} is empty: it needs a header row. Nothing was imported.")
+    return rows[0], [(i + 2, r) for i, r in enumerate(rows[1:])]
+
+
+def _read_xlsx(path: Path) -> tuple[list[Any], list[tuple[int, list[Any]]]]:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except Exception:  # openpyxl raises many kinds for a damaged file
+        raise InvalidInput(f"{path.name} is not a readable .xlsx workbook.") from None
+    try:
+        sheet = workbook.worksheets[0]
+        rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+    finally:
+        workbook.close()
+    if not rows:
+        raise InvalidInput(f"{path.name} is empty: it needs a header row. Nothing was imported.")
+    return rows[0], [(i + 2, r) for i, r in enumerate(rows[1:])]
+
+
+# ---------------------------------------------------------------- cell parsing
+
+
+class _BadCell(Exception):
+    pass
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _yes_no(value: Any, column: str) -> bool:
+    text = _text(value).lower()
+    if text in ("yes", "y"):
+        return True
+    if text in ("no", "n", ""):
+        return False
+    raise _BadCell(f"{column} is '{text}'; write yes or no")
+
+
+def _when(value: Any, column: str, tz: ZoneInfo, *, required: bool) -> datetime | None:
+    if isinstance(value, datetime):
+        return local_to_utc(value.date(), value.time().replace(second=0, microsecond=0), tz=tz)
+    text = _text(value)
+    if not text:
+        if required:
+            raise _BadCell(f"{column} is empty; write YYYY-MM-DD HH:MM")
+        return None
+    match = re.match(r"^(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2})(?::00)?$", text)
+    if not match:
+        raise _BadCell(f"{column} '{text}' is not YYYY-MM-DD HH:MM")
+    y, mo, d, h, mi = (int(g) for g in match.groups())
+    try:
+        return local_to_utc(date(y, mo, d), time(h, mi), tz=tz)
+    except ValueError:
+        raise _BadCell(f"{column} '{text}' is not a real date and time") from None
+    except InvalidInput as error:
+        raise _BadCell(error.message) from None
+
+
+def normalise_phone(raw: str) -> str | None:
+    """E.164, Norwegian numbers without +47 accepted; None when it is no usable number."""
+    try:
+        number = phonenumbers.parse(raw, "NO")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# ---------------------------------------------------------------- tests
+
+
+@dataclass(frozen=True)
+class TestRow:
+    code: str
+    title: str
+    kind: str
+    start: datetime
+    end: datetime
+    has_upload: bool
+    auto_deliver: bool
+    teachers: tuple[str, ...]
+
+
+def _parse_test(row: dict[str, Any], tz: ZoneInfo) -> TestRow:
+    code = _text(row.get("code")).upper()
+    if not _CODE.match(code):
+        raise _BadCell(f"code '{code}' is not a test code like TDT4100-2026H")
+    kind = _text(row.get("kind")).lower()
+    if kind not in KINDS:
+        raise _BadCell(f"kind '{kind}' is not one of {'|'.join(KINDS)}")
+    start = _when(row.get("start"), "start", tz, required=True)
+    end = _when(row.get("end"), "end", tz, required=True)
+    assert start is not None and end is not None
+    if end <= start:
+        raise _BadCell("end is not after start")
+    teachers = tuple(_text(row.get("teachers")).split())
+    bad = [t for t in teachers if not _SLACK_USER.match(t)]
+    if bad:
+        raise _BadCell(f"teachers {', '.join(bad)} are not Slack user ids like U0123ABCD")
+    return TestRow(
+        code=code,
+        title=_text(row.get("title")),
+        kind=kind,
+        start=start,
+        end=end,
+        has_upload=_yes_no(row.get("upload"), "upload"),
+        auto_deliver=_yes_no(row.get("auto_deliver"), "auto_deliver"),
+        teachers=teachers,
+    )
+
+
+def import_tests(ctx: Ctx, path: Path) -> ImportResult:
+    rows = read_rows(path, TEST_COLUMNS, TEST_REQUIRED)
+    parsed: dict[str, TestRow] = {}
+    errors: list[str] = []
+    for line, row in rows:
+        try:
+            item = _parse_test(row, ctx.tz)
+        except _BadCell as error:
+            errors.append(f"line {line}: {error}")
+            continue
+        if item.code in parsed:
+            errors.append(f"line {line}: test {item.code} appears twice")
+        parsed[item.code] = item
+    _raise_if(errors, path)
+    return _store_tests(ctx, list(parsed.values()))
+
+
+def _store_tests(ctx: Ctx, items: list[TestRow]) -> ImportResult:
+    db = ctx.db_session
+    result = ImportResult(kind="tests")
+    existing = {
+        t.code: t for t in db.scalars(select(Test).where(Test.code.in_([i.code for i in items])))
+    }
+    fields = ("title", "kind", "start", "end", "has_upload", "auto_deliver")
+    for item in items:
+        test = existing.get(item.code)
+        before: dict[str, Any] = {}
+        if test is None:
+            test = Test(code=item.code, updated_at=ctx.now)
+            db.add(test)
+            result.created += 1
+        else:
+            before = {f: _plain(getattr(test, f)) for f in fields}
+        changed = {f: getattr(item, f) for f in fields if before.get(f) != _plain(getattr(item, f))}
+        for name, value in changed.items():
+            setattr(test, name, value)
+        db.flush()
+        new_links = _link_teachers(ctx, test, item.teachers)
+        if before and not changed and not new_links:
+            result.unchanged += 1
+            continue
+        if before:
+            result.updated += 1
+        after = {f: _plain(getattr(test, f)) for f in fields}
+        test.updated_at = ctx.now
+        audit.record(
+            ctx,
+            action="registry_test",
+            reason="student registry import",
+            before={k: v for k, v in before.items() if k in changed},
+            after={
+                **{k: v for k, v in after.items() if k in changed or not before},
+                **({"teachers_added": new_links} if new_links else {}),
+            },
+            test=test,
+        )
+    return result
+
+
+def _link_teachers(ctx: Ctx, test: Test, teachers: Iterable[str]) -> list[str]:
+    db = ctx.db_session
+    added = []
+    for user in teachers:
+        if db.get(Staff, user) is None:
+            db.add(Staff(user_id=user, role="teacher", added_at=ctx.now, added_by=ctx.actor))
+            db.flush()
+        if db.get(StaffTest, (user, test.id)) is None:
+            db.add(StaffTest(user_id=user, test_id=test.id))
+            added.append(user)
+    return added
+
+
+# ---------------------------------------------------------------- candidates
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    test: str
+    number: str
+    phone: str | None
+    email: str | None
+    language: str
+    extra_minutes: int
+    postponed_deadline: datetime | None
+    individual_deadline: datetime | None
+    status: str | None
+    warning: str | None
+
+
+def _parse_candidate(row: dict[str, Any], tz: ZoneInfo) -> CandidateRow:
+    test = _text(row.get("test")).upper()
+    if not test:
+        raise _BadCell("test is empty")
+    number = _text(row.get("candidate"))
+    if not number.isdigit() or len(number) > 12:
+        raise _BadCell(f"candidate '{number}' is not a candidate number (digits only)")
+    raw_phone = _text(row.get("phone"))
+    phone = normalise_phone(raw_phone) if raw_phone else None
+    warning = None
+    if raw_phone and phone is None:
+        warning = f"candidate {number} of {test}: phone '{raw_phone}' is not a usable number"
+    email = _text(row.get("email")) or None
+    if email and not _EMAIL.match(email):
+        raise _BadCell(f"email '{email}' is not an e-mail address")
+    language = _text(row.get("language")).lower() or "nb"
+    if language == "nn":
+        language = "nb"  # the exam app has no Nynorsk; Bokmål is the closest
+    if language not in LANGUAGES:
+        raise _BadCell(f"language '{language}' is not nb or en")
+    extra_text = _text(row.get("extra_minutes")) or "0"
+    if not extra_text.isdigit() or int(extra_text) > MAX_EXTRA_MINUTES:
+        raise _BadCell(
+            f"extra_minutes '{extra_text}' is not a whole number of minutes from 0 to "
+            f"{MAX_EXTRA_MINUTES}"
+        )
+    status = _text(row.get("status")).lower() or None
+    if status is not None and status not in STATUSES:
+        raise _BadCell(f"status '{status}' is not one of {'|'.join(STATUSES)}")
+    return CandidateRow(
+        test=test,
+        number=number,
+        phone=phone,
+        email=email,
+        language=language,
+        extra_minutes=int(extra_text),
+        postponed_deadline=_when(
+            row.get("postponed_deadline"), "postponed_deadline", tz, required=False
+        ),
+        individual_deadline=_when(
+            row.get("individual_deadline"), "individual_deadline", tz, required=False
+        ),
+        status=status,
+        warning=warning,
+    )
+
+
+def import_candidates(ctx: Ctx, path: Path) -> ImportResult:
+    rows = read_rows(path, CANDIDATE_COLUMNS, CANDIDATE_REQUIRED)
+    parsed: dict[tuple[str, str], CandidateRow] = {}
+    errors: list[str] = []
+    for line, row in rows:
+        try:
+            item = _parse_candidate(row, ctx.tz)
+        except _BadCell as error:
+            errors.append(f"line {line}: {error}")
+            continue
+        key = (item.test, item.number)
+        if key in parsed:
+            errors.append(f"line {line}: candidate {item.number} of {item.test} appears twice")
+        parsed[key] = item
+    codes = sorted({k[0] for k in parsed})
+    tests = {t.code: t for t in ctx.db_session.scalars(select(Test).where(Test.code.in_(codes)))}
+    for line, row in rows:
+        code = _text(row.get("test")).upper()
+        if code and code not in tests and (code, _text(row.get("candidate"))) in parsed:
+            errors.append(f"line {line}: there is no test {code}; import the tests file first")
+    _raise_if(errors, path)
+    return _store_candidates(ctx, list(parsed.values()), tests)
+
+
+REGISTRY_FIELDS = (
+    "phone",
+    "email",
+    "language",
+    "extra_minutes",
+    "postponed_deadline",
+    "individual_deadline",
+)
+
+
+def _store_candidates(ctx: Ctx, items: list[CandidateRow], tests: dict[str, Test]) -> ImportResult:
+    db = ctx.db_session
+    result = ImportResult(kind="candidates")
+    by_test: dict[str, list[CandidateRow]] = {}
+    for item in items:
+        by_test.setdefault(item.test, []).append(item)
+        if item.warning:
+            result.warnings.append(item.warning + "; no SMS can reach it")
+    for code, rows in by_test.items():
+        test = tests[code]
+        existing = {
+            c.number: c for c in db.scalars(select(Candidate).where(Candidate.test_id == test.id))
+        }
+        closed = ordinary_end_passed(test, ctx.now)
+        before_all: dict[str, Any] = {}
+        after_all: dict[str, Any] = {}
+        for item in rows:
+            candidate = existing.get(item.number)
+            if candidate is None:
+                candidate = Candidate(
+                    test_id=test.id,
+                    number=item.number,
+                    incident_minutes=0,
+                    status=item.status or "not_started",
+                    notice_token=secrets.token_urlsafe(32),
+                    **{f: getattr(item, f) for f in REGISTRY_FIELDS},
+                )
+                db.add(candidate)
+                result.created += 1
+                after_all[item.number] = {
+                    f: _plain(getattr(item, f)) for f in (*REGISTRY_FIELDS, "status")
+                } | {"status": candidate.status}
+                continue
+            changed = _apply_registry(candidate, item, closed, result, test)
+            if changed:
+                result.updated += 1
+                before_all[item.number] = {k: v[0] for k, v in changed.items()}
+                after_all[item.number] = {k: v[1] for k, v in changed.items()}
+            else:
+                result.unchanged += 1
+        if after_all:
+            db.flush()
+            audit.record(
+                ctx,
+                action="registry_candidates",
+                reason="student registry import",
+                before=before_all,
+                after=after_all,
+                test=test,
+                batch=str(uuid.uuid4()),
+            )
+            before_all, after_all = {}, {}
+    db.flush()
+    return result
+
+
+def _apply_registry(
+    candidate: Candidate, item: CandidateRow, closed: bool, result: ImportResult, test: Test
+) -> dict[str, tuple[Any, Any]]:
+    changed: dict[str, tuple[Any, Any]] = {}
+    for name in REGISTRY_FIELDS:
+        old, new = getattr(candidate, name), getattr(item, name)
+        if old == new:
+            continue
+        if name == "extra_minutes" and closed:
+            # R5: after the ordinary end extra time is frozen; staff must reopen instead.
+            result.warnings.append(
+                f"candidate {item.number} of {test.code}: extra time "
+                f"{format_duration(old)} → {format_duration(new)} not applied, the ordinary end "
+                "has passed (R5); reopen the candidate if needed"
+            )
+            continue
+        setattr(candidate, name, new)
+        changed[name] = (_plain(old), _plain(new))
+    # Statuses only move forward, so a stale export never undoes a delivery.
+    if (
+        item.status
+        and STATUS_RANK[item.status] > STATUS_RANK[candidate.status]
+        and not any(r.closed_at is None for r in candidate.reopenings)
+    ):
+        changed["status"] = (candidate.status, item.status)
+        candidate.status = item.status
+    return changed
+
+
+# ---------------------------------------------------------------- shared
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _raise_if(errors: list[str], path: Path) -> None:
+    if not errors:
+        return
+    shown = errors[:MAX_ERRORS_SHOWN]
+    more = len(errors) - len(shown)
+    raise InvalidInput(
+        f"{path.name} has {len(errors)} bad row{'s' if len(errors) > 1 else ''}; nothing was "
+        "imported. Fix them and import the file again:\n"
+        + "\n".join(f"  {e}" for e in shown)
+        + (f"\n  …and {more} more" if more else "")
+    )
+
+
+def newest_export(folder: Path, prefix: str) -> Path | None:
+    """The newest ``tests*`` or ``candidates*`` file the registry has dropped in ``folder``."""
+    files = [
+        p
+        for p in folder.glob(f"{prefix}*")
+        if p.suffix.lower() in (".csv", ".xlsx") and p.is_file()
+    ]
+    return max(files, key=lambda p: (p.stat().st_mtime, p.name)) if files else None
+
+
+def refresh(ctx: Ctx, folder: Path) -> str:
+    """Re-import the newest tests and candidates exports from ``folder`` (R11)."""
+    if not folder.is_dir():
+        raise InvalidInput(f"The registry folder {folder} does not exist. Check REGISTRY_DIR.")
+    lines = []
+    for prefix, importer in (("tests", import_tests), ("candidates", import_candidates)):
+        path = newest_export(folder, prefix)
+        if path is None:
+            lines.append(f"No {prefix} file in {folder}.")
+            continue
+        lines.append(importer(ctx, path).summary(path.name))
+    return "\n".join(lines)

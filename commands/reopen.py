@@ -1,0 +1,286 @@
+"""`/reopen`: new delivery for one candidate (R6, R7) and closing it (R8)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from commands import audit
+from commands.context import Ctx
+from commands.errors import InvalidInput, Refused
+from commands.lookup import get_candidate, get_test, parse_candidate_number
+from commands.permissions import require_support
+from commands.reply import Confirm, Reply
+from commands.timeparse import (
+    format_duration,
+    format_time,
+    iso,
+    minutes_between,
+    parse_duration,
+    parse_local_datetime,
+)
+from commands.timing import active_reopening, end_time, ordinary_end, ordinary_end_passed, timing
+from store.models import Candidate, Reopening, Submission, Test
+
+USAGE = (
+    "Usage: /reopen TEST CANDIDATE until-close|at DATETIME|in DURATION|no-limit [reason]\n"
+    "       /reopen TEST CANDIDATE close current|reverted\n"
+    "  until-close: open until the candidate's own end time (only before the ordinary end)\n"
+    "  at DATETIME: open until YYYY-MM-DD HH:MM or HH:MM today (must be in the future)\n"
+    "  in DURATION: open for 30, 45m, 1h30m from now (only after the ordinary end)\n"
+    "  no-limit: open until someone closes it (not recommended; asks to confirm)\n"
+    "  close current|reverted: close now and deliver the current answer or the one "
+    "delivered before reopening\n"
+    "  Example: /reopen TDT4100-2026H 10023 in 30m upload failed"
+)
+MODES = ("until-close", "at", "in", "no-limit")
+
+
+def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
+    if len(args) < 3:
+        raise InvalidInput("Some parts are missing.", USAGE)
+    test_code, number, mode, *rest = args
+    number = parse_candidate_number(number)
+    mode = mode.lower()
+    if mode == "close":
+        if len(rest) != 1 or rest[0].lower() not in ("current", "reverted"):
+            raise InvalidInput(
+                "Say which answer to deliver: `close current` or `close reverted`.", USAGE
+            )
+        return close(ctx, test_code=test_code, number=number, choice=rest[0].lower())
+    if mode not in MODES:
+        raise InvalidInput(f"'{mode}' is not a way to reopen.", USAGE)
+    deadline = None
+    if mode == "at":
+        deadline, rest = _parse_at(ctx, rest)
+    elif mode == "in":
+        if not rest:
+            raise InvalidInput("Say for how long: `in 30m`.", USAGE)
+        minutes = parse_duration(rest[0])
+        if minutes == 0:
+            raise InvalidInput("`in 0` would close it at once; give a duration, e.g. `in 30m`.")
+        deadline = (ctx.now + timedelta(minutes=minutes)).replace(microsecond=0)
+        rest = rest[1:]
+    return reopen(
+        ctx,
+        test_code=test_code,
+        number=number,
+        mode=mode,
+        deadline=deadline,
+        reason=" ".join(rest),
+        confirmed=confirmed,
+        command=" ".join(["/reopen", *args]),
+    )
+
+
+def _parse_at(ctx: Ctx, rest: list[str]) -> tuple:
+    if not rest:
+        raise InvalidInput("Say until when: `at 2026-12-01 15:30` or `at 15:30`.", USAGE)
+    # `at HH:MM` or `at YYYY-MM-DD HH:MM`: a date is followed by a time.
+    take = 2 if "-" in rest[0] and len(rest) >= 2 else 1
+    return parse_local_datetime(" ".join(rest[:take]), tz=ctx.tz, now=ctx.now), rest[take:]
+
+
+def reopen(
+    ctx: Ctx,
+    *,
+    test_code: str,
+    number: str,
+    mode: str,
+    deadline,
+    reason: str,
+    confirmed: bool,
+    command: str,
+) -> Reply:
+    db = ctx.db_session
+    require_support(db_session=db, user_id=ctx.actor, doing="reopen delivery")
+    test = get_test(db_session=db, test_code=test_code)
+    candidate = get_candidate(db_session=db, test=test, number=number, lock=True)
+    _check_mode(ctx, test, candidate, mode, deadline)
+    if mode == "no-limit" and not confirmed:
+        return Reply(
+            text=f"Reopening {candidate.number} of {test.code} with no time limit is not "
+            "recommended: the answer is never delivered automatically, someone must close it "
+            f"with `/reopen {test.code} {candidate.number} close current`. Nothing is changed "
+            "until you confirm.",
+            kind="confirm",
+            confirm=Confirm(
+                prompt=f"Open {candidate.number} of {test.code} for new delivery with no time "
+                "limit?",
+                command=command,
+                button="Yes, no time limit",
+            ),
+        )
+    reason = reason or "no reason given"
+    existing = active_reopening(candidate)
+    before = _state(ctx, candidate, test)
+    if existing is None:
+        existing = Reopening(
+            candidate=candidate,
+            opened_at=ctx.now,
+            status_before=candidate.status,
+            submission_before_id=_latest_submission_id(ctx, candidate),
+        )
+        db.add(existing)
+    existing.mode = mode
+    existing.deadline = deadline
+    existing.opened_by = ctx.actor
+    existing.reason = reason
+    db.flush()
+    after = _state(ctx, candidate, test)
+    audit.record(
+        ctx, action="reopen", reason=reason, before=before, after=after, candidate=candidate
+    )
+    t = timing(candidate, test)
+    due = _describe_deadline(ctx, t.reopen_deadline, test)
+    return Reply(
+        text=f"Candidate {candidate.number} of {test.code} is open for new delivery "
+        f"({mode}) {due} (reason: {reason}).\nBefore: {_describe(before, ctx)}\nNow: "
+        f"{_describe(after, ctx)}",
+        kind="receipt",
+        data={
+            "test": test.code,
+            "action": "reopen",
+            "candidate": candidate.number,
+            "before": before,
+            "after": after,
+        },
+        log=[
+            f"<@{ctx.actor}> reopened {test.code} candidate {candidate.number} ({mode}) {due};"
+            f" why: {reason}"
+        ],
+    )
+
+
+def _check_mode(ctx: Ctx, test: Test, candidate: Candidate, mode: str, deadline) -> None:
+    closed = ordinary_end_passed(test, ctx.now)
+    end = format_time(ordinary_end(test), ctx.tz)
+    if mode == "until-close" and closed:
+        raise Refused(
+            f"until-close is only possible before the ordinary end of {test.code} ({end}), "
+            f"which has passed. Use `/reopen {test.code} {candidate.number} in 30m` or "
+            f"`at HH:MM` instead."
+        )
+    if mode == "until-close" and end_time(candidate, test) <= ctx.now:
+        raise Refused(
+            f"Candidate {candidate.number}'s own end time "
+            f"({format_time(end_time(candidate, test), ctx.tz)}) has passed, so until-close would"
+            f" close at once. Use `/reopen {test.code} {candidate.number} at HH:MM` instead."
+        )
+    if mode == "in" and not closed:
+        raise Refused(
+            f"`in DURATION` is only possible after the ordinary end of {test.code} ({end}). "
+            f"Before it, give extra time (`/incident-time {test.code} {candidate.number} add "
+            f"15`) or use `until-close` or `at HH:MM`."
+        )
+    if mode == "at" and deadline <= ctx.now:
+        raise Refused(f"{format_time(deadline, ctx.tz)} is not in the future. Give a later time.")
+
+
+def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
+    """R8: end the reopening now and deliver the current or the earlier answer."""
+    db = ctx.db_session
+    require_support(db_session=db, user_id=ctx.actor, doing="close new delivery")
+    test = get_test(db_session=db, test_code=test_code)
+    candidate = get_candidate(db_session=db, test=test, number=number, lock=True)
+    reopening = active_reopening(candidate)
+    if reopening is None:
+        raise Refused(
+            f"Candidate {candidate.number} of {test.code} is not open for new delivery, so "
+            "there is nothing to close. See `/candidate` for the status."
+        )
+    if choice == "reverted" and reopening.submission_before_id is None:
+        raise Refused(
+            f"Candidate {candidate.number} had delivered nothing before the reopening, so "
+            f"there is no earlier version. Use `/reopen {test.code} {candidate.number} close "
+            "current`."
+        )
+    before = _state(ctx, candidate, test)
+    close_reopening(ctx, candidate, reopening, choice=choice)
+    after = _state(ctx, candidate, test)
+    audit.record(
+        ctx,
+        action=f"close_{choice}",
+        reason=f"close {choice}",
+        before=before,
+        after=after,
+        candidate=candidate,
+    )
+    which = "the current answer" if choice == "current" else "the answer delivered before"
+    return Reply(
+        text=f"New delivery for {candidate.number} of {test.code} is closed; {which} is "
+        f"delivered and the status is submitted.\nBefore: {_describe(before, ctx)}\nNow: "
+        f"{_describe(after, ctx)}",
+        kind="receipt",
+        data={
+            "test": test.code,
+            "action": "close",
+            "candidate": candidate.number,
+            "before": before,
+            "after": after,
+        },
+        log=[
+            f"<@{ctx.actor}> closed new delivery for {test.code} candidate "
+            f"{candidate.number}, delivered {which}"
+        ],
+    )
+
+
+def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, choice: str) -> None:
+    reopening.closed_at = ctx.now
+    reopening.closed_by = ctx.actor
+    reopening.close_choice = choice
+    ctx.db_session.add(
+        Submission(
+            candidate_id=candidate.id,
+            at=ctx.now,
+            source=f"closed_{choice}",
+            by=ctx.actor,
+            copy_of_id=reopening.submission_before_id if choice == "reverted" else None,
+        )
+    )
+    candidate.status = "submitted"
+    candidate.submitted_at = ctx.now
+    ctx.db_session.flush()
+
+
+def _latest_submission_id(ctx: Ctx, candidate: Candidate) -> int | None:
+    return ctx.db_session.scalar(
+        select(Submission.id)
+        .where(Submission.candidate_id == candidate.id)
+        .order_by(Submission.id.desc())
+        .limit(1)
+    )
+
+
+def _state(ctx: Ctx, candidate: Candidate, test: Test) -> dict:
+    t = timing(candidate, test)
+    reopening = t.reopening
+    return {
+        "status": candidate.status,
+        "new_delivery": None
+        if reopening is None
+        else {"mode": reopening.mode, "deadline": iso(t.reopen_deadline, ctx.tz)},
+        "deadline": iso(t.deadline, ctx.tz),
+    }
+
+
+def _describe(state: dict, ctx: Ctx) -> str:
+    nd = state["new_delivery"]
+    reopened = "not open for new delivery" if nd is None else f"new delivery {nd['mode']}"
+    due = state["deadline"]
+    deadline = format_time(datetime.fromisoformat(due), ctx.tz) if due else "none (no limit)"
+    return f"{state['status']}, {reopened}, deadline {deadline}"
+
+
+def _describe_deadline(ctx: Ctx, deadline, test: Test) -> str:
+    if deadline is None:
+        return "with no time limit"
+    after = minutes_between(ordinary_end(test), deadline)
+    relative = (
+        f"{format_duration(after)} after the ordinary end"
+        if after >= 0
+        else f"{format_duration(-after)} before the ordinary end"
+    )
+    return f"until {format_time(deadline, ctx.tz)} ({relative})"

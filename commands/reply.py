@@ -1,0 +1,34 @@
+"""What a command answers: text for a person, plus structured data for richer views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """The command would change a lot or can't be undone: ask first, change nothing yet.
+
+    ``command`` is the exact command line to run again, confirmed, to apply it.
+    """
+
+    prompt: str
+    command: str
+    button: str = "Apply"
+
+
+@dataclass
+class Reply:
+    text: str
+    ok: bool = True
+    # message | usage | candidate | overview | receipt | confirm | refusal
+    kind: str = "message"
+    data: dict[str, Any] = field(default_factory=dict)
+    confirm: Confirm | None = None
+    # One line per change for the support channel's change log (who, what, whom, why).
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.confirm is not None

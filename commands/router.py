@@ -1,0 +1,53 @@
+"""One entry for every front door: a slash command's text in, a Reply out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from commands import candidate_view, exam_overview, incident_time, reopen
+from commands.context import Ctx
+from commands.errors import InvalidInput
+from commands.reply import Reply
+
+Handler = Callable[..., Reply]
+
+COMMANDS: dict[str, tuple[Handler, str]] = {
+    "/incident-time": (incident_time.run, incident_time.USAGE),
+    "/reopen": (reopen.run, reopen.USAGE),
+    "/candidate": (candidate_view.run, candidate_view.USAGE),
+    "/exam": (exam_overview.run, exam_overview.USAGE),
+}
+
+
+def register(name: str, handler: Handler, usage: str) -> None:
+    """Feature modules add their commands here (see commands/__init__.py)."""
+    COMMANDS[name] = (handler, usage)
+
+
+def split(command_line: str) -> tuple[str, list[str]]:
+    """``"/reopen T 1 in 30m"`` → ``("/reopen", ["T", "1", "in", "30m"])``.
+
+    Plain whitespace splitting: reasons are free text and may hold quotes and apostrophes.
+    Commas in candidate lists may be followed by spaces.
+    """
+    words = command_line.replace(", ", ",").split()
+    if not words:
+        raise InvalidInput("Empty command. " + known_commands())
+    name = words[0].lower()
+    if not name.startswith("/"):
+        name = "/" + name
+    return name, words[1:]
+
+
+def known_commands() -> str:
+    return "Commands: " + ", ".join(sorted(COMMANDS)) + " (add `help` to any for its usage)."
+
+
+def dispatch(ctx: Ctx, command_line: str, *, confirmed: bool = False) -> Reply:
+    name, args = split(command_line)
+    if name not in COMMANDS:
+        raise InvalidInput(f"There is no command {name}. " + known_commands())
+    handler, usage = COMMANDS[name]
+    if len(args) == 1 and args[0].lower() in ("help", "-h", "--help"):
+        return Reply(text=usage, kind="usage")
+    return handler(ctx, args, confirmed=confirmed)

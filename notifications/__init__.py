@@ -1,0 +1,1 @@
+"""Notices to candidates: outbox fan-out, channels (in-app, SMS, e-mail) and dispatch."""

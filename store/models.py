@@ -1,0 +1,280 @@
+"""SQLAlchemy 2 models. All datetimes are aware and stored in UTC (see ``UTCDateTime``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from store.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Test(Base):
+    __tablename__ = "tests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300), default="")
+    kind: Mapped[str] = mapped_column(String(16))  # school | home | assignment | thesis
+    start: Mapped[datetime]
+    end: Mapped[datetime]  # end of exam time as printed on the cover page
+    has_upload: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_deliver: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+
+    candidates: Mapped[list[Candidate]] = relationship(back_populates="test")
+
+
+class Candidate(Base):
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("test_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    test_id: Mapped[int] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"), index=True)
+    number: Mapped[str] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(32))  # E.164 when usable
+    email: Mapped[str | None] = mapped_column(String(320))
+    language: Mapped[str] = mapped_column(String(2), default="nb")
+    # From the student registry (R11); a refresh overwrites these.
+    extra_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    postponed_deadline: Mapped[datetime | None]
+    individual_deadline: Mapped[datetime | None]
+    # Staff-owned (R4); a refresh never touches it.
+    incident_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="not_started")
+    submitted_at: Mapped[datetime | None]
+    # Secret for the candidate's notice page; unguessable, never shown in Slack.
+    notice_token: Mapped[str] = mapped_column(String(64), unique=True)
+
+    test: Mapped[Test] = relationship(back_populates="candidates")
+    reopenings: Mapped[list[Reopening]] = relationship(
+        back_populates="candidate", order_by="Reopening.id"
+    )
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # support | teacher
+    added_at: Mapped[datetime]
+    added_by: Mapped[str] = mapped_column(String(64))
+
+
+class StaffTest(Base):
+    """A teacher's own tests (R15)."""
+
+    __tablename__ = "staff_tests"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("staff.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    test_id: Mapped[int] = mapped_column(
+        ForeignKey("tests.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Reopening(Base):
+    """A new delivery ("ny innlevering") for one candidate (R6–R8)."""
+
+    __tablename__ = "reopenings"
+    __table_args__ = (
+        # At most one open reopening per candidate.
+        Index(
+            "uq_reopenings_active",
+            "candidate_id",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), index=True
+    )
+    mode: Mapped[str] = mapped_column(String(16))  # until-close | at | in | no-limit
+    deadline: Mapped[datetime | None]
+    opened_at: Mapped[datetime]
+    opened_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # What the candidate had before; R8 "reverted" goes back to it.
+    status_before: Mapped[str] = mapped_column(String(16))
+    submission_before_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+    closed_at: Mapped[datetime | None] = mapped_column(index=True)
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    close_choice: Mapped[str | None] = mapped_column(String(16))  # current | reverted
+
+    candidate: Mapped[Candidate] = relationship(back_populates="reopenings")
+
+
+class Submission(Base):
+    """A delivered version of a candidate's answer."""
+
+    __tablename__ = "submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    # candidate | automatic | staff_file | closed_current | closed_reverted
+    source: Mapped[str] = mapped_column(String(24))
+    by: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str | None] = mapped_column(String(300))
+    file_size: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    # For closed_reverted: the submission whose content counts.
+    copy_of_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
+
+
+class Change(Base):
+    """Append-only record of every change: who, when, what, why, before and after."""
+
+    __tablename__ = "changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(48))
+    test_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tests.id", ondelete="SET NULL"), index=True
+    )
+    candidate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("candidates.id", ondelete="SET NULL"), index=True
+    )
+    reason: Mapped[str] = mapped_column(Text, default="")
+    before: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    batch: Mapped[str | None] = mapped_column(String(36), index=True)
+
+
+class Confirmation(Base):
+    """A pending confirmation; claiming it once makes a double click apply once."""
+
+    __tablename__ = "confirmations"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class QuestionErrorReport(Base):
+    """A teacher's report of an error in a question set (R12–R14)."""
+
+    __tablename__ = "question_error_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    test_id: Mapped[int] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"), index=True)
+    reported_by: Mapped[str] = mapped_column(String(64))
+    reported_at: Mapped[datetime]
+    question: Mapped[str] = mapped_column(String(300), default="")
+    text_nb: Mapped[str] = mapped_column(Text, default="")
+    text_en: Mapped[str] = mapped_column(Text, default="")
+    suggested_minutes: Mapped[int | None] = mapped_column(Integer)
+    # open | sent | rejected
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    handled_by: Mapped[str | None] = mapped_column(String(64))
+    handled_at: Mapped[datetime | None]
+    # Where the report is shown in Slack, so progress can update it.
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class Notice(Base):
+    """A message for every candidate of a test (R13)."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    test_id: Mapped[int] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"), index=True)
+    report_id: Mapped[int | None] = mapped_column(ForeignKey("question_error_reports.id"))
+    text_nb: Mapped[str] = mapped_column(Text, default="")
+    text_en: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    # Where progress is shown in Slack.
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class NoticeReceipt(Base):
+    """The in-app notice of one candidate, with its read receipt."""
+
+    __tablename__ = "notice_receipts"
+    __table_args__ = (UniqueConstraint("notice_id", "candidate_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"))
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), index=True
+    )
+    read_at: Mapped[datetime | None]
+
+
+class Delivery(Base):
+    """One notice to one candidate over one channel (sms | email), saved before sending."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("notice_id", "candidate_id", "channel"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"), index=True)
+    candidate_id: Mapped[int] = mapped_column(
+        ForeignKey("candidates.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str | None] = mapped_column(String(320))
+    # pending | sending | sent | delivered | undelivered | failed | unknown
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
+    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class Lease(Base):
+    """A named lease that one process holds at a time (e.g. the scheduler)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
