@@ -11,7 +11,7 @@ from commands.masking import mask_email, mask_phone
 from commands.permissions import require_support_or_teacher_of
 from commands.reply import Reply
 from commands.status import candidate_status
-from commands.timeparse import format_duration, format_time, minutes_between
+from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
 from commands.timing import timing
 from store.models import Candidate, Delivery, NoticeReceipt, Test
 
@@ -54,11 +54,10 @@ def card(ctx: Ctx, test: Test, candidate: Candidate) -> Reply:
         if t.reopen_deadline is None:
             lines.append("New delivery: allowed, no time limit (close it with /reopen … close)")
         else:
-            after = minutes_between(t.ordinary_end, t.reopen_deadline)
             lines.append(
                 f"New delivery: allowed ({t.reopening.mode}) until "
                 f"{format_time(t.reopen_deadline, tz)} "
-                f"({format_duration(after)} after the ordinary end)"
+                f"({relative_to_ordinary_end(t.ordinary_end, t.reopen_deadline)})"
             )
     lines.append(
         f"Deadline: {format_time(t.deadline, tz) if t.deadline else 'none (no time limit)'}"

@@ -16,7 +16,7 @@ from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
 from commands.reopen import close_reopening
 from commands.status import candidate_status
-from commands.timing import timing
+from commands.timing import active_reopening, timing
 from store.models import Candidate, Reopening, Submission, Test
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -106,6 +106,12 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     before = candidate_status(candidate, test, ctx.tz)
+    reopening = active_reopening(candidate)
+    if reopening is not None:
+        # The staff delivery is the new delivery: it ends the reopening, as closing it would.
+        reopening.closed_at = ctx.now
+        reopening.closed_by = ctx.actor
+        reopening.close_choice = "current"
     db.add(
         Submission(
             candidate_id=candidate.id,

@@ -13,7 +13,7 @@ from commands.errors import InvalidInput
 from commands.lookup import get_test
 from commands.permissions import require_support, require_support_or_teacher_of
 from commands.reply import Reply
-from commands.timeparse import format_duration, format_time, minutes_between
+from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
 from commands.timing import ordinary_end as ordinary_end_of
 from commands.timing import (
     reopen_deadline,
@@ -55,9 +55,9 @@ def overview(ctx: Ctx, test: Test) -> Reply:
     db, tz = ctx.db_session, ctx.tz
     in_test = Candidate.test_id == test.id
     counts = dict(
-        db.execute(select(Candidate.status, func.count()).where(in_test).group_by(Candidate.status))
-        .tuples()
-        .all()
+        db.execute(
+            select(Candidate.status, func.count()).where(in_test).group_by(Candidate.status)
+        ).all()
     )
     total = sum(counts.values())
     extra = _listed(db, in_test, Candidate.extra_minutes > 0, Candidate.extra_minutes)
@@ -105,10 +105,7 @@ def overview(ctx: Ctx, test: Test) -> Reply:
         when = (
             "no time limit"
             if due is None
-            else (
-                f"until {format_time(due, tz)} "
-                f"(+{format_duration(minutes_between(ordinary_end, due))} after the ordinary end)"
-            )
+            else (f"until {format_time(due, tz)} ({relative_to_ordinary_end(ordinary_end, due)})")
         )
         lines.append(f"New delivery: {c.number} allowed, {r.mode}, {when}")
     if not reopened:

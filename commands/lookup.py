@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -11,14 +12,25 @@ from commands.errors import InvalidInput, NotFound
 from store.models import Candidate, Test
 
 CANDIDATES_FORMS = "'all' or candidate numbers separated by commas, e.g. 10023,10024"
+_CODE = re.compile(r"[A-Z0-9][A-Z0-9_.-]{0,63}")
+# ASCII digits: str.isdigit() also takes superscripts and other scripts' digits.
+_NUMBER = re.compile(r"[0-9]{1,12}")
+
+
+def is_candidate_number(text: str) -> bool:
+    return _NUMBER.fullmatch(text) is not None
 
 
 def get_test(*, db_session: Session, test_code: str) -> Test:
-    test = db_session.scalar(select(Test).where(Test.code == test_code.upper()))
+    code = test_code.upper()
+    # A code that cannot exist is not looked up: that keeps odd bytes away from the database.
+    test = None
+    if _CODE.fullmatch(code):
+        test = db_session.scalar(select(Test).where(Test.code == code))
     if test is None:
         raise NotFound(
-            f"There is no test {test_code}. Check the code (like TDT4100-2026H); "
-            "`/exam` lists nothing for unknown tests, and tests come from the registry import."
+            f"There is no test {_clip(test_code)}. Check the code (like TDT4100-2026H); "
+            "tests come from the student registry (`examdesk import tests FILE`)."
         )
     return test
 
@@ -62,12 +74,20 @@ def parse_candidate_list(text: str) -> list[str] | None:
     if text.lower() == "all":
         return None
     numbers = [part.strip() for part in text.split(",")]
-    if not numbers or any(not n.isdigit() or len(n) > 12 for n in numbers):
-        raise InvalidInput(f"'{text}' is not a list of candidates. Write {CANDIDATES_FORMS}.")
+    if not numbers or not all(is_candidate_number(n) for n in numbers):
+        raise InvalidInput(
+            f"'{_clip(text)}' is not a list of candidates. Write {CANDIDATES_FORMS}."
+        )
     return list(dict.fromkeys(numbers))
 
 
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def parse_candidate_number(text: str) -> str:
-    if not text.isdigit() or len(text) > 12:
-        raise InvalidInput(f"'{text}' is not a candidate number. Write the number, e.g. 10023.")
+    if not is_candidate_number(text):
+        raise InvalidInput(
+            f"'{_clip(text)}' is not a candidate number. Write the number, e.g. 10023."
+        )
     return text

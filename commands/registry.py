@@ -26,6 +26,7 @@ from sqlalchemy import select
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput
+from commands.lookup import is_candidate_number
 from commands.timeparse import format_duration, local_to_utc
 from commands.timing import ordinary_end_passed
 from store.models import Candidate, Staff, StaffTest, Test
@@ -50,10 +51,16 @@ STATUS_RANK = {s: i for i, s in enumerate(STATUSES)}
 LANGUAGES = ("nb", "en")
 MAX_EXTRA_MINUTES = 24 * 60
 MAX_ERRORS_SHOWN = 20
+MAX_TITLE = 300  # Test.title
+MAX_EMAIL = 320  # Candidate.email
 
-_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,63}$")
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,31}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CODE = re.compile(r"[A-Z0-9][A-Z0-9_.-]{0,63}")
+_SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,31}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DIGITS = re.compile(r"[0-9]+")
+# Line breaks and tabs may sit in quoted cells; other control characters (NUL above all,
+# which PostgreSQL cannot store) mean a broken export.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass
@@ -79,18 +86,25 @@ def read_rows(
     path: Path, columns: tuple[str, ...], required: tuple[str, ...]
 ) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) pairs from a .csv or .xlsx file, headers checked."""
-    if not path.exists():
+    if not path.is_file():
         raise InvalidInput(f"There is no file {path}. Give the path of a .csv or .xlsx file.")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        header, rows = _read_csv(path)
-    elif suffix == ".xlsx":
-        header, rows = _read_xlsx(path)
-    else:
+    if suffix not in (".csv", ".xlsx"):
         raise InvalidInput(
             f"{path.name} is neither .csv nor .xlsx. Export the file as one of them."
         )
+    try:
+        header, rows = _read_csv(path) if suffix == ".csv" else _read_xlsx(path)
+    except OSError as error:
+        raise InvalidInput(f"{path.name} cannot be read ({error.strerror}).") from None
     header = [str(h or "").strip().lower() for h in header]
+    while header and header[-1] == "":
+        header.pop()  # spreadsheets often carry empty formatted columns at the right
+    if "" in header:
+        raise InvalidInput(
+            f"{path.name}: column {header.index('') + 1} has no name. The columns are: "
+            f"{','.join(columns)}. Nothing was imported."
+        )
     unknown = [h for h in header if h not in columns]
     missing = [c for c in required if c not in header]
     expected = ",".join(columns)
@@ -115,6 +129,11 @@ def read_rows(
             raise InvalidInput(
                 f"{path.name} line {line}: more cells than columns. Nothing was imported."
             )
+        if any(isinstance(v, str) and _CONTROL.search(v) for v in values):
+            raise InvalidInput(
+                f"{path.name} line {line}: a cell holds a control character (such as NUL); "
+                "export the file again as plain CSV UTF-8 or .xlsx. Nothing was imported."
+            )
         row = {h: values[i] if i < len(values) else None for i, h in enumerate(header)}
         out.append((line, row))
     return out
@@ -130,7 +149,13 @@ def _read_csv(path: Path) -> tuple[list[Any], list[tuple[int, list[Any]]]]:
     except csv.Error:
         dialect = csv.excel
     reader = csv.reader(io.StringIO(text), dialect)
-    rows = list(reader)
+    try:
+        rows = list(reader)
+    except csv.Error as error:
+        raise InvalidInput(
+            f"{path.name} line {reader.line_num}: {error}; this is not a clean CSV file. "
+            "Nothing was imported."
+        ) from None
     if not rows:
         raise InvalidInput(f"{path.name} is empty: it needs a header row. Nothing was imported.")
     return rows[0], [(i + 2, r) for i, r in enumerate(rows[1:])]
@@ -179,7 +204,10 @@ def _yes_no(value: Any, column: str) -> bool:
 
 def _when(value: Any, column: str, tz: ZoneInfo, *, required: bool) -> datetime | None:
     if isinstance(value, datetime):
-        return local_to_utc(value.date(), value.time().replace(second=0, microsecond=0), tz=tz)
+        try:
+            return local_to_utc(value.date(), value.time().replace(second=0, microsecond=0), tz=tz)
+        except InvalidInput as error:
+            raise _BadCell(f"{column}: {error.message}") from None
     text = _text(value)
     if not text:
         if required:
@@ -194,7 +222,7 @@ def _when(value: Any, column: str, tz: ZoneInfo, *, required: bool) -> datetime 
     except ValueError:
         raise _BadCell(f"{column} '{text}' is not a real date and time") from None
     except InvalidInput as error:
-        raise _BadCell(error.message) from None
+        raise _BadCell(f"{column}: {error.message}") from None
 
 
 def normalise_phone(raw: str) -> str | None:
@@ -225,8 +253,8 @@ class TestRow:
 
 def _parse_test(row: dict[str, Any], tz: ZoneInfo) -> TestRow:
     code = _text(row.get("code")).upper()
-    if not _CODE.match(code):
-        raise _BadCell(f"code '{code}' is not a test code like TDT4100-2026H")
+    if not _CODE.fullmatch(code):
+        raise _BadCell(f"code '{code[:40]}' is not a test code like TDT4100-2026H")
     kind = _text(row.get("kind")).lower()
     if kind not in KINDS:
         raise _BadCell(f"kind '{kind}' is not one of {'|'.join(KINDS)}")
@@ -236,12 +264,15 @@ def _parse_test(row: dict[str, Any], tz: ZoneInfo) -> TestRow:
     if end <= start:
         raise _BadCell("end is not after start")
     teachers = tuple(_text(row.get("teachers")).split())
-    bad = [t for t in teachers if not _SLACK_USER.match(t)]
+    bad = [t for t in teachers if not _SLACK_USER.fullmatch(t)]
     if bad:
         raise _BadCell(f"teachers {', '.join(bad)} are not Slack user ids like U0123ABCD")
+    title = _text(row.get("title"))
+    if len(title) > MAX_TITLE:
+        raise _BadCell(f"title is {len(title)} characters long; at most {MAX_TITLE} fit")
     return TestRow(
         code=code,
-        title=_text(row.get("title")),
+        title=title,
         kind=kind,
         start=start,
         end=end,
@@ -345,23 +376,25 @@ def _parse_candidate(row: dict[str, Any], tz: ZoneInfo) -> CandidateRow:
     if not test:
         raise _BadCell("test is empty")
     number = _text(row.get("candidate"))
-    if not number.isdigit() or len(number) > 12:
-        raise _BadCell(f"candidate '{number}' is not a candidate number (digits only)")
+    if not is_candidate_number(number):
+        raise _BadCell(
+            f"candidate '{number[:40]}' is not a candidate number (1 to 12 digits, e.g. 10023)"
+        )
     raw_phone = _text(row.get("phone"))
     phone = normalise_phone(raw_phone) if raw_phone else None
     warning = None
     if raw_phone and phone is None:
         warning = f"candidate {number} of {test}: phone '{raw_phone}' is not a usable number"
     email = _text(row.get("email")) or None
-    if email and not _EMAIL.match(email):
-        raise _BadCell(f"email '{email}' is not an e-mail address")
+    if email and (len(email) > MAX_EMAIL or not _EMAIL.fullmatch(email)):
+        raise _BadCell(f"email '{email[:60]}' is not an e-mail address")
     language = _text(row.get("language")).lower() or "nb"
     if language == "nn":
         language = "nb"  # the exam app has no Nynorsk; Bokmål is the closest
     if language not in LANGUAGES:
         raise _BadCell(f"language '{language}' is not nb or en")
     extra_text = _text(row.get("extra_minutes")) or "0"
-    if not extra_text.isdigit() or int(extra_text) > MAX_EXTRA_MINUTES:
+    if not _DIGITS.fullmatch(extra_text) or int(extra_text) > MAX_EXTRA_MINUTES:
         raise _BadCell(
             f"extra_minutes '{extra_text}' is not a whole number of minutes from 0 to "
             f"{MAX_EXTRA_MINUTES}"

@@ -13,12 +13,11 @@ from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
 from commands.reply import Confirm, Reply
 from commands.timeparse import (
-    format_duration,
     format_time,
     iso,
-    minutes_between,
     parse_duration,
     parse_local_datetime,
+    relative_to_ordinary_end,
 )
 from commands.timing import active_reopening, end_time, ordinary_end, ordinary_end_passed, timing
 from store.models import Candidate, Reopening, Submission, Test
@@ -41,6 +40,8 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     if len(args) < 3:
         raise InvalidInput("Some parts are missing.", USAGE)
     test_code, number, mode, *rest = args
+    if number.lower() == "all" or "," in number:
+        raise InvalidInput("New delivery is opened for one candidate at a time.", USAGE)
     number = parse_candidate_number(number)
     mode = mode.lower()
     if mode == "close":
@@ -190,7 +191,11 @@ def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
             f"Candidate {candidate.number} of {test.code} is not open for new delivery, so "
             "there is nothing to close. See `/candidate` for the status."
         )
-    if choice == "reverted" and reopening.submission_before_id is None:
+    # An earlier delivery is one recorded here, or a "submitted" status from the registry.
+    delivered_before = (
+        reopening.submission_before_id is not None or reopening.status_before == "submitted"
+    )
+    if choice == "reverted" and not delivered_before:
         raise Refused(
             f"Candidate {candidate.number} had delivered nothing before the reopening, so "
             f"there is no earlier version. Use `/reopen {test.code} {candidate.number} close "
@@ -277,10 +282,5 @@ def _describe(state: dict, ctx: Ctx) -> str:
 def _describe_deadline(ctx: Ctx, deadline, test: Test) -> str:
     if deadline is None:
         return "with no time limit"
-    after = minutes_between(ordinary_end(test), deadline)
-    relative = (
-        f"{format_duration(after)} after the ordinary end"
-        if after >= 0
-        else f"{format_duration(-after)} before the ordinary end"
-    )
+    relative = relative_to_ordinary_end(ordinary_end(test), deadline)
     return f"until {format_time(deadline, ctx.tz)} ({relative})"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from commands import candidate_view, exam_overview, incident_time, reopen
+from commands import (
+    candidate_view,
+    exam_overview,
+    incident_time,
+    notice,
+    question_error,
+    reopen,
+)
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.reply import Reply
@@ -16,7 +23,13 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
     "/reopen": (reopen.run, reopen.USAGE),
     "/candidate": (candidate_view.run, candidate_view.USAGE),
     "/exam": (exam_overview.run, exam_overview.USAGE),
+    "/notice": (notice.run, notice.USAGE),
+    "/question-error": (question_error.run, question_error.USAGE),
 }
+
+
+# Commands whose text is a message for people: their commas stay as written.
+FREE_TEXT = ("notice", "question-error")
 
 
 def register(name: str, handler: Handler, usage: str) -> None:
@@ -30,7 +43,12 @@ def split(command_line: str) -> tuple[str, list[str]]:
     Plain whitespace splitting: reasons are free text and may hold quotes and apostrophes.
     Commas in candidate lists may be followed by spaces.
     """
-    words = command_line.replace(", ", ",").split()
+    if any(ch < " " and ch not in "\t\n\r" for ch in command_line):
+        # NUL and friends are never typed on purpose, and PostgreSQL refuses to store NUL.
+        raise InvalidInput("The command holds control characters; type it again as plain text.")
+    words = command_line.split()
+    if words and words[0].lower().lstrip("/") not in FREE_TEXT:
+        words = command_line.replace(", ", ",").split()
     if not words:
         raise InvalidInput("Empty command. " + known_commands())
     name = words[0].lower()
@@ -46,7 +64,8 @@ def known_commands() -> str:
 def dispatch(ctx: Ctx, command_line: str, *, confirmed: bool = False) -> Reply:
     name, args = split(command_line)
     if name not in COMMANDS:
-        raise InvalidInput(f"There is no command {name}. " + known_commands())
+        shown = name if len(name) <= 40 else name[:39] + "…"
+        raise InvalidInput(f"There is no command {shown}. " + known_commands())
     handler, usage = COMMANDS[name]
     if len(args) == 1 and args[0].lower() in ("help", "-h", "--help"):
         return Reply(text=usage, kind="usage")

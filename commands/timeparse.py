@@ -17,9 +17,15 @@ MAX_DURATION_MINUTES = 7 * 24 * 60
 DURATION_FORMS = "minutes (15) or hours and minutes (1h30m, 45m, 2h)"
 DATETIME_FORMS = "YYYY-MM-DD HH:MM or HH:MM (today), in the exam office's time zone"
 
-_DURATION = re.compile(r"^(?:(?P<bare>\d+)|(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m(?:in)?)?)$")
-_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
+# ASCII digits only: Python's \d and int() also take other scripts' digits, which nobody types
+# on purpose here. Ten digits are plenty and keep int() far from its size limits.
+_DURATION = re.compile(
+    r"^(?:(?P<bare>\d{1,10})|(?:(?P<h>\d{1,10})h)?(?:(?P<m>\d{1,10})m(?:in)?)?)$", re.ASCII
+)
+_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$", re.ASCII)
+_TIME = re.compile(r"^(\d{1,2}):(\d{2})$", re.ASCII)
+# Far enough for any exam, and clear of datetime's limits when converting between zones.
+YEARS = range(2000, 2200)
 
 
 def parse_duration(text: str) -> int:
@@ -27,8 +33,13 @@ def parse_duration(text: str) -> int:
     raw = text.strip().lower()
     match = _DURATION.match(raw)
     if not raw or not match or (match["bare"] is None and not (match["h"] or match["m"])):
+        if re.fullmatch(r"\d{11,}", raw, re.ASCII):
+            raise InvalidInput(
+                f"{raw[:12]}… minutes is far too long; the most examdesk accepts is "
+                f"{format_duration(MAX_DURATION_MINUTES)}. Check the number and try again."
+            )
         hint = " Durations are never negative." if raw.startswith("-") else ""
-        raise InvalidInput(f"'{text}' is not a duration.{hint} Write {DURATION_FORMS}.")
+        raise InvalidInput(f"'{_clip(text)}' is not a duration.{hint} Write {DURATION_FORMS}.")
     if match["bare"] is not None:
         minutes = int(match["bare"])
     else:
@@ -59,11 +70,16 @@ def parse_local_datetime(text: str, *, tz: ZoneInfo, now: datetime) -> datetime:
     elif len(parts) == 2:
         day, clock = _parse_date(parts[0]), parts[1]
     else:
-        raise InvalidInput(f"'{text}' is not a date and time. Write {DATETIME_FORMS}.")
+        raise InvalidInput(f"'{_clip(text)}' is not a date and time. Write {DATETIME_FORMS}.")
     return local_to_utc(day, _parse_time(clock, text), tz=tz)
 
 
 def local_to_utc(day: date, clock: time, *, tz: ZoneInfo) -> datetime:
+    if day.year not in YEARS:
+        raise InvalidInput(
+            f"{day.isoformat()} is not a plausible exam date; use a year from {YEARS.start} to "
+            f"{YEARS.stop - 1}."
+        )
     local = datetime.combine(day, clock, tzinfo=tz)
     # A round trip through UTC moves a time in the spring-forward gap; that is how we spot it.
     back = local.astimezone(UTC).astimezone(tz)
@@ -78,7 +94,7 @@ def local_to_utc(day: date, clock: time, *, tz: ZoneInfo) -> datetime:
 def _parse_date(text: str) -> date:
     match = _DATE.match(text)
     if not match:
-        raise InvalidInput(f"'{text}' is not a date. Write YYYY-MM-DD, e.g. 2026-12-01.")
+        raise InvalidInput(f"'{_clip(text)}' is not a date. Write YYYY-MM-DD, e.g. 2026-12-01.")
     try:
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
@@ -88,11 +104,16 @@ def _parse_date(text: str) -> date:
 def _parse_time(text: str, whole: str) -> time:
     match = _TIME.match(text)
     if not match:
-        raise InvalidInput(f"'{whole}' is not a date and time. Write {DATETIME_FORMS}.")
+        raise InvalidInput(f"'{_clip(whole)}' is not a date and time. Write {DATETIME_FORMS}.")
     hour, minute = int(match[1]), int(match[2])
     if hour > 23 or minute > 59:
         raise InvalidInput(f"{text} is not a time of day. Use 00:00 to 23:59.")
     return time(hour, minute)
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    """User text quoted back in a message, cut short so a pasted essay stays readable."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def local(moment: datetime, tz: ZoneInfo) -> datetime:
@@ -109,6 +130,15 @@ def format_time(moment: datetime | None, tz: ZoneInfo) -> str:
 
 def iso(moment: datetime | None, tz: ZoneInfo) -> str | None:
     return None if moment is None else moment.astimezone(tz).isoformat()
+
+
+def relative_to_ordinary_end(ordinary_end: datetime, moment: datetime) -> str:
+    """R7: a deadline as minutes after (or before) the test's ordinary end."""
+    minutes = minutes_between(ordinary_end, moment)
+    side = "after" if minutes >= 0 else "before"
+    amount = abs(minutes)
+    spelled = f" ({format_duration(amount)})" if amount >= 60 else ""
+    return f"{amount} min{spelled} {side} the ordinary end"
 
 
 def minutes_between(start: datetime, end: datetime) -> int:

@@ -1,9 +1,111 @@
-"""Placeholder: filled in by the feature that owns this listener module."""
+"""The slash commands that go straight to the core, and their confirmation buttons.
+
+Same code and same reply text as `examdesk run`: the text goes through
+``commands.runner.execute`` and the Reply is laid out as Block Kit. The answer is the
+acknowledgement itself (ephemeral), so nothing waits for a Web API call; the change log and
+button results go out afterwards through ``deps.later``.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.webhook import WebhookClient
+from sqlalchemy.orm import Session
 
-def register(app: Any, deps: Any) -> None:
-    return None
+from bot import blocks
+from bot.deps import Deps
+from commands import confirmations
+from commands.reply import Reply
+from commands.runner import execute
+
+log = logging.getLogger(__name__)
+
+# The commands this module answers; `/question-error` is registered by question_errors.py.
+COMMANDS = ("/incident-time", "/reopen", "/candidate", "/exam", "/notice")
+
+
+def register(app: App, deps: Deps) -> None:
+    for name in COMMANDS:
+        app.command(name)(on_command)
+    app.action(blocks.CONFIRM_ACTION)(on_confirm)
+    app.action(blocks.CANCEL_ACTION)(on_cancel)
+
+
+def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    deps: Deps = context["deps"]
+    settings = deps.settings
+    command_line = f"{command['command']} {command.get('text', '')}".strip()
+    reply = execute(
+        session_factory=deps.session_factory,
+        actor=context["actor"],
+        command_line=command_line,
+        tz=settings.tz,
+        registry_dir=settings.registry_dir,
+    )
+    token = None
+    if reply.confirm is not None:
+        token = _offer(context["db_session"], context["actor"], reply)
+    ack(response_type="ephemeral", **blocks.message(reply, tz=settings.tz, confirm_token=token))
+    post_change_log(deps, client, reply, via=command["command"])
+
+
+def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    ack()
+    deps: Deps = context["deps"]
+    reply = confirmations.apply(
+        session_factory=deps.session_factory,
+        token=body["actions"][0]["value"],
+        actor=context["actor"],
+        tz=deps.settings.tz,
+        registry_dir=deps.settings.registry_dir,
+    )
+    _answer_button(deps, body, reply, replace=reply.ok)
+    post_change_log(deps, client, reply, via="a confirmation button")
+
+
+def on_cancel(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    ack()
+    deps: Deps = context["deps"]
+    reply = confirmations.cancel(
+        session_factory=deps.session_factory,
+        token=body["actions"][0]["value"],
+        actor=context["actor"],
+        tz=deps.settings.tz,
+    )
+    _answer_button(deps, body, reply, replace=reply.ok)
+
+
+def post_change_log(deps: Deps, client: WebClient, reply: Reply, *, via: str) -> None:
+    """Every change also goes to the support channel (who, what, for whom, why, deadline)."""
+    if not reply.log:
+        return
+    channel = deps.settings.slack_support_channel
+    if channel is None:
+        log.info("change log (SLACK_SUPPORT_CHANNEL unset): %s", " | ".join(reply.log))
+        return
+    deps.later(client.chat_postMessage, channel=channel, **blocks.change_log(reply.log, via=via))
+
+
+def _offer(db_session: Session, actor: str, reply: Reply) -> str:
+    assert reply.confirm is not None
+    token = confirmations.offer(db_session=db_session, actor=actor, command=reply.confirm.command)
+    db_session.commit()
+    return token
+
+
+def _answer_button(deps: Deps, body: dict[str, Any], reply: Reply, *, replace: bool) -> None:
+    """Done: the result takes the preview's place. Refused: the preview stays, the reason
+    comes below it, so the user can still see what was asked."""
+    response_url = body.get("response_url")
+    if not response_url:
+        return
+    deps.later(
+        WebhookClient(response_url).send,
+        response_type="ephemeral",
+        replace_original=replace,
+        **blocks.message(reply, tz=deps.settings.tz),
+    )

@@ -1,9 +1,30 @@
-"""Placeholder: filled in by the feature that owns this listener module."""
+"""App Home: support staff see the exam day at a glance when they open the app's Home tab."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from slack_bolt import App, BoltContext
+from slack_sdk import WebClient
 
-def register(app: Any, deps: Any) -> None:
-    return None
+from bot.deps import Deps
+from bot.home_view import home_view
+from commands import home
+from commands.context import utcnow
+
+
+def register(app: App, deps: Deps) -> None:
+    app.event("app_home_opened")(on_home_opened)
+
+
+def on_home_opened(event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    if event.get("tab", "home") != "home":
+        return
+    # The event is acknowledged at once; the view is built and published off that path.
+    context["deps"].later(publish, context["deps"], client, event["user"])
+
+
+def publish(deps: Deps, client: WebClient, user_id: str) -> None:
+    with deps.session_factory() as db_session:
+        data = home.build(db_session=db_session, user_id=user_id, now=utcnow())
+    client.views_publish(user_id=user_id, view=home_view(data, tz=deps.settings.tz))

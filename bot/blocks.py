@@ -1,0 +1,286 @@
+"""Block Kit for command replies: a message with blocks and the reply's plain text as fallback.
+
+Everything shown comes from ``commands`` (``Reply.text`` and ``Reply.data``); this module only
+lays it out. Text that users typed (reasons, notices) is escaped so it cannot ping a channel
+or forge a link; the mentions the core writes itself (``<@U…>``) stay mentions.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from commands.reply import Reply
+from commands.timeparse import format_duration, format_time
+
+CONFIRM_ACTION = "examdesk_confirm"
+CANCEL_ACTION = "examdesk_cancel"
+SECTION_LIMIT = 3000  # Slack's limit for a section's text
+BUTTON_LIMIT = 75
+STATUS_LABELS = {"not_started": "not started", "started": "started", "submitted": "submitted"}
+
+_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)&gt;")
+
+
+def escape(text: str) -> str:
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MENTION.sub(r"<@\1>", escaped)
+
+
+def message(reply: Reply, *, tz: ZoneInfo, confirm_token: str | None = None) -> dict[str, Any]:
+    """``{"text": …, "blocks": […]}`` for ``reply``; a confirm needs the stored token."""
+    render = _RENDERERS.get(reply.kind, _plain)
+    if reply.confirm is not None:
+        blocks = _confirm(reply, confirm_token)
+    elif not reply.ok:
+        blocks = _refusal(reply)
+    else:
+        blocks = render(reply, tz)
+    return {"text": reply.text, "blocks": blocks}
+
+
+# ------------------------------------------------------------------ building blocks
+
+
+def _section(text: str) -> list[dict[str, Any]]:
+    """One section, or several when the text is longer than Slack allows in one."""
+    chunks, current = [], ""
+    for line in text.split("\n"):
+        line = line[:SECTION_LIMIT]
+        if current and len(current) + len(line) + 1 > SECTION_LIMIT:
+            chunks.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    chunks.append(current or " ")
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks]
+
+
+def _fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "type": "section",
+        "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in pairs[:10]],
+    }
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": text[:150]}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}]}
+
+
+def _code(text: str) -> str:
+    return "```" + escape(text) + "```"
+
+
+def _time(value: str | None, tz: ZoneInfo) -> str:
+    return format_time(datetime.fromisoformat(value), tz) if value else "none"
+
+
+# ------------------------------------------------------------------ one renderer per kind
+
+
+def _plain(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
+    return _section(escape(reply.text))
+
+
+def _usage(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
+    return _section(_code(reply.text))
+
+
+def _refusal(reply: Reply) -> list[dict[str, Any]]:
+    # A CommandError's text is its message, then the usage when the input was malformed.
+    problem, sep, usage = reply.text.partition("\nUsage:")
+    blocks = _section(":warning: " + escape(problem))
+    if sep:
+        blocks += _section(_code("Usage:" + usage))
+    return blocks
+
+
+def _receipt(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
+    head, _, rest = reply.text.partition("\n")
+    blocks = _section(":white_check_mark: " + escape(head))
+    if rest:
+        blocks += _section(escape(rest))
+    return blocks
+
+
+def _confirm(reply: Reply, token: str | None) -> list[dict[str, Any]]:
+    confirm = reply.confirm
+    assert confirm is not None and token is not None, "a confirmation needs its stored token"
+    return [
+        *_section(":raising_hand: " + escape(reply.text)),
+        {
+            "type": "actions",
+            "block_id": "examdesk_confirmation",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": CONFIRM_ACTION,
+                    "style": "danger",
+                    "text": {"type": "plain_text", "text": confirm.button[:BUTTON_LIMIT]},
+                    "value": token,
+                    # Slack's own dialog: a second, deliberate click before anything changes.
+                    "confirm": {
+                        "title": {"type": "plain_text", "text": "Are you sure?"},
+                        "text": {"type": "mrkdwn", "text": escape(confirm.prompt)[:300]},
+                        "confirm": {"type": "plain_text", "text": "Yes, apply it"},
+                        "deny": {"type": "plain_text", "text": "No, go back"},
+                        "style": "danger",
+                    },
+                },
+                {
+                    "type": "button",
+                    "action_id": CANCEL_ACTION,
+                    "text": {"type": "plain_text", "text": "Cancel"},
+                    "value": token,
+                },
+            ],
+        },
+        _context("Nothing changes until you confirm. The button works once."),
+    ]
+
+
+def _candidate(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
+    d = reply.data
+    reopened = d.get("new_delivery")
+    if reopened is None:
+        delivery = "not open"
+    elif reopened["deadline"] is None:
+        delivery = f"allowed ({reopened['mode']}), no time limit"
+    else:
+        delivery = f"allowed ({reopened['mode']}) until {_time(reopened['deadline'], tz)}"
+    deadline = _time(d["deadline"], tz) if d.get("deadline") else "none (no time limit)"
+    made_up = [
+        f"exam time ends      {_time(d['exam_end'], tz)}",
+        f"+ upload allowance  {format_duration(d['upload_allowance_minutes'])}",
+        f"= ordinary end      {_time(d['ordinary_end'], tz)}",
+    ]
+    if d.get("individual_end"):
+        made_up.append(f"individual end      {_time(d['individual_end'], tz)} (replaces it)")
+    made_up += [
+        f"+ extra time        {format_duration(d['extra_minutes'])} (registry)",
+        f"+ incident time     {format_duration(d['incident_minutes'])}",
+        f"= end time          {_time(d['end_time'], tz)}",
+    ]
+    if reopened is not None:
+        made_up.append(f"new delivery until  {_time(reopened['deadline'], tz)}")
+    notices = d.get("notices") or {}
+    return [
+        _header(f"Candidate {d['candidate']} · {d['test']}"),
+        _fields(
+            [
+                ("Status", STATUS_LABELS.get(d["status"], d["status"])),
+                ("Deadline", deadline),
+                ("New delivery", delivery),
+                ("Submitted", _time(d.get("submitted_at"), tz)),
+            ]
+        ),
+        *_section("*How the deadline is made up*\n" + _code("\n".join(made_up))),
+        _context(
+            f"Notices: {notices.get('inapp', 0)} in the exam app, {notices.get('read', 0)} read"
+            f" · SMS {notices.get('sms', 'none')} · e-mail {notices.get('email', 'none')}\n"
+            f"Phone {d.get('phone', '')} · e-mail {d.get('email', '')} · "
+            f"language {d.get('language', '')}"
+        ),
+    ]
+
+
+def _listed(label: str, listed: dict[str, Any], *, minutes: bool) -> str:
+    if not listed["count"]:
+        return f"*{label}:* none"
+    shown = ", ".join(
+        f"{row[0]} ({format_duration(row[1])})" if minutes else str(row[0])
+        for row in listed["first"]
+    )
+    more = listed["count"] - len(listed["first"])
+    return f"*{label}:* {listed['count']} — {shown}" + (f", …{more} more" if more else "")
+
+
+def _overview(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
+    d = reply.data
+    by_status = d["by_status"]
+    blocks: list[dict[str, Any]] = []
+    if not reply.text.startswith(d["test"]):
+        # `/exam TEST refresh` puts the registry's summary before the overview.
+        blocks += _section(escape(reply.text.partition(f"\n{d['test']}")[0]))
+    blocks += [
+        _header(f"{d['test']} — {d['title']}" if d.get("title") else d["test"]),
+        _context(
+            f"{d['kind']} exam · {_time(d['start'], tz)} – {_time(d['exam_end'], tz)} · "
+            f"ordinary end {_time(d['ordinary_end'], tz)}"
+        ),
+        _fields(
+            [
+                ("Candidates", str(d["candidates"])),
+                ("Not started", str(by_status["not_started"])),
+                ("Started", str(by_status["started"])),
+                ("Submitted", str(by_status["submitted"])),
+            ]
+        ),
+    ]
+    lines = [
+        _listed("Extra time (registry)", d["extra"], minutes=True),
+        _listed("Incident time", d["incident"], minutes=True),
+        _listed("Individual end", d["individual"], minutes=False),
+    ]
+    if d["reopened"]:
+        lines.append("*New delivery:*")
+        lines += [
+            f"• {r['candidate']} ({r['mode']}) "
+            + (f"until {_time(r['deadline'], tz)}" if r["deadline"] else "no time limit")
+            for r in d["reopened"]
+        ]
+    else:
+        lines.append("*New delivery:* none")
+    notices = d["notices"]
+    if notices["sent"]:
+        channels = "; ".join(
+            ("SMS " if channel == "sms" else "e-mail ")
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            for channel, counts in sorted(notices["deliveries"].items())
+        )
+        lines.append(
+            f"*Notices:* {notices['sent']} sent; in-app {notices['inapp']}, read "
+            f"{notices['read']}" + (f"; {channels}" if channels else "")
+        )
+    else:
+        lines.append("*Notices:* none sent")
+    return blocks + _section("\n".join(lines))
+
+
+_RENDERERS = {
+    "message": _plain,
+    "usage": _usage,
+    "receipt": _receipt,
+    "candidate": _candidate,
+    "overview": _overview,
+}
+
+
+# ------------------------------------------------------------------ other messages
+
+
+def change_log(lines: list[str], *, via: str) -> dict[str, Any]:
+    """The support channel's record of a change: who, what, for whom, why, new deadline."""
+    text = "\n".join(lines)
+    return {
+        "text": text,
+        "blocks": [
+            *_section(":memo: " + escape(text)),
+            _context(f"examdesk change log · via {escape(via)}"),
+        ],
+    }
+
+
+def unexpected_error(reference: str) -> dict[str, Any]:
+    text = (
+        "Sorry, something went wrong on our side. If you were changing something, check the "
+        "result (`/candidate` or `/exam`) before trying again; if it keeps happening, tell "
+        f"exam support (reference {reference})."
+    )
+    return {"text": text, "blocks": _section(":boom: " + text)}

@@ -1,0 +1,100 @@
+"""The App Home tab as a Block Kit view, from ``commands.home.Home``."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.blocks import STATUS_LABELS, escape
+from commands.home import Home, TestLine
+from commands.permissions import SUPPORT
+from commands.timeparse import format_time
+
+HELP = (
+    "`/candidate TEST CANDIDATE` · `/exam TEST` · `/incident-time TEST CANDIDATES add 15 "
+    "reason` · `/reopen TEST CANDIDATE in 30m reason` · `/notice TEST text` · "
+    "`/question-error TEST` — add `help` to any command for its usage."
+)
+
+
+def home_view(home: Home, *, tz: ZoneInfo) -> dict[str, Any]:
+    if home.role is None:
+        blocks = [
+            _header("examdesk"),
+            _text(
+                "examdesk helps exam support staff and teachers keep digital exams running: "
+                "extra time, new delivery, candidate status and notices to candidates."
+            ),
+            _text(":lock: " + escape(home.explanation)),
+        ]
+    else:
+        blocks = [_header("Exam day")]
+        blocks += _tests("Running now", home.running, tz, empty="No test is running now.")
+        blocks += _tests("Next", home.upcoming, tz, empty="No test is coming up.")
+        if home.role == SUPPORT:
+            blocks += _open_deliveries(home, tz)
+            blocks += _changes(home, tz)
+        else:
+            blocks.append(_context("You see the tests you teach. Exam support acts on them."))
+        blocks += [{"type": "divider"}, _context(HELP)]
+    return {"type": "home", "blocks": blocks[:100]}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": text}}
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+
+
+def _tests(title: str, tests: list[TestLine], tz: ZoneInfo, *, empty: str) -> list[dict]:
+    blocks: list[dict[str, Any]] = [{"type": "divider"}, _text(f"*{title}*")]
+    if not tests:
+        return [*blocks, _context(empty)]
+    for t in tests:
+        counts = ", ".join(f"{t.by_status.get(s, 0)} {label}" for s, label in STATUS_LABELS.items())
+        blocks.append(
+            _text(
+                f"*{escape(t.code)}* — {escape(t.title)} ({t.kind})\n"
+                f"{format_time(t.start, tz)} – ordinary end {format_time(t.ordinary_end, tz)}"
+                f"\n{counts}"
+            )
+        )
+    return blocks
+
+
+def _open_deliveries(home: Home, tz: ZoneInfo) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [{"type": "divider"}, _text("*Open for new delivery*")]
+    if not home.open_deliveries:
+        return [*blocks, _context("No candidate is open for new delivery.")]
+    lines = [
+        f"• {escape(d.test)} candidate {escape(d.candidate)} ({d.mode}): "
+        + (
+            f"until {format_time(d.deadline, tz)}"
+            if d.deadline
+            else "no time limit — close it with `/reopen … close current`"
+        )
+        for d in home.open_deliveries
+    ]
+    return [*blocks, _text("\n".join(lines))]
+
+
+def _changes(home: Home, tz: ZoneInfo) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [{"type": "divider"}, _text("*Latest changes*")]
+    if not home.changes:
+        return [*blocks, _context("No changes yet.")]
+    lines = []
+    for c in home.changes:
+        whom = " ".join(x for x in (c.test, c.candidate and f"candidate {c.candidate}") if x)
+        actor = f"<@{c.actor}>" if c.actor[:1] in ("U", "W") else escape(c.actor)
+        reason = f" — {escape(c.reason)}" if c.reason else ""
+        lines.append(
+            f"• {format_time(c.at, tz)} · {actor} · {c.action.replace('_', ' ')} · "
+            f"{escape(whom) or 'examdesk'}{reason}"
+        )
+    return [*blocks, _text("\n".join(lines))]

@@ -1,0 +1,275 @@
+"""The scheduled work of examdesk: automatic delivery (R9), registry refresh (R11) and the
+notifier's retry sweep. Only the elected leader runs it (see `bot.leader`).
+
+Delivery runs two ways, both calling the idempotent `commands.delivery.deliver_due`:
+- a sweep every 30 s, which is the guarantee: any deadline, however it came about, is
+  delivered at most one sweep late;
+- a one-off job at the next upcoming deadline, planned again after every run, which makes a
+  deadline known at planning time be delivered on the second.
+
+Jobs live in the `apscheduler_jobs` table of examdesk's own database, so a planned delivery
+outlives a restart and passes to the next leader. Nothing runs twice: every job is
+idempotent, job ids are fixed (`replace_existing`), late runs are coalesced into one, and
+the sweep runs once right at start for deadlines that passed while no process was leading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine, exists, or_, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from bot.settings import Settings
+from commands import registry
+from commands.context import Ctx, utcnow
+from commands.delivery import SYSTEM_ACTOR, deliver_due
+from commands.errors import CommandError
+from commands.timing import timing
+from store.db import session_scope
+from store.models import Candidate, Reopening, Test
+
+log = logging.getLogger(__name__)
+
+DELIVER_SWEEP = "deliver-sweep"
+DELIVER_AT = "deliver-at-"  # + the deadline; one-off jobs
+REGISTRY_REFRESH = "registry-refresh"
+NOTIFIER_SWEEP = "notifier-sweep"
+
+
+@dataclass(frozen=True)
+class Cadence:
+    deliver_seconds: float = 30
+    registry_minutes: float = 30  # R11
+    notifier_seconds: float = 30
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    tz: ZoneInfo
+    registry_dir: Path | None
+    session_factory: sessionmaker[Session]
+    scheduler: BackgroundScheduler
+
+
+# Jobs in a persistent store are saved as a function's dotted name, not as a closure, so the
+# running scheduler leaves what they need here. One scheduler per process.
+_runtime: _Runtime | None = None
+
+
+class _SharedEngineJobStore(SQLAlchemyJobStore):
+    """The job table is in examdesk's database on examdesk's engine, which outlives the
+    scheduler: stopping the scheduler must not dispose the engine everyone else uses."""
+
+    def shutdown(self) -> None:
+        pass
+
+
+def start_scheduler(
+    settings: Settings,
+    *,
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    cadence: Cadence | None = None,
+) -> BackgroundScheduler:
+    """Start the scheduler of this process (the leader's); stop it with `stop_scheduler`."""
+    global _runtime
+    cadence = cadence or Cadence()
+    scheduler = BackgroundScheduler(
+        jobstores={"default": _SharedEngineJobStore(engine=engine)},
+        executors={"default": ThreadPoolExecutor(max_workers=4)},
+        job_defaults={
+            # However late, run once: every job is idempotent and late beats never.
+            "coalesce": True,
+            "misfire_grace_time": None,
+            "max_instances": 1,
+        },
+        timezone=UTC,
+    )
+    # Paused first, so that jobs left in the table by an earlier leader wait until the
+    # runtime is in place and the job set is brought up to date.
+    scheduler.start(paused=True)
+    _runtime = _Runtime(
+        tz=settings.tz,
+        registry_dir=settings.registry_dir,
+        session_factory=session_factory,
+        scheduler=scheduler,
+    )
+    now = datetime.now(UTC)
+    scheduler.add_job(
+        deliver_job,
+        "interval",
+        seconds=cadence.deliver_seconds,
+        id=DELIVER_SWEEP,
+        replace_existing=True,
+        next_run_time=now,  # deadlines that passed while nobody led are handled at once
+    )
+    if settings.registry_dir is not None:
+        scheduler.add_job(
+            registry_job,
+            "interval",
+            minutes=cadence.registry_minutes,
+            id=REGISTRY_REFRESH,
+            replace_existing=True,
+            next_run_time=now,
+        )
+    else:
+        _remove(scheduler, REGISTRY_REFRESH)
+    if importlib.util.find_spec("notifications.dispatch") is not None:
+        scheduler.add_job(
+            notifier_job,
+            "interval",
+            seconds=cadence.notifier_seconds,
+            id=NOTIFIER_SWEEP,
+            replace_existing=True,
+            next_run_time=now,
+        )
+    else:
+        log.warning("scheduler: notifications.dispatch is not installed; no notifier sweep")
+        _remove(scheduler, NOTIFIER_SWEEP)
+    scheduler.resume()
+    log.info(
+        "scheduler started: delivery sweep every %ss, registry refresh %s, notifier sweep",
+        cadence.deliver_seconds,
+        f"every {cadence.registry_minutes} min" if settings.registry_dir else "off",
+    )
+    return scheduler
+
+
+def stop_scheduler(scheduler: BackgroundScheduler) -> None:
+    """Stop taking jobs and wait for running ones, so that no delivery is cut in half."""
+    global _runtime
+    if scheduler.running:
+        scheduler.shutdown(wait=True)
+    if _runtime is not None and _runtime.scheduler is scheduler:
+        _runtime = None
+    log.info("scheduler stopped")
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def deliver_job() -> None:
+    """R9: deliver what is due, then plan a run at the next deadline."""
+    runtime = _current()
+    if runtime is None:
+        return
+    with session_scope(runtime.session_factory) as db_session:
+        done = deliver_due(
+            Ctx(db_session=db_session, actor=SYSTEM_ACTOR, tz=runtime.tz, now=utcnow())
+        )
+    for item in done:
+        log.info(
+            "delivered automatically: %s candidate %s%s",
+            item.test,
+            item.candidate,
+            " (new delivery closed)" if item.reopened else "",
+        )
+    with runtime.session_factory() as db_session:
+        upcoming = next_deadline(db_session=db_session, now=utcnow())
+    plan_delivery(runtime.scheduler, upcoming)
+
+
+def registry_job() -> None:
+    """R11: bring in the newest export files; staff changes are never undone."""
+    runtime = _current()
+    if runtime is None or runtime.registry_dir is None:
+        return
+    folder = runtime.registry_dir
+    try:
+        with session_scope(runtime.session_factory) as db_session:
+            ctx = Ctx(
+                db_session=db_session,
+                actor=SYSTEM_ACTOR,
+                tz=runtime.tz,
+                now=utcnow(),
+                registry_dir=folder,
+            )
+            summary = registry.refresh(ctx, folder)
+    except CommandError as error:
+        # A bad export must not stop the schedule; the next run tries the newest file again.
+        log.warning("registry refresh: nothing imported: %s", error)
+        return
+    log.info("registry refresh: %s", summary.replace("\n", " | "))
+
+
+def notifier_job() -> None:
+    """The notifier's retry sweep and delivery-status reconciliation."""
+    from notifications.dispatch import sweep
+
+    runtime = _current()
+    if runtime is None:
+        return
+    with session_scope(runtime.session_factory) as db_session:
+        sweep(db_session=db_session, now=utcnow())
+
+
+# ---------------------------------------------------------------- planning
+
+
+def next_deadline(*, db_session: Session, now: datetime) -> datetime | None:
+    """The earliest deadline after ``now`` at which `deliver_due` will have work (R9)."""
+    active = exists().where(Reopening.candidate_id == Candidate.id, Reopening.closed_at.is_(None))
+    candidates = db_session.scalars(
+        select(Candidate)
+        .join(Test, Test.id == Candidate.test_id)
+        .where(
+            Test.kind != "thesis",
+            or_(Candidate.status == "started", active),
+        )
+        .options(selectinload(Candidate.reopenings), selectinload(Candidate.test))
+    )
+    upcoming = None
+    for candidate in candidates:
+        t = timing(candidate, candidate.test)
+        if t.reopening is None and not candidate.test.auto_deliver:
+            continue
+        due = t.deadline  # None for a no-limit reopening
+        if due is None or due <= now:
+            continue
+        due = max(due, candidate.test.start)  # deliver_due waits for the test to start
+        if upcoming is None or due < upcoming:
+            upcoming = due
+    return upcoming
+
+
+def plan_delivery(scheduler: BackgroundScheduler, when: datetime | None) -> None:
+    """Keep exactly one future one-off delivery job, at ``when``.
+
+    Each deadline gets its own job id: the scheduler deletes a one-off job right after
+    handing it to a thread, so re-using one id could delete the job just planned.
+    """
+    keep = _at_id(when) if when is not None else None
+    now = datetime.now(UTC)
+    for job in scheduler.get_jobs():
+        due_soon = job.next_run_time is not None and job.next_run_time <= now
+        if job.id.startswith(DELIVER_AT) and job.id != keep and not due_soon:
+            _remove(scheduler, job.id)
+    if when is not None and keep is not None and scheduler.get_job(keep) is None:
+        scheduler.add_job(deliver_job, "date", run_date=when, id=keep, replace_existing=True)
+
+
+def _at_id(when: datetime) -> str:
+    return f"{DELIVER_AT}{when.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}"
+
+
+def _remove(scheduler: BackgroundScheduler, job_id: str) -> None:
+    # Already gone is fine: it ran, or another plan removed it.
+    with contextlib.suppress(JobLookupError):
+        scheduler.remove_job(job_id)
+
+
+def _current() -> _Runtime | None:
+    if _runtime is None:
+        log.warning("scheduled job ran without a running scheduler; skipped")
+    return _runtime

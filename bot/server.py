@@ -1,0 +1,170 @@
+"""`examdesk serve`: Slack (Socket Mode or HTTP), the web endpoints and the background work,
+in one process. It starts without any Slack configuration too, and says what is missing."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+import threading
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+from slack_bolt import App
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.applications import Starlette
+
+from bot import background
+from bot.app import build_app
+from bot.deps import Deps
+from bot.settings import Settings
+from bot.web import build_web_app
+
+log = logging.getLogger(__name__)
+
+# Slack must reach the HTTP endpoint from outside (through a proxy or tunnel), so listen on
+# every interface; with Socket Mode only health and the notice pages are served here.
+HOST = "0.0.0.0"
+SOCKET_RETRY_SECONDS = 30
+HOW_TO_CONNECT = (
+    "To connect a workspace, create the Slack app from manifest.yml and set SLACK_BOT_TOKEN "
+    "plus either SLACK_APP_TOKEN (Socket Mode, no public URL needed) or SLACK_SIGNING_SECRET "
+    "(HTTP: Slack posts to <public URL>/slack/events)."
+)
+
+
+@dataclass
+class Wiring:
+    deps: Deps
+    mode: str  # socket | http | off
+    bolt_app: App | None
+    web: Starlette
+
+
+def slack_mode(settings: Settings) -> str:
+    """How Slack is connected, logging in plain words what is missing for the rest."""
+    bot_token = settings.slack_bot_token is not None
+    if settings.slack_app_token is not None and bot_token:
+        mode = "socket"
+    elif bot_token and settings.slack_signing_secret is not None:
+        mode = "http"
+    else:
+        mode = "off"
+        if not bot_token:
+            missing = "SLACK_BOT_TOKEN is not set"
+        else:
+            missing = "SLACK_BOT_TOKEN is set, but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET"
+        log.warning(
+            "Slack is off (%s): slash commands and the App Home are unavailable; health, web "
+            "pages and background work run as usual. %s",
+            missing,
+            HOW_TO_CONNECT,
+        )
+    if mode != "off" and settings.slack_support_channel is None:
+        log.warning(
+            "SLACK_SUPPORT_CHANNEL is not set: the change log goes to this log only. Set it to "
+            "the support channel's id (C…) and invite the bot to that channel."
+        )
+    return mode
+
+
+def wire(settings: Settings, *, engine: Engine, session_factory: sessionmaker[Session]) -> Wiring:
+    """Everything `serve` runs, built but not started (tests serve it on a socket of theirs)."""
+    deps = Deps(settings=settings, engine=engine, session_factory=session_factory)
+    mode = slack_mode(settings)
+    bolt_app = build_app(deps) if mode != "off" else None
+    web = build_web_app(deps, bolt_app if mode == "http" else None, slack=mode)
+    return Wiring(deps=deps, mode=mode, bolt_app=bolt_app, web=web)
+
+
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn raises the signal again once it has stopped, which would end the process
+        # before serve() stops the background work and sends the last Slack calls.
+        self._captured_signals.clear()
+
+
+def http_server(web: Starlette) -> uvicorn.Server:
+    # Our own logging set-up stays (log_config=None); no access log on the hot path.
+    return _Server(
+        uvicorn.Config(web, log_config=None, access_log=False, lifespan="off", timeout_notify=5)
+    )
+
+
+class PortUnavailable(Exception):
+    """The HTTP port cannot be listened on; the message says what to do."""
+
+
+def listen(port: int, host: str = HOST) -> socket.socket:
+    # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets, and
+    # without it every keep-alive response with a body waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise PortUnavailable(
+            f"cannot listen on port {port} ({error.strerror}); stop what uses it or set PORT "
+            "to a free port"
+        ) from None
+    sock.listen(2048)
+    return sock
+
+
+def serve(settings: Settings, *, engine: Engine, session_factory: sessionmaker[Session]) -> int:
+    try:
+        sock = listen(settings.port)
+    except PortUnavailable as error:
+        print(f"examdesk: {error}", file=sys.stderr)
+        return 1
+    wiring = wire(settings, engine=engine, session_factory=session_factory)
+    stop_background = background.start(wiring.deps)
+    stop_socket = threading.Event()
+    handler = None
+    try:
+        if wiring.mode == "socket":
+            assert wiring.bolt_app is not None
+            handler = SocketModeHandler(wiring.bolt_app, Settings.secret(settings.slack_app_token))
+            threading.Thread(
+                target=_connect_socket_mode,
+                args=(handler, stop_socket),
+                name="socket-mode-connect",
+                daemon=True,
+            ).start()
+        log.info(
+            "examdesk is serving on port %s (Slack: %s); health at /healthz",
+            settings.port,
+            {"socket": "Socket Mode", "http": "HTTP at /slack/events", "off": "off"}[wiring.mode],
+        )
+        http_server(wiring.web).run(sockets=[sock])
+    finally:
+        stop_socket.set()
+        if handler is not None:
+            handler.close()
+        stop_background()
+        wiring.deps.slack_out.shutdown(wait=True)
+        sock.close()
+    return 0
+
+
+def _connect_socket_mode(handler: SocketModeHandler, stop: threading.Event) -> None:
+    # Once connected the client reconnects by itself; the first connection may fail while
+    # Slack or the network is away, so keep trying without holding up the rest of serve.
+    while not stop.is_set():
+        try:
+            handler.connect()
+            log.info("connected to Slack over Socket Mode")
+            return
+        except Exception as error:
+            log.error(
+                "Socket Mode could not connect (%s); check SLACK_APP_TOKEN (xapp-…, scope "
+                "connections:write). Trying again in %s s.",
+                error,
+                SOCKET_RETRY_SECONDS,
+            )
+            stop.wait(SOCKET_RETRY_SECONDS)

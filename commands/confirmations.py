@@ -1,0 +1,118 @@
+"""Confirmations that apply once, however often and by whomever the button is pressed.
+
+A preview (``Reply.confirm``) is stored as a ``Confirmation`` row under an unguessable token;
+the button carries only the token, so the command that runs is the one the server showed,
+never text from the click. Pressing it claims the row with a conditional UPDATE in the same
+transaction as the command: one claim wins, a refused command releases the claim with its
+rollback, and the clicking user's permissions are checked again by the command itself.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from commands.context import Ctx, utcnow
+from commands.errors import CommandError
+from commands.reply import Reply
+from commands.router import dispatch
+from commands.timeparse import format_time
+from store.models import Confirmation
+
+# A button older than this shows a stale preview (candidates, times may have moved on).
+VALID_FOR = timedelta(hours=1)
+CANCELLED = "cancelled"
+
+
+def offer(*, db_session: Session, actor: str, command: str, now: datetime | None = None) -> str:
+    """Store a pending confirmation of ``command`` and return its token."""
+    token = secrets.token_urlsafe(24)
+    db_session.add(
+        Confirmation(token=token, actor=actor, command=command, created_at=now or utcnow())
+    )
+    return token
+
+
+def claim(*, db_session: Session, token: str, user: str, now: datetime) -> bool:
+    """Mark the confirmation used by ``user``; True for exactly one caller per token."""
+    result = db_session.execute(
+        update(Confirmation)
+        .where(
+            Confirmation.token == token,
+            Confirmation.used_at.is_(None),
+            Confirmation.created_at >= now - VALID_FOR,
+        )
+        .values(used_at=now, used_by=user)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def apply(
+    *,
+    session_factory: sessionmaker[Session],
+    token: str,
+    actor: str,
+    tz: ZoneInfo,
+    registry_dir: Path | None = None,
+    now: datetime | None = None,
+) -> Reply:
+    """Run the confirmed command as ``actor``, once; the claim and the change commit together."""
+    now = now or utcnow()
+    with session_factory() as db_session:
+        if not claim(db_session=db_session, token=token, user=actor, now=now):
+            db_session.rollback()
+            return _not_claimable(db_session, token, tz)
+        command = db_session.get(Confirmation, token).command
+        ctx = Ctx(db_session=db_session, actor=actor, tz=tz, now=now, registry_dir=registry_dir)
+        try:
+            reply = dispatch(ctx, command, confirmed=True)
+        except CommandError as error:
+            db_session.rollback()
+            return Reply(text=str(error), ok=False, kind="refusal")
+        db_session.commit()
+        return reply
+
+
+def cancel(
+    *, session_factory: sessionmaker[Session], token: str, actor: str, tz: ZoneInfo
+) -> Reply:
+    """Use up the confirmation without running it."""
+    now = utcnow()
+    with session_factory() as db_session:
+        if not claim(db_session=db_session, token=token, user=actor, now=now):
+            db_session.rollback()
+            return _not_claimable(db_session, token, tz)
+        # used_by records who cancelled; the marker keeps it apart from an applied one.
+        db_session.execute(
+            update(Confirmation)
+            .where(Confirmation.token == token)
+            .values(used_by=f"{actor}:{CANCELLED}")
+        )
+        db_session.commit()
+    return Reply(text="Cancelled. Nothing was changed.", kind="message")
+
+
+def _not_claimable(db_session: Session, token: str, tz: ZoneInfo) -> Reply:
+    row = db_session.get(Confirmation, token)
+    if row is None:
+        text = "This confirmation is unknown. Run the command again to get a new one."
+    elif row.used_at is None:
+        text = (
+            f"This confirmation has expired (buttons are valid for "
+            f"{int(VALID_FOR.total_seconds() // 60)} minutes) and nothing was changed. "
+            f"Run the command again: `{row.command}`"
+        )
+    else:
+        by, _, marker = (row.used_by or "").partition(":")
+        done = "cancelled" if marker == CANCELLED else "applied"
+        text = (
+            f"This was already {done} by <@{by}> at {format_time(row.used_at, tz)}; "
+            "it takes effect once only. Nothing more was changed."
+        )
+    return Reply(text=text, ok=False, kind="refusal")

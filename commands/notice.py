@@ -1,0 +1,232 @@
+"""`/notice TEST text`: a notice to every candidate of a test (R13), sent by support (R14, R15).
+
+The first call only counts (in-app notices, SMS, e-mails, who has no usable address) and asks
+for confirmation; the confirmed call writes the whole outbox in this command's transaction.
+Candidates without a usable phone number (or e-mail address) get the in-app notice and a
+delivery row marked failed "no usable number", so they are listed in every summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+
+from commands import audit
+from commands.context import Ctx
+from commands.errors import InvalidInput, NotFound, Refused
+from commands.lookup import get_test
+from commands.permissions import require_support
+from commands.reply import Confirm, Reply
+from commands.timeparse import format_time
+from notifications import fanout
+from notifications.channels import SMS
+from store.models import QuestionErrorReport, Test
+
+USAGE = (
+    "Usage: /notice TEST text\n"
+    "  Sends the text to every candidate of the test: in the exam app, plus an SMS saying a\n"
+    "  notice is waiting (school exams, home exams of 6 hours or less) or an e-mail (longer\n"
+    "  home exams, assignments, theses) (R13). Shows the counts and asks to confirm first.\n"
+    "  Example: /notice TDT4100-2026H Task 3b: use n = 10, not n = 100."
+)
+MAX_TEXT = 2000
+LISTED = 20
+
+
+def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
+    if len(args) < 2:
+        raise InvalidInput("Give the test code and then the text for the candidates.", USAGE)
+    test_code, *words = args
+    db = ctx.db_session
+    require_support(db_session=db, user_id=ctx.actor, doing="send notices to candidates")
+    test = get_test(db_session=db, test_code=test_code)
+    text = check_text(" ".join(words))
+    command = " ".join(["/notice", *args])
+    if not confirmed:
+        return preview(ctx, test=test, text=text, command=command)
+    result = publish(ctx, test=test, text_nb=text, text_en=text)
+    return receipt(ctx, test=test, result=result)
+
+
+def check_text(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise InvalidInput("The notice has no text. Write what the candidates should read.")
+    if len(text) > MAX_TEXT:
+        raise InvalidInput(
+            f"The notice is {len(text)} characters; keep it under {MAX_TEXT} so it reads well "
+            "on a phone."
+        )
+    return text
+
+
+def _listed(numbers: list[str]) -> str:
+    shown = ", ".join(numbers[:LISTED])
+    more = len(numbers) - LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def counts_text(plan: fanout.Plan) -> str:
+    """'120 in-app notices, 118 SMS, 0 e-mails' plus who cannot be reached outside the app."""
+    line = f"{plan.candidates} in-app notices, {plan.sms} SMS, {plan.emails} e-mails"
+    if plan.unreachable:
+        what = "phone number" if plan.channel == SMS else "e-mail address"
+        line += (
+            f"\nNo usable {what} ({len(plan.unreachable)}, in-app only): "
+            f"{_listed(plan.unreachable)}"
+        )
+    return line
+
+
+def plan_data(plan: fanout.Plan) -> dict[str, Any]:
+    return {
+        "test": plan.test_code,
+        "inapp": plan.candidates,
+        "sms": plan.sms,
+        "email": plan.emails,
+        "channel": plan.channel,
+        "unreachable": plan.unreachable,
+    }
+
+
+def _plan_or_refuse(ctx: Ctx, test: Test) -> fanout.Plan:
+    plan = fanout.plan(db_session=ctx.db_session, test=test)
+    if not plan.candidates:
+        raise Refused(
+            f"Test {test.code} has no candidates, so there is nobody to tell. "
+            "Import its candidates first (`examdesk import candidates FILE`)."
+        )
+    return plan
+
+
+def preview(ctx: Ctx, *, test: Test, text: str, command: str) -> Reply:
+    plan = _plan_or_refuse(ctx, test)
+    prompt = (
+        f"Send this notice to all {plan.candidates} candidates of {test.code}?\n"
+        f"{counts_text(plan)}\n> {text}"
+    )
+    return Reply(
+        text=prompt + "\nNothing is sent until you confirm.",
+        kind="confirm",
+        data=plan_data(plan) | {"text": text},
+        confirm=Confirm(
+            prompt=prompt,
+            command=command,
+            button=f"Send to {plan.candidates} candidates",
+        ),
+    )
+
+
+def publish(
+    ctx: Ctx,
+    *,
+    test: Test,
+    text_nb: str,
+    text_en: str,
+    report_id: int | None = None,
+    slack_channel: str | None = None,
+    slack_ts: str | None = None,
+) -> fanout.FanOut:
+    """Write the notice and its whole outbox in the command's transaction (R13)."""
+    _plan_or_refuse(ctx, test)
+    result = fanout.fan_out(
+        db_session=ctx.db_session,
+        test=test,
+        text_nb=text_nb,
+        text_en=text_en,
+        created_by=ctx.actor,
+        now=ctx.now,
+        report_id=report_id,
+        slack_channel=slack_channel,
+        slack_ts=slack_ts,
+    )
+    audit.record(
+        ctx,
+        action="notice_sent",
+        reason=text_nb or text_en,
+        before={},
+        after={"notice_id": result.notice_id, "report_id": report_id} | plan_data(result),
+        test=test,
+    )
+    return result
+
+
+def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut) -> Reply:
+    queued = f"{result.reachable} {'SMS' if result.channel == SMS else 'e-mails'}"
+    text = (
+        f"Notice #{result.notice_id} to {test.code}: {result.candidates} in-app notices "
+        f"are up, {queued} queued."
+    )
+    if result.unreachable:
+        what = "phone number" if result.channel == SMS else "e-mail address"
+        text += f"\nNo usable {what} (in-app only): {_listed(result.unreachable)}"
+    text += (
+        f"\nIf the error cost the candidates time, give it to all of them (R14): "
+        f"`/incident-time {test.code} all add MINUTES reason`."
+    )
+    return Reply(
+        text=text,
+        kind="receipt",
+        data={"action": "notice", "notice_id": result.notice_id} | plan_data(result),
+        log=[
+            f"<@{ctx.actor}> sent notice #{result.notice_id} to {result.candidates} "
+            f"candidates of {test.code} ({queued}, {len(result.unreachable)} unreachable)"
+        ],
+    )
+
+
+def get_report(ctx: Ctx, report_id: int, *, lock: bool = False) -> QuestionErrorReport:
+    query = select(QuestionErrorReport).where(QuestionErrorReport.id == report_id)
+    if lock:
+        query = query.with_for_update()
+    report = ctx.db_session.scalar(query)
+    if report is None:
+        raise NotFound(f"There is no error report #{report_id}.")
+    return report
+
+
+def report_preview(ctx: Ctx, *, report_id: int) -> fanout.Plan:
+    """The counts for a report's "Send to candidates" confirmation."""
+    report = get_report(ctx, report_id)
+    return fanout.plan(db_session=ctx.db_session, test=ctx.db_session.get(Test, report.test_id))
+
+
+def send(ctx: Ctx, *, report_id: int) -> Reply:
+    """The report's "Send to candidates" button: its text to every candidate, once."""
+    db = ctx.db_session
+    require_support(db_session=db, user_id=ctx.actor, doing="send notices to candidates")
+    report = get_report(ctx, report_id, lock=True)
+    test = db.get(Test, report.test_id)
+    if report.state != "open":
+        by = f" by <@{report.handled_by}>" if report.handled_by else ""
+        when = f" at {format_time(report.handled_at, ctx.tz)}" if report.handled_at else ""
+        raise Refused(
+            f"Error report #{report.id} for {test.code} was already {report.state}{by}{when}."
+        )
+    if not (report.text_nb.strip() or report.text_en.strip()):
+        raise InvalidInput(
+            f"Error report #{report.id} has no text for the candidates. Edit it first."
+        )
+    # A double click: only the first UPDATE finds the report still open.
+    taken = db.execute(
+        update(QuestionErrorReport)
+        .where(QuestionErrorReport.id == report.id, QuestionErrorReport.state == "open")
+        .values(state="sent", handled_by=ctx.actor, handled_at=ctx.now),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if taken != 1:
+        raise Refused(f"Error report #{report.id} is being sent already.")
+    db.expire(report)
+    result = publish(
+        ctx,
+        test=test,
+        text_nb=report.text_nb,
+        text_en=report.text_en,
+        report_id=report.id,
+        slack_channel=report.slack_channel,
+        slack_ts=report.slack_ts,
+    )
+    reply = receipt(ctx, test=test, result=result)
+    reply.data["report_id"] = report.id
+    return reply

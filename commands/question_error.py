@@ -1,0 +1,222 @@
+"""`/question-error TEST [text]`: a teacher reports an error in a running test's question set.
+
+R12: once the test has started the question set cannot be changed, so the error is handled by
+telling every candidate. The teacher writes the text (R14); support staff send it (`/notice`,
+or the report's "Send to candidates" button) and decide about incident time for everyone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands import audit
+from commands.context import Ctx
+from commands.errors import InvalidInput, Refused
+from commands.lookup import get_test
+from commands.notice import MAX_TEXT, get_report, plan_data
+from commands.permissions import require_support, require_support_or_teacher_of
+from commands.reply import Reply
+from commands.timeparse import format_time
+from notifications import fanout
+from store.models import QuestionErrorReport, Test
+
+USAGE = (
+    "Usage: /question-error TEST [text]\n"
+    "  Report an error in the question set of a running test. The set cannot be changed once\n"
+    "  the test has started (R12), so exam support sends your text to every candidate (R13,\n"
+    "  R14). Without text, Slack opens a form (question, text in Norwegian and/or English,\n"
+    "  suggested extra time).\n"
+    "  Example: /question-error TDT4100-2026H Task 3b: n = 10, not n = 100."
+)
+MAX_QUESTION = 300
+MAX_MINUTES = 600
+
+
+def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
+    if not args:
+        raise InvalidInput("Give the test code and then the text for the candidates.", USAGE)
+    test_code, *words = args
+    if not words:
+        # Checked first so a teacher of another test learns that before anything else.
+        test = get_test(db_session=ctx.db_session, test_code=test_code)
+        require_support_or_teacher_of(
+            db_session=ctx.db_session, user_id=ctx.actor, test=test, doing="report errors in it"
+        )
+        raise InvalidInput(
+            "Write the text for the candidates after the test code, e.g. "
+            f"`/question-error {test.code} Task 3b: n = 10, not n = 100`. "
+            "In Slack, `/question-error TEST` alone opens a form."
+        )
+    return report(ctx, test_code=test_code, text_nb=" ".join(words))
+
+
+def check_minutes(value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= MAX_MINUTES:
+        raise InvalidInput(f"Suggested extra time must be 0–{MAX_MINUTES} minutes.")
+    return value or None
+
+
+def _check_texts(text_nb: str, text_en: str) -> tuple[str, str]:
+    text_nb, text_en = text_nb.strip(), text_en.strip()
+    if not text_nb and not text_en:
+        raise InvalidInput("Write the text for the candidates, in Norwegian and/or English.")
+    for text in (text_nb, text_en):
+        if len(text) > MAX_TEXT:
+            raise InvalidInput(f"Keep each text under {MAX_TEXT} characters.")
+    return text_nb, text_en
+
+
+def _require_started(ctx: Ctx, test: Test) -> None:
+    if ctx.now < test.start:
+        raise Refused(
+            f"{test.code} has not started yet (it starts {format_time(test.start, ctx.tz)}), "
+            "so the question set can still be corrected in the exam system itself. Reports "
+            "here are for errors found after the start, when it can no longer change (R12)."
+        )
+
+
+def report(
+    ctx: Ctx,
+    *,
+    test_code: str,
+    text_nb: str = "",
+    text_en: str = "",
+    question: str = "",
+    suggested_minutes: int | None = None,
+) -> Reply:
+    db = ctx.db_session
+    test = get_test(db_session=db, test_code=test_code)
+    require_support_or_teacher_of(
+        db_session=db, user_id=ctx.actor, test=test, doing="report errors in its question set"
+    )
+    _require_started(ctx, test)
+    text_nb, text_en = _check_texts(text_nb, text_en)
+    question = question.strip()[:MAX_QUESTION]
+    minutes = check_minutes(suggested_minutes)
+    found = QuestionErrorReport(
+        test_id=test.id,
+        reported_by=ctx.actor,
+        reported_at=ctx.now,
+        question=question,
+        text_nb=text_nb,
+        text_en=text_en,
+        suggested_minutes=minutes,
+        state="open",
+    )
+    db.add(found)
+    db.flush()
+    audit.record(
+        ctx,
+        action="question_error_reported",
+        reason=question,
+        before={},
+        after={"report_id": found.id, "text_nb": text_nb, "text_en": text_en, "minutes": minutes},
+        test=test,
+    )
+    plan = fanout.plan(db_session=db, test=test)
+    return Reply(
+        text=(
+            f"Error report #{found.id} for {test.code} is recorded and sent to exam support. "
+            "The question set cannot be changed now that the test has started (R12); support "
+            f"sends your text to the {plan.candidates} candidates (R13, R14) and you will "
+            "hear back here."
+        ),
+        kind="receipt",
+        data=view(ctx, found, test=test, plan=plan) | {"post_to_support": True},
+        log=[
+            f"<@{ctx.actor}> reported an error in the question set of {test.code} "
+            f"(report #{found.id})"
+        ],
+    )
+
+
+def view(
+    ctx: Ctx, found: QuestionErrorReport, *, test: Test, plan: fanout.Plan | None = None
+) -> dict[str, Any]:
+    """Everything a Slack message about the report shows."""
+    plan = plan or fanout.plan(db_session=ctx.db_session, test=test)
+    return {
+        "action": "question_error",
+        "report_id": found.id,
+        "test": test.code,
+        "title": test.title,
+        "reported_by": found.reported_by,
+        "reported_at": format_time(found.reported_at, ctx.tz),
+        "question": found.question,
+        "text_nb": found.text_nb,
+        "text_en": found.text_en,
+        "suggested_minutes": found.suggested_minutes,
+        "state": found.state,
+        "handled_by": found.handled_by,
+        "slack_channel": found.slack_channel,
+        "slack_ts": found.slack_ts,
+        "plan": plan_data(plan),
+    }
+
+
+def show(ctx: Ctx, *, report_id: int) -> dict[str, Any]:
+    found = get_report(ctx, report_id)
+    return view(ctx, found, test=ctx.db_session.get(Test, found.test_id))
+
+
+def _open_report(ctx: Ctx, report_id: int) -> tuple[QuestionErrorReport, Test]:
+    found = get_report(ctx, report_id, lock=True)
+    test = ctx.db_session.get(Test, found.test_id)
+    if found.state != "open":
+        raise Refused(f"Error report #{found.id} for {test.code} is already {found.state}.")
+    return found, test
+
+
+def edit(
+    ctx: Ctx,
+    *,
+    report_id: int,
+    text_nb: str,
+    text_en: str,
+    question: str | None = None,
+    suggested_minutes: int | None = None,
+) -> dict[str, Any]:
+    """Change the text before it is sent: the reporting teacher's tests, or support."""
+    found, test = _open_report(ctx, report_id)
+    require_support_or_teacher_of(
+        db_session=ctx.db_session, user_id=ctx.actor, test=test, doing="edit its error reports"
+    )
+    text_nb, text_en = _check_texts(text_nb, text_en)
+    before = {"text_nb": found.text_nb, "text_en": found.text_en}
+    found.text_nb, found.text_en = text_nb, text_en
+    if question is not None:
+        found.question = question.strip()[:MAX_QUESTION]
+    found.suggested_minutes = check_minutes(suggested_minutes)
+    audit.record(
+        ctx,
+        action="question_error_edited",
+        reason=f"report #{found.id}",
+        before=before,
+        after={"text_nb": text_nb, "text_en": text_en},
+        test=test,
+    )
+    ctx.db_session.flush()
+    return view(ctx, found, test=test)
+
+
+def reject(ctx: Ctx, *, report_id: int, reason: str = "") -> dict[str, Any]:
+    """Support decides not to send it (not an error, or handled otherwise)."""
+    require_support(db_session=ctx.db_session, user_id=ctx.actor, doing="reject error reports")
+    found, test = _open_report(ctx, report_id)
+    found.state, found.handled_by, found.handled_at = "rejected", ctx.actor, ctx.now
+    audit.record(
+        ctx,
+        action="question_error_rejected",
+        reason=reason or f"report #{found.id}",
+        before={"state": "open"},
+        after={"state": "rejected"},
+        test=test,
+    )
+    ctx.db_session.flush()
+    return view(ctx, found, test=test)
+
+
+def place(ctx: Ctx, *, report_id: int, channel: str, ts: str) -> None:
+    """Remember where Slack shows the report, so sending progress can update it."""
+    found = get_report(ctx, report_id)
+    found.slack_channel, found.slack_ts = channel, ts

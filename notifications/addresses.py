@@ -1,0 +1,30 @@
+"""Usable addresses: phone numbers in E.164 (Norwegian numbers without +47 accepted)."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+NO_NUMBER = "no usable number"
+NO_EMAIL = "no e-mail address"
+
+
+def usable_phone(raw: str | None) -> str | None:
+    if not raw or not raw.strip():
+        return None
+    try:
+        number = phonenumbers.parse(raw, "NO")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def usable_email(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    raw = raw.strip()
+    local, at, domain = raw.partition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in raw):
+        return None
+    return raw

@@ -1,0 +1,23 @@
+"""Which channels a test's candidates are told on (R13)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from store.models import Test
+
+SMS = "sms"
+EMAIL = "email"
+SHORT_HOME_EXAM = timedelta(hours=6)
+
+
+def outside_channel(test: Test) -> str:
+    """R13: SMS for school exams and home exams of 6 hours or less; e-mail otherwise.
+
+    Everyone gets the in-app notice as well; this is the channel that says one is waiting.
+    """
+    if test.kind == "school":
+        return SMS
+    if test.kind == "home" and test.end - test.start <= SHORT_HOME_EXAM:
+        return SMS
+    return EMAIL

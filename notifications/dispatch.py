@@ -1,0 +1,562 @@
+"""Dispatch: send pending deliveries at the allowed rate, with retries, across processes.
+
+Life of a delivery (one notice × candidate × channel):
+
+    pending ─claim─▶ pending (claimed_by me, claimed_until T)
+            ─mark──▶ sending (attempts+1; only now does a request go out)
+                     ├─ accepted ──▶ sent ─callback─▶ delivered | undelivered | failed
+                     ├─ transient (429, 5xx, no connection) ──▶ pending, retried after backoff
+                     ├─ permanent (21211, 21610, …) or out of tries ──▶ failed, with the reason
+                     └─ no answer after the request went out ──▶ unknown
+
+* Claims are conditional UPDATEs (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises
+  writers), so two workers never take the same row. A claim that expires (the worker died)
+  is simply taken again: the row was still ``pending``, nothing had been sent.
+* A row found in ``sending`` past its claim may have reached the provider: ``sweep`` marks it
+  ``unknown`` and it is never resent blindly. Reconciliation later asks the provider (Twilio's
+  message list, matched by number and the body, which is unique per notice and candidate):
+  found → ``sent``; surely absent → ``pending`` again. Channels that cannot be asked (SMTP)
+  keep ``unknown`` and show up in the summary for a person to decide.
+* Rate: ``SMS_PER_SECOND`` is per deployment. Each running dispatcher keeps a heartbeat
+  lease ``notifier:<id>`` in the ``leases`` table and paces SMS at rate / live dispatchers;
+  a single process on its own never exceeds the rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from notifications import texts
+from notifications.channels import SMS
+from notifications.ratelimit import RateLimiter
+from notifications.transports import (
+    Message,
+    OutcomeUnknown,
+    Transport,
+    TransportError,
+    build_transports,
+)
+from store.db import session_scope
+from store.models import Candidate, Delivery, Lease, Notice, Test
+
+log = logging.getLogger(__name__)
+
+LEASE_PREFIX = "notifier:"
+ProgressCallback = Callable[[int], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Knobs with production defaults; ``NOTIFIER_<NAME>`` environment variables override."""
+
+    batch: int = 200
+    claim_seconds: float = 60.0
+    send_timeout: float = 10.0
+    max_attempts: int = 6
+    backoff_base: float = 5.0
+    backoff_cap: float = 600.0
+    reconcile_after: float = 120.0
+    poll_seconds: float = 0.5
+    maintain_seconds: float = 10.0
+    lease_seconds: float = 30.0
+    in_flight: int = 0  # 0: enough to reach the rate when the provider answers in 300 ms
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Tuning:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f"NOTIFIER_{f.name.upper()}")
+            if raw:
+                values[f.name] = int(raw) if f.type == "int" else float(raw)
+        return cls(**values)
+
+    def pool_size(self, rate: float) -> int:
+        return self.in_flight or max(4, min(64, math.ceil(rate * 0.4) + 4))
+
+    def backoff(self, attempts: int) -> float:
+        # Exponential with full jitter: retries from many rows spread out instead of
+        # hitting a recovering provider together.
+        return random.uniform(0.5, 1.0) * min(
+            self.backoff_cap, self.backoff_base * 2 ** max(attempts - 1, 0)
+        )
+
+    def sending_claim(self) -> timedelta:
+        # requests' timeout bounds the connect and each read separately.
+        return timedelta(seconds=2 * self.send_timeout + 10)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    notice_id: int
+    channel: str
+    address: str
+    attempts: int
+    language: str
+    token: str
+    test_code: str
+    text_nb: str
+    text_en: str
+    notice_created_at: datetime
+
+    def message(self, public_url: str) -> Message:
+        link = texts.notice_link(public_url=public_url, token=self.token, notice_id=self.notice_id)
+        if self.channel == SMS:
+            body = texts.sms_body(language=self.language, test_code=self.test_code, link=link)
+            return Message(self.id, self.channel, self.address, body)
+        text = texts.notice_text(text_nb=self.text_nb, text_en=self.text_en, language=self.language)
+        return Message(
+            self.id,
+            self.channel,
+            self.address,
+            texts.email_body(
+                language=self.language, test_code=self.test_code, text=text, link=link
+            ),
+            subject=texts.email_subject(language=self.language, test_code=self.test_code),
+        )
+
+
+def _job_query():
+    return (
+        select(
+            Delivery.id,
+            Delivery.notice_id,
+            Delivery.channel,
+            Delivery.address,
+            Delivery.attempts,
+            Candidate.language,
+            Candidate.notice_token,
+            Test.code,
+            Notice.text_nb,
+            Notice.text_en,
+            Notice.created_at,
+        )
+        .join(Candidate, Candidate.id == Delivery.candidate_id)
+        .join(Notice, Notice.id == Delivery.notice_id)
+        .join(Test, Test.id == Notice.test_id)
+    )
+
+
+def _job(row: Any) -> Job:
+    return Job(*row)
+
+
+def sweep(*, db_session: Session, now: datetime) -> dict[str, int]:
+    """Release expired claims; a send whose claim ran out mid-request becomes ``unknown``.
+
+    The caller commits. Safe to run from any number of processes at once.
+    """
+    released = db_session.execute(
+        update(Delivery)
+        .where(Delivery.status == "pending", Delivery.claimed_until < now)
+        .values(claimed_by=None, claimed_until=None)
+    ).rowcount
+    stuck = db_session.execute(
+        update(Delivery)
+        .where(Delivery.status == "sending", Delivery.claimed_until < now)
+        .values(
+            status="unknown",
+            error_code="no_answer",
+            error_message="the sender stopped before the provider answered; "
+            "it may have been sent, so it is checked before any resend",
+            claimed_by=None,
+            claimed_until=None,
+            updated_at=now,
+        )
+    ).rowcount
+    return {"released": released, "unknown": stuck}
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        transports: Mapping[str, Transport],
+        public_url: str,
+        rate: float,
+        tuning: Tuning | None = None,
+        on_progress: ProgressCallback | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.transports = dict(transports)
+        self.public_url = public_url
+        self.total_rate = rate
+        self.tuning = tuning or Tuning()
+        self.on_progress = on_progress
+        self.worker_id = worker_id or (
+            f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
+        self.limiter = RateLimiter(rate)
+        size = self.tuning.pool_size(rate)
+        self.slots = threading.BoundedSemaphore(size)
+        self.pool = ThreadPoolExecutor(size, thread_name_prefix="notifier-send")
+        self.stopping = threading.Event()
+        dialect = session_factory.kw["bind"].dialect.name
+        self.skip_locked = dialect == "postgresql"
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        """Until ``stop()``: claim due deliveries, send them, keep leases and sweep."""
+        next_maintenance = 0.0
+        try:
+            while not self.stopping.is_set():
+                if time.monotonic() >= next_maintenance:
+                    self.maintain()
+                    next_maintenance = time.monotonic() + self.tuning.maintain_seconds
+                if not self.dispatch_batch():
+                    self.stopping.wait(self.tuning.poll_seconds)
+        finally:
+            # Let requests already out finish and be recorded: an abandoned 'sending' row
+            # would become 'unknown' needlessly.
+            self.pool.shutdown(wait=True)
+            self._release_claims()
+            self._drop_lease()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def maintain(self) -> None:
+        try:
+            self._heartbeat()
+            with session_scope(self.session_factory) as db_session:
+                swept = sweep(db_session=db_session, now=utcnow())
+            if any(swept.values()):
+                log.info("sweep: %s", swept)
+            self.reconcile()
+        except Exception:
+            # The database may be briefly unreachable; the loop carries on and retries.
+            log.exception("notifier maintenance failed")
+
+    def dispatch_batch(self) -> int:
+        try:
+            jobs = self._claim()
+        except Exception:
+            log.exception("could not claim deliveries")
+            return 0
+        for index, job in enumerate(jobs):
+            if not self._take_slot(job):
+                self._release_claims([j.id for j in jobs[index:]])
+                break
+            try:
+                marked = self._mark_sending(job)
+            except Exception:
+                log.exception("could not mark delivery %s as sending", job.id)
+                marked = False
+            if not marked:
+                self.slots.release()
+                continue
+            self.pool.submit(self._send, job)
+        return len(jobs)
+
+    # ------------------------------------------------------------------ steps
+
+    def _batch_size(self) -> int:
+        # Everything claimed must be sent well within the claim, at the current pace.
+        return max(
+            1, min(self.tuning.batch, int(self.limiter.rate * self.tuning.claim_seconds / 3))
+        )
+
+    def _claim(self) -> list[Job]:
+        now = utcnow()
+        due = (
+            select(Delivery.id)
+            .where(
+                Delivery.status == "pending",
+                Delivery.next_attempt_at <= now,
+                (Delivery.claimed_until.is_(None)) | (Delivery.claimed_until < now),
+                Delivery.channel.in_(list(self.transports)),
+            )
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(self._batch_size())
+        )
+        if self.skip_locked:
+            due = due.with_for_update(skip_locked=True)
+        with session_scope(self.session_factory) as db_session:
+            ids = db_session.scalars(
+                update(Delivery)
+                .where(
+                    Delivery.id.in_(due.scalar_subquery()),
+                    # Repeated for SQLite, where there is no row lock: the UPDATE only takes
+                    # rows that are still free when it runs.
+                    Delivery.status == "pending",
+                    (Delivery.claimed_until.is_(None)) | (Delivery.claimed_until < now),
+                )
+                .values(
+                    claimed_by=self.worker_id,
+                    claimed_until=now + timedelta(seconds=self.tuning.claim_seconds),
+                )
+                .returning(Delivery.id)
+            ).all()
+            if not ids:
+                return []
+            rows = db_session.execute(
+                _job_query().where(Delivery.id.in_(ids)).order_by(Delivery.id)
+            ).all()
+        return [_job(row) for row in rows]
+
+    def _take_slot(self, job: Job) -> bool:
+        while not self.slots.acquire(timeout=0.2):
+            if self.stopping.is_set():
+                return False
+        if job.channel == SMS and not self.limiter.acquire(self.stopping):
+            self.slots.release()
+            return False
+        return True
+
+    def _mark_sending(self, job: Job) -> bool:
+        """The last step before the request: from here on a crash means 'unknown'."""
+        now = utcnow()
+        with session_scope(self.session_factory) as db_session:
+            marked = db_session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id == job.id,
+                    Delivery.status == "pending",
+                    Delivery.claimed_by == self.worker_id,
+                )
+                .values(
+                    status="sending",
+                    attempts=Delivery.attempts + 1,
+                    claimed_until=now + self.tuning.sending_claim(),
+                    updated_at=now,
+                )
+            ).rowcount
+        return marked == 1
+
+    def _send(self, job: Job) -> None:
+        attempts = job.attempts + 1
+        values: dict[str, Any]
+        try:
+            try:
+                provider_id = self.transports[job.channel].send(job.message(self.public_url))
+                values = {"status": "sent", "provider_id": provider_id, "sent_at": utcnow()}
+                values |= {"error_code": None, "error_message": None}
+            except TransportError as error:
+                if error.permanent or attempts >= self.tuning.max_attempts:
+                    reason = (
+                        str(error)
+                        if error.permanent
+                        else f"gave up after {attempts} tries: {error}"
+                    )
+                    values = {"status": "failed", "error_code": error.code, "error_message": reason}
+                else:
+                    retry_at = utcnow() + timedelta(seconds=self.tuning.backoff(attempts))
+                    values = {
+                        "status": "pending",
+                        "next_attempt_at": retry_at,
+                        "error_code": error.code,
+                        "error_message": str(error),
+                    }
+            except OutcomeUnknown as error:
+                values = {
+                    "status": "unknown",
+                    "error_code": "no_answer",
+                    "error_message": str(error),
+                }
+            except Exception as error:
+                # A bug of ours may strike before or after the request: never guess 'unsent'.
+                log.exception("sending delivery %s failed unexpectedly", job.id)
+                values = {"status": "unknown", "error_code": "error", "error_message": repr(error)}
+            self._record(job, values)
+        finally:
+            self.slots.release()
+        self._progress(job.notice_id)
+
+    def _record(self, job: Job, values: dict[str, Any]) -> None:
+        values |= {"claimed_by": None, "claimed_until": None, "updated_at": utcnow()}
+        for attempt in range(3):
+            try:
+                with session_scope(self.session_factory) as db_session:
+                    db_session.execute(
+                        update(Delivery)
+                        .where(
+                            Delivery.id == job.id,
+                            # A sweep may have called it 'unknown' meanwhile; the answer that
+                            # did come is the truth.
+                            Delivery.status.in_(("sending", "unknown")),
+                            Delivery.provider_id.is_(None),
+                        )
+                        .values(**values)
+                    )
+                return
+            except Exception:
+                log.exception("recording delivery %s failed (try %d)", job.id, attempt + 1)
+                time.sleep(0.5 * (attempt + 1))
+        # Left in 'sending': the sweep turns it into 'unknown', and reconciliation asks.
+
+    def _progress(self, notice_id: int) -> None:
+        if self.on_progress is None:
+            return
+        try:
+            self.on_progress(notice_id)
+        except Exception:
+            log.exception("progress callback failed for notice %s", notice_id)
+
+    def reconcile(self) -> int:
+        """Settle 'unknown' sends by asking the provider whether it has them."""
+        channels = [c for c, t in self.transports.items() if t.can_look_up]
+        if not channels:
+            return 0
+        ripe = utcnow() - timedelta(seconds=self.tuning.reconcile_after)
+        with session_scope(self.session_factory) as db_session:
+            jobs = [
+                _job(row)
+                for row in db_session.execute(
+                    _job_query()
+                    .where(
+                        Delivery.status == "unknown",
+                        Delivery.channel.in_(channels),
+                        Delivery.updated_at <= ripe,
+                        Delivery.provider_id.is_(None),
+                    )
+                    .order_by(Delivery.id)
+                    .limit(50)
+                )
+            ]
+        settled = 0
+        for job in jobs:
+            message = job.message(self.public_url)
+            try:
+                found = self.transports[job.channel].find_sent(message, since=job.notice_created_at)
+            except Exception:
+                log.exception("could not look up delivery %s; will ask again", job.id)
+                continue
+            now = utcnow()
+            if found:
+                values: dict[str, Any] = {"status": "sent", "provider_id": found, "sent_at": now}
+                values |= {"error_code": None, "error_message": None}
+            elif job.attempts >= self.tuning.max_attempts:
+                values = {"status": "failed", "error_message": "not sent; out of tries"}
+            else:
+                values = {"status": "pending", "next_attempt_at": now, "error_message": None}
+                values |= {"error_code": None}
+            with session_scope(self.session_factory) as db_session:
+                settled += db_session.execute(
+                    update(Delivery)
+                    .where(Delivery.id == job.id, Delivery.status == "unknown")
+                    .values(**values, updated_at=now)
+                ).rowcount
+            self._progress(job.notice_id)
+        return settled
+
+    def _release_claims(self, ids: list[int] | None = None) -> None:
+        try:
+            with session_scope(self.session_factory) as db_session:
+                query = update(Delivery).where(
+                    Delivery.status == "pending", Delivery.claimed_by == self.worker_id
+                )
+                if ids is not None:
+                    query = query.where(Delivery.id.in_(ids))
+                db_session.execute(query.values(claimed_by=None, claimed_until=None))
+        except Exception:
+            log.exception("could not release claims; they expire by themselves")
+
+    # ------------------------------------------------------------------ leases
+
+    def _heartbeat(self) -> None:
+        now = utcnow()
+        name = LEASE_PREFIX + self.worker_id
+        expires = now + timedelta(seconds=self.tuning.lease_seconds)
+        with session_scope(self.session_factory) as db_session:
+            renewed = db_session.execute(
+                update(Lease).where(Lease.name == name).values(expires_at=expires)
+            ).rowcount
+            if not renewed:
+                db_session.add(Lease(name=name, holder=self.worker_id, expires_at=expires))
+            db_session.execute(
+                delete(Lease).where(Lease.name.like(LEASE_PREFIX + "%"), Lease.expires_at < now)
+            )
+            db_session.flush()
+            live = db_session.scalar(
+                select(func.count()).where(
+                    Lease.name.like(LEASE_PREFIX + "%"), Lease.expires_at >= now
+                )
+            )
+        share = self.total_rate / max(1, live or 1)
+        if abs(share - self.limiter.rate) > 1e-9:
+            log.info("%d notifier(s) running: SMS at %.2f/s here", live, share)
+            self.limiter.set_rate(share)
+
+    def _drop_lease(self) -> None:
+        try:
+            with session_scope(self.session_factory) as db_session:
+                db_session.execute(delete(Lease).where(Lease.name == LEASE_PREFIX + self.worker_id))
+        except Exception:
+            log.exception("could not drop the notifier lease; it expires by itself")
+
+
+def from_settings(
+    settings: Any,
+    session_factory: sessionmaker[Session],
+    *,
+    on_progress: ProgressCallback | None = None,
+    tuning: Tuning | None = None,
+    transports: Mapping[str, Transport] | None = None,
+) -> Dispatcher:
+    tuning = tuning or Tuning.from_env()
+    rate = float(settings.sms_per_second)
+    if transports is None:
+        transports = build_transports(
+            settings, send_timeout=tuning.send_timeout, pool_size=tuning.pool_size(rate)
+        )
+    return Dispatcher(
+        session_factory=session_factory,
+        transports=transports,
+        public_url=settings.public_url,
+        rate=rate,
+        tuning=tuning,
+        on_progress=on_progress,
+    )
+
+
+def start_dispatcher(
+    settings: Any,
+    session_factory: sessionmaker[Session],
+    *,
+    on_progress: ProgressCallback | None = None,
+    tuning: Tuning | None = None,
+    transports: Mapping[str, Transport] | None = None,
+) -> Callable[[], None]:
+    """Run a dispatcher in a background thread (inside `examdesk serve`); returns ``stop``."""
+    dispatcher = from_settings(
+        settings, session_factory, on_progress=on_progress, tuning=tuning, transports=transports
+    )
+    thread = threading.Thread(target=dispatcher.run, name="notifier", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        dispatcher.stop()
+        thread.join(timeout=dispatcher.tuning.send_timeout * 2 + 5)
+
+    return stop
+
+
+def install_stop_signals(stop: Callable[[], None]) -> None:
+    def handler(_signum: int, _frame: Any) -> None:
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,172 @@
+"""SMS through Twilio with the twilio SDK.
+
+``TWILIO_API_URL`` other than https://api.twilio.com (a local fake, Prism) is honoured by an
+HTTP client that rewrites the scheme and host of every request URL; the SDK builds the paths.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from notifications.transports import Message, OutcomeUnknown, TransportError
+
+TWILIO_API = "https://api.twilio.com"
+# A notice that has waited this long in Twilio's queue is stale: Twilio drops it.
+VALIDITY_SECONDS = 30 * 60
+STATUS_PATH = "/twilio/status"
+
+# Errors that no retry can fix (Twilio error dictionary).
+PERMANENT_CODES = {
+    21211: "not a valid phone number",
+    21408: "SMS to this region is not enabled",
+    21606: "the sender number cannot send SMS",
+    21610: "the candidate has opted out of SMS (STOP)",
+    21612: "Twilio cannot route to this number",
+    21614: "not a mobile number",
+    21617: "the message is too long",
+    30003: "the phone is unreachable",
+    30004: "the message was blocked",
+    30005: "unknown or inactive number",
+    30006: "a landline or unreachable carrier",
+    30007: "filtered as spam by the carrier",
+}
+
+
+class PooledHttpClient(TwilioHttpClient):
+    """Keeps as many connections open as requests are in flight (default pools hold 10)."""
+
+    def __init__(self, *, timeout: float, pool_size: int) -> None:
+        super().__init__(timeout=timeout)
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        assert self.session is not None
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+
+class RewritingHttpClient(PooledHttpClient):
+    """Sends every request to ``base_url`` instead of the host the SDK chose."""
+
+    def __init__(self, base_url: str, *, timeout: float, pool_size: int) -> None:
+        super().__init__(timeout=timeout, pool_size=pool_size)
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"TWILIO_API_URL must be an http(s) URL, not {base_url!r}")
+        self._scheme, self._netloc = parts.scheme, parts.netloc
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any):  # type: ignore[override]
+        parts = urlsplit(url)
+        url = urlunsplit((self._scheme, self._netloc, parts.path, parts.query, parts.fragment))
+        return super().request(method, url, *args, **kwargs)
+
+
+def http_client(api_url: str, *, timeout: float, pool_size: int) -> TwilioHttpClient:
+    if api_url.rstrip("/") == TWILIO_API:
+        return PooledHttpClient(timeout=timeout, pool_size=pool_size)
+    return RewritingHttpClient(api_url, timeout=timeout, pool_size=pool_size)
+
+
+def _reached_server(error: requests.RequestException) -> bool:
+    """False only when the connection was never made, so the request surely went nowhere."""
+    if isinstance(error, requests.ConnectTimeout):
+        return False
+    if isinstance(error, requests.ConnectionError):
+        reason = getattr(error.args[0], "reason", None) if error.args else None
+        if isinstance(reason, NewConnectionError | ConnectTimeoutError):
+            return False
+    return True
+
+
+def classify(status: int, code: int | None, text: str) -> TransportError:
+    """Twilio's refusal as a transport error: only 429 and 5xx are worth trying again."""
+    label = str(code or status)
+    if status == 429 or status >= 500:
+        return TransportError(f"Twilio answered {status}: {text}", permanent=False, code=label)
+    reason = PERMANENT_CODES.get(code or 0) or text
+    return TransportError(f"{reason} (Twilio {label})", permanent=True, code=label)
+
+
+class TwilioTransport:
+    channel = "sms"
+    can_look_up = True
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        public_url: str,
+        sender: str | None = None,
+        messaging_service_sid: str | None = None,
+        api_url: str = TWILIO_API,
+        timeout: float = 10,
+        pool_size: int = 16,
+    ) -> None:
+        if not sender and not messaging_service_sid:
+            raise ValueError("set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID to send SMS")
+        self.client = Client(
+            account_sid,
+            auth_token,
+            http_client=http_client(api_url, timeout=timeout, pool_size=pool_size),
+        )
+        self.sender = sender
+        self.messaging_service_sid = messaging_service_sid
+        self.status_callback = public_url.rstrip("/") + STATUS_PATH
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, timeout: float, pool_size: int) -> TwilioTransport:
+        token = settings.twilio_auth_token
+        return cls(
+            account_sid=settings.twilio_account_sid,
+            auth_token=token.get_secret_value() if hasattr(token, "get_secret_value") else token,
+            public_url=settings.public_url,
+            sender=settings.twilio_from,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            api_url=settings.twilio_api_url,
+            timeout=timeout,
+            pool_size=pool_size,
+        )
+
+    def send(self, message: Message) -> str:
+        sender: dict[str, str] = {}
+        if self.messaging_service_sid:
+            sender["messaging_service_sid"] = self.messaging_service_sid
+        if self.sender:
+            sender["from_"] = self.sender
+        try:
+            created = self.client.messages.create(
+                to=message.address,
+                body=message.body,
+                status_callback=self.status_callback,
+                validity_period=VALIDITY_SECONDS,
+                **sender,
+            )
+        except TwilioRestException as error:
+            raise classify(error.status, error.code, str(error.msg)) from error
+        except TwilioServiceException as error:
+            text = f"{error.title}: {error.detail or ''}"
+            raise classify(error.status, error.code, text) from error
+        except requests.RequestException as error:
+            if _reached_server(error):
+                raise OutcomeUnknown(f"no answer from Twilio: {error}") from error
+            raise TransportError(
+                f"cannot reach Twilio: {error}", permanent=False, code="connect"
+            ) from error
+        return created.sid
+
+    def find_sent(self, message: Message, *, since: datetime) -> str | None:
+        # Clocks differ a little between us and Twilio.
+        earliest = since - timedelta(minutes=5)
+        for sent in self.client.messages.list(to=message.address, limit=100):
+            created = sent.date_created
+            if sent.body == message.body and (created is None or created >= earliest):
+                return sent.sid
+        return None

@@ -1,0 +1,174 @@
+"""One small transport per channel (healthchecks.io style): send one message or say why not.
+
+``send`` returns the provider's id of the message. It raises ``TransportError`` when the
+message was not accepted (``permanent`` says whether trying again can help) and
+``OutcomeUnknown`` when the request may have reached the provider but no answer came: such a
+message must not be sent again blindly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import smtplib
+import ssl
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    delivery_id: int
+    channel: str
+    address: str
+    body: str
+    subject: str = ""
+
+
+class TransportError(Exception):
+    def __init__(self, message: str, *, permanent: bool, code: str | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
+
+
+class OutcomeUnknown(Exception):
+    """The request may have reached the provider; whether it was accepted is not known."""
+
+
+class Transport(Protocol):
+    channel: str
+    # Whether ``find_sent`` can ask the provider what became of an uncertain send.
+    can_look_up: bool
+
+    def send(self, message: Message) -> str: ...
+
+    def find_sent(self, message: Message, *, since: datetime) -> str | None:
+        """The provider id of ``message`` if the provider has it, None if it surely has not."""
+        ...
+
+
+class LogTransport:
+    """NOT A REAL CHANNEL: writes the message to the log when no provider is configured,
+    so the bot runs anywhere (a laptop, CI) without sending anything."""
+
+    can_look_up = False
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+
+    def send(self, message: Message) -> str:
+        log.warning(
+            "%s not configured, logged instead of sent: to=%s subject=%r body=%r",
+            self.channel,
+            message.address,
+            message.subject,
+            message.body,
+        )
+        return f"log-{uuid.uuid4().hex}"
+
+    def find_sent(self, message: Message, *, since: datetime) -> str | None:
+        raise NotImplementedError("this channel cannot look up what it sent")
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+
+
+class SmtpTransport:
+    """E-mail over SMTP: ``smtp://user:pass@host:port`` (STARTTLS when offered) or ``smtps://``."""
+
+    channel = "email"
+    can_look_up = False
+
+    def __init__(self, url: str, mail_from: str, *, timeout: float = 20) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("SMTP_URL must look like smtp://user:pass@host:587 or smtps://…")
+        self.secure = parts.scheme == "smtps"
+        self.host = parts.hostname
+        self.port = parts.port or (465 if self.secure else 25)
+        self.user = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.mail_from = mail_from
+        self.timeout = timeout
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.secure:
+            return smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+            )
+        smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        smtp.ehlo()
+        if smtp.has_extn("starttls"):
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        return smtp
+
+    def send(self, message: Message) -> str:
+        email = EmailMessage()
+        email["From"] = self.mail_from
+        email["To"] = message.address
+        email["Subject"] = message.subject
+        message_id = f"<examdesk-{message.delivery_id}-{uuid.uuid4().hex}@examdesk>"
+        email["Message-ID"] = message_id
+        email.set_content(message.body)
+        try:
+            smtp = self._connect()
+        except (OSError, smtplib.SMTPException) as error:
+            raise TransportError(
+                f"cannot reach the mail server: {error}", permanent=False, code="connect"
+            ) from error
+        try:
+            if self.user:
+                smtp.login(self.user, self.password or "")
+            smtp.send_message(email)
+        except smtplib.SMTPRecipientsRefused as error:
+            raise TransportError(f"address refused: {error}", permanent=True, code="550") from error
+        except smtplib.SMTPAuthenticationError as error:
+            raise TransportError(
+                f"mail server refused the login: {error}", permanent=True, code=str(error.smtp_code)
+            ) from error
+        except smtplib.SMTPResponseException as error:
+            raise TransportError(
+                f"mail server said {error.smtp_code} {error.smtp_error!r}",
+                permanent=error.smtp_code >= 500,
+                code=str(error.smtp_code),
+            ) from error
+        except (OSError, smtplib.SMTPServerDisconnected) as error:
+            # The message may have been handed over before the connection broke.
+            raise OutcomeUnknown(f"mail server stopped answering: {error}") from error
+        finally:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                smtp.quit()
+        return message_id
+
+    def find_sent(self, message: Message, *, since: datetime) -> str | None:
+        raise NotImplementedError("this channel cannot look up what it sent")
+
+
+def build_transports(settings: Any, *, send_timeout: float, pool_size: int) -> dict[str, Transport]:
+    from notifications.sms import TwilioTransport
+
+    transports: dict[str, Transport] = {}
+    sid, token = settings.twilio_account_sid, _secret(settings.twilio_auth_token)
+    if sid and token:
+        transports["sms"] = TwilioTransport.from_settings(
+            settings, timeout=send_timeout, pool_size=pool_size
+        )
+    else:
+        transports["sms"] = LogTransport("sms")
+    smtp_url = _secret(settings.smtp_url)
+    if smtp_url:
+        if not settings.mail_from:
+            raise ValueError("MAIL_FROM must be set when SMTP_URL is set")
+        transports["email"] = SmtpTransport(smtp_url, settings.mail_from, timeout=send_timeout)
+    else:
+        transports["email"] = LogTransport("email")
+    return transports

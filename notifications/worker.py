@@ -1,0 +1,34 @@
+"""`examdesk worker`: a notifier process of its own, for more sending capacity next to `serve`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from notifications.dispatch import from_settings, install_stop_signals, start_dispatcher
+
+__all__ = ["run_worker", "start_dispatcher"]
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Any, *, engine: Engine, session_factory: sessionmaker[Session]) -> int:
+    """Send until SIGTERM or SIGINT; requests already out are finished and recorded."""
+    try:
+        dispatcher = from_settings(settings, session_factory)
+    except ValueError as error:
+        log.error("notifier cannot start: %s", error)
+        return 1
+    install_stop_signals(dispatcher.stop)
+    log.info(
+        "notifier %s running on %s, SMS_PER_SECOND=%s (shared by all running notifiers)",
+        dispatcher.worker_id,
+        engine.url.render_as_string(hide_password=True),
+        settings.sms_per_second,
+    )
+    dispatcher.run()
+    log.info("notifier %s stopped", dispatcher.worker_id)
+    return 0

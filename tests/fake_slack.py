@@ -1,0 +1,107 @@
+"""A fake of Slack's Web API and of response_url on loopback, recording every call.
+
+Point ``SLACK_API_URL`` at ``FakeSlack.api_url`` and give requests a response_url from
+``FakeSlack.response_url()``; tests then wait for and inspect the calls the app made.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Call:
+    method: str  # Web API method (chat.postMessage) or "response_url"
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._lock = threading.Condition()
+        # Answers for methods that should fail, e.g. {"apps.connections.open": {...}}.
+        self.answers: dict[str, dict[str, Any]] = {}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode("utf-8")
+                if self.headers.get("Content-Type", "").startswith("application/json"):
+                    body = json.loads(raw or "{}")
+                else:
+                    body = {k: v[0] for k, v in parse_qs(raw).items()}
+                if self.path.startswith("/api/"):
+                    method = self.path[len("/api/") :].split("?")[0]
+                    answer = fake._answer(method, body)
+                    payload, content_type = json.dumps(answer).encode(), "application/json"
+                else:
+                    method, payload, content_type = "response_url", b"ok", "text/plain"
+                fake._record(Call(method, self.path, body, dict(self.headers)))
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.api_url = f"{self.base_url}/api/"
+        self._responses = 0
+
+    def response_url(self) -> str:
+        self._responses += 1
+        return f"{self.base_url}/commands/T1/{self._responses}/hook"
+
+    def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        if method in self.answers:
+            return self.answers[method]
+        if method == "auth.test":
+            return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1"}
+        if method == "chat.postMessage":
+            return {"ok": True, "channel": body.get("channel"), "ts": f"{time.time():.6f}"}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": f"{time.time():.6f}"}
+        if method.startswith("views."):
+            return {"ok": True, "view": {"id": "V1", **(body.get("view") or {})}}
+        if method == "chat.update":
+            return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts")}
+        return {"ok": True}
+
+    def _record(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
+            self._lock.notify_all()
+
+    def of(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 10) -> list[Call]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len([c for c in self.calls if c.method == method]) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [c.method for c in self.calls]
+                    raise AssertionError(f"expected {count} {method} call(s); saw {seen}")
+                self._lock.wait(left)
+            return [c for c in self.calls if c.method == method]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

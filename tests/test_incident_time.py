@@ -1,0 +1,203 @@
+"""R4, R5: `/incident-time` for one, a list or all candidates; frozen after the ordinary end."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SUPPORT
+from dbstate import snapshot
+from sqlalchemy import select
+
+from commands.incident_time import USAGE
+from store.models import Change
+
+CODE = "TDT4100-2026H"
+
+
+@pytest.fixture
+def exam(world):
+    """School exam 09:00–13:00 with upload: ordinary end 13:15; it is 10:00 now."""
+    world.add_test(CODE)
+    world.add_candidates(CODE, ["10023", "10024", "10025"])
+    return world
+
+
+def minutes(world, number: str) -> int:
+    return world.candidate(CODE, number).incident_minutes
+
+
+def test_r4_add_to_one_candidate_says_before_after_and_new_end_time(exam):
+    """R4: add puts minutes on top; the reply shows before → after and the new end time."""
+    reply = exam.run(f"/incident-time {CODE} 10023 add 15 network outage in room 3")
+    assert reply.ok, reply.text
+    assert minutes(exam, "10023") == 15
+    assert minutes(exam, "10024") == 0
+    assert "0 min → 15 min" in reply.text
+    assert "end time 2026-12-01 13:15 CET → 2026-12-01 13:30 CET" in reply.text
+    assert "network outage in room 3" in reply.text
+    assert exam.run(f"/incident-time {CODE} 10023 add 1h30m").ok
+    assert minutes(exam, "10023") == 105
+
+
+def test_r4_change_is_recorded_with_actor_time_reason_before_and_after(exam, session_factory):
+    """R4, R15: every change writes a Change row: who, when, what, why, before and after."""
+    exam.run(f"/incident-time {CODE} 10023 add 15 fire alarm")
+    with session_factory() as s:
+        change = s.scalars(select(Change)).one()
+    assert change.actor == SUPPORT
+    assert change.at == exam.now
+    assert change.action == "incident_time_add"
+    assert change.reason == "fire alarm"
+    assert change.before == {"10023": 0}
+    assert change.after == {"10023": 15}
+
+
+def test_r4_list_of_candidates_with_spaces_after_commas(exam):
+    """R4: a list of candidates changes each of them once."""
+    reply = exam.run(f"/incident-time {CODE} 10023, 10025,10023 add 10 power cut")
+    assert reply.ok, reply.text
+    assert [minutes(exam, n) for n in ("10023", "10024", "10025")] == [10, 0, 10]
+
+
+def test_r4_list_with_unknown_candidate_is_refused_whole(exam):
+    """R4: one unknown number in a list refuses the whole command; nothing changes."""
+    before = snapshot(exam.factory)
+    reply = exam.run(f"/incident-time {CODE} 10023,99999 add 10")
+    assert not reply.ok
+    assert "99999" in reply.text and "Nothing was changed" in reply.text
+    assert snapshot(exam.factory) == before
+
+
+def test_r4_subtract_to_exactly_zero_is_allowed(exam):
+    """R4: subtracting down to exactly zero is allowed."""
+    exam.run(f"/incident-time {CODE} 10023 add 20")
+    reply = exam.run(f"/incident-time {CODE} 10023 subtract 20 given by mistake")
+    assert reply.ok, reply.text
+    assert minutes(exam, "10023") == 0
+    assert "20 min → 0 min" in reply.text
+
+
+def test_r4_subtract_below_zero_is_refused_and_changes_nothing(exam):
+    """R4: a total below zero is refused with what the candidate has; nothing changes."""
+    exam.run(f"/incident-time {CODE} 10023 add 10")
+    before = snapshot(exam.factory)
+    reply = exam.run(f"/incident-time {CODE} 10023 subtract 11")
+    assert not reply.ok
+    assert "below zero" in reply.text and "10023 has 10 min" in reply.text
+    assert snapshot(exam.factory) == before
+
+
+def test_r4_subtract_for_a_list_is_refused_whole_when_one_would_fall_below_zero(exam):
+    """R4: for a list, one candidate below zero refuses the whole command."""
+    exam.run(f"/incident-time {CODE} 10023 add 30")
+    exam.run(f"/incident-time {CODE} 10024 add 5")
+    before = snapshot(exam.factory)
+    reply = exam.run(f"/incident-time {CODE} 10023,10024 subtract 10")
+    assert not reply.ok
+    assert "10024 has 5 min" in reply.text and "10023" not in reply.text.split("(")[1]
+    assert snapshot(exam.factory) == before
+    assert (minutes(exam, "10023"), minutes(exam, "10024")) == (30, 5)
+
+
+def test_r4_set_replaces_the_total(exam):
+    """R4: set replaces what was there."""
+    exam.run(f"/incident-time {CODE} 10023 add 45")
+    reply = exam.run(f"/incident-time {CODE} 10023,10024 set 20 agreed with the teacher")
+    assert reply.ok, reply.text
+    assert (minutes(exam, "10023"), minutes(exam, "10024")) == (20, 20)
+    assert "45 min → 20 min" in reply.text
+    assert exam.run(f"/incident-time {CODE} 10023 set 0").ok
+    assert minutes(exam, "10023") == 0
+
+
+def test_r4_all_asks_for_confirmation_first_and_changes_nothing(exam):
+    """R4, DESIGN: `all` first answers with what would happen and changes nothing."""
+    before = snapshot(exam.factory)
+    reply = exam.run(f"/incident-time {CODE} all add 10 server down")
+    assert reply.ok and reply.needs_confirmation
+    assert "all 3 candidates" in reply.text and "Nothing is changed" in reply.text
+    assert reply.confirm.command == f"/incident-time {CODE} all add 10 server down"
+    assert snapshot(exam.factory) == before
+
+
+def test_r4_all_confirmed_applies_to_every_candidate_with_one_record(exam, session_factory):
+    """R4: the confirmed `all` changes every candidate and records each before/after."""
+    exam.run(f"/incident-time {CODE} 10024 add 5")
+    reply = exam.run(f"/incident-time {CODE} all add 10 server down", confirmed=True)
+    assert reply.ok and not reply.needs_confirmation, reply.text
+    assert [minutes(exam, n) for n in ("10023", "10024", "10025")] == [10, 15, 10]
+    assert "all 3 candidates" in reply.text
+    with session_factory() as s:
+        last = s.scalars(select(Change).order_by(Change.id.desc())).first()
+    assert last.before == {"10023": 0, "10024": 5, "10025": 0}
+    assert last.after == {"10023": 10, "10024": 15, "10025": 10}
+    assert last.reason == "server down"
+
+
+def test_r4_all_on_a_test_without_candidates_is_refused_clearly(world):
+    """R4: `all` on a test with no candidates says so, and how to fix it."""
+    world.add_test("EMPTY-2026H")
+    reply = world.run("/incident-time EMPTY-2026H all add 10", confirmed=True)
+    assert not reply.ok
+    assert "no candidates" in reply.text and "import candidates" in reply.text
+
+
+def test_r4_without_reason_records_that_none_was_given(exam, session_factory):
+    """R4: a reason is recorded with every change, even when the user gave none."""
+    exam.run(f"/incident-time {CODE} 10023 add 5")
+    with session_factory() as s:
+        assert s.scalars(select(Change.reason)).one() == "no reason given"
+
+
+def test_r4_help_prints_usage(exam):
+    """R4: `help` after the command prints its usage."""
+    reply = exam.run("/incident-time help")
+    assert reply.ok and reply.kind == "usage"
+    assert reply.text == USAGE
+
+
+def test_r5_refused_at_the_very_moment_of_the_ordinary_end(exam):
+    """R5: at the ordinary end (13:15) extra time is frozen; the reply points to /reopen."""
+    exam.at("2026-12-01 13:15")
+    before = snapshot(exam.factory)
+    reply = exam.run(f"/incident-time {CODE} 10023 add 15")
+    assert not reply.ok
+    assert "R5" in reply.text and f"/reopen {CODE}" in reply.text
+    assert snapshot(exam.factory) == before
+
+
+def test_r5_allowed_a_minute_before_and_refused_after_the_ordinary_end(exam):
+    """R5: 13:14 is still in time; 14:00 is not."""
+    assert exam.at("2026-12-01 13:14").run(f"/incident-time {CODE} 10023 add 15").ok
+    reply = exam.at("2026-12-01 14:00").run(f"/incident-time {CODE} 10023 set 0")
+    assert not reply.ok and "/reopen" in reply.text
+    assert minutes(exam, "10023") == 15
+
+
+def test_r5_frozen_even_for_a_candidate_with_a_later_individual_end(world):
+    """R5: it is the test's ordinary end that counts, not the candidate's own end."""
+    world.add_test(CODE)
+    world.add_candidates(CODE, ["10023"], postponed_deadline=world.now.replace(year=2027))
+    reply = world.at("2026-12-01 13:30").run(f"/incident-time {CODE} 10023 add 5")
+    assert not reply.ok and "R5" in reply.text
+
+
+def test_r4_incident_time_across_autumn_change_shows_the_offset(world):
+    """R4 + DST: 01:30 CEST + 60 min lands on the first 02:30 (CEST), + 120 on the second."""
+    world.add_test(CODE, start="2026-10-24 21:15", end="2026-10-25 01:15")
+    world.add_candidates(CODE, ["10023", "10024"])
+    world.at("2026-10-24 22:00")
+    world.run(f"/incident-time {CODE} 10023 add 60")
+    world.run(f"/incident-time {CODE} 10024 add 2h")
+    first = world.run(f"/candidate {CODE} 10023").data
+    second = world.run(f"/candidate {CODE} 10024").data
+    assert first["end_time"] == "2026-10-25T02:30:00+02:00"
+    assert second["end_time"] == "2026-10-25T02:30:00+01:00"
+    reply = world.run(f"/incident-time {CODE} 10024 subtract 30")
+    assert "2026-10-25 02:30 CET → 2026-10-25 02:00 CET" in reply.text
+
+
+def test_r4_durations_in_every_documented_form(exam):
+    """R4: DURATION is minutes or 1h30m, 45m, 2h."""
+    for text, total in (("15", 15), ("45m", 60), ("2h", 180), ("1h30m", 270)):
+        assert exam.run(f"/incident-time {CODE} 10025 add {text}").ok
+        assert minutes(exam, "10025") == total

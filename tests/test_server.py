@@ -1,0 +1,153 @@
+"""`examdesk serve` as a real process: starts with or without Slack, answers signed requests,
+reports health and shuts down cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import SUPPORT, World
+from fake_slack import FakeSlack
+from slack_signing import SECRET, SlackSender
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.port = int(env["PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / "serve.log"
+        self._log_file = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve"],
+            cwd=cwd,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_healthy(self, timeout: float = 30) -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("serve did not come up:\n" + self.output())
+
+    def output(self) -> str:
+        if not self._log_file.closed:
+            self._log_file.flush()
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self._log_file.close()
+
+
+@pytest.fixture
+def start(database_url, tmp_path, session_factory) -> Iterator:
+    started: list[Process] = []
+
+    def run(**extra: str) -> Process:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TWILIO_", "SMTP"))
+        }
+        env |= {"DATABASE_URL": database_url, "PORT": str(free_port()), **extra}
+        process = Process(env, tmp_path)
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        process.stop()
+
+
+def test_serve_without_slack_starts_and_says_what_to_set(start):
+    server = start()
+    health = server.wait_healthy()
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "database": "ok", "slack": "off"}
+    events = httpx.post(f"{server.url}/slack/events", content="x")
+    assert events.status_code == 503 and "SLACK_SIGNING_SECRET" in events.json()["error"]
+    assert server.stop() == 0
+    log = server.output()
+    assert "Slack is off (SLACK_BOT_TOKEN is not set)" in log
+    assert "manifest.yml" in log and "SLACK_APP_TOKEN" in log
+
+
+def test_serve_over_http_answers_signed_commands_and_posts_the_change_log(start, world: World):
+    world.now = world.now.replace(year=2099)  # far ahead of the real clock: before the end
+    world.add_test("FUT-1", start="2099-06-01 09:00", end="2099-06-01 13:00")
+    world.add_candidates("FUT-1", [5])
+    fake = FakeSlack()
+    try:
+        server = start(
+            SLACK_BOT_TOKEN="xoxb-serve",
+            SLACK_SIGNING_SECRET=SECRET,
+            SLACK_API_URL=fake.api_url,
+            SLACK_SUPPORT_CHANNEL="C0LOG",
+        )
+        assert server.wait_healthy().json()["slack"] == "http"
+        slack = SlackSender(server.url)
+        response = slack.command(
+            "/incident-time", "FUT-1 5 add 10 clock", user=SUPPORT, response_url=fake.response_url()
+        )
+        assert response.status_code == 200, server.output()
+        assert response.json()["text"].startswith("Incident time for candidate 5 of FUT-1")
+        (post,) = fake.wait_for("chat.postMessage")
+        assert post.body["channel"] == "C0LOG" and "add 10 min" in post.body["text"]
+        slack.close()
+        assert server.stop() == 0
+    finally:
+        fake.close()
+    assert world.candidate("FUT-1", "5").incident_minutes == 10
+
+
+def test_serve_in_socket_mode_connects_with_the_app_token(start):
+    fake = FakeSlack()
+    fake.answers["apps.connections.open"] = {"ok": False, "error": "invalid_auth"}
+    try:
+        server = start(
+            SLACK_BOT_TOKEN="xoxb-serve", SLACK_APP_TOKEN="xapp-1-serve", SLACK_API_URL=fake.api_url
+        )
+        assert server.wait_healthy().json()["slack"] == "socket"
+        (call,) = fake.wait_for("apps.connections.open")
+        assert call.headers["Authorization"] == "Bearer xapp-1-serve"
+        deadline = time.monotonic() + 10
+        while "Socket Mode could not connect" not in server.output():
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.1)
+        assert server.stop() == 0
+    finally:
+        fake.close()
+
+
+def test_serve_on_a_busy_port_fails_with_a_plain_message(start):
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        server = start(PORT=str(busy.getsockname()[1]))
+        assert server.proc.wait(30) == 1
+    assert "cannot listen on port" in server.output()
+    assert "Traceback" not in server.output()
