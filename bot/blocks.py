@@ -168,7 +168,8 @@ def _candidate(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
         f"= end time          {_time(d['end_time'], tz)}",
     ]
     if reopened is not None:
-        made_up.append(f"new delivery until  {_time(reopened['deadline'], tz)}")
+        until = _time(reopened["deadline"], tz) if reopened["deadline"] else "no time limit"
+        made_up.append(f"new delivery until  {until}")
     notices = d.get("notices") or {}
     return [
         _header(f"Candidate {d['candidate']} · {d['test']}"),
@@ -177,7 +178,7 @@ def _candidate(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
                 ("Status", STATUS_LABELS.get(d["status"], d["status"])),
                 ("Deadline", deadline),
                 ("New delivery", delivery),
-                ("Submitted", _time(d.get("submitted_at"), tz)),
+                ("Submitted", _time(d["submitted_at"], tz) if d.get("submitted_at") else "not yet"),
             ]
         ),
         *_section("*How the deadline is made up*\n" + _code("\n".join(made_up))),

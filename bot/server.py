@@ -3,6 +3,7 @@ in one process. It starts without any Slack configuration too, and says what is 
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import sys
@@ -124,6 +125,9 @@ def serve(settings: Settings, *, engine: Engine, session_factory: sessionmaker[S
         return 1
     wiring = wire(settings, engine=engine, session_factory=session_factory)
     stop_background = background.start(wiring.deps)
+    # What is built by now lives as long as the process: keeping it out of the collector's
+    # full passes spares requests their occasional multi-millisecond stall (p99).
+    gc.freeze()
     stop_socket = threading.Event()
     handler = None
     try:

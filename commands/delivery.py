@@ -102,9 +102,12 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
             f"{candidate.number} in 30m`."
         )
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as error:
+        raise InvalidInput(f"{path.name} cannot be read ({error.strerror}).") from None
     before = candidate_status(candidate, test, ctx.tz)
     reopening = active_reopening(candidate)
     if reopening is not None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from commands import audit
 from commands.context import Ctx
@@ -29,8 +29,7 @@ OPERATIONS = ("add", "subtract", "set")
 RECEIPT_LINES = 15
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     id: int
     number: str
     incident_minutes: int
@@ -89,33 +88,14 @@ def change(
     require_support(db_session=db, user_id=ctx.actor, doing="change incident extra time")
     test = get_test(db_session=db, test_code=test_code)
     _refuse_after_ordinary_end(ctx, test)
-    rows = _locked_rows(ctx, test, numbers)
-    if not rows:
-        raise Refused(
-            f"Test {test.code} has no candidates yet, so there is nothing to change. "
-            "Import its candidates first (`examdesk import candidates FILE`)."
-        )
-    after = {r.number: _new_total(r.incident_minutes, operation, minutes) for r in rows}
-    below = [r for r in rows if after[r.number] < 0]
-    if below:
-        listed = ", ".join(f"{r.number} has {format_duration(r.incident_minutes)}" for r in below)
-        raise Refused(
-            f"Subtracting {format_duration(minutes)} would take incident time below zero "
-            f"({listed}). Nothing was changed. Subtract less, or use `set 0`."
-        )
     what = _describe(operation, minutes)
     if numbers is None and not confirmed:
-        return Reply(
-            text=f"This would {what} incident time for all {len(rows)} candidates of "
-            f"{test.code}. Nothing is changed until you confirm.",
-            kind="confirm",
-            confirm=Confirm(
-                prompt=f"{what.capitalize()} incident time for all {len(rows)} candidates "
-                f"of {test.code}?",
-                command=command,
-                button=f"Yes, {what} for all {len(rows)}",
-            ),
-        )
+        return _preview_all(ctx, test, operation, minutes, what, command)
+    rows = _locked_rows(ctx, test, numbers)
+    if not rows:
+        _refuse_no_candidates(test)
+    after = {r.number: _new_total(r.incident_minutes, operation, minutes) for r in rows}
+    _refuse_below_zero([r for r in rows if after[r.number] < 0], minutes)
     _apply(ctx, test, rows, numbers, operation, minutes)
     reason = reason or "no reason given"
     audit.record(
@@ -129,6 +109,51 @@ def change(
         batch=str(uuid.uuid4()),
     )
     return _receipt(ctx, test, rows, after, what, reason, all_candidates=numbers is None)
+
+
+def _preview_all(
+    ctx: Ctx, test: Test, operation: str, minutes: int, what: str, command: str
+) -> Reply:
+    """The confirmation of `all`, from aggregates: a preview reads no row it won't show."""
+    db = ctx.db_session
+    in_test = Candidate.test_id == test.id
+    count = db.scalar(select(func.count()).select_from(Candidate).where(in_test))
+    if not count:
+        _refuse_no_candidates(test)
+    new_total = _new_total(Candidate.incident_minutes, operation, minutes)
+    below = db.execute(
+        select(Candidate.number, Candidate.incident_minutes)
+        .where(in_test, new_total < 0)
+        .order_by(Candidate.number)
+    ).all()
+    _refuse_below_zero(below, minutes)
+    return Reply(
+        text=f"This would {what} incident time for all {count} candidates of "
+        f"{test.code}. Nothing is changed until you confirm.",
+        kind="confirm",
+        confirm=Confirm(
+            prompt=f"{what.capitalize()} incident time for all {count} candidates "
+            f"of {test.code}?",
+            command=command,
+            button=f"Yes, {what} for all {count}",
+        ),
+    )
+
+
+def _refuse_no_candidates(test: Test) -> None:
+    raise Refused(
+        f"Test {test.code} has no candidates yet, so there is nothing to change. "
+        "Import its candidates first (`examdesk import candidates FILE`)."
+    )
+
+
+def _refuse_below_zero(below: list, minutes: int) -> None:
+    if below:
+        listed = ", ".join(f"{r.number} has {format_duration(r.incident_minutes)}" for r in below)
+        raise Refused(
+            f"Subtracting {format_duration(minutes)} would take incident time below zero "
+            f"({listed}). Nothing was changed. Subtract less, or use `set 0`."
+        )
 
 
 def _refuse_after_ordinary_end(ctx: Ctx, test: Test) -> None:
@@ -156,7 +181,8 @@ def _locked_rows(ctx: Ctx, test: Test, numbers: list[str] | None) -> list[Row]:
     )
     if numbers is not None:
         query = query.where(Candidate.number.in_(numbers))
-    rows = [Row(*r) for r in ctx.db_session.execute(query)]
+    # Through the session's connection: plain rows need none of the ORM's per-row work.
+    rows = list(map(Row._make, ctx.db_session.connection().execute(query).all()))
     if numbers is not None:
         missing = sorted(set(numbers) - {r.number for r in rows})
         if missing:
@@ -167,7 +193,8 @@ def _locked_rows(ctx: Ctx, test: Test, numbers: list[str] | None) -> list[Row]:
     return rows
 
 
-def _new_total(current: int, operation: str, minutes: int) -> int:
+def _new_total(current, operation: str, minutes: int):
+    """The new total, for a number or (in a preview's query) for the column."""
     if operation == "add":
         return current + minutes
     if operation == "subtract":
@@ -215,8 +242,18 @@ def _receipt(
     end = ordinary_end(test)
     lines = []
     items = []
+    # 2,000 candidates share a handful of distinct end times: compute each one once.
+    ends: dict[tuple, datetime] = {}
+
+    def end_of(r: Row, incident: int) -> datetime:
+        key = (r.postponed_deadline, r.individual_deadline, r.extra_minutes + incident)
+        found = ends.get(key)
+        if found is None:
+            found = ends[key] = r.end(end, incident)
+        return found
+
     for r in rows:
-        old_end, new_end = r.end(end, r.incident_minutes), r.end(end, after[r.number])
+        old_end, new_end = end_of(r, r.incident_minutes), end_of(r, after[r.number])
         items.append(
             {
                 "candidate": r.number,

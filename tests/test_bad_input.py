@@ -302,3 +302,11 @@ def test_cli_bad_input_exits_1_with_one_message_and_changes_nothing(
     assert needle in result.stderr
     assert result.stdout == "" and "Traceback" not in result.stderr
     assert snapshot(exam.factory) == before
+
+
+@pytest.mark.parametrize("command", ["/incident-time", "/reopen", "/candidate", "/exam"])
+@pytest.mark.parametrize("word", ["help", "HELP", "-h", "--help"])
+def test_help_after_any_command_prints_its_usage(exam, command, word):
+    reply = exam.run(f"{command} {word}")
+    assert reply.ok and reply.kind == "usage"
+    assert reply.text.startswith(f"Usage: {command} TEST")

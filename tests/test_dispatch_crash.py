@@ -29,10 +29,11 @@ def worker_env(database_url: str, fake: FakeTwilio, rate: int) -> dict[str, str]
         "TWILIO_API_URL": fake.url,
         "PUBLIC_URL": "https://exams.example.org",
         "SMS_PER_SECOND": str(rate),
-        # Short claims and an early reconciliation keep the test quick.
-        "NOTIFIER_SEND_TIMEOUT": "1",
+        # Short claims keep the test quick. Reconciliation waits a few seconds so that a
+        # request still being handled by a slow (loaded) fake shows up in its list first.
+        "NOTIFIER_SEND_TIMEOUT": "2",
         "NOTIFIER_CLAIM_SECONDS": "2",
-        "NOTIFIER_RECONCILE_AFTER": "0.5",
+        "NOTIFIER_RECONCILE_AFTER": "3",
         "NOTIFIER_MAINTAIN_SECONDS": "0.3",
         "NOTIFIER_POLL_SECONDS": "0.05",
         "NOTIFIER_LEASE_SECONDS": "3",

@@ -108,6 +108,12 @@ def button(body: dict, action_id: str) -> dict:
     raise AssertionError(f"no {action_id} button in {body['blocks']}")
 
 
+def answers(fake: FakeSlack, *urls: str) -> list[dict]:
+    """What the app posted to each response_url, in the order of ``urls``."""
+    posted = {c.path: c.body for c in fake.wait_for("response_url", len(urls))}
+    return [posted[url.removeprefix(fake.base_url)] for url in urls]
+
+
 def incident(world: World, number: str) -> int:
     return world.candidate("TDT4100-2026H", number).incident_minutes
 
@@ -298,16 +304,10 @@ def test_all_asks_first_and_changes_nothing_until_confirmed(served, exam):
 def test_confirm_pressed_twice_applies_once(served, exam):
     token = button(_ask_all(served), "examdesk_confirm")["value"]
     first_url, second_url = served.fake.response_url(), served.fake.response_url()
-    assert served.slack.click("examdesk_confirm", token, user=SUPPORT, response_url=first_url)
-    assert (
-        served.slack.click(
-            "examdesk_confirm", token, user=SUPPORT, response_url=second_url
-        ).status_code
-        == 200
-    )
-    answers = {c.path: c.body for c in served.fake.wait_for("response_url", 2)}
-    done = answers[first_url.removeprefix(served.fake.base_url)]
-    again = answers[second_url.removeprefix(served.fake.base_url)]
+    for url in (first_url, second_url):
+        response = served.slack.click("examdesk_confirm", token, user=SUPPORT, response_url=url)
+        assert response.status_code == 200 and response.text == ""
+    done, again = answers(served.fake, first_url, second_url)
     assert done["replace_original"] is True and done["text"].startswith("Incident time for all 3")
     assert again["replace_original"] is False and "already applied" in again["text"]
     assert [incident(exam, n) for n in ("101", "102", "103")] == [10, 10, 10]
@@ -386,13 +386,10 @@ def test_reopen_no_limit_is_confirmed_then_applied_r6(served, exam):
 
 def test_cancel_uses_the_button_up_without_changing_anything(served, exam):
     token = button(_ask_all(served), "examdesk_cancel")["value"]
-    served.slack.click(
-        "examdesk_cancel", token, user=SUPPORT, response_url=served.fake.response_url()
-    )
-    served.slack.click(
-        "examdesk_confirm", token, user=SUPPORT, response_url=served.fake.response_url()
-    )
-    cancelled, late = (c.body for c in served.fake.wait_for("response_url", 2))
+    first, second = served.fake.response_url(), served.fake.response_url()
+    served.slack.click("examdesk_cancel", token, user=SUPPORT, response_url=first)
+    served.slack.click("examdesk_confirm", token, user=SUPPORT, response_url=second)
+    cancelled, late = answers(served.fake, first, second)
     assert cancelled["text"] == "Cancelled. Nothing was changed."
     assert "already cancelled" in late["text"]
     assert [incident(exam, n) for n in ("101", "102", "103")] == [0, 0, 0]
@@ -499,14 +496,10 @@ def test_notice_is_confirmed_with_its_counts_then_sent_once_r13(served, exam):
     confirm = button(body, "examdesk_confirm")
     assert "3 in-app notices, 3 SMS" in body["text"]
     assert confirm["text"]["text"] == "Send to 3 candidates"
-    for _ in range(2):
-        served.slack.click(
-            "examdesk_confirm",
-            confirm["value"],
-            user=SUPPORT,
-            response_url=served.fake.response_url(),
-        )
-    sent, again = (c.body["text"] for c in served.fake.wait_for("response_url", 2))
+    urls = served.fake.response_url(), served.fake.response_url()
+    for url in urls:
+        served.slack.click("examdesk_confirm", confirm["value"], user=SUPPORT, response_url=url)
+    sent, again = (a["text"] for a in answers(served.fake, *urls))
     assert sent.startswith("Notice #") and "3 in-app notices are up" in sent
     assert "already applied" in again
     (post,) = served.fake.wait_for("chat.postMessage")

@@ -1,9 +1,398 @@
-"""Placeholder: filled in by the feature that owns this listener module."""
+"""`/question-error` in Slack: the report in the support channel with its buttons, the forms,
+and the sending progress of notices (R12–R14).
+
+The report message is the place where everything about the error happens: *Send to
+candidates* (Slack asks to confirm, with the counts), *Edit text*, *Reject*, *Give all
+candidates incident time*. The teacher hears in the message's thread what was done. While a
+notice goes out the dispatcher calls ``ProgressReporter``, which updates the message at most
+every 2 s and ends with a summary that lists the candidates not reached.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import update
 
-def register(app: Any, deps: Any) -> None:
-    return None
+from bot import blocks, blocks_notices
+from bot.deps import Deps
+from commands import notice, question_error
+from commands.context import Ctx, utcnow
+from commands.errors import CommandError
+from commands.reply import Reply
+from commands.runner import execute
+from notifications.progress import progress
+from store.models import Notice
+
+log = logging.getLogger(__name__)
+UPDATE_EVERY = 2.0
+
+
+def register(app: App, deps: Deps) -> None:
+    app.command("/question-error")(on_command)
+    app.view(blocks_notices.REPORT_MODAL)(on_report_submitted)
+    app.action(blocks_notices.SEND_ACTION)(on_send)
+    app.action(blocks_notices.EDIT_ACTION)(on_edit)
+    app.view(blocks_notices.EDIT_MODAL)(on_edit_submitted)
+    app.action(blocks_notices.REJECT_ACTION)(on_reject)
+    app.action(blocks_notices.INCIDENT_ACTION)(on_incident_time)
+    app.view(blocks_notices.MINUTES_MODAL)(on_minutes_submitted)
+    if deps.notice_progress is None:
+        from bot.app import web_client
+
+        deps.notice_progress = ProgressReporter(deps, web_client(deps.settings))
+
+
+# ---------------------------------------------------------------- work in one transaction
+
+
+def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
+    """``work(ctx)`` applied whole or not at all; a CommandError comes back as a refusal."""
+    with deps.session_factory() as db_session:
+        ctx = Ctx(db_session=db_session, actor=actor, tz=deps.settings.tz, now=utcnow())
+        try:
+            result = work(ctx)
+        except CommandError as error:
+            db_session.rollback()
+            return Reply(text=str(error), ok=False, kind="refusal")
+        db_session.commit()
+        return result
+
+
+def _report(deps: Deps, report_id: int) -> dict[str, Any]:
+    return _in_transaction(
+        deps, "system", lambda ctx: question_error.show(ctx, report_id=report_id)
+    )
+
+
+def _report_id(body: dict[str, Any]) -> int:
+    return int(body["actions"][0]["value"])
+
+
+def _tell_user(deps: Deps, client: WebClient, body: dict[str, Any], text: str) -> None:
+    user = body["user"]["id"]
+    channel = (body.get("channel") or {}).get("id") or deps.settings.slack_support_channel
+    deps.later(client.chat_postEphemeral, channel=channel or user, user=user, text=text)
+
+
+def _thread(deps: Deps, client: WebClient, report: dict[str, Any], text: str) -> None:
+    """Tell the teacher in the report's thread."""
+    if report.get("slack_channel") and report.get("slack_ts"):
+        deps.later(
+            client.chat_postMessage,
+            channel=report["slack_channel"],
+            thread_ts=report["slack_ts"],
+            text=f"<@{report['reported_by']}> {text}",
+        )
+
+
+def _refresh(deps: Deps, client: WebClient, report: dict[str, Any], **extra: Any) -> None:
+    if report.get("slack_channel") and report.get("slack_ts"):
+        deps.later(
+            client.chat_update,
+            channel=report["slack_channel"],
+            ts=report["slack_ts"],
+            **blocks_notices.report_blocks(report, **extra),
+        )
+
+
+def post_report(deps: Deps, client: WebClient, report_id: int) -> None:
+    """Post the report to SLACK_SUPPORT_CHANNEL and remember where, for later updates."""
+    channel = deps.settings.slack_support_channel
+    if channel is None:
+        log.warning("SLACK_SUPPORT_CHANNEL is unset: error report #%s is not posted", report_id)
+        return
+    report = _report(deps, report_id)
+    posted = client.chat_postMessage(channel=channel, **blocks_notices.report_blocks(report))
+    _in_transaction(
+        deps,
+        "system",
+        lambda ctx: question_error.place(
+            ctx, report_id=report_id, channel=posted["channel"], ts=posted["ts"]
+        ),
+    )
+
+
+# ---------------------------------------------------------------- the command and the form
+
+
+def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    deps: Deps = context["deps"]
+    words = command.get("text", "").split()
+    if len(words) == 1 and words[0].lower() not in ("help", "-h", "--help"):
+        # The trigger_id lives 3 seconds: open the form before anything else.
+        client.views_open(
+            trigger_id=command["trigger_id"],
+            view=blocks_notices.report_modal(words[0].upper(), command.get("channel_id", "")),
+        )
+        ack()
+        return
+    reply = execute(
+        session_factory=deps.session_factory,
+        actor=context["actor"],
+        command_line=f"/question-error {command.get('text', '')}".strip(),
+        tz=deps.settings.tz,
+    )
+    ack(response_type="ephemeral", **blocks.message(reply, tz=deps.settings.tz))
+    if reply.ok and reply.data.get("post_to_support"):
+        deps.later(post_report, deps, client, reply.data["report_id"])
+
+
+def _minutes(value: Any) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+def on_report_submitted(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext, client: WebClient
+) -> None:
+    deps: Deps = context["deps"]
+    values = blocks_notices.modal_values(view)
+    reply = _in_transaction(
+        deps,
+        context["actor"],
+        lambda ctx: question_error.report(
+            ctx,
+            test_code=(values.get("test") or "").strip(),
+            question=values.get("question") or "",
+            text_nb=values.get("text_nb") or "",
+            text_en=values.get("text_en") or "",
+            suggested_minutes=_minutes(values.get("minutes")),
+        ),
+    )
+    if not reply.ok:
+        block = "test" if "test" in reply.text.lower() and "text" not in reply.text else "text_nb"
+        ack(response_action="errors", errors={block: reply.text[:150]})
+        return
+    ack()
+    deps.later(post_report, deps, client, reply.data["report_id"])
+    user = body["user"]["id"]
+    deps.later(client.chat_postMessage, channel=user, text=reply.text)
+
+
+# ---------------------------------------------------------------- the report's buttons
+
+
+def on_send(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    ack()
+    deps: Deps = context["deps"]
+    report_id = _report_id(body)
+    reply = _in_transaction(
+        deps, context["actor"], lambda ctx: notice.send(ctx, report_id=report_id)
+    )
+    if not reply.ok:
+        _tell_user(deps, client, body, reply.text)
+        return
+    report = _report(deps, report_id)
+    _thread(
+        deps,
+        client,
+        report,
+        f"<@{context['actor']}> is sending your text to the {reply.data['inapp']} candidates "
+        f"of {report['test']} ({blocks_notices.counts(reply.data)}). Progress is shown above.",
+    )
+    if deps.notice_progress is not None:
+        deps.later(deps.notice_progress, reply.data["notice_id"])
+
+
+def on_edit(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    ack()
+    deps: Deps = context["deps"]
+    report = _report(deps, _report_id(body))
+    client.views_open(trigger_id=body["trigger_id"], view=blocks_notices.edit_modal(report))
+
+
+def on_edit_submitted(
+    ack: Ack, view: dict[str, Any], context: BoltContext, client: WebClient
+) -> None:
+    deps: Deps = context["deps"]
+    values = blocks_notices.modal_values(view)
+    report_id = int(view["private_metadata"])
+    result = _in_transaction(
+        deps,
+        context["actor"],
+        lambda ctx: question_error.edit(
+            ctx,
+            report_id=report_id,
+            text_nb=values.get("text_nb") or "",
+            text_en=values.get("text_en") or "",
+            question=values.get("question") or "",
+            suggested_minutes=_minutes(values.get("minutes")),
+        ),
+    )
+    if isinstance(result, Reply):
+        ack(response_action="errors", errors={"text_nb": result.text[:150]})
+        return
+    ack()
+    _refresh(deps, client, result)
+    _thread(deps, client, result, f"<@{context['actor']}> edited the text for candidates.")
+
+
+def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    ack()
+    deps: Deps = context["deps"]
+    report_id = _report_id(body)
+    result = _in_transaction(
+        deps, context["actor"], lambda ctx: question_error.reject(ctx, report_id=report_id)
+    )
+    if isinstance(result, Reply):
+        _tell_user(deps, client, body, result.text)
+        return
+    _refresh(deps, client, result)
+    _thread(
+        deps,
+        client,
+        result,
+        f"<@{context['actor']}> decided not to send this report to the candidates. "
+        "Ask in this thread if you disagree.",
+    )
+
+
+def give_incident_time(
+    deps: Deps, client: WebClient, actor: str, report: dict[str, Any], minutes: int
+) -> Reply:
+    """R14: the decision made, `/incident-time TEST all add N` through the one entry."""
+    reply = execute(
+        session_factory=deps.session_factory,
+        actor=actor,
+        command_line=f"/incident-time {report['test']} all add {minutes} "
+        f"error in the question set (report #{report['report_id']})",
+        tz=deps.settings.tz,
+        confirmed=True,
+    )
+    first_line = reply.text.splitlines()[0] if reply.text else ""
+    _thread(
+        deps,
+        client,
+        report,
+        f"<@{actor}> gave all candidates {minutes} min incident time: {first_line}"
+        if reply.ok
+        else f"<@{actor}> tried to give incident time, refused: {reply.text}",
+    )
+    if reply.ok and reply.log and deps.settings.slack_support_channel:
+        deps.later(
+            client.chat_postMessage,
+            channel=deps.settings.slack_support_channel,
+            **blocks.change_log(reply.log, via="an error report"),
+        )
+    return reply
+
+
+def on_incident_time(
+    ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient
+) -> None:
+    ack()
+    deps: Deps = context["deps"]
+    report = _report(deps, _report_id(body))
+    if not report["suggested_minutes"]:
+        client.views_open(trigger_id=body["trigger_id"], view=blocks_notices.minutes_modal(report))
+        return
+    reply = give_incident_time(deps, client, context["actor"], report, report["suggested_minutes"])
+    if not reply.ok:
+        _tell_user(deps, client, body, reply.text)
+
+
+def on_minutes_submitted(
+    ack: Ack, view: dict[str, Any], context: BoltContext, client: WebClient
+) -> None:
+    deps: Deps = context["deps"]
+    minutes = _minutes(blocks_notices.modal_values(view).get("minutes"))
+    if not minutes:
+        ack(response_action="errors", errors={"minutes": "Give a number of minutes above 0."})
+        return
+    report = _report(deps, int(view["private_metadata"]))
+    reply = give_incident_time(deps, client, context["actor"], report, minutes)
+    if not reply.ok:
+        ack(response_action="errors", errors={"minutes": reply.text[:150]})
+        return
+    ack()
+
+
+# ---------------------------------------------------------------- progress while sending
+
+
+class ProgressReporter:
+    """``on_progress(notice_id)`` for the dispatcher: updates the notice's Slack message.
+
+    Calls come from many sending threads; Slack gets at most one ``chat.update`` per notice
+    every ``every`` seconds, and a trailing one so the last state is always shown. When the
+    notice is done, a summary listing the candidates not reached goes in the thread, once.
+    """
+
+    def __init__(self, deps: Deps, client: WebClient, *, every: float = UPDATE_EVERY) -> None:
+        self.deps = deps
+        self.client = client
+        self.every = every
+        self._lock = threading.Lock()
+        self._last: dict[int, float] = {}
+        self._pending: dict[int, threading.Timer] = {}
+        self._rendering: dict[int, threading.Lock] = {}
+        self._summarised: set[int] = set()
+
+    def __call__(self, notice_id: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            wait = self._last.get(notice_id, -self.every) + self.every - now
+            if wait > 0:
+                if notice_id not in self._pending:
+                    timer = threading.Timer(wait, self._trailing, args=(notice_id,))
+                    timer.daemon = True
+                    self._pending[notice_id] = timer
+                    timer.start()
+                return
+            self._last[notice_id] = now
+        self._render(notice_id)
+
+    def _trailing(self, notice_id: int) -> None:
+        with self._lock:
+            self._pending.pop(notice_id, None)
+            self._last[notice_id] = time.monotonic()
+        self._render(notice_id)
+
+    def _render(self, notice_id: int) -> None:
+        with self._lock:
+            lock = self._rendering.setdefault(notice_id, threading.Lock())
+        with lock:
+            try:
+                self._show(notice_id)
+            except (SlackApiError, OSError):
+                log.exception("could not show the progress of notice %s in Slack", notice_id)
+
+    def _show(self, notice_id: int) -> None:
+        with self.deps.session_factory() as db_session:
+            state = progress(db_session=db_session, notice_id=notice_id)
+            found = db_session.get(Notice, notice_id)
+            if state is None or found is None:
+                return
+            channel, ts, report_id = found.slack_channel, found.slack_ts, found.report_id
+        report = _report(self.deps, report_id) if report_id else None
+        if report is not None:
+            message = blocks_notices.report_blocks(report, progress=state)
+        else:
+            message = blocks_notices.notice_progress_message(state)
+        if channel and ts:
+            self.client.chat_update(channel=channel, ts=ts, **message)
+        else:
+            channel = self.deps.settings.slack_support_channel
+            if channel is None:
+                log.info("notice #%s: %s", notice_id, blocks_notices.progress_line(state))
+                return
+            posted = self.client.chat_postMessage(channel=channel, **message)
+            channel, ts = posted["channel"], posted["ts"]
+            with self.deps.session_factory.begin() as db_session:
+                db_session.execute(
+                    update(Notice)
+                    .where(Notice.id == notice_id, Notice.slack_ts.is_(None))
+                    .values(slack_channel=channel, slack_ts=ts)
+                )
+        if state.done and notice_id not in self._summarised:
+            self._summarised.add(notice_id)
+            self.client.chat_postMessage(
+                channel=channel, thread_ts=ts, text=blocks_notices.summary_text(state)
+            )

@@ -1,0 +1,310 @@
+"""Block Kit for question-error reports, notices and their sending progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notifications.progress import Progress
+
+SEND_ACTION = "qe_send"
+EDIT_ACTION = "qe_edit"
+REJECT_ACTION = "qe_reject"
+INCIDENT_ACTION = "qe_incident_time"
+REPORT_MODAL = "qe_report_modal"
+EDIT_MODAL = "qe_edit_modal"
+MINUTES_MODAL = "qe_minutes_modal"
+TEXT_LIMIT = 2900
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:TEXT_LIMIT]}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:TEXT_LIMIT]}]}
+
+
+def _button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label[:75]},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def counts(plan: dict[str, Any]) -> str:
+    return f"{plan['inapp']} in-app notices, {plan['sms']} SMS and {plan['email']} e-mails"
+
+
+def _quote(text: str) -> str:
+    return "\n".join("> " + line for line in _escape(text).splitlines() or [""])
+
+
+def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
+    """The report as posted to the support channel, with its buttons while it is open."""
+    plan = report["plan"]
+    head = (
+        f":warning: *Error in the question set of {report['test']}* (report #"
+        f"{report['report_id']}) from <@{report['reported_by']}> at {report['reported_at']}"
+    )
+    blocks: list[dict[str, Any]] = [_section(head)]
+    if report["question"]:
+        blocks.append(_section(f"*Question or task:* {_escape(report['question'])}"))
+    if report["text_nb"]:
+        blocks.append(_section("*Text for candidates (norsk):*\n" + _quote(report["text_nb"])))
+    if report["text_en"]:
+        blocks.append(_section("*Text for candidates (English):*\n" + _quote(report["text_en"])))
+    minutes = report["suggested_minutes"]
+    blocks.append(
+        _context(
+            f"{plan['inapp']} candidates · sending makes {counts(plan)}"
+            + (
+                f" · {len(plan['unreachable'])} without a usable address"
+                if plan["unreachable"]
+                else ""
+            )
+            + (f" · teacher suggests {minutes} min incident time for all" if minutes else "")
+            + " · the set cannot be changed after the start (R12)"
+        )
+    )
+    value = str(report["report_id"])
+    if report["state"] == "open":
+        send = _button("Send to candidates", SEND_ACTION, value, "primary")
+        send["confirm"] = {
+            "title": {"type": "plain_text", "text": "Send to all candidates?"},
+            "text": {
+                "type": "mrkdwn",
+                "text": f"This sends {counts(plan)} to the candidates of {report['test']}. "
+                "It cannot be taken back.",
+            },
+            "confirm": {"type": "plain_text", "text": "Send"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+        }
+        elements = [
+            send,
+            _button("Edit text", EDIT_ACTION, value),
+            _button("Reject", REJECT_ACTION, value, "danger"),
+        ]
+    else:
+        who = f" by <@{report['handled_by']}>" if report["handled_by"] else ""
+        blocks.append(_context(f"*{report['state'].capitalize()}*{who}"))
+        elements = []
+    if report["state"] != "rejected":
+        label = (
+            f"Give all candidates {minutes} min incident time"
+            if minutes
+            else "Give all candidates incident time"
+        )
+        elements.append(_button(label, INCIDENT_ACTION, value))
+    if elements:
+        blocks.append({"type": "actions", "block_id": f"qe_{value}", "elements": elements})
+    if progress is not None:
+        blocks.extend(progress_blocks(progress))
+    return {"text": f"Error in the question set of {report['test']}", "blocks": blocks}
+
+
+def progress_line(progress: Progress) -> str:
+    parts = [f"in-app {progress.inapp}, read {progress.read}"]
+    for channel, by_status in sorted(progress.by_channel.items()):
+        label = "SMS" if channel == "sms" else "e-mail"
+        queued = by_status.get("pending", 0) + by_status.get("sending", 0)
+        shown = [f"{queued} queued"] + [
+            f"{by_status[s]} {s}"
+            for s in ("sent", "delivered", "undelivered", "failed", "unknown")
+            if by_status.get(s)
+        ]
+        parts.append(f"{label}: " + ", ".join(shown))
+    return " · ".join(parts)
+
+
+def progress_blocks(progress: Progress) -> list[dict[str, Any]]:
+    state = "done" if progress.done else "sending…"
+    blocks = [
+        _section(
+            f"*Notice #{progress.notice_id} to {progress.test_code}* ({state})\n"
+            + progress_line(progress)
+        )
+    ]
+    if progress.done and progress.problems:
+        blocks.append(_section(failures_text(progress)))
+    return blocks
+
+
+def failures_text(progress: Progress) -> str:
+    lines = [
+        f"{number} ({'SMS' if channel == 'sms' else 'e-mail'} {status}: {_escape(reason)})"
+        for number, channel, status, reason in progress.problems
+    ]
+    more = progress.problem_count - len(lines)
+    return (
+        f"*Not reached outside the app ({progress.problem_count}):* "
+        + "; ".join(lines)
+        + (f"; and {more} more (`/exam {progress.test_code}`)" if more > 0 else "")
+    )
+
+
+def summary_text(progress: Progress) -> str:
+    text = (
+        f"Notice #{progress.notice_id} to {progress.test_code} is sent: {progress_line(progress)}."
+    )
+    if progress.problems:
+        text += "\n" + failures_text(progress)
+    else:
+        text += "\nEvery candidate was reached."
+    return text
+
+
+def notice_progress_message(progress: Progress) -> dict[str, Any]:
+    return {
+        "text": f"Notice #{progress.notice_id} to {progress.test_code}: {progress_line(progress)}",
+        "blocks": progress_blocks(progress),
+    }
+
+
+def _input(
+    block_id: str,
+    label: str,
+    *,
+    multiline: bool = False,
+    optional: bool = False,
+    initial: str | None = None,
+    hint: str | None = None,
+    max_length: int = 2000,
+) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": "value",
+        "multiline": multiline,
+        "max_length": max_length,
+    }
+    if initial:
+        element["initial_value"] = initial
+    block: dict[str, Any] = {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": label},
+        "element": element,
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = {"type": "plain_text", "text": hint}
+    return block
+
+
+def _minutes_input(initial: int | None = None, *, optional: bool = True) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "number_input",
+        "is_decimal_allowed": False,
+        "action_id": "value",
+        "min_value": "0",
+        "max_value": "600",
+    }
+    if initial:
+        element["initial_value"] = str(initial)
+    return {
+        "type": "input",
+        "block_id": "minutes",
+        "label": {"type": "plain_text", "text": "Extra time for all candidates (minutes)"},
+        "element": element,
+        "optional": optional,
+    }
+
+
+def _modal(callback_id: str, title: str, submit: str, blocks: list, metadata: str = "") -> dict:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": metadata,
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": submit},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
+
+
+def report_modal(test_code: str, channel: str = "") -> dict[str, Any]:
+    return _modal(
+        REPORT_MODAL,
+        "Error in question set",
+        "Report",
+        [
+            _context(
+                "A question set cannot be changed once the test has started (R12). Write what "
+                "the candidates should read; exam support sends it to all of them."
+            ),
+            _input("test", "Test", initial=test_code, max_length=64),
+            _input(
+                "question", "Question or task", optional=True, max_length=300, hint="e.g. Task 3b"
+            ),
+            _input("text_nb", "Text for candidates (norsk)", multiline=True, optional=True),
+            _input("text_en", "Text for candidates (English)", multiline=True, optional=True),
+            _minutes_input(),
+        ],
+        metadata=channel,
+    )
+
+
+def edit_modal(report: dict[str, Any]) -> dict[str, Any]:
+    return _modal(
+        EDIT_MODAL,
+        f"Edit report #{report['report_id']}"[:24],
+        "Save",
+        [
+            _input(
+                "question",
+                "Question or task",
+                optional=True,
+                max_length=300,
+                initial=report["question"],
+            ),
+            _input(
+                "text_nb",
+                "Text for candidates (norsk)",
+                multiline=True,
+                optional=True,
+                initial=report["text_nb"],
+            ),
+            _input(
+                "text_en",
+                "Text for candidates (English)",
+                multiline=True,
+                optional=True,
+                initial=report["text_en"],
+            ),
+            _minutes_input(report["suggested_minutes"]),
+        ],
+        metadata=str(report["report_id"]),
+    )
+
+
+def minutes_modal(report: dict[str, Any]) -> dict[str, Any]:
+    return _modal(
+        MINUTES_MODAL,
+        "Incident time for all",
+        "Give time",
+        [
+            _context(
+                f"Adds incident time for every candidate of {report['test']} (R4, R14), "
+                f"reason: error in the question set (report #{report['report_id']})."
+            ),
+            _minutes_input(report["suggested_minutes"], optional=False),
+        ],
+        metadata=str(report["report_id"]),
+    )
+
+
+def modal_values(view: dict[str, Any]) -> dict[str, Any]:
+    """{block_id: value} from a submitted view's state."""
+    values: dict[str, Any] = {}
+    for block_id, actions in view.get("state", {}).get("values", {}).items():
+        action = actions.get("value") or next(iter(actions.values()), {})
+        values[block_id] = action.get("value")
+    return values

@@ -1,0 +1,302 @@
+"""`/question-error` end to end through real signed Slack requests and a fake Slack Web API:
+the report lands in the support channel with its buttons, the form opens at once, sending
+shows progress and a summary, and the teacher hears in the thread (R12–R15)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+import pytest
+from conftest import OSLO, SUPPORT, TEACHER
+from fake_slack import FakeSlack
+from fake_twilio import wait_until
+from slack_signing import SECRET, TEAM, SlackSender
+from sqlalchemy import func, select
+
+from bot.listeners.question_errors import ProgressReporter
+from bot.server import http_server, listen, wire
+from bot.settings import Settings
+from notifications.dispatch import Tuning, start_dispatcher
+from store.models import Candidate, Delivery, Notice, QuestionErrorReport
+
+CHANNEL = "C0SUPPORT"
+FAST = Tuning(poll_seconds=0.05, maintain_seconds=0.2)
+
+
+@pytest.fixture
+def slack(engine, session_factory) -> Iterator[tuple[SlackSender, FakeSlack, object]]:
+    fake = FakeSlack()
+    settings = Settings(
+        _env_file=None,
+        slack_bot_token="xoxb-test-token",
+        slack_signing_secret=SECRET,
+        slack_api_url=fake.api_url,
+        slack_support_channel=CHANNEL,
+        public_url="https://exams.example.org",
+    )
+    wiring = wire(settings, engine=engine, session_factory=session_factory)
+    server = http_server(wiring.web)
+    sock = listen(0, "127.0.0.1")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    sender = SlackSender(f"http://127.0.0.1:{sock.getsockname()[1]}")
+    yield sender, fake, wiring
+    sender.close()
+    server.should_exit = True
+    thread.join(10)
+    wiring.deps.slack_out.shutdown(wait=True)
+    sock.close()
+    fake.close()
+
+
+def exam_now(world) -> str:
+    world.now = datetime.now(UTC)
+    local = world.now.astimezone(OSLO)
+    code = world.add_test(
+        start=f"{local - timedelta(hours=1):%Y-%m-%d %H:%M}",
+        end=f"{local + timedelta(hours=3):%Y-%m-%d %H:%M}",
+    )
+    world.add_candidates(code, ["10001", "10002", "10003"])
+    world.add_candidates(code, ["10004"], phone=None)
+    return code
+
+
+def click(sender: SlackSender, action_id: str, value: str, *, user: str, fake: FakeSlack):
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM, "domain": "exams"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+        "api_app_id": "A0EXAMDESK",
+        "token": "deprecated-verification-token",
+        "container": {"type": "message", "message_ts": "1.0", "channel_id": CHANNEL},
+        "trigger_id": "1.2.trigger",
+        "channel": {"id": CHANNEL, "name": "exam-support"},
+        "response_url": fake.response_url(),
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "b",
+                "type": "button",
+                "value": value,
+                "action_ts": "1.1",
+            }
+        ],
+    }
+    return sender.post(urlencode({"payload": json.dumps(payload)}))
+
+
+def submit(sender: SlackSender, callback_id: str, values: dict, *, user: str, metadata: str = ""):
+    payload = {
+        "type": "view_submission",
+        "team": {"id": TEAM, "domain": "exams"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+        "api_app_id": "A0EXAMDESK",
+        "token": "deprecated-verification-token",
+        "trigger_id": "1.2.trigger",
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": callback_id,
+            "private_metadata": metadata,
+            "state": {
+                "values": {
+                    k: {"value": {"type": "plain_text_input", "value": v}}
+                    for k, v in values.items()
+                }
+            },
+        },
+    }
+    return sender.post(urlencode({"payload": json.dumps(payload)}))
+
+
+def test_r12_r14_report_send_progress_and_thread(world, slack):
+    sender, fake, wiring = slack
+    code = exam_now(world)
+    response = sender.command(
+        "/question-error",
+        f"{code} Task 3b: n = 10, not n = 100.",
+        user=TEACHER,
+        response_url=fake.response_url(),
+    )
+    assert response.status_code == 200
+    assert "recorded and sent to exam support" in response.text and "R12" in response.text
+
+    (post,) = fake.wait_for("chat.postMessage")
+    assert post.body["channel"] == CHANNEL
+    posted = json.dumps(post.body["blocks"])
+    assert "Task 3b: n = 10, not n = 100." in posted
+    assert "4 in-app notices, 3 SMS and 0 e-mails" in posted  # the Send button's confirm
+    assert all(a in posted for a in ("qe_send", "qe_edit", "qe_reject", "qe_incident_time"))
+    wait_until(lambda: _report(world).slack_ts is not None, timeout=5)
+    report = _report(world)
+
+    # A teacher cannot send (R15); support can, once.
+    click(sender, "qe_send", str(report.id), user=TEACHER, fake=fake)
+    fake.wait_for("chat.postEphemeral")
+    assert "support" in fake.of("chat.postEphemeral")[0].body["text"]
+    assert _count(world, Notice) == 0
+
+    assert click(sender, "qe_send", str(report.id), user=SUPPORT, fake=fake).status_code == 200
+    wait_until(lambda: _count(world, Notice) == 1, timeout=5)
+    stop = start_dispatcher(
+        wiring.deps.settings, world.factory, tuning=FAST, on_progress=wiring.deps.notice_progress
+    )
+    try:
+        wait_until(
+            lambda: any("done" in json.dumps(c.body) for c in fake.of("chat.update")), timeout=30
+        )
+    finally:
+        stop()
+    updates = fake.of("chat.update")
+    assert all(u.body["ts"] == report.slack_ts for u in updates)
+    final = json.dumps(updates[-1].body["blocks"])
+    assert "in-app 4, read 0" in final and "3 sent" in final and "1 failed" in final
+    assert "10004" in final and "no usable number" in final
+    threads = [c.body for c in fake.of("chat.postMessage") if c.body.get("thread_ts")]
+    wait_until(
+        lambda: any("is sent" in c.body.get("text", "") for c in fake.of("chat.postMessage")),
+        timeout=10,
+    )
+    threads = [c.body for c in fake.of("chat.postMessage") if c.body.get("thread_ts")]
+    assert any(
+        f"<@{TEACHER}>" in t["text"] and "is sending your text" in t["text"] for t in threads
+    )
+    summary = next(t["text"] for t in threads if "is sent" in t["text"])
+    assert "10004" in summary
+
+
+def test_r12_question_error_without_text_opens_the_form_at_once(world, slack):
+    sender, fake, _ = slack
+    code = exam_now(world)
+    started = time.monotonic()
+    response = sender.command(
+        "/question-error", code, user=TEACHER, response_url=fake.response_url()
+    )
+    assert response.status_code == 200 and time.monotonic() - started < 3
+    (opened,) = fake.of("views.open")
+    assert opened.body["trigger_id"]
+    view = opened.body["view"]
+    if isinstance(view, str):
+        view = json.loads(view)
+    assert view["callback_id"] == "qe_report_modal"
+    assert {b.get("block_id") for b in view["blocks"]} >= {
+        "test",
+        "question",
+        "text_nb",
+        "text_en",
+        "minutes",
+    }
+
+    bad = submit(
+        sender, "qe_report_modal", {"test": code, "text_nb": "", "text_en": ""}, user=TEACHER
+    )
+    assert bad.status_code == 200 and "errors" in bad.json()
+    assert _count(world, QuestionErrorReport) == 0
+
+    ok = submit(
+        sender,
+        "qe_report_modal",
+        {
+            "test": code,
+            "question": "Task 3b",
+            "text_nb": "Bruk n = 10.",
+            "text_en": "Use n = 10.",
+            "minutes": "10",
+        },
+        user=TEACHER,
+    )
+    assert ok.status_code == 200
+    with world.factory() as s:
+        report = s.scalars(select(QuestionErrorReport)).one()
+    assert (report.question, report.text_nb, report.text_en, report.suggested_minutes) == (
+        "Task 3b",
+        "Bruk n = 10.",
+        "Use n = 10.",
+        10,
+    )
+    fake.wait_for("chat.postMessage", 2)
+
+
+def test_r14_incident_time_button_gives_everyone_the_suggested_minutes(world, slack):
+    sender, fake, _ = slack
+    code = exam_now(world)
+    submit(
+        sender,
+        "qe_report_modal",
+        {"test": code, "text_nb": "Bruk n = 10.", "minutes": "15"},
+        user=TEACHER,
+    )
+    with world.factory() as s:
+        report_id = s.scalar(select(QuestionErrorReport.id))
+    click(sender, "qe_incident_time", str(report_id), user=SUPPORT, fake=fake)
+    wait_until(lambda: world.candidate(code, "10001").incident_minutes == 15, timeout=5)
+    assert {world.candidate(code, n).incident_minutes for n in ("10002", "10003", "10004")} == {15}
+
+
+def test_reject_marks_the_report_and_tells_the_teacher(world, slack):
+    sender, fake, _ = slack
+    code = exam_now(world)
+    sender.command(
+        "/question-error",
+        f"{code} Not really an error",
+        user=TEACHER,
+        response_url=fake.response_url(),
+    )
+    fake.wait_for("chat.postMessage")
+    wait_until(lambda: _report(world).slack_ts is not None, timeout=5)
+    report_id = _report(world).id
+    click(sender, "qe_reject", str(report_id), user=SUPPORT, fake=fake)
+    update = fake.wait_for("chat.update")[0]
+    assert "Rejected" in json.dumps(update.body["blocks"])
+    assert "qe_send" not in json.dumps(update.body["blocks"])
+    with world.factory() as s:
+        assert s.get(QuestionErrorReport, report_id).state == "rejected"
+
+
+def test_progress_updates_are_throttled_with_a_trailing_update(world, slack):
+    _, fake, wiring = slack
+    code = exam_now(world)
+    assert world.run(f"/notice {code} Bruk n = 10.", confirmed=True).ok
+    with world.factory() as s:
+        notice_id = s.scalar(select(Notice.id))
+    reporter = ProgressReporter(wiring.deps, wiring.bolt_app.client, every=0.5)
+    reporter.client.token = "xoxb-test-token"
+    for _ in range(50):
+        reporter(notice_id)
+    fake.wait_for("chat.postMessage")
+    time.sleep(0.8)
+    # One immediate post, then one trailing update for the 49 calls in between.
+    assert len(fake.of("chat.postMessage")) == 1 and len(fake.of("chat.update")) == 1
+    with world.factory() as s:
+        assert s.get(Notice, notice_id).slack_ts is not None
+
+
+def _report(world) -> QuestionErrorReport:
+    with world.factory() as s:
+        return s.scalars(select(QuestionErrorReport)).one()
+
+
+def _count(world, model) -> int:
+    with world.factory() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def test_candidate_numbers_only_never_phones(world, slack):
+    """Slack shows candidates as numbers; phone numbers never appear in the report."""
+    sender, fake, _ = slack
+    code = exam_now(world)
+    sender.command(
+        "/question-error", f"{code} Task 1", user=TEACHER, response_url=fake.response_url()
+    )
+    (post,) = fake.wait_for("chat.postMessage")
+    assert "41234567" not in json.dumps(post.body)
+    with world.factory() as s:
+        assert s.scalar(select(func.count()).select_from(Candidate)) == 4
+        assert s.scalar(select(func.count()).select_from(Delivery)) == 0
