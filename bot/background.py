@@ -3,18 +3,14 @@ in the one process that wins the election (see `bot.leader`)."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot import scheduler
 from bot.deps import Deps
 from bot.leader import Leadership, elect
-
-log = logging.getLogger(__name__)
 
 
 class SchedulerDuty:
@@ -43,19 +39,36 @@ class SchedulerDuty:
             scheduler.stop_scheduler(running)
 
 
-def start(deps: Deps, *, on_progress: Callable[..., Any] | None = None) -> Callable[[], None]:
+def start(deps: Deps) -> Callable[[], None]:
     """Start the notifier and join the scheduler election; returns the callable that stops
-    both. ``on_progress`` is handed to the notifier (progress of a notice in Slack)."""
+    both (the scheduler first, letting a running delivery finish)."""
+    from bot.cli import CliError
     from notifications.worker import start_dispatcher
 
-    stop_dispatcher = start_dispatcher(deps.settings, deps.session_factory, on_progress=on_progress)
+    try:
+        stop_dispatcher = start_dispatcher(
+            deps.settings, deps.session_factory, on_progress=_progress(deps)
+        )
+    except ValueError as error:  # the notifier's configuration is incomplete
+        raise CliError(f"the notifier cannot start: {error}") from None
     duty = SchedulerDuty(deps)
     leadership = Leadership(
         elect(deps.engine), on_elected=duty.elected, on_deposed=duty.deposed
     ).start()
 
     def stop() -> None:
-        leadership.stop()  # stops the scheduler first if this process leads
+        leadership.stop()
         stop_dispatcher()
 
     return stop
+
+
+def _progress(deps: Deps) -> Callable[[int], None]:
+    """Tell Slack about a notice's progress, off the notifier's thread; the listener that
+    shows progress may install itself after start."""
+
+    def report(notice_id: int) -> None:
+        if deps.notice_progress is not None:
+            deps.later(deps.notice_progress, notice_id)
+
+    return report

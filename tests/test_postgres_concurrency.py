@@ -1,0 +1,107 @@
+"""PostgreSQL under concurrency: row locks keep simultaneous changes whole (R4) and keep two
+schedulers that overlap (a leader that has not yet noticed it was replaced) from delivering
+twice (R9)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from conftest import OSLO, SUPPORT
+from sqlalchemy import func, select
+
+from commands.context import Ctx, utcnow
+from commands.delivery import SYSTEM_ACTOR, deliver_due
+from commands.runner import execute
+from store.db import make_engine, make_session_factory, session_scope
+from store.models import Candidate, Change, Submission
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"),
+    reason="concurrency is checked on PostgreSQL; set TEST_DATABASE_URL to a PostgreSQL database",
+)
+
+CODE = "TDT4100-2026H"
+THREADS = 100
+
+
+def test_r4_hundred_simultaneous_adds_give_exactly_plus_hundred(world, database_url):
+    """R4: 100 `add 1` at once on one candidate, each in its own session → +100, one Change
+    each, every before/after one minute apart."""
+    now = utcnow().astimezone(OSLO)
+    world.add_test(
+        CODE,
+        start=f"{now - timedelta(hours=1):%Y-%m-%d %H:%M}",
+        end=f"{now + timedelta(hours=3):%Y-%m-%d %H:%M}",
+    )
+    world.add_candidates(CODE, ["10023"], incident_minutes=7)
+    # A pool as large as the crowd, so that all of them really are in the database at once.
+    engine = make_engine(database_url, pool_size=THREADS, max_overflow=0)
+    factory = make_session_factory(engine)
+    start = threading.Barrier(THREADS)
+
+    def add_one(_: int):
+        start.wait()
+        return execute(
+            session_factory=factory,
+            actor=SUPPORT,
+            command_line=f"/incident-time {CODE} 10023 add 1 load",
+            tz=OSLO,
+        )
+
+    try:
+        with ThreadPoolExecutor(THREADS) as pool:
+            replies = list(pool.map(add_one, range(THREADS)))
+    finally:
+        engine.dispose()
+
+    assert [r.text for r in replies if not r.ok] == []
+    candidate = world.candidate(CODE, "10023")
+    assert candidate.incident_minutes == 7 + THREADS
+    with world.factory() as s:
+        changes = s.scalars(
+            select(Change).where(Change.candidate_id == candidate.id).order_by(Change.id)
+        ).all()
+    assert len(changes) == THREADS
+    steps = sorted((c.before["10023"], c.after["10023"]) for c in changes)
+    assert steps == [(7 + i, 8 + i) for i in range(THREADS)]
+
+
+def test_r9_overlapping_schedulers_deliver_each_answer_once(world, database_url):
+    """R9: ten delivery runs at once over 50 due candidates deliver each exactly once."""
+    now = utcnow().astimezone(OSLO)
+    world.add_test(
+        CODE,
+        start=f"{now - timedelta(hours=4):%Y-%m-%d %H:%M}",
+        end=f"{now - timedelta(hours=1):%Y-%m-%d %H:%M}",
+    )
+    world.add_candidates(CODE, range(10001, 10051))
+    engine = make_engine(database_url, pool_size=10, max_overflow=0)
+    factory = make_session_factory(engine)
+    start = threading.Barrier(10)
+
+    def run(_: int) -> int:
+        start.wait()
+        with session_scope(factory) as s:
+            return len(deliver_due(Ctx(db_session=s, actor=SYSTEM_ACTOR, tz=OSLO, now=utcnow())))
+
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            delivered = sum(pool.map(run, range(10)))
+    finally:
+        engine.dispose()
+
+    assert delivered == 50
+    with world.factory() as s:
+        per_candidate = s.execute(
+            select(Submission.candidate_id, func.count()).group_by(Submission.candidate_id)
+        ).all()
+        submitted = s.scalar(
+            select(func.count()).select_from(Candidate).where(Candidate.status == "submitted")
+        )
+    assert len(per_candidate) == 50
+    assert {n for _, n in per_candidate} == {1}
+    assert submitted == 50
