@@ -16,7 +16,6 @@ the sweep runs once right at start for deadlines that passed while no process wa
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from commands.context import Ctx, utcnow
 from commands.delivery import SYSTEM_ACTOR, deliver_due
 from commands.errors import CommandError
 from commands.timing import timing
+from notifications.dispatch import sweep
 from store.db import session_scope
 from store.models import Candidate, Reopening, Test
 
@@ -133,18 +133,14 @@ def start_scheduler(
         )
     else:
         _remove(scheduler, REGISTRY_REFRESH)
-    if importlib.util.find_spec("notifications.dispatch") is not None:
-        scheduler.add_job(
-            notifier_job,
-            "interval",
-            seconds=cadence.notifier_seconds,
-            id=NOTIFIER_SWEEP,
-            replace_existing=True,
-            next_run_time=now,
-        )
-    else:
-        log.warning("scheduler: notifications.dispatch is not installed; no notifier sweep")
-        _remove(scheduler, NOTIFIER_SWEEP)
+    scheduler.add_job(
+        notifier_job,
+        "interval",
+        seconds=cadence.notifier_seconds,
+        id=NOTIFIER_SWEEP,
+        replace_existing=True,
+        next_run_time=now,
+    )
     scheduler.resume()
     log.info(
         "scheduler started: delivery sweep every %s s and at each deadline, registry refresh "
@@ -221,8 +217,6 @@ def registry_job() -> None:
 
 def notifier_job() -> None:
     """The notifier's retry sweep and delivery-status reconciliation."""
-    from notifications.dispatch import sweep
-
     runtime = _current()
     if runtime is None:
         return

@@ -84,7 +84,11 @@ def test_r13_worker_killed_mid_broadcast_sends_each_sms_exactly_once(world, data
 
         second = start_worker(env, tmp_path, "second")
         try:
-            wait_until(lambda: statuses(world.factory) == Counter({"sent": count}), timeout=120)
+            try:
+                wait_until(lambda: statuses(world.factory) == Counter({"sent": count}), timeout=240)
+            except AssertionError:
+                log = (tmp_path / "second.log").read_text()[-3000:]
+                raise AssertionError(f"{statuses(world.factory)}\n{log}") from None
             second.send_signal(signal.SIGTERM)
             assert second.wait(30) == 0
         finally:

@@ -20,7 +20,7 @@ from sqlalchemy import func, inspect, select, text
 from bot import scheduler as sched
 from bot.settings import Settings
 from commands.context import utcnow
-from store.models import Candidate, Change, Reopening, Submission
+from store.models import Candidate, Change, Delivery, Notice, Reopening, Submission
 from store.models import Test as ExamTest
 
 HOUR = timedelta(hours=1)
@@ -381,3 +381,38 @@ def test_r11_bad_export_is_logged_and_imports_nothing(start, session_factory, tm
     with session_factory() as s:
         assert s.scalar(select(func.count()).select_from(ExamTest)) == 0
     assert scheduler.get_job(sched.REGISTRY_REFRESH) is not None
+
+
+def test_notifier_sweep_job_frees_deliveries_of_a_dead_sender(exam, start, session_factory):
+    """The scheduled sweep hands a delivery claimed by a sender that died back to the
+    notifiers, and marks one cut off mid-request as unknown (not resent blindly)."""
+    exam.test("T1", end=HOUR)
+    cid = exam.candidate("T1", "1", phone="+4741234567")
+    past = utcnow() - timedelta(minutes=5)
+    with session_factory.begin() as s:
+        notice = Notice(test_id=exam.get(cid).test_id, created_by="U0SUPPORT1", created_at=past)
+        s.add(notice)
+        s.flush()
+        for channel, status in (("sms", "pending"), ("email", "sending")):
+            s.add(
+                Delivery(
+                    notice_id=notice.id,
+                    candidate_id=cid,
+                    channel=channel,
+                    address="x",
+                    status=status,
+                    next_attempt_at=past,
+                    claimed_by="dead-sender",
+                    claimed_until=past,
+                    updated_at=past,
+                )
+            )
+    start()  # the notifier sweep runs once at start
+
+    def swept() -> list[tuple[str, str | None]]:
+        with session_factory() as s:
+            rows = s.execute(select(Delivery.status, Delivery.claimed_by).order_by(Delivery.id))
+            return [tuple(r) for r in rows]
+
+    wait_until(lambda: all(by is None for _, by in swept()))
+    assert swept() == [("pending", None), ("unknown", None)]
