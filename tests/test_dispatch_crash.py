@@ -97,7 +97,6 @@ def test_r13_worker_killed_mid_broadcast_sends_each_sms_exactly_once(world, data
         assert fake.sent_to() == Counter({phone(n): 1 for n in range(1, count + 1)})
 
 
-@pytest.mark.postgres_only
 def test_two_workers_on_postgresql_share_a_notice_none_twice_none_lost(
     world, database_url, is_postgres, tmp_path
 ):
