@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if long_running else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # Alembic lists every plugin it loads at INFO; only the migrations it runs matter.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         return _dispatch(args)
     except CliError as error:

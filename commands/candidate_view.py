@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, null, select, union_all
 
 from commands.context import Ctx
 from commands.errors import InvalidInput
-from commands.lookup import get_candidate, get_test, parse_candidate_number
+from commands.lookup import get_candidate, parse_candidate_number
 from commands.masking import mask_email, mask_phone
-from commands.permissions import require_support_or_teacher_of
+from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
 from commands.status import candidate_status
 from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
@@ -20,6 +20,7 @@ USAGE = (
     "  Shows status, deadline and how it is made up, new delivery and notices.\n"
     "  Example: /candidate TDT4100-2026H 10023"
 )
+INAPP = "inapp"  # not a delivery channel: marks the in-app row of notice_summary's query
 STATUS_LABELS = {"not_started": "not started", "started": "started", "submitted": "submitted"}
 
 
@@ -30,9 +31,8 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
             USAGE,
         )
     db = ctx.db_session
-    test = get_test(db_session=db, test_code=args[0])
-    require_support_or_teacher_of(
-        db_session=db, user_id=ctx.actor, test=test, doing="see its candidates"
+    test, _role = test_for_support_or_teacher(
+        db_session=db, user_id=ctx.actor, test_code=args[0], doing="see its candidates"
     )
     candidate = get_candidate(db_session=db, test=test, number=parse_candidate_number(args[1]))
     return card(ctx, test, candidate)
@@ -81,19 +81,28 @@ def card(ctx: Ctx, test: Test, candidate: Candidate) -> Reply:
 
 
 def notice_summary(ctx: Ctx, candidate: Candidate) -> dict:
-    db = ctx.db_session
-    inapp, read = db.execute(
-        select(func.count(NoticeReceipt.id), func.count(NoticeReceipt.read_at)).where(
-            NoticeReceipt.candidate_id == candidate.id
+    # One round trip: the in-app counts first, then one row per delivery channel and status.
+    receipts, deliveries = NoticeReceipt.__table__.c, Delivery.__table__.c
+    rows = ctx.db_session.connection().execute(
+        union_all(
+            select(
+                literal(INAPP).label("channel"),
+                null().label("status"),
+                func.count(receipts.id),
+                func.count(receipts.read_at),
+            ).where(receipts.candidate_id == candidate.id),
+            select(deliveries.channel, deliveries.status, func.count(), literal(0))
+            .where(deliveries.candidate_id == candidate.id)
+            .group_by(deliveries.channel, deliveries.status),
         )
-    ).one()
+    )
+    inapp = read = 0
     by_channel: dict[str, dict[str, int]] = {"sms": {}, "email": {}}
-    for channel, status, count in db.execute(
-        select(Delivery.channel, Delivery.status, func.count())
-        .where(Delivery.candidate_id == candidate.id)
-        .group_by(Delivery.channel, Delivery.status)
-    ):
-        by_channel.setdefault(channel, {})[status] = count
+    for channel, status, count, read_count in rows:
+        if channel == INAPP:
+            inapp, read = count, read_count
+        else:
+            by_channel.setdefault(channel, {})[status] = count
     return {
         "inapp": inapp,
         "read": read,

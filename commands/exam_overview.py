@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Integer, case, func, literal, null, or_, select, union_all
+from sqlalchemy.orm import joinedload
 
 from commands import registry
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import get_test
-from commands.permissions import require_support, require_support_or_teacher_of
+from commands.permissions import require_support, test_for_support_or_teacher
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
 from commands.timing import ordinary_end as ordinary_end_of
@@ -28,15 +28,17 @@ USAGE = (
     "  Example: /exam TDT4100-2026H"
 )
 LISTED = 10
+# Row markers of notice_stats' query (delivery channels are "sms" and "email").
+SENT, INAPP = "sent", "inapp"
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     if not args or len(args) > 2 or (len(args) == 2 and args[1].lower() != "refresh"):
         raise InvalidInput("Give one test code, optionally followed by `refresh`.", USAGE)
     db = ctx.db_session
-    test = get_test(db_session=db, test_code=args[0])
     prefix = ""
     if len(args) == 2:
+        test = get_test(db_session=db, test_code=args[0])
         require_support(db_session=db, user_id=ctx.actor, doing="refresh from the registry")
         if ctx.registry_dir is None:
             raise InvalidInput(
@@ -45,36 +47,79 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
             )
         prefix = registry.refresh(ctx, ctx.registry_dir) + "\n"
     else:
-        require_support_or_teacher_of(db_session=db, user_id=ctx.actor, test=test, doing="see it")
+        test, _role = test_for_support_or_teacher(
+            db_session=db, user_id=ctx.actor, test_code=args[0], doing="see it"
+        )
     reply = overview(ctx, test)
     reply.text = prefix + reply.text
     return reply
 
 
+def reads_only(args: list[str], confirmed: bool) -> bool:
+    """`refresh` writes what the registry says; the overview itself only reads."""
+    return len(args) < 2
+
+
 def overview(ctx: Ctx, test: Test) -> Reply:
     db, tz = ctx.db_session, ctx.tz
-    in_test = Candidate.test_id == test.id
-    counts = dict(
-        db.execute(
-            select(Candidate.status, func.count()).where(in_test).group_by(Candidate.status)
-        ).all()
+    c = Candidate.__table__.c
+    in_test = c.test_id == test.id
+    # (key, condition, the value listed with each number): counted in one query, their first
+    # LISTED candidates fetched in another.
+    conditions = (
+        ("extra", c.extra_minutes > 0, c.extra_minutes),
+        ("incident", c.incident_minutes != 0, c.incident_minutes),
+        (
+            "individual",
+            or_(c.postponed_deadline.is_not(None), c.individual_deadline.is_not(None)),
+            None,
+        ),
     )
+    connection = db.connection()
+    counts: dict[str, int] = {}
+    listed: dict[str, dict[str, Any]] = {key: {"count": 0, "first": []} for key, _, _ in conditions}
+    for status, count, *matching in connection.execute(
+        select(
+            c.status,
+            func.count(),
+            *(func.count(case((condition, 1))) for _, condition, _ in conditions),
+        )
+        .where(in_test)
+        .group_by(c.status)
+    ):
+        counts[status] = count
+        for (key, _, _), n in zip(conditions, matching, strict=True):
+            listed[key]["count"] += n
+    firsts = [
+        select(
+            literal(key).label("key"),
+            c.number,
+            value if value is not None else null().cast(Integer),
+        )
+        .where(in_test, condition)
+        .order_by(c.number)
+        .limit(LISTED)
+        .subquery()
+        for key, condition, value in conditions
+        if listed[key]["count"]
+    ]
+    if firsts:
+        rows = connection.execute(union_all(*(select(first) for first in firsts))).all()
+        for key, number, value in sorted(rows, key=lambda row: row[1]):
+            listed[key]["first"].append([number] if key == "individual" else [number, value])
     total = sum(counts.values())
-    extra = _listed(db, in_test, Candidate.extra_minutes > 0, Candidate.extra_minutes)
-    incident = _listed(db, in_test, Candidate.incident_minutes != 0, Candidate.incident_minutes)
-    individual = _listed(
-        db,
-        in_test,
-        or_(Candidate.postponed_deadline.is_not(None), Candidate.individual_deadline.is_not(None)),
-        None,
+    extra, incident, individual = listed["extra"], listed["incident"], listed["individual"]
+    reopened = (
+        db.scalars(
+            select(Candidate)
+            .join(Reopening, Reopening.candidate_id == Candidate.id)
+            .where(Candidate.test_id == test.id, Reopening.closed_at.is_(None))
+            .options(joinedload(Candidate.reopenings))
+            .order_by(Candidate.number)
+        )
+        .unique()
+        .all()
     )
-    reopened = db.scalars(
-        select(Candidate)
-        .join(Reopening, Reopening.candidate_id == Candidate.id)
-        .where(in_test, Reopening.closed_at.is_(None))
-        .options(selectinload(Candidate.reopenings))
-        .order_by(Candidate.number)
-    ).all()
     notices = notice_stats(ctx, test)
     ordinary_end = ordinary_end_of(test)
     allowance = upload_allowance_minutes(test)
@@ -129,15 +174,6 @@ def overview(ctx: Ctx, test: Test) -> Reply:
     return Reply(text="\n".join(lines), kind="overview", data=data)
 
 
-def _listed(db, in_test, condition, value_column) -> dict[str, Any]:
-    count = db.scalar(select(func.count()).where(in_test, condition))
-    columns = [Candidate.number] + ([value_column] if value_column is not None else [])
-    first = db.execute(
-        select(*columns).where(in_test, condition).order_by(Candidate.number).limit(LISTED)
-    ).all()
-    return {"count": count, "first": [list(row) for row in first]}
-
-
 def _line(label: str, listed: dict[str, Any], *, minutes: bool) -> str:
     if not listed["count"]:
         return f"{label}: none"
@@ -150,22 +186,33 @@ def _line(label: str, listed: dict[str, Any], *, minutes: bool) -> str:
 
 
 def notice_stats(ctx: Ctx, test: Test) -> dict[str, Any]:
-    db = ctx.db_session
-    sent = db.scalar(select(func.count()).select_from(Notice).where(Notice.test_id == test.id))
-    inapp, read = db.execute(
-        select(func.count(NoticeReceipt.id), func.count(NoticeReceipt.read_at))
-        .join(Notice, Notice.id == NoticeReceipt.notice_id)
-        .where(Notice.test_id == test.id)
-    ).one()
-    deliveries: dict[str, dict[str, int]] = {}
-    for channel, status, count in db.execute(
-        select(Delivery.channel, Delivery.status, func.count())
-        .join(Notice, Notice.id == Delivery.notice_id)
-        .where(Notice.test_id == test.id)
-        .group_by(Delivery.channel, Delivery.status)
-    ):
-        deliveries.setdefault(channel, {})[status] = count
-    return {"sent": sent, "inapp": inapp, "read": read, "deliveries": deliveries}
+    notices, receipts, deliveries = Notice.__table__, NoticeReceipt.__table__, Delivery.__table__
+    of_test = notices.c.test_id == test.id
+    # One round trip, one row per kind: notices sent, in-app receipts (and read), then one
+    # row per delivery channel and status.
+    rows = ctx.db_session.connection().execute(
+        union_all(
+            select(literal(SENT), null(), func.count(), literal(0)).where(of_test),
+            select(
+                literal(INAPP), null(), func.count(receipts.c.id), func.count(receipts.c.read_at)
+            )
+            .select_from(receipts.join(notices, notices.c.id == receipts.c.notice_id))
+            .where(of_test),
+            select(deliveries.c.channel, deliveries.c.status, func.count(), literal(0))
+            .select_from(deliveries.join(notices, notices.c.id == deliveries.c.notice_id))
+            .where(of_test)
+            .group_by(deliveries.c.channel, deliveries.c.status),
+        )
+    )
+    stats: dict[str, Any] = {"sent": 0, "inapp": 0, "read": 0, "deliveries": {}}
+    for kind, status, count, read in rows:
+        if kind == SENT:
+            stats["sent"] = count
+        elif kind == INAPP:
+            stats["inapp"], stats["read"] = count, read
+        else:
+            stats["deliveries"].setdefault(kind, {})[status] = count
+    return stats
 
 
 def _notice_line(stats: dict[str, Any]) -> str:

@@ -11,8 +11,8 @@ from sqlalchemy import func, select, update
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, NotFound, Refused
-from commands.lookup import get_test, parse_candidate_list
-from commands.permissions import require_support
+from commands.lookup import parse_candidate_list
+from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
 from commands.timeparse import format_duration, format_time, parse_duration
 from commands.timing import end_time_from, ordinary_end, ordinary_end_passed
@@ -59,6 +59,11 @@ def parse(args: list[str]) -> tuple[str, list[str] | None, str, int, str]:
     )
 
 
+def reads_only(args: list[str], confirmed: bool) -> bool:
+    """The preview of `all` only reads; the command changes when confirmed."""
+    return not confirmed and len(args) >= 2 and args[1].lower() == "all"
+
+
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     test_code, numbers, operation, minutes, reason = parse(args)
     return change(
@@ -84,9 +89,12 @@ def change(
     confirmed: bool,
     command: str,
 ) -> Reply:
-    db = ctx.db_session
-    require_support(db_session=db, user_id=ctx.actor, doing="change incident extra time")
-    test = get_test(db_session=db, test_code=test_code)
+    test = test_for_support(
+        db_session=ctx.db_session,
+        user_id=ctx.actor,
+        test_code=test_code,
+        doing="change incident extra time",
+    )
     _refuse_after_ordinary_end(ctx, test)
     what = _describe(operation, minutes)
     if numbers is None and not confirmed:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
 from store.models import Candidate, Test
@@ -23,16 +23,24 @@ def is_candidate_number(text: str) -> bool:
 
 def get_test(*, db_session: Session, test_code: str) -> Test:
     code = test_code.upper()
-    # A code that cannot exist is not looked up: that keeps odd bytes away from the database.
     test = None
-    if _CODE.fullmatch(code):
+    if may_be_test_code(code):
         test = db_session.scalar(select(Test).where(Test.code == code))
     if test is None:
-        raise NotFound(
-            f"There is no test {_clip(test_code)}. Check the code (like TDT4100-2026H); "
-            "tests come from the student registry (`examdesk import tests FILE`)."
-        )
+        raise test_not_found(test_code)
     return test
+
+
+def may_be_test_code(code: str) -> bool:
+    """A code that cannot exist is not looked up: that keeps odd bytes away from the database."""
+    return _CODE.fullmatch(code) is not None
+
+
+def test_not_found(test_code: str) -> NotFound:
+    return NotFound(
+        f"There is no test {_clip(test_code)}. Check the code (like TDT4100-2026H); "
+        "tests come from the student registry (`examdesk import tests FILE`)."
+    )
 
 
 def get_candidate(*, db_session: Session, test: Test, number: str, lock: bool = False) -> Candidate:
@@ -48,17 +56,18 @@ def get_candidates(
     ``lock`` takes row locks (PostgreSQL) so concurrent changes queue up; SQLite already
     serialises writers with BEGIN IMMEDIATE.
     """
+    # Reopenings come in the same query (outer join): one round trip, not two.
     query = (
         select(Candidate)
         .where(Candidate.test_id == test.id)
-        .options(selectinload(Candidate.reopenings))
+        .options(joinedload(Candidate.reopenings))
         .order_by(Candidate.number)
     )
     if numbers is not None:
         query = query.where(Candidate.number.in_(numbers))
     if lock:
         query = query.with_for_update(of=Candidate)
-    found = list(db_session.scalars(query))
+    found = list(db_session.scalars(query).unique())
     if numbers is not None:
         missing = sorted(set(numbers) - {c.number for c in found})
         if missing:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, false, select
 from sqlalchemy.orm import Session
 
 from commands.errors import NotAllowed
+from commands.lookup import may_be_test_code, test_not_found
 from store.models import Staff, StaffTest, Test
 
 SUPPORT = "support"
@@ -32,7 +33,10 @@ def _whom_to_ask(db_session: Session) -> str:
 
 
 def require_support(*, db_session: Session, user_id: str, doing: str) -> None:
-    role = role_of(db_session=db_session, user_id=user_id)
+    _check_support(db_session, user_id, role_of(db_session=db_session, user_id=user_id), doing)
+
+
+def _check_support(db_session: Session, user_id: str, role: str | None, doing: str) -> None:
     if role == SUPPORT:
         return
     if role == TEACHER:
@@ -52,10 +56,23 @@ def require_support_or_teacher_of(
 ) -> str:
     """The user's role, if support or a teacher of ``test``; otherwise refused."""
     role = role_of(db_session=db_session, user_id=user_id)
+    return _check_support_or_teacher_of(
+        db_session,
+        user_id,
+        test,
+        role,
+        role == TEACHER and teaches(db_session=db_session, user_id=user_id, test=test),
+        doing,
+    )
+
+
+def _check_support_or_teacher_of(
+    db_session: Session, user_id: str, test: Test, role: str | None, teaches_test: bool, doing: str
+) -> str:
     if role == SUPPORT:
         return role
     if role == TEACHER:
-        if teaches(db_session=db_session, user_id=user_id, test=test):
+        if teaches_test:
             return role
         raise NotAllowed(
             f"You are not registered as a teacher of {test.code}, so you cannot {doing}. "
@@ -65,3 +82,48 @@ def require_support_or_teacher_of(
         f"You ({user_id}) are not registered as exam support staff or teacher in examdesk. "
         + _whom_to_ask(db_session)
     )
+
+
+# The hot paths below answer "which test, and may this user act on it" in one query instead
+# of three (test, role, teacher-of); the refusals and their order are those of the calls
+# they stand for.
+
+
+def test_for_support_or_teacher(
+    *, db_session: Session, user_id: str, test_code: str, doing: str
+) -> tuple[Test, str]:
+    """``get_test`` then ``require_support_or_teacher_of``: the test and the user's role."""
+    code = test_code.upper()
+    row = None
+    if may_be_test_code(code):
+        row = db_session.execute(
+            select(Test, Staff.role, StaffTest.test_id)
+            .select_from(Test)
+            .outerjoin(Staff, Staff.user_id == user_id)
+            .outerjoin(StaffTest, and_(StaffTest.user_id == user_id, StaffTest.test_id == Test.id))
+            .where(Test.code == code)
+        ).first()
+    if row is None:
+        raise test_not_found(test_code)
+    test, role, taught = row
+    return test, _check_support_or_teacher_of(
+        db_session, user_id, test, role, taught is not None, doing
+    )
+
+
+def test_for_support(*, db_session: Session, user_id: str, test_code: str, doing: str) -> Test:
+    """``require_support`` then ``get_test``."""
+    code = test_code.upper()
+    # No test joins when the code cannot exist, and the code is then not sent at all.
+    matches = Test.code == code if may_be_test_code(code) else false()
+    row = db_session.execute(
+        select(Staff.role, Test)
+        .select_from(Staff)
+        .outerjoin(Test, matches)
+        .where(Staff.user_id == user_id)
+    ).first()
+    role, test = row if row is not None else (None, None)
+    _check_support(db_session, user_id, role, doing)
+    if test is None:
+        raise test_not_found(test_code)
+    return test

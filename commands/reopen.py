@@ -9,8 +9,8 @@ from sqlalchemy import select
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
-from commands.lookup import get_candidate, get_test, parse_candidate_number
-from commands.permissions import require_support
+from commands.lookup import get_candidate, parse_candidate_number
+from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
 from commands.timeparse import (
     format_time,
@@ -95,8 +95,9 @@ def reopen(
     command: str,
 ) -> Reply:
     db = ctx.db_session
-    require_support(db_session=db, user_id=ctx.actor, doing="reopen delivery")
-    test = get_test(db_session=db, test_code=test_code)
+    test = test_for_support(
+        db_session=db, user_id=ctx.actor, test_code=test_code, doing="reopen delivery"
+    )
     candidate = get_candidate(db_session=db, test=test, number=number, lock=True)
     _check_mode(ctx, test, candidate, mode, deadline)
     if mode == "no-limit" and not confirmed:
@@ -182,8 +183,9 @@ def _check_mode(ctx: Ctx, test: Test, candidate: Candidate, mode: str, deadline)
 def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
     """R8: end the reopening now and deliver the current or the earlier answer."""
     db = ctx.db_session
-    require_support(db_session=db, user_id=ctx.actor, doing="close new delivery")
-    test = get_test(db_session=db, test_code=test_code)
+    test = test_for_support(
+        db_session=db, user_id=ctx.actor, test_code=test_code, doing="close new delivery"
+    )
     candidate = get_candidate(db_session=db, test=test, number=number, lock=True)
     reopening = active_reopening(candidate)
     if reopening is None:

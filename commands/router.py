@@ -30,25 +30,32 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
 
 # Commands whose text is a message for people: their commas stay as written.
 FREE_TEXT = ("notice", "question-error")
+HELP = ("help", "-h", "--help")
 
-
-def register(name: str, handler: Handler, usage: str) -> None:
-    """Feature modules add their commands here (see commands/__init__.py)."""
-    COMMANDS[name] = (handler, usage)
+# Whether a command, given its arguments and whether it is confirmed, only reads. Such a
+# command runs in a read-only transaction (store.db.read_only): it neither waits for nor
+# blocks writers. Commands not listed here are treated as writing.
+ReadsOnly = Callable[[list[str], bool], bool]
+READS_ONLY: dict[str, ReadsOnly] = {
+    "/candidate": lambda args, confirmed: True,
+    "/exam": exam_overview.reads_only,
+    "/incident-time": incident_time.reads_only,
+}
 
 
 def split(command_line: str) -> tuple[str, list[str]]:
     """``"/reopen T 1 in 30m"`` → ``("/reopen", ["T", "1", "in", "30m"])``.
 
     Plain whitespace splitting: reasons are free text and may hold quotes and apostrophes.
-    Commas in candidate lists may be followed by spaces.
+    A candidate list may have spaces after its commas ("10023, 10024"); only such number
+    lists are joined again, so a reason's "network down, room 3" keeps its space.
     """
     if any(ch < " " and ch not in "\t\n\r" for ch in command_line):
         # NUL and friends are never typed on purpose, and PostgreSQL refuses to store NUL.
         raise InvalidInput("The command holds control characters; type it again as plain text.")
     words = command_line.split()
     if words and words[0].lower().lstrip("/") not in FREE_TEXT:
-        words = command_line.replace(", ", ",").split()
+        words = _join_number_lists(words)
     if not words:
         raise InvalidInput("Empty command. " + known_commands())
     name = words[0].lower()
@@ -57,8 +64,31 @@ def split(command_line: str) -> tuple[str, list[str]]:
     return name, words[1:]
 
 
+def _join_number_lists(words: list[str]) -> list[str]:
+    joined: list[str] = []
+    for word in words:
+        previous = joined[-1] if joined else ""
+        if previous.endswith(",") and previous.replace(",", "").isdigit() and word[:1].isdigit():
+            joined[-1] = previous + word
+        else:
+            joined.append(word)
+    return joined
+
+
 def known_commands() -> str:
     return "Commands: " + ", ".join(sorted(COMMANDS)) + " (add `help` to any for its usage)."
+
+
+def reads_only(command_line: str, *, confirmed: bool = False) -> bool:
+    """True when running ``command_line`` cannot change anything (bad input included)."""
+    try:
+        name, args = split(command_line)
+    except InvalidInput:
+        return True
+    if name not in COMMANDS or (len(args) == 1 and args[0].lower() in HELP):
+        return True
+    check = READS_ONLY.get(name)
+    return check is not None and check(args, confirmed)
 
 
 def dispatch(ctx: Ctx, command_line: str, *, confirmed: bool = False) -> Reply:
@@ -67,6 +97,6 @@ def dispatch(ctx: Ctx, command_line: str, *, confirmed: bool = False) -> Reply:
         shown = name if len(name) <= 40 else name[:39] + "…"
         raise InvalidInput(f"There is no command {shown}. " + known_commands())
     handler, usage = COMMANDS[name]
-    if len(args) == 1 and args[0].lower() in ("help", "-h", "--help"):
+    if len(args) == 1 and args[0].lower() in HELP:
         return Reply(text=usage, kind="usage")
     return handler(ctx, args, confirmed=confirmed)

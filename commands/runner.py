@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from commands.context import Ctx, utcnow
 from commands.errors import CommandError
 from commands.reply import Reply
-from commands.router import dispatch
+from commands.router import dispatch, reads_only
+from store.db import read_only
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ def execute(
     now=None,
 ) -> Reply:
     with session_factory() as db_session:
+        if reads_only(command_line, confirmed=confirmed):
+            read_only(db_session)
         ctx = Ctx(
             db_session=db_session,
             actor=actor,

@@ -49,7 +49,9 @@ def apply(*, db_session: Session, params: Mapping[str, str], now: datetime) -> i
     code = params.get("ErrorCode")
     if ours in ("undelivered", "failed"):
         values["error_code"] = code or None
-        reason = PERMANENT_CODES.get(int(code)) if code and code.isdigit() else None
+        # isascii: str.isdigit() also accepts "²", which int() refuses.
+        known = code is not None and code.isascii() and code.isdigit()
+        reason = PERMANENT_CODES.get(int(code)) if known else None
         values["error_message"] = f"{reason or 'not delivered'} (Twilio {code or ours})"
     changed = db_session.execute(
         update(Delivery)

@@ -2,11 +2,16 @@
 
 SQLite gets WAL, foreign keys, a generous busy timeout and ``BEGIN IMMEDIATE`` so that two
 processes changing the same candidate queue up instead of failing with "database is locked"
-half-way through a read-modify-write.
+half-way through a read-modify-write. A unit of work that only reads says so
+(``read_only``) and begins DEFERRED: in WAL mode it reads a snapshot and never waits for a
+writer. Threads of one process that write queue on a lock of their own first, so they wake
+up as soon as the writer before them commits instead of sleeping in SQLite's busy handler.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,12 +20,16 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+# Execution option read by the SQLite "begin" event: "IMMEDIATE" (default) or "DEFERRED".
+SQLITE_BEGIN = "sqlite_begin"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "factory": _queuing_class()},
+            **kwargs,
         )
         _tune_sqlite(engine)
         return engine
@@ -46,7 +55,75 @@ def _tune_sqlite(engine: Engine) -> None:
         # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY
         # when another writer got in between; IMMEDIATE takes the write lock up front
         # and waits for it (busy_timeout), which is what serialises concurrent commands.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Only units of work that never write may ask for DEFERRED (see ``read_only``).
+        if connection.get_execution_options().get(SQLITE_BEGIN) == "DEFERRED":
+            connection.exec_driver_sql("BEGIN DEFERRED")
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        queuing = isinstance(dbapi_connection, _QueuingConnection)
+        if queuing:
+            dbapi_connection.queue_for_writing()
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if queuing:
+                dbapi_connection.release_write_lock()
+            raise
+
+
+class _QueuingConnection(sqlite3.Connection):
+    """A SQLite connection whose writing transactions queue on the process's lock first.
+
+    SQLite's busy handler polls with sleeps of up to 100 ms, so with several threads waiting
+    the unlucky ones wait far longer than the work before them takes. Waiting on a lock
+    instead wakes the next writer as soon as COMMIT or ROLLBACK has finished. The wait is
+    bounded like the busy timeout; past it, SQLite decides as it always did.
+    """
+
+    write_lock: threading.Lock  # one per engine, set by the subclass ``_queuing_class`` makes
+    holds_write_lock = False
+
+    def queue_for_writing(self) -> None:
+        if not self.holds_write_lock:
+            self.holds_write_lock = self.write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_write_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_write_lock()
+
+    def release_write_lock(self) -> None:
+        if self.holds_write_lock:
+            self.holds_write_lock = False
+            self.write_lock.release()
+
+
+def _queuing_class() -> type[_QueuingConnection]:
+    return type("QueuingConnection", (_QueuingConnection,), {"write_lock": threading.Lock()})
+
+
+def read_only(session: Session) -> Session:
+    """Mark ``session``'s next transaction as one that only reads (call before any query).
+
+    SQLite begins it DEFERRED, so it neither waits for nor blocks writers; other databases
+    ignore the option. A write in such a transaction is still safe: SQLite refuses it with
+    SQLITE_BUSY rather than losing an update.
+    """
+    session.connection(execution_options={SQLITE_BEGIN: "DEFERRED"})
+    return session
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

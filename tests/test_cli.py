@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 from conftest import OSLO, SUPPORT, TEACHER
@@ -218,3 +222,21 @@ def test_help_exits_0(cli):
     assert result.returncode == 0
     for word in ("serve", "worker", "db", "import", "staff", "run", "status", "demo"):
         assert word in result.stdout
+
+
+def test_the_installed_examdesk_script_is_this_cli(database_url, tmp_path):
+    """pyproject's console script `examdesk` runs bot.cli:main."""
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "examdesk"]
+    assert script.value == "bot.cli:main"
+    installed = Path(sys.executable).parent / "examdesk"
+    assert installed.exists(), "pip install -e . puts `examdesk` next to the interpreter"
+    result = subprocess.run(
+        [str(installed), "db", "upgrade"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(latest)" in result.stdout

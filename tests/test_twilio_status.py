@@ -107,6 +107,15 @@ def test_failed_callback_records_the_error_code(world, server, sent):
     assert "unreachable" in delivery.error_message
 
 
+def test_odd_error_code_is_stored_as_given_not_a_crash(world, server, sent):
+    sid = f"SM{1:032d}"
+    response = post(server, callback(sid, "failed", ErrorCode="3\u00b2"))
+    assert response.status_code in (200, 204)
+    delivery = status_of(world, sent["second"])
+    assert delivery.status == "failed" and delivery.error_code == "3\u00b2"
+    assert "not delivered" in delivery.error_message
+
+
 @pytest.mark.parametrize(
     "forge",
     [

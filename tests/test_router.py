@@ -1,0 +1,19 @@
+"""How a command line is split into words before a command sees it."""
+
+from commands.router import split
+
+
+def test_r4_candidate_list_may_have_spaces_after_commas():
+    name, args = split("/incident-time T1 10023, 10024, 10025 add 5 network down")
+    assert name == "/incident-time"
+    assert args[:3] == ["T1", "10023,10024,10025", "add"]
+
+
+def test_reason_keeps_its_commas_and_spaces():
+    _, args = split("/incident-time T1 10023 add 5 network down, room 3")
+    assert " ".join(args[4:]) == "network down, room 3"
+
+
+def test_notice_text_is_left_as_written():
+    _, args = split("/notice T1 See task 3, 4 and 5: the unit is kg, not g.")
+    assert " ".join(args[1:]) == "See task 3, 4 and 5: the unit is kg, not g."
