@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, literal, null, select, union_all
+from sqlalchemy import bindparam, func, literal, null, select, union_all
 
 from commands.context import Ctx
 from commands.errors import InvalidInput
@@ -81,21 +81,7 @@ def card(ctx: Ctx, test: Test, candidate: Candidate) -> Reply:
 
 
 def notice_summary(ctx: Ctx, candidate: Candidate) -> dict:
-    # One round trip: the in-app counts first, then one row per delivery channel and status.
-    receipts, deliveries = NoticeReceipt.__table__.c, Delivery.__table__.c
-    rows = ctx.db_session.connection().execute(
-        union_all(
-            select(
-                literal(INAPP).label("channel"),
-                null().label("status"),
-                func.count(receipts.id),
-                func.count(receipts.read_at),
-            ).where(receipts.candidate_id == candidate.id),
-            select(deliveries.channel, deliveries.status, func.count(), literal(0))
-            .where(deliveries.candidate_id == candidate.id)
-            .group_by(deliveries.channel, deliveries.status),
-        )
-    )
+    rows = ctx.db_session.connection().execute(_NOTICE_SUMMARY, {"candidate_id": candidate.id})
     inapp = read = 0
     by_channel: dict[str, dict[str, int]] = {"sms": {}, "email": {}}
     for channel, status, count, read_count in rows:
@@ -109,6 +95,22 @@ def notice_summary(ctx: Ctx, candidate: Candidate) -> dict:
         "sms": _statuses(by_channel["sms"]),
         "email": _statuses(by_channel["email"]),
     }
+
+
+# One round trip, built once: the in-app counts first, then one row per delivery channel and
+# status.
+_receipts, _deliveries = NoticeReceipt.__table__.c, Delivery.__table__.c
+_NOTICE_SUMMARY = union_all(
+    select(
+        literal(INAPP).label("channel"),
+        null().label("status"),
+        func.count(_receipts.id),
+        func.count(_receipts.read_at),
+    ).where(_receipts.candidate_id == bindparam("candidate_id")),
+    select(_deliveries.channel, _deliveries.status, func.count(), literal(0))
+    .where(_deliveries.candidate_id == bindparam("candidate_id"))
+    .group_by(_deliveries.channel, _deliveries.status),
+)
 
 
 def _statuses(counts: dict[str, int]) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Integer, case, func, literal, null, or_, select, union_all
+from sqlalchemy import CompoundSelect, bindparam, case, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import joinedload
 
 from commands import registry
@@ -60,66 +61,65 @@ def reads_only(args: list[str], confirmed: bool) -> bool:
     return len(args) < 2
 
 
-def overview(ctx: Ctx, test: Test) -> Reply:
-    db, tz = ctx.db_session, ctx.tz
-    c = Candidate.__table__.c
-    in_test = c.test_id == test.id
-    # (key, condition, the value listed with each number): counted in one query, their first
-    # LISTED candidates fetched in another.
-    conditions = (
-        ("extra", c.extra_minutes > 0, c.extra_minutes),
-        ("incident", c.incident_minutes != 0, c.incident_minutes),
-        (
-            "individual",
-            or_(c.postponed_deadline.is_not(None), c.individual_deadline.is_not(None)),
-            None,
-        ),
-    )
-    connection = db.connection()
-    counts: dict[str, int] = {}
-    listed: dict[str, dict[str, Any]] = {key: {"count": 0, "first": []} for key, _, _ in conditions}
-    for status, count, *matching in connection.execute(
-        select(
-            c.status,
-            func.count(),
-            *(func.count(case((condition, 1))) for _, condition, _ in conditions),
-        )
-        .where(in_test)
-        .group_by(c.status)
-    ):
-        counts[status] = count
-        for (key, _, _), n in zip(conditions, matching, strict=True):
-            listed[key]["count"] += n
+# The statements are built once: building one costs more than running it.
+_c = Candidate.__table__.c
+_IN_TEST = _c.test_id == bindparam("test_id")
+# Lists of candidates: (condition, the value listed with each number). Counted in one query,
+# their first LISTED candidates fetched in another.
+_LISTS = {
+    "extra": (_c.extra_minutes > 0, _c.extra_minutes),
+    "incident": (_c.incident_minutes != 0, _c.incident_minutes),
+    "individual": (
+        or_(_c.postponed_deadline.is_not(None), _c.individual_deadline.is_not(None)),
+        literal(0),  # nothing is listed with an individual end; the union wants a column
+    ),
+}
+_COUNTS = (
+    select(_c.status, func.count(), *(func.count(case((cond, 1))) for cond, _ in _LISTS.values()))
+    .where(_IN_TEST)
+    .group_by(_c.status)
+)
+_REOPENED = (
+    select(Candidate)
+    .join(Reopening, Reopening.candidate_id == Candidate.id)
+    .where(Candidate.test_id == bindparam("test_id"), Reopening.closed_at.is_(None))
+    .options(joinedload(Candidate.reopenings))
+    .order_by(Candidate.number)
+)
+
+
+@functools.cache
+def _firsts(keys: tuple[str, ...]) -> CompoundSelect:
+    """The first LISTED candidates of each list in ``keys``, as (key, number, value) rows."""
     firsts = [
-        select(
-            literal(key).label("key"),
-            c.number,
-            value if value is not None else null().cast(Integer),
-        )
-        .where(in_test, condition)
-        .order_by(c.number)
+        select(literal(key).label("key"), _c.number, _LISTS[key][1].label("value"))
+        .where(_IN_TEST, _LISTS[key][0])
+        .order_by(_c.number)
         .limit(LISTED)
         .subquery()
-        for key, condition, value in conditions
-        if listed[key]["count"]
+        for key in keys
     ]
-    if firsts:
-        rows = connection.execute(union_all(*(select(first) for first in firsts))).all()
+    return union_all(*(select(first) for first in firsts))
+
+
+def overview(ctx: Ctx, test: Test) -> Reply:
+    db, tz = ctx.db_session, ctx.tz
+    connection = db.connection()
+    params = {"test_id": test.id}
+    counts: dict[str, int] = {}
+    listed: dict[str, dict[str, Any]] = {key: {"count": 0, "first": []} for key in _LISTS}
+    for status, count, *matching in connection.execute(_COUNTS, params):
+        counts[status] = count
+        for key, n in zip(_LISTS, matching, strict=True):
+            listed[key]["count"] += n
+    non_empty = tuple(key for key in _LISTS if listed[key]["count"])
+    if non_empty:
+        rows = connection.execute(_firsts(non_empty), params).all()
         for key, number, value in sorted(rows, key=lambda row: row[1]):
             listed[key]["first"].append([number] if key == "individual" else [number, value])
     total = sum(counts.values())
     extra, incident, individual = listed["extra"], listed["incident"], listed["individual"]
-    reopened = (
-        db.scalars(
-            select(Candidate)
-            .join(Reopening, Reopening.candidate_id == Candidate.id)
-            .where(Candidate.test_id == test.id, Reopening.closed_at.is_(None))
-            .options(joinedload(Candidate.reopenings))
-            .order_by(Candidate.number)
-        )
-        .unique()
-        .all()
-    )
+    reopened = db.scalars(_REOPENED, params).unique().all()
     notices = notice_stats(ctx, test)
     ordinary_end = ordinary_end_of(test)
     allowance = upload_allowance_minutes(test)
@@ -186,24 +186,7 @@ def _line(label: str, listed: dict[str, Any], *, minutes: bool) -> str:
 
 
 def notice_stats(ctx: Ctx, test: Test) -> dict[str, Any]:
-    notices, receipts, deliveries = Notice.__table__, NoticeReceipt.__table__, Delivery.__table__
-    of_test = notices.c.test_id == test.id
-    # One round trip, one row per kind: notices sent, in-app receipts (and read), then one
-    # row per delivery channel and status.
-    rows = ctx.db_session.connection().execute(
-        union_all(
-            select(literal(SENT), null(), func.count(), literal(0)).where(of_test),
-            select(
-                literal(INAPP), null(), func.count(receipts.c.id), func.count(receipts.c.read_at)
-            )
-            .select_from(receipts.join(notices, notices.c.id == receipts.c.notice_id))
-            .where(of_test),
-            select(deliveries.c.channel, deliveries.c.status, func.count(), literal(0))
-            .select_from(deliveries.join(notices, notices.c.id == deliveries.c.notice_id))
-            .where(of_test)
-            .group_by(deliveries.c.channel, deliveries.c.status),
-        )
-    )
+    rows = ctx.db_session.connection().execute(_NOTICE_STATS, {"test_id": test.id})
     stats: dict[str, Any] = {"sent": 0, "inapp": 0, "read": 0, "deliveries": {}}
     for kind, status, count, read in rows:
         if kind == SENT:
@@ -213,6 +196,22 @@ def notice_stats(ctx: Ctx, test: Test) -> dict[str, Any]:
         else:
             stats["deliveries"].setdefault(kind, {})[status] = count
     return stats
+
+
+_notices, _receipts, _deliveries = Notice.__table__, NoticeReceipt.__table__, Delivery.__table__
+_OF_TEST = _notices.c.test_id == bindparam("test_id")
+# One round trip, one row per kind: notices sent, in-app receipts (and read), then one row per
+# delivery channel and status.
+_NOTICE_STATS = union_all(
+    select(literal(SENT), null(), func.count(), literal(0)).where(_OF_TEST),
+    select(literal(INAPP), null(), func.count(_receipts.c.id), func.count(_receipts.c.read_at))
+    .select_from(_receipts.join(_notices, _notices.c.id == _receipts.c.notice_id))
+    .where(_OF_TEST),
+    select(_deliveries.c.channel, _deliveries.c.status, func.count(), literal(0))
+    .select_from(_deliveries.join(_notices, _notices.c.id == _deliveries.c.notice_id))
+    .where(_OF_TEST)
+    .group_by(_deliveries.c.channel, _deliveries.c.status),
+)
 
 
 def _notice_line(stats: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
@@ -56,18 +56,8 @@ def get_candidates(
     ``lock`` takes row locks (PostgreSQL) so concurrent changes queue up; SQLite already
     serialises writers with BEGIN IMMEDIATE.
     """
-    # Reopenings come in the same query (outer join): one round trip, not two.
-    query = (
-        select(Candidate)
-        .where(Candidate.test_id == test.id)
-        .options(joinedload(Candidate.reopenings))
-        .order_by(Candidate.number)
-    )
-    if numbers is not None:
-        query = query.where(Candidate.number.in_(numbers))
-    if lock:
-        query = query.with_for_update(of=Candidate)
-    found = list(db_session.scalars(query).unique())
+    query = _CANDIDATES[numbers is not None, lock]
+    found = list(db_session.scalars(query, {"test_id": test.id, "numbers": numbers or []}).unique())
     if numbers is not None:
         missing = sorted(set(numbers) - {c.number for c in found})
         if missing:
@@ -76,6 +66,29 @@ def get_candidates(
                 f"Check the number{'s' if len(missing) > 1 else ''} with `/exam {test.code}`."
             )
     return found
+
+
+def _candidates_query(*, by_number: bool, lock: bool) -> Select:
+    # Reopenings come in the same query (outer join): one round trip, not two.
+    query = (
+        select(Candidate)
+        .where(Candidate.test_id == bindparam("test_id"))
+        .options(joinedload(Candidate.reopenings))
+        .order_by(Candidate.number)
+    )
+    if by_number:
+        query = query.where(Candidate.number.in_(bindparam("numbers", expanding=True)))
+    if lock:
+        query = query.with_for_update(of=Candidate)
+    return query
+
+
+# Built once (building a statement costs more than running it), by (by number, lock).
+_CANDIDATES = {
+    (by_number, lock): _candidates_query(by_number=by_number, lock=lock)
+    for by_number in (False, True)
+    for lock in (False, True)
+}
 
 
 def parse_candidate_list(text: str) -> list[str] | None:

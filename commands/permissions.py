@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, false, select
+from sqlalchemy import and_, bindparam, null, select
 from sqlalchemy.orm import Session
 
 from commands.errors import NotAllowed
@@ -86,7 +86,23 @@ def _check_support_or_teacher_of(
 
 # The hot paths below answer "which test, and may this user act on it" in one query instead
 # of three (test, role, teacher-of); the refusals and their order are those of the calls
-# they stand for.
+# they stand for. The statements are built once: building one costs more than running it.
+_USER, _CODE = bindparam("user_id"), bindparam("code")
+_TEST_AND_ROLE = (
+    select(Test, Staff.role, StaffTest.test_id)
+    .select_from(Test)
+    .outerjoin(Staff, Staff.user_id == _USER)
+    .outerjoin(StaffTest, and_(StaffTest.user_id == _USER, StaffTest.test_id == Test.id))
+    .where(Test.code == _CODE)
+)
+_ROLE_AND_TEST = (
+    select(Staff.role, Test)
+    .select_from(Staff)
+    .outerjoin(Test, Test.code == _CODE)
+    .where(Staff.user_id == _USER)
+)
+# A code that cannot exist is not sent to the database at all.
+_ROLE_ONLY = select(Staff.role, null()).where(Staff.user_id == _USER)
 
 
 def test_for_support_or_teacher(
@@ -96,13 +112,7 @@ def test_for_support_or_teacher(
     code = test_code.upper()
     row = None
     if may_be_test_code(code):
-        row = db_session.execute(
-            select(Test, Staff.role, StaffTest.test_id)
-            .select_from(Test)
-            .outerjoin(Staff, Staff.user_id == user_id)
-            .outerjoin(StaffTest, and_(StaffTest.user_id == user_id, StaffTest.test_id == Test.id))
-            .where(Test.code == code)
-        ).first()
+        row = db_session.execute(_TEST_AND_ROLE, {"user_id": user_id, "code": code}).first()
     if row is None:
         raise test_not_found(test_code)
     test, role, taught = row
@@ -114,14 +124,10 @@ def test_for_support_or_teacher(
 def test_for_support(*, db_session: Session, user_id: str, test_code: str, doing: str) -> Test:
     """``require_support`` then ``get_test``."""
     code = test_code.upper()
-    # No test joins when the code cannot exist, and the code is then not sent at all.
-    matches = Test.code == code if may_be_test_code(code) else false()
-    row = db_session.execute(
-        select(Staff.role, Test)
-        .select_from(Staff)
-        .outerjoin(Test, matches)
-        .where(Staff.user_id == user_id)
-    ).first()
+    if may_be_test_code(code):
+        row = db_session.execute(_ROLE_AND_TEST, {"user_id": user_id, "code": code}).first()
+    else:
+        row = db_session.execute(_ROLE_ONLY, {"user_id": user_id}).first()
     role, test = row if row is not None else (None, None)
     _check_support(db_session, user_id, role, doing)
     if test is None:

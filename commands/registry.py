@@ -13,14 +13,13 @@ import io
 import re
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from sqlalchemy import select
 
 from commands import audit
@@ -29,7 +28,10 @@ from commands.errors import InvalidInput
 from commands.lookup import is_candidate_number
 from commands.timeparse import format_duration, local_to_utc
 from commands.timing import ordinary_end_passed
+from notifications.addresses import usable_phone
 from store.models import Candidate, Staff, StaffTest, Test
+
+T = TypeVar("T")
 
 TEST_COLUMNS = ("code", "title", "kind", "start", "end", "upload", "auto_deliver", "teachers")
 TEST_REQUIRED = ("code", "kind", "start", "end")
@@ -225,17 +227,6 @@ def _when(value: Any, column: str, tz: ZoneInfo, *, required: bool) -> datetime 
         raise _BadCell(f"{column}: {error.message}") from None
 
 
-def normalise_phone(raw: str) -> str | None:
-    """E.164, Norwegian numbers without +47 accepted; None when it is no usable number."""
-    try:
-        number = phonenumbers.parse(raw, "NO")
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
 # ---------------------------------------------------------------- tests
 
 
@@ -284,17 +275,12 @@ def _parse_test(row: dict[str, Any], tz: ZoneInfo) -> TestRow:
 
 def import_tests(ctx: Ctx, path: Path) -> ImportResult:
     rows = read_rows(path, TEST_COLUMNS, TEST_REQUIRED)
-    parsed: dict[str, TestRow] = {}
-    errors: list[str] = []
-    for line, row in rows:
-        try:
-            item = _parse_test(row, ctx.tz)
-        except _BadCell as error:
-            errors.append(f"line {line}: {error}")
-            continue
-        if item.code in parsed:
-            errors.append(f"line {line}: test {item.code} appears twice")
-        parsed[item.code] = item
+    parsed, errors = _parse_rows(
+        rows,
+        lambda row: _parse_test(row, ctx.tz),
+        key=lambda t: t.code,
+        name=lambda t: f"test {t.code}",
+    )
     _raise_if(errors, path)
     return _store_tests(ctx, list(parsed.values()))
 
@@ -381,7 +367,7 @@ def _parse_candidate(row: dict[str, Any], tz: ZoneInfo) -> CandidateRow:
             f"candidate '{number[:40]}' is not a candidate number (1 to 12 digits, e.g. 10023)"
         )
     raw_phone = _text(row.get("phone"))
-    phone = normalise_phone(raw_phone) if raw_phone else None
+    phone = usable_phone(raw_phone) if raw_phone else None
     warning = None
     if raw_phone and phone is None:
         warning = f"candidate {number} of {test}: phone '{raw_phone}' is not a usable number"
@@ -422,18 +408,12 @@ def _parse_candidate(row: dict[str, Any], tz: ZoneInfo) -> CandidateRow:
 
 def import_candidates(ctx: Ctx, path: Path) -> ImportResult:
     rows = read_rows(path, CANDIDATE_COLUMNS, CANDIDATE_REQUIRED)
-    parsed: dict[tuple[str, str], CandidateRow] = {}
-    errors: list[str] = []
-    for line, row in rows:
-        try:
-            item = _parse_candidate(row, ctx.tz)
-        except _BadCell as error:
-            errors.append(f"line {line}: {error}")
-            continue
-        key = (item.test, item.number)
-        if key in parsed:
-            errors.append(f"line {line}: candidate {item.number} of {item.test} appears twice")
-        parsed[key] = item
+    parsed, errors = _parse_rows(
+        rows,
+        lambda row: _parse_candidate(row, ctx.tz),
+        key=lambda c: (c.test, c.number),
+        name=lambda c: f"candidate {c.number} of {c.test}",
+    )
     codes = sorted({k[0] for k in parsed})
     tests = {t.code: t for t in ctx.db_session.scalars(select(Test).where(Test.code.in_(codes)))}
     for line, row in rows:
@@ -544,6 +524,28 @@ def _apply_registry(
 
 def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _parse_rows(
+    rows: list[tuple[int, dict[str, Any]]],
+    parse: Callable[[dict[str, Any]], T],
+    *,
+    key: Callable[[T], Hashable],
+    name: Callable[[T], str],
+) -> tuple[dict[Any, T], list[str]]:
+    """Every row parsed, or every problem with its line: a file is taken whole or not at all."""
+    parsed: dict[Any, T] = {}
+    errors: list[str] = []
+    for line, row in rows:
+        try:
+            item = parse(row)
+        except _BadCell as error:
+            errors.append(f"line {line}: {error}")
+            continue
+        if key(item) in parsed:
+            errors.append(f"line {line}: {name(item)} appears twice")
+        parsed[key(item)] = item
+    return parsed, errors
 
 
 def _raise_if(errors: list[str], path: Path) -> None:
