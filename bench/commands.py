@@ -173,9 +173,7 @@ def concurrent(
     for kind, count in per_thread.items():
         start = threading.Barrier(len(clients))
 
-        def run(
-            t: int, client: Client, kind: str = kind, count: int = count, start=start
-        ) -> None:
+        def run(t: int, client: Client, kind: str = kind, count: int = count, start=start) -> None:
             mine: dict[str, list[float]] = defaultdict(list)
             try:
                 start.wait()
@@ -284,10 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         # Every confirmation must really have applied: its result went to response_url.
         applied = len(seq[ALL_APPLY]) + len(conc[ALL_APPLY]) + len(warm[ALL_APPLY]) + CONCURRENCY
         wait_for(
-            lambda: sum(
-                "Incident time for all" in json.dumps(c.body) for c in slack.of("response_url")
-            )
-            >= applied,
+            lambda: (
+                sum("Incident time for all" in json.dumps(c.body) for c in slack.of("response_url"))
+                >= applied
+            ),
             timeout=30,
             what=f"{applied} applied confirmations at response_url",
         )
