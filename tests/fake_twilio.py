@@ -102,8 +102,20 @@ class FakeTwilio:
 
     def _post(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
-        form = {k: v[0] for k, v in parse_qs(handler.rfile.read(length).decode()).items()}
+        raw = handler.rfile.read(length)
+        if len(raw) < length:
+            # The sender died mid-request (the SIGKILL tests): Twilio never sees such a request.
+            handler.close_connection = True
+            return
+        form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
         to = form.get("To", "")
+        if not to:
+            self._reply(
+                handler,
+                400,
+                {"code": 21604, "message": "A 'To' phone number is required.", "status": 400},
+            )
+            return
         with self.lock:
             self.requests.append((time.monotonic(), to, form))
             answer = self.always.get(to) or (self.script[to].pop(0) if self.script[to] else None)
