@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+Call = tuple[Callable[..., object], tuple[object, ...], dict[str, object]]
+# Per thread: work that `later` holds back until the HTTP response has been sent.
+_held = threading.local()
 
 
 @dataclass
@@ -29,14 +35,36 @@ class Deps:
     # the question-error listener sets it to update the notice's Slack message.
     notice_progress: Callable[[int], None] | None = None
 
-    def later(self, work: Callable[..., object], *args: object, **kwargs: object) -> Future:
+    def later(self, work: Callable[..., object], *args: object, **kwargs: object) -> None:
         """Run ``work`` off the request path; a failure is logged, never lost silently."""
+        held: list[Call] | None = getattr(_held, "calls", None)
+        if held is not None:
+            held.append((work, args, kwargs))
+            return
+        self.slack_out.submit(_logged, work, args, kwargs)
 
-        def run() -> object:
-            try:
-                return work(*args, **kwargs)
-            except Exception:
-                log.exception("background Slack call %s failed", getattr(work, "__name__", work))
-                raise
+    def holding_later(self, handle: Callable[..., T], *args: Any) -> tuple[T, list[Call]]:
+        """Run ``handle`` and return what it asked to do ``later``, not started yet.
 
-        return self.slack_out.submit(run)
+        The web layer starts that work only once the response is on its way: a Web API call
+        running in another thread meanwhile would hold the GIL the response is waiting for.
+        """
+        _held.calls = []
+        try:
+            return handle(*args), _held.calls
+        finally:
+            _held.calls = None
+
+    def release(self, held: list[Call]) -> None:
+        for work, args, kwargs in held:
+            self.slack_out.submit(_logged, work, args, kwargs)
+
+
+def _logged(
+    work: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
+) -> object:
+    try:
+        return work(*args, **kwargs)
+    except Exception:
+        log.exception("background Slack call %s failed", getattr(work, "__name__", work))
+        raise

@@ -10,6 +10,7 @@ import logging
 
 from slack_bolt import App, BoltRequest
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,11 +40,14 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
         bolt_request = BoltRequest(
             body=body, query=request.url.query, headers=dict(request.headers)
         )
-        bolt_response = await run_in_threadpool(bolt_app.dispatch, bolt_request)
+        bolt_response, held = await run_in_threadpool(
+            deps.holding_later, bolt_app.dispatch, bolt_request
+        )
         return Response(
             content=bolt_response.body,
             status_code=bolt_response.status,
             headers=bolt_response.first_headers_without_set_cookie(),
+            background=BackgroundTask(deps.release, held) if held else None,
         )
 
     async def healthz(request: Request) -> JSONResponse:

@@ -199,7 +199,7 @@ def test_reconciliation_asks_twilio_before_any_resend(world, fake):
     _run_until_settled(twilio_settings(fake.url), world.factory)
     assert {d.status for d in _deliveries(world.factory).values()} == {"unknown"}
 
-    wait_until(lambda: len(fake.accepted) == 1, timeout=10)
+    wait_until(lambda: len(fake.accepted) == 1, timeout=30)
     tuning = Tuning(**{**FAST.__dict__, "reconcile_after": 0})
     _run_until_settled(twilio_settings(fake.url), world.factory, tuning=tuning, statuses=("sent",))
 

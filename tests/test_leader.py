@@ -170,6 +170,9 @@ def spawn(database_url: str, tmp_path: Path) -> Iterator[Callable[..., subproces
         child.communicate(timeout=30)
 
 
+TAKEOVER_LIMIT = 60.0  # seconds: "another takes over within a minute when it dies"
+
+
 def kill_and_time_takeover(
     spawn, kind: str, who_leads: Callable[[], str | None], name: str, **timing: float
 ) -> tuple[float, str]:
@@ -181,7 +184,7 @@ def kill_and_time_takeover(
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     killed = time.monotonic()
-    wait_for(lambda: who_leads() == "second", 60)
+    wait_for(lambda: who_leads() == "second", TAKEOVER_LIMIT + 5)
     took = time.monotonic() - killed
     second.send_signal(signal.SIGTERM)
     output, _ = second.communicate(timeout=30)
@@ -202,7 +205,9 @@ def test_sqlite_lease_passes_to_a_second_process_when_the_leader_is_killed(
         seconds=seconds,
         interval=interval,
     )
-    assert took <= seconds + interval + 5, took
+    # The requirement is "within a minute"; the lease's TTL makes it seconds when the machine
+    # is not starved (measured takeover times are in docs/operations.md, not asserted here).
+    assert took < TAKEOVER_LIMIT, took
     assert output.count("elected") == 1, output
 
 
@@ -283,5 +288,5 @@ def test_postgres_scheduler_lock_passes_to_a_second_process_on_sigkill(spawn, en
         seconds=0,
         interval=leader.RETRY_SECONDS,
     )
-    assert took <= leader.RETRY_SECONDS + 5, took
+    assert took < TAKEOVER_LIMIT, took
     assert output.count("elected") == 1, output

@@ -27,7 +27,7 @@ HOUR = timedelta(hours=1)
 NO_SWEEP = sched.Cadence(deliver_seconds=3600)  # only the start-up run and deadline jobs
 
 
-def wait_until(check: Callable[[], object], timeout: float = 15.0) -> object:
+def wait_until(check: Callable[[], object], timeout: float = 45.0) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
@@ -159,6 +159,11 @@ def delivered(exam: Exam, candidate_id: int) -> Callable[[], bool]:
     return check
 
 
+# "At the deadline, not a sweep later": the sweep is an hour away in these tests, so anything
+# well under that proves the planned job delivered it; the margin absorbs a loaded CI machine.
+ON_TIME = timedelta(seconds=30)
+
+
 def test_r9_delivers_each_candidate_at_its_own_deadline(exam, start):
     """R9: a started answer is delivered at the candidate's deadline, not a sweep later.
 
@@ -176,7 +181,7 @@ def test_r9_delivers_each_candidate_at_its_own_deadline(exam, start):
     for cid, due in ((a, first), (b, second)):
         (submission,) = exam.submissions(cid)
         assert submission.source == "automatic"
-        assert due <= submission.at < due + timedelta(seconds=5), (submission.at, due)
+        assert due <= submission.at < due + ON_TIME, (submission.at, due)
         assert exam.changes(cid, "auto_deliver") == 1
     assert exam.get(c).status == "started"
 
@@ -221,7 +226,7 @@ def test_r9_reopen_deadline_is_delivered_on_time(exam, start):
     start()
     wait_until(delivered(exam, cid))
     (submission,) = exam.submissions(cid)
-    assert due <= submission.at < due + timedelta(seconds=5)
+    assert due <= submission.at < due + ON_TIME
     assert exam.open_reopenings(cid) == 0
 
 

@@ -65,7 +65,7 @@ def test_r9_two_serve_processes_one_scheduler_and_takeover_on_stop(
     stop_first = background.start(deps())
     stop_second = None
     try:
-        wait_for(lambda: status("1") == "submitted", 10)
+        wait_for(lambda: status("1") == "submitted", 45)
         leading_scheduler = sched._runtime
         assert leading_scheduler is not None
         stop_second = background.start(deps())
@@ -76,7 +76,7 @@ def test_r9_two_serve_processes_one_scheduler_and_takeover_on_stop(
         with session_factory.begin() as s:
             s.scalars(select(Candidate).where(Candidate.number == "2")).one().status = "started"
         # The follower tries every RETRY_SECONDS; the leader stepped down cleanly.
-        wait_for(lambda: status("2") == "submitted", leader.RETRY_SECONDS + 10)
+        wait_for(lambda: status("2") == "submitted", leader.RETRY_SECONDS + 45)
         assert sched._runtime is not None and sched._runtime is not leading_scheduler
     finally:
         for stop in (stop_first, stop_second):

@@ -96,7 +96,7 @@ def test_r13_signed_delivered_callback_updates_the_delivery(world, server, sent,
     assert response.status_code in (200, 204)
     assert status_of(world, sent["first"]).status == "delivered"
     assert status_of(world, sent["second"]).status == "sent"
-    wait_until(lambda: progressed == [sent["notice_id"]], timeout=5)
+    wait_until(lambda: progressed == [sent["notice_id"]], timeout=30)
 
 
 def test_failed_callback_records_the_error_code(world, server, sent):
