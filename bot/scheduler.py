@@ -27,18 +27,16 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import Engine, exists, or_, select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.settings import Settings
 from commands import registry
 from commands.context import Ctx, utcnow
-from commands.delivery import SYSTEM_ACTOR, deliver_due
+from commands.delivery import SYSTEM_ACTOR, deliver_due, next_deadline
 from commands.errors import CommandError
-from commands.timing import timing
 from notifications.dispatch import sweep
 from store.db import session_scope
-from store.models import Candidate, Reopening, Test
 
 log = logging.getLogger(__name__)
 
@@ -227,32 +225,6 @@ def notifier_job() -> None:
 
 
 # ---------------------------------------------------------------- planning
-
-
-def next_deadline(*, db_session: Session, now: datetime) -> datetime | None:
-    """The earliest deadline after ``now`` at which `deliver_due` will have work (R9)."""
-    active = exists().where(Reopening.candidate_id == Candidate.id, Reopening.closed_at.is_(None))
-    candidates = db_session.scalars(
-        select(Candidate)
-        .join(Test, Test.id == Candidate.test_id)
-        .where(
-            Test.kind != "thesis",
-            or_(Candidate.status == "started", active),
-        )
-        .options(selectinload(Candidate.reopenings), selectinload(Candidate.test))
-    )
-    upcoming = None
-    for candidate in candidates:
-        t = timing(candidate, candidate.test)
-        if t.reopening is None and not candidate.test.auto_deliver:
-            continue
-        due = t.deadline  # None for a no-limit reopening
-        if due is None or due <= now:
-            continue
-        due = max(due, candidate.test.start)  # deliver_due waits for the test to start
-        if upcoming is None or due < upcoming:
-            upcoming = due
-    return upcoming
 
 
 def plan_delivery(scheduler: BackgroundScheduler, when: datetime | None) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import exists, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Select, exists, or_, select
+from sqlalchemy.orm import Session, selectinload
 
 from commands import audit
 from commands.context import Ctx
@@ -30,6 +31,17 @@ class Delivered:
     reopened: bool
 
 
+def _awaiting_delivery() -> Select[tuple[Candidate]]:
+    """Candidates R9 may still deliver for: started, or open for new delivery; no thesis."""
+    active = exists().where(Reopening.candidate_id == Candidate.id, Reopening.closed_at.is_(None))
+    return (
+        select(Candidate)
+        .join(Test, Test.id == Candidate.test_id)
+        .where(Test.kind != "thesis", or_(Candidate.status == "started", active))
+        .options(selectinload(Candidate.reopenings), selectinload(Candidate.test))
+    )
+
+
 def deliver_due(ctx: Ctx) -> list[Delivered]:
     """R9: deliver every answer whose deadline has come. Safe to run again at any time.
 
@@ -38,16 +50,9 @@ def deliver_due(ctx: Ctx) -> list[Delivered]:
     no-limit reopenings and thesis tests never.
     """
     db = ctx.db_session
-    active = exists().where(Reopening.candidate_id == Candidate.id, Reopening.closed_at.is_(None))
     candidates = db.scalars(
-        select(Candidate)
-        .join(Test, Test.id == Candidate.test_id)
-        .where(
-            Test.kind != "thesis",
-            Test.start <= ctx.now,
-            or_(Candidate.status == "started", active),
-        )
-        .options(selectinload(Candidate.reopenings), selectinload(Candidate.test))
+        _awaiting_delivery()
+        .where(Test.start <= ctx.now)
         .order_by(Candidate.id)
         .with_for_update(of=Candidate, skip_locked=True)
     ).all()
@@ -82,6 +87,22 @@ def deliver_due(ctx: Ctx) -> list[Delivered]:
         )
         done.append(Delivered(test.code, candidate.number, t.reopening is not None))
     return done
+
+
+def next_deadline(*, db_session: Session, now: datetime) -> datetime | None:
+    """The earliest deadline after ``now`` at which `deliver_due` will have work (R9)."""
+    upcoming = None
+    for candidate in db_session.scalars(_awaiting_delivery()):
+        t = timing(candidate, candidate.test)
+        if t.reopening is None and not candidate.test.auto_deliver:
+            continue
+        due = t.deadline  # None for a no-limit reopening
+        if due is None or due <= now:
+            continue
+        due = max(due, candidate.test.start)  # deliver_due waits for the test to start
+        if upcoming is None or due < upcoming:
+            upcoming = due
+    return upcoming
 
 
 def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: str) -> str:
