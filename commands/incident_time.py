@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import NamedTuple
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from commands import audit
 from commands.context import Ctx
@@ -27,21 +27,6 @@ USAGE = (
 )
 OPERATIONS = ("add", "subtract", "set")
 RECEIPT_LINES = 15
-
-
-class Row(NamedTuple):
-    id: int
-    number: str
-    incident_minutes: int
-    extra_minutes: int
-    postponed_deadline: datetime | None
-    individual_deadline: datetime | None
-
-    def end(self, test_ordinary_end: datetime, incident: int) -> datetime:
-        ends = [d for d in (self.postponed_deadline, self.individual_deadline) if d]
-        return end_time_from(
-            test_ordinary_end, max(ends) if ends else None, self.extra_minutes, incident
-        )
 
 
 def parse(args: list[str]) -> tuple[str, list[str] | None, str, int, str]:
@@ -99,24 +84,28 @@ def change(
     what = _describe(operation, minutes)
     if numbers is None and not confirmed:
         return _preview_all(ctx, test, operation, minutes, what, command)
-    rows = _locked_rows(ctx, test, numbers)
+    rows, own_ends = _locked_rows(ctx, test, numbers)
     if not rows:
         _refuse_no_candidates(test)
-    after = {r.number: _new_total(r.incident_minutes, operation, minutes) for r in rows}
-    _refuse_below_zero([r for r in rows if after[r.number] < 0], minutes)
+    # 2,000 rows: plain tuple unpacking, not attribute access per row.
+    before = {number: incident for _, number, incident, _, _ in rows}
+    after = {
+        number: _new_total(incident, operation, minutes) for number, incident in before.items()
+    }
+    _refuse_below_zero([r for r in rows if after[r[1]] < 0], minutes)
     _apply(ctx, test, rows, numbers, operation, minutes)
     reason = reason or "no reason given"
     audit.record(
         ctx,
         action=f"incident_time_{operation}",
         reason=reason,
-        before={r.number: r.incident_minutes for r in rows},
+        before=before,
         after=after,
         test=test,
         candidate_id=rows[0].id if len(rows) == 1 else None,
         batch=str(uuid.uuid4()),
     )
-    return _receipt(ctx, test, rows, after, what, reason, all_candidates=numbers is None)
+    return _receipt(ctx, test, rows, own_ends, after, what, reason, all_candidates=numbers is None)
 
 
 def _preview_all(
@@ -172,15 +161,21 @@ def _refuse_after_ordinary_end(ctx: Ctx, test: Test) -> None:
         )
 
 
-def _locked_rows(ctx: Ctx, test: Test, numbers: list[str] | None) -> list[Row]:
+def _locked_rows(
+    ctx: Ctx, test: Test, numbers: list[str] | None
+) -> tuple[list[Any], dict[int, datetime]]:
+    """The candidates' rows (id, number, incident_minutes, extra_minutes), locked, and the
+    individual ends (R2) of the few that have one."""
+    has_own_end = or_(
+        Candidate.postponed_deadline.is_not(None), Candidate.individual_deadline.is_not(None)
+    )
     query = (
         select(
             Candidate.id,
             Candidate.number,
             Candidate.incident_minutes,
             Candidate.extra_minutes,
-            Candidate.postponed_deadline,
-            Candidate.individual_deadline,
+            has_own_end.label("has_own_end"),
         )
         .where(Candidate.test_id == test.id)
         .order_by(Candidate.number)
@@ -189,15 +184,25 @@ def _locked_rows(ctx: Ctx, test: Test, numbers: list[str] | None) -> list[Row]:
     if numbers is not None:
         query = query.where(Candidate.number.in_(numbers))
     # Through the session's connection: plain rows need none of the ORM's per-row work.
-    rows = list(map(Row._make, ctx.db_session.connection().execute(query).all()))
+    connection = ctx.db_session.connection()
+    rows = connection.execute(query).all()
     if numbers is not None:
-        missing = sorted(set(numbers) - {r.number for r in rows})
+        missing = sorted(set(numbers) - {number for _, number, *_ in rows})
         if missing:
             raise NotFound(
                 f"Test {test.code} has no candidate {', '.join(missing)}. "
                 f"Check the numbers with `/exam {test.code}`. Nothing was changed."
             )
-    return rows
+    with_own = [id_ for id_, _, _, _, has_own_end in rows if has_own_end]
+    own_ends = {}
+    if with_own:
+        for id_, postponed, individual in connection.execute(
+            select(Candidate.id, Candidate.postponed_deadline, Candidate.individual_deadline).where(
+                Candidate.id.in_(with_own)
+            )
+        ):
+            own_ends[id_] = max(d for d in (postponed, individual) if d is not None)
+    return rows, own_ends
 
 
 def _new_total(current, operation: str, minutes: int):
@@ -210,7 +215,7 @@ def _new_total(current, operation: str, minutes: int):
 
 
 def _apply(
-    ctx: Ctx, test: Test, rows: list[Row], numbers: list[str] | None, operation: str, minutes: int
+    ctx: Ctx, test: Test, rows: list[Any], numbers: list[str] | None, operation: str, minutes: int
 ) -> None:
     # One statement for the whole batch: the rows are locked, so the totals we checked are
     # the totals being changed.
@@ -218,7 +223,7 @@ def _apply(
     value = {"add": column + minutes, "subtract": column - minutes, "set": minutes}[operation]
     where = [Candidate.test_id == test.id]
     if numbers is not None:
-        where.append(Candidate.id.in_([r.id for r in rows]))
+        where.append(Candidate.id.in_([id_ for id_, *_ in rows]))
     ctx.db_session.execute(
         update(Candidate).where(*where).values(incident_minutes=value),
         execution_options={"synchronize_session": False},
@@ -227,6 +232,20 @@ def _apply(
     for obj in ctx.db_session.identity_map.values():
         if isinstance(obj, Candidate) and obj.test_id == test.id:
             ctx.db_session.expire(obj, ["incident_minutes"])
+
+
+def _latest_end(
+    ordinary: datetime, rows: list[Any], own_ends: dict[int, datetime], after: dict[str, int]
+) -> datetime:
+    """R3's latest end time after the change, in whole minutes where the base is shared."""
+    shared = [extra + after[number] for id_, number, _, extra, _ in rows if id_ not in own_ends]
+    ends = [ordinary + timedelta(minutes=max(shared))] if shared else []
+    ends += [
+        end_time_from(ordinary, own_ends[id_], extra, after[number])
+        for id_, number, _, extra, _ in rows
+        if id_ in own_ends
+    ]
+    return max(ends)
 
 
 def _describe(operation: str, minutes: int) -> str:
@@ -239,27 +258,23 @@ def _describe(operation: str, minutes: int) -> str:
 def _receipt(
     ctx: Ctx,
     test: Test,
-    rows: list[Row],
+    rows: list[Any],
+    own_ends: dict[int, datetime],
     after: dict[str, int],
     what: str,
     reason: str,
     *,
     all_candidates: bool,
 ) -> Reply:
-    end = ordinary_end(test)
+    ordinary = ordinary_end(test)
+
+    def end_of(r: Any, incident: int) -> datetime:
+        return end_time_from(ordinary, own_ends.get(r.id), r.extra_minutes, incident)
+
     lines = []
     items = []
-    # 2,000 candidates share a handful of distinct end times: compute each one once.
-    ends: dict[tuple, datetime] = {}
-
-    def end_of(r: Row, incident: int) -> datetime:
-        key = (r.postponed_deadline, r.individual_deadline, r.extra_minutes + incident)
-        found = ends.get(key)
-        if found is None:
-            found = ends[key] = r.end(end, incident)
-        return found
-
-    for r in rows:
+    # The receipt lists the first lines; the latest end time speaks for the rest.
+    for r in rows[:RECEIPT_LINES]:
         old_end, new_end = end_of(r, r.incident_minutes), end_of(r, after[r.number])
         items.append(
             {
@@ -270,12 +285,11 @@ def _receipt(
                 "end_after": new_end,
             }
         )
-        if len(lines) < RECEIPT_LINES:
-            lines.append(
-                f"• {r.number}: {format_duration(r.incident_minutes)} → "
-                f"{format_duration(after[r.number])}; end time {format_time(old_end, ctx.tz)} → "
-                f"{format_time(new_end, ctx.tz)}"
-            )
+        lines.append(
+            f"• {r.number}: {format_duration(r.incident_minutes)} → "
+            f"{format_duration(after[r.number])}; end time {format_time(old_end, ctx.tz)} → "
+            f"{format_time(new_end, ctx.tz)}"
+        )
     if len(rows) > RECEIPT_LINES:
         lines.append(f"…and {len(rows) - RECEIPT_LINES} more.")
     if all_candidates:
@@ -287,7 +301,7 @@ def _receipt(
             f" and {len(rows) - RECEIPT_LINES} more" if len(rows) > RECEIPT_LINES else ""
         )
     head = f"Incident time for {whom} of {test.code}: {what} (reason: {reason})."
-    latest = max(i["end_after"] for i in items)
+    latest = _latest_end(ordinary, rows, own_ends, after)
     log = (
         f"<@{ctx.actor}> incident time {what} for {whom} of {test.code}; why: {reason}; "
         f"latest end time now {format_time(latest, ctx.tz)}"
@@ -300,7 +314,9 @@ def _receipt(
             "action": "incident_time",
             "what": what,
             "reason": reason,
-            "items": items,
+            "count": len(rows),
+            "items": items,  # the first RECEIPT_LINES candidates, as listed in the text
+            "latest_end": latest,
         },
         log=[log],
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SUPPORT
+from conftest import SUPPORT, oslo
 from dbstate import snapshot
 from sqlalchemy import select
 
@@ -201,3 +201,21 @@ def test_r4_durations_in_every_documented_form(exam):
     for text, total in (("15", 15), ("45m", 60), ("2h", 180), ("1h30m", 270)):
         assert exam.run(f"/incident-time {CODE} 10025 add {text}").ok
         assert minutes(exam, "10025") == total
+
+
+def test_r2_r4_receipt_end_times_follow_individual_ends(world):
+    """R2 + R3 + R4: the receipt's end times use a candidate's own end where it has one
+    (even an earlier one), and the change log names the latest end time of all."""
+    world.add_test(CODE)  # ordinary end 13:15 (13:00 + 15 min upload, R1)
+    world.add_candidates(CODE, ["10023"], individual_deadline=oslo("2026-12-01 12:00"))
+    world.add_candidates(CODE, ["10024"], extra_minutes=30)
+    world.add_candidates(CODE, ["10025"], postponed_deadline=oslo("2026-12-01 15:00"))
+    reply = world.run(f"/incident-time {CODE} all add 10 network", confirmed=True)
+    assert reply.ok, reply.text
+    assert "• 10023: 0 min → 10 min; end time 2026-12-01 12:00 CET → 2026-12-01 12:10 CET" in (
+        reply.text
+    )
+    assert "• 10024: 0 min → 10 min; end time 2026-12-01 13:45 CET → 2026-12-01 13:55 CET" in (
+        reply.text
+    )
+    assert "latest end time now 2026-12-01 15:10 CET" in reply.log[0]
