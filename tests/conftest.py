@@ -32,6 +32,21 @@ SUPPORT = "U0SUPPORT1"
 TEACHER = "U0TEACHER1"
 OTHER_TEACHER = "U0TEACHER2"
 STRANGER = "U0STRANGER"
+# The keys DESIGN.md promises in `examdesk status TEST CANDIDATE --json`.
+STATUS_KEYS = frozenset(
+    {
+        "test",
+        "candidate",
+        "status",
+        "ordinary_end",
+        "individual_end",
+        "extra_minutes",
+        "incident_minutes",
+        "end_time",
+        "new_delivery",
+        "deadline",
+    }
+)
 
 
 def oslo(text_: str) -> datetime:

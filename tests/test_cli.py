@@ -10,25 +10,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from conftest import OSLO, SUPPORT, TEACHER
+from conftest import OSLO, STATUS_KEYS, SUPPORT, TEACHER
 from sqlalchemy import select
 
 from commands.registry import CANDIDATE_COLUMNS, TEST_COLUMNS
 from store import migrate
 from store.models import Candidate, Change, Submission
 
-STATUS_KEYS = [
-    "test",
-    "candidate",
-    "status",
-    "ordinary_end",
-    "individual_end",
-    "extra_minutes",
-    "incident_minutes",
-    "end_time",
-    "new_delivery",
-    "deadline",
-]
 CODE = "TDT4100-2026H"
 
 

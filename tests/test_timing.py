@@ -5,25 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import OSLO, oslo, utc
+from conftest import OSLO, STATUS_KEYS, oslo, utc
 
 from commands.status import candidate_status
 from commands.timing import end_time, individual_end, ordinary_end, timing, upload_allowance_minutes
 from store.models import Candidate
 from store.models import Test as ExamTest  # pytest would collect a class named Test…
-
-STATUS_KEYS = {
-    "test",
-    "candidate",
-    "status",
-    "ordinary_end",
-    "individual_end",
-    "extra_minutes",
-    "incident_minutes",
-    "end_time",
-    "new_delivery",
-    "deadline",
-}
 
 
 def make_test(kind: str, start: str, end: str, *, upload: bool = True) -> ExamTest:
