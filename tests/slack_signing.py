@@ -50,16 +50,29 @@ def slash_command(command: str, text: str, *, user: str, response_url: str) -> s
     )
 
 
-def block_action(action_id: str, value: str, *, user: str, response_url: str) -> str:
+def block_action(
+    action_id: str,
+    value: str,
+    *,
+    user: str,
+    response_url: str,
+    channel: str | None = None,
+) -> str:
+    """A button click: on an ephemeral reply, or on a message in ``channel`` when given."""
+    container = (
+        {"type": "message", "message_ts": "1.0", "channel_id": channel}
+        if channel
+        else {"type": "message", "message_ts": "1700000000.000100", "is_ephemeral": True}
+    )
     payload = {
         "type": "block_actions",
         "team": {"id": TEAM, "domain": "exams"},
         "user": {"id": user, "username": user.lower(), "team_id": TEAM},
         "api_app_id": "A0EXAMDESK",
         "token": "deprecated-verification-token",
-        "container": {"type": "message", "message_ts": "1700000000.000100", "is_ephemeral": True},
+        "container": container,
         "trigger_id": "13345224609.738474920.8088930838d88f008e0",
-        "channel": {"id": "C0HELPDESK", "name": "exam-help"},
+        "channel": {"id": channel or "C0HELPDESK", "name": "exam-support"},
         "response_url": response_url,
         "actions": [
             {

@@ -15,7 +15,7 @@ import pytest
 from conftest import OSLO, SUPPORT, TEACHER
 from fake_slack import FakeSlack
 from fake_twilio import wait_until
-from slack_signing import SECRET, TEAM, SlackSender
+from slack_signing import SECRET, TEAM, SlackSender, block_action
 from sqlalchemy import func, select
 
 from bot.listeners.question_errors import ProgressReporter
@@ -69,27 +69,9 @@ def exam_now(world) -> str:
 
 
 def click(sender: SlackSender, action_id: str, value: str, *, user: str, fake: FakeSlack):
-    payload = {
-        "type": "block_actions",
-        "team": {"id": TEAM, "domain": "exams"},
-        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-        "api_app_id": "A0EXAMDESK",
-        "token": "deprecated-verification-token",
-        "container": {"type": "message", "message_ts": "1.0", "channel_id": CHANNEL},
-        "trigger_id": "1.2.trigger",
-        "channel": {"id": CHANNEL, "name": "exam-support"},
-        "response_url": fake.response_url(),
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": "b",
-                "type": "button",
-                "value": value,
-                "action_ts": "1.1",
-            }
-        ],
-    }
-    return sender.post(urlencode({"payload": json.dumps(payload)}))
+    return sender.post(
+        block_action(action_id, value, user=user, response_url=fake.response_url(), channel=CHANNEL)
+    )
 
 
 def submit(sender: SlackSender, callback_id: str, values: dict, *, user: str, metadata: str = ""):
