@@ -160,21 +160,20 @@ def _cli_actor() -> str:
 
 
 def _with_ctx(settings, factory, actor: str, work: Callable):
-    """Run ``work(ctx)`` in one transaction; a CommandError rolls back and exits 1."""
-    from commands.context import Ctx
-    from commands.errors import CommandError
+    """Run ``work(ctx)`` in one transaction; a refusal rolls back and exits 1."""
+    from commands.reply import Reply
+    from commands.runner import in_transaction
 
-    with factory() as db_session:
-        ctx = Ctx(
-            db_session=db_session, actor=actor, tz=settings.tz, registry_dir=settings.registry_dir
-        )
-        try:
-            result = work(ctx)
-        except CommandError as error:
-            db_session.rollback()
-            raise CliError(str(error)) from None
-        db_session.commit()
-        return result
+    result = in_transaction(
+        session_factory=factory,
+        actor=actor,
+        tz=settings.tz,
+        work=work,
+        registry_dir=settings.registry_dir,
+    )
+    if isinstance(result, Reply) and not result.ok:
+        raise CliError(result.text)
+    return result
 
 
 # ---------------------------------------------------------------- commands

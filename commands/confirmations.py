@@ -18,9 +18,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.context import Ctx, utcnow
-from commands.errors import CommandError
 from commands.reply import Reply
 from commands.router import dispatch
+from commands.runner import in_transaction
 from commands.timeparse import format_time
 from store.models import Confirmation
 
@@ -63,20 +63,21 @@ def apply(
     now: datetime | None = None,
 ) -> Reply:
     """Run the confirmed command as ``actor``, once; the claim and the change commit together."""
-    now = now or utcnow()
-    with session_factory() as db_session:
-        if not claim(db_session=db_session, token=token, user=actor, now=now):
-            db_session.rollback()
-            return _not_claimable(db_session, token, tz)
-        command = db_session.get(Confirmation, token).command
-        ctx = Ctx(db_session=db_session, actor=actor, tz=tz, now=now, registry_dir=registry_dir)
-        try:
-            reply = dispatch(ctx, command, confirmed=True)
-        except CommandError as error:
-            db_session.rollback()
-            return Reply(text=str(error), ok=False, kind="refusal")
-        db_session.commit()
-        return reply
+
+    def claim_and_run(ctx: Ctx) -> Reply:
+        if not claim(db_session=ctx.db_session, token=token, user=actor, now=ctx.now):
+            return _not_claimable(ctx.db_session, token, tz)
+        command = ctx.db_session.get(Confirmation, token).command
+        return dispatch(ctx, command, confirmed=True)
+
+    return in_transaction(
+        session_factory=session_factory,
+        actor=actor,
+        tz=tz,
+        work=claim_and_run,
+        registry_dir=registry_dir,
+        now=now,
+    )
 
 
 def cancel(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,7 +16,44 @@ from commands.reply import Reply
 from commands.router import dispatch, reads_only
 from store.db import read_only
 
-log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def in_transaction(
+    *,
+    session_factory: sessionmaker[Session],
+    actor: str,
+    tz: ZoneInfo,
+    work: Callable[[Ctx], T],
+    registry_dir: Path | None = None,
+    now: datetime | None = None,
+    reads_only: bool = False,
+) -> T | Reply:
+    """``work(ctx)`` applied whole or not at all.
+
+    A refusal (CommandError) rolls everything back and comes back as a refusal Reply; so
+    does a Reply asking for confirmation, which must change nothing, not even a lock.
+    """
+    with session_factory() as db_session:
+        if reads_only:
+            read_only(db_session)
+        ctx = Ctx(
+            db_session=db_session,
+            actor=actor,
+            tz=tz,
+            now=now or utcnow(),
+            registry_dir=registry_dir,
+        )
+        try:
+            result = work(ctx)
+        except CommandError as error:
+            db_session.rollback()
+            return Reply(text=str(error), ok=False, kind="refusal")
+        if isinstance(result, Reply) and result.needs_confirmation:
+            db_session.rollback()
+        else:
+            db_session.commit()
+        return result
 
 
 def execute(
@@ -25,25 +64,14 @@ def execute(
     tz: ZoneInfo,
     confirmed: bool = False,
     registry_dir: Path | None = None,
-    now=None,
+    now: datetime | None = None,
 ) -> Reply:
-    with session_factory() as db_session:
-        if reads_only(command_line, confirmed=confirmed):
-            read_only(db_session)
-        ctx = Ctx(
-            db_session=db_session,
-            actor=actor,
-            tz=tz,
-            now=now or utcnow(),
-            registry_dir=registry_dir,
-        )
-        try:
-            reply = dispatch(ctx, command_line, confirmed=confirmed)
-        except CommandError as error:
-            db_session.rollback()
-            return Reply(text=str(error), ok=False, kind="refusal")
-        if reply.needs_confirmation:
-            db_session.rollback()  # a preview changes nothing, not even a lock
-        else:
-            db_session.commit()
-        return reply
+    return in_transaction(
+        session_factory=session_factory,
+        actor=actor,
+        tz=tz,
+        work=lambda ctx: dispatch(ctx, command_line, confirmed=confirmed),
+        registry_dir=registry_dir,
+        now=now,
+        reads_only=reads_only(command_line, confirmed=confirmed),
+    )

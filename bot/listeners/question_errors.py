@@ -24,10 +24,9 @@ from sqlalchemy import update
 from bot import blocks, blocks_notices
 from bot.deps import Deps
 from commands import notice, question_error
-from commands.context import Ctx, utcnow
-from commands.errors import CommandError
+from commands.context import Ctx
 from commands.reply import Reply
-from commands.runner import execute
+from commands.runner import execute, in_transaction
 from notifications.progress import progress
 from store.models import Notice
 
@@ -55,15 +54,9 @@ def register(app: App, deps: Deps) -> None:
 
 def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
     """``work(ctx)`` applied whole or not at all; a CommandError comes back as a refusal."""
-    with deps.session_factory() as db_session:
-        ctx = Ctx(db_session=db_session, actor=actor, tz=deps.settings.tz, now=utcnow())
-        try:
-            result = work(ctx)
-        except CommandError as error:
-            db_session.rollback()
-            return Reply(text=str(error), ok=False, kind="refusal")
-        db_session.commit()
-        return result
+    return in_transaction(
+        session_factory=deps.session_factory, actor=actor, tz=deps.settings.tz, work=work
+    )
 
 
 def _report(deps: Deps, report_id: int) -> dict[str, Any]:
