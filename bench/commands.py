@@ -30,6 +30,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
+import psutil
 from sqlalchemy import text
 
 from bench._support import (
@@ -164,14 +165,24 @@ def sequential(
 
 
 def concurrent(
-    clients: list[Client], work: Workload, per_thread: dict[str, int]
+    clients: list[Client],
+    work: Workload,
+    per_thread: dict[str, int],
+    cpu: dict[str, dict[str, float]] | None = None,
+    server_pid: int | None = None,
 ) -> dict[str, list[float]]:
-    """Each kind in its own phase: CONCURRENCY threads, each sending one request after another."""
+    """Each kind in its own phase: CONCURRENCY threads, each sending one request after another.
+
+    With ``cpu`` and ``server_pid``, also the CPU time per request of each phase, of the server
+    and of this process (the clients and the fake Slack API), into ``cpu[kind]``.
+    """
     samples: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
     errors: list[BaseException] = []
+    server = psutil.Process(server_pid) if server_pid else None
     for kind, count in per_thread.items():
         start = threading.Barrier(len(clients))
+        cpu_before = _cpu_seconds(server)
 
         def run(t: int, client: Client, kind: str = kind, count: int = count, start=start) -> None:
             mine: dict[str, list[float]] = defaultdict(list)
@@ -195,7 +206,23 @@ def concurrent(
             thread.join()
         if errors:
             raise errors[0]
+        if cpu is not None and server is not None:
+            requests = len(clients) * count
+            server_after, own_after = _cpu_seconds(server)
+            cpu[kind] = {
+                "server_ms": round((server_after - cpu_before[0]) / requests * 1000, 3),
+                "bench_ms": round((own_after - cpu_before[1]) / requests * 1000, 3),
+            }
     return samples
+
+
+def _cpu_seconds(server: psutil.Process | None) -> tuple[float, float]:
+    """CPU seconds used so far by the server (all threads) and by this process."""
+    own = time.process_time()
+    if server is None:
+        return 0.0, own
+    times = server.cpu_times()
+    return times.user + times.system, own
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -275,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         t2 = time.perf_counter()
         per_kind = {k: per_thread for k in (FLOOR, "/candidate", "/exam", "/incident-time")}
         per_kind |= {"/reopen": per_thread, ALL_APPLY: max(3, per_thread // 5)}
-        conc = concurrent(clients, work, per_kind)
+        cpu: dict[str, dict[str, float]] = {}
+        conc = concurrent(clients, work, per_kind, cpu=cpu, server_pid=server.pid)
         t3 = time.perf_counter()
         print(f"sequential {t2 - t1:.1f} s, concurrent {t3 - t2:.1f} s", flush=True)
 
@@ -323,6 +351,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
+    print()
+    print(f"CPU time per request, {CONCURRENCY} at a time (server: examdesk serve, all threads;")
+    print("bench: this process: the signing HTTP clients and the fake Slack API)")
+    print(
+        table(
+            ["request", "server ms", "bench ms", "server / floor's"],
+            [
+                [
+                    kind,
+                    f"{c['server_ms']:.2f}",
+                    f"{c['bench_ms']:.2f}",
+                    f"{c['server_ms'] / cpu[FLOOR]['server_ms']:.2f}",
+                ]
+                for kind, c in cpu.items()
+            ],
+        )
+    )
+
     targets: list[Target] = []
     for label, s, floor in (("", seq, floor_seq), (f" ×{CONCURRENCY}", conc, floor_conc)):
         for kind in AGAINST_FLOOR:
@@ -352,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             k: {"p50_ms": stats(conc[k])["p50_ms"], "p99_ms": stats(conc[k])["p99_ms"]}
             for k in (*AGAINST_FLOOR, ALL_APPLY)
         },
+        "concurrent_cpu_ms_per_request": cpu,
         "targets_met": sum(t.ok for t in targets),
         "targets": len(targets),
         "machine": machine(),

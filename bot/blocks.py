@@ -229,13 +229,16 @@ def _overview(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
         _listed("Incident time", d["incident"], minutes=True),
         _listed("Individual end", d["individual"], minutes=False),
     ]
-    if d["reopened"]:
-        lines.append("*New delivery:*")
+    reopened = d["reopened"]
+    if reopened["count"]:
+        lines.append(f"*New delivery:* {reopened['count']} open")
         lines += [
             f"• {r['candidate']} ({r['mode']}) "
             + (f"until {_time(r['deadline'], tz)}" if r["deadline"] else "no time limit")
-            for r in d["reopened"]
+            for r in reopened["first"]
         ]
+        if reopened["count"] > len(reopened["first"]):
+            lines.append(f"• …{reopened['count'] - len(reopened['first'])} more")
     else:
         lines.append("*New delivery:* none")
     notices = d["notices"]

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.context import Ctx, utcnow
@@ -32,25 +32,36 @@ CANCELLED = "cancelled"
 def offer(*, db_session: Session, actor: str, command: str, now: datetime | None = None) -> str:
     """Store a pending confirmation of ``command`` and return its token."""
     token = secrets.token_urlsafe(24)
-    db_session.add(
-        Confirmation(token=token, actor=actor, command=command, created_at=now or utcnow())
+    db_session.connection().execute(
+        _OFFER, {"token": token, "actor": actor, "command": command, "created_at": now or utcnow()}
     )
     return token
 
 
-def claim(*, db_session: Session, token: str, user: str, now: datetime) -> bool:
-    """Mark the confirmation used by ``user``; True for exactly one caller per token."""
-    result = db_session.execute(
-        update(Confirmation)
-        .where(
-            Confirmation.token == token,
-            Confirmation.used_at.is_(None),
-            Confirmation.created_at >= now - VALID_FOR,
-        )
-        .values(used_at=now, used_by=user)
-        .execution_options(synchronize_session=False)
+def claim(*, db_session: Session, token: str, user: str, now: datetime) -> str | None:
+    """Mark the confirmation used by ``user``; its command for exactly one caller per token,
+    None for every other."""
+    return (
+        db_session.connection()
+        .execute(_CLAIM, {"claimed": token, "now": now, "user": user, "oldest": now - VALID_FOR})
+        .scalar()
     )
-    return result.rowcount == 1
+
+
+# Built once: building a statement costs more than running it. An UPDATE's bind parameters
+# must not be named like the table's columns.
+_confirmations = Confirmation.__table__
+_OFFER = insert(_confirmations)
+_CLAIM = (
+    update(_confirmations)
+    .where(
+        _confirmations.c.token == bindparam("claimed"),
+        _confirmations.c.used_at.is_(None),
+        _confirmations.c.created_at >= bindparam("oldest"),
+    )
+    .values(used_at=bindparam("now"), used_by=bindparam("user"))
+    .returning(_confirmations.c.command)
+)
 
 
 def apply(
@@ -65,9 +76,9 @@ def apply(
     """Run the confirmed command as ``actor``, once; the claim and the change commit together."""
 
     def claim_and_run(ctx: Ctx) -> Reply:
-        if not claim(db_session=ctx.db_session, token=token, user=actor, now=ctx.now):
+        command = claim(db_session=ctx.db_session, token=token, user=actor, now=ctx.now)
+        if command is None:
             return _not_claimable(ctx.db_session, token, tz)
-        command = ctx.db_session.get(Confirmation, token).command
         return dispatch(ctx, command, confirmed=True)
 
     return in_transaction(
@@ -86,7 +97,7 @@ def cancel(
     """Use up the confirmation without running it."""
     now = utcnow()
     with session_factory() as db_session:
-        if not claim(db_session=db_session, token=token, user=actor, now=now):
+        if claim(db_session=db_session, token=token, user=actor, now=now) is None:
             db_session.rollback()
             return _not_claimable(db_session, token, tz)
         # used_by records who cancelled; the marker keeps it apart from an applied one.

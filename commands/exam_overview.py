@@ -5,8 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import CompoundSelect, bindparam, case, func, literal, null, or_, select, union_all
-from sqlalchemy.orm import joinedload
+from sqlalchemy import CompoundSelect, bindparam, func, literal, null, select, text, union_all
 
 from commands import registry
 from commands.context import Ctx
@@ -20,7 +19,17 @@ from commands.timing import (
     reopen_deadline,
     upload_allowance_minutes,
 )
-from store.models import Candidate, Delivery, Notice, NoticeReceipt, Reopening, Test
+from store.models import (
+    CANDIDATE_WITH_EXTRA,
+    CANDIDATE_WITH_INCIDENT,
+    CANDIDATE_WITH_OWN_END,
+    Candidate,
+    Delivery,
+    Notice,
+    NoticeReceipt,
+    Reopening,
+    Test,
+)
 
 USAGE = (
     "Usage: /exam TEST [refresh]\n"
@@ -64,27 +73,34 @@ def reads_only(args: list[str], confirmed: bool) -> bool:
 # The statements are built once: building one costs more than running it.
 _c = Candidate.__table__.c
 _IN_TEST = _c.test_id == bindparam("test_id")
-# Lists of candidates: (condition, the value listed with each number). Counted in one query,
-# their first LISTED candidates fetched in another.
+# Lists of candidates: (condition, the value listed with each number). Each condition is the
+# WHERE of a partial index (store.models), so counting a list reads only its index entries.
 _LISTS = {
-    "extra": (_c.extra_minutes > 0, _c.extra_minutes),
-    "incident": (_c.incident_minutes != 0, _c.incident_minutes),
+    "extra": (text(CANDIDATE_WITH_EXTRA), _c.extra_minutes),
+    "incident": (text(CANDIDATE_WITH_INCIDENT), _c.incident_minutes),
     "individual": (
-        or_(_c.postponed_deadline.is_not(None), _c.individual_deadline.is_not(None)),
+        text(f"({CANDIDATE_WITH_OWN_END})"),
         literal(0),  # nothing is listed with an individual end; the union wants a column
     ),
 }
-_COUNTS = (
-    select(_c.status, func.count(), *(func.count(case((cond, 1))) for cond, _ in _LISTS.values()))
-    .where(_IN_TEST)
-    .group_by(_c.status)
+# One round trip: (STATUS, status, count) rows, then (LIST, key, count) for each list.
+STATUS, LIST = "status", "list"
+_COUNTS = union_all(
+    select(literal(STATUS), _c.status, func.count()).where(_IN_TEST).group_by(_c.status),
+    *(
+        select(literal(LIST), literal(key), func.count()).where(_IN_TEST, condition)
+        for key, (condition, _) in _LISTS.items()
+    ),
 )
+# The open reopenings: the first LISTED by number, each row with how many there are in all.
 _REOPENED = (
-    select(Candidate)
+    select(Candidate, Reopening, func.count().over())
     .join(Reopening, Reopening.candidate_id == Candidate.id)
-    .where(Candidate.test_id == bindparam("test_id"), Reopening.closed_at.is_(None))
-    .options(joinedload(Candidate.reopenings))
+    # "+ 0": SQLite would otherwise walk all the test's candidates by the test_id index and
+    # probe each for a reopening; the open reopenings are few, so start from those.
+    .where(Candidate.test_id + 0 == bindparam("test_id"), Reopening.closed_at.is_(None))
     .order_by(Candidate.number)
+    .limit(LISTED)
 )
 
 
@@ -108,10 +124,11 @@ def overview(ctx: Ctx, test: Test) -> Reply:
     params = {"test_id": test.id}
     counts: dict[str, int] = {}
     listed: dict[str, dict[str, Any]] = {key: {"count": 0, "first": []} for key in _LISTS}
-    for status, count, *matching in connection.execute(_COUNTS, params):
-        counts[status] = count
-        for key, n in zip(_LISTS, matching, strict=True):
-            listed[key]["count"] += n
+    for kind, key, count in connection.execute(_COUNTS, params):
+        if kind == STATUS:
+            counts[key] = count
+        else:
+            listed[key]["count"] = count
     non_empty = tuple(key for key in _LISTS if listed[key]["count"])
     if non_empty:
         rows = connection.execute(_firsts(non_empty), params).all()
@@ -119,7 +136,7 @@ def overview(ctx: Ctx, test: Test) -> Reply:
             listed[key]["first"].append([number] if key == "individual" else [number, value])
     total = sum(counts.values())
     extra, incident, individual = listed["extra"], listed["incident"], listed["individual"]
-    reopened = db.scalars(_REOPENED, params).unique().all()
+    reopened = db.execute(_REOPENED, params).all()
     notices = notice_stats(ctx, test)
     ordinary_end = ordinary_end_of(test)
     allowance = upload_allowance_minutes(test)
@@ -137,8 +154,7 @@ def overview(ctx: Ctx, test: Test) -> Reply:
         _line("Individual end", individual, minutes=False),
     ]
     reopen_items = []
-    for c in reopened:
-        r = next(r for r in c.reopenings if r.closed_at is None)
+    for c, r, _ in reopened:
         due = reopen_deadline(r, c, test)
         reopen_items.append(
             {
@@ -153,8 +169,14 @@ def overview(ctx: Ctx, test: Test) -> Reply:
             else (f"until {format_time(due, tz)} ({relative_to_ordinary_end(ordinary_end, due)})")
         )
         lines.append(f"New delivery: {c.number} allowed, {r.mode}, {when}")
+    reopened_count = reopened[0][2] if reopened else 0
     if not reopened:
         lines.append("New delivery: none")
+    elif reopened_count > len(reopened):
+        lines.append(
+            f"New delivery: …{reopened_count - len(reopened)} more open "
+            f"(`/candidate {test.code} NUMBER` for each)"
+        )
     lines.append(_notice_line(notices))
     data: dict[str, Any] = {
         "test": test.code,
@@ -168,7 +190,7 @@ def overview(ctx: Ctx, test: Test) -> Reply:
         "extra": extra,
         "incident": incident,
         "individual": individual,
-        "reopened": reopen_items,
+        "reopened": {"count": reopened_count, "first": reopen_items},
         "notices": notices,
     }
     return Reply(text="\n".join(lines), kind="overview", data=data)

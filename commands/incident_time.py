@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 
 from commands import audit
 from commands.context import Ctx
@@ -89,9 +89,11 @@ def change(
         _refuse_no_candidates(test)
     # 2,000 rows: plain tuple unpacking, not attribute access per row.
     before = {number: incident for _, number, incident, _, _ in rows}
-    after = {
-        number: _new_total(incident, operation, minutes) for number, incident in before.items()
-    }
+    if operation == "set":
+        after = dict.fromkeys(before, minutes)
+    else:
+        delta = minutes if operation == "add" else -minutes
+        after = {number: incident + delta for number, incident in before.items()}
     _refuse_below_zero([r for r in rows if after[r[1]] < 0], minutes)
     _apply(ctx, test, rows, numbers, operation, minutes)
     reason = reason or "no reason given"
@@ -113,16 +115,13 @@ def _preview_all(
 ) -> Reply:
     """The confirmation of `all`, from aggregates: a preview reads no row it won't show."""
     db = ctx.db_session
-    in_test = Candidate.test_id == test.id
-    count = db.scalar(select(func.count()).select_from(Candidate).where(in_test))
+    params = {"test_id": test.id, "minutes": minutes}
+    count = db.scalar(_COUNT, params)
     if not count:
         _refuse_no_candidates(test)
-    new_total = _new_total(Candidate.incident_minutes, operation, minutes)
-    below = db.execute(
-        select(Candidate.number, Candidate.incident_minutes)
-        .where(in_test, new_total < 0)
-        .order_by(Candidate.number)
-    ).all()
+    below = []
+    if operation == "subtract":
+        below = db.execute(_BELOW_ZERO_AFTER_SUBTRACT, params).all()
     _refuse_below_zero(below, minutes)
     return Reply(
         text=f"This would {what} incident time for all {count} candidates of "
@@ -166,26 +165,11 @@ def _locked_rows(
 ) -> tuple[list[Any], dict[int, datetime]]:
     """The candidates' rows (id, number, incident_minutes, extra_minutes), locked, and the
     individual ends (R2) of the few that have one."""
-    has_own_end = or_(
-        Candidate.postponed_deadline.is_not(None), Candidate.individual_deadline.is_not(None)
-    )
-    query = (
-        select(
-            Candidate.id,
-            Candidate.number,
-            Candidate.incident_minutes,
-            Candidate.extra_minutes,
-            has_own_end.label("has_own_end"),
-        )
-        .where(Candidate.test_id == test.id)
-        .order_by(Candidate.number)
-        .with_for_update()
-    )
-    if numbers is not None:
-        query = query.where(Candidate.number.in_(numbers))
     # Through the session's connection: plain rows need none of the ORM's per-row work.
     connection = ctx.db_session.connection()
-    rows = connection.execute(query).all()
+    rows = connection.execute(
+        _LOCKED_ROWS[numbers is not None], {"test_id": test.id, "numbers": numbers or []}
+    ).all()
     if numbers is not None:
         missing = sorted(set(numbers) - {number for _, number, *_ in rows})
         if missing:
@@ -196,22 +180,64 @@ def _locked_rows(
     with_own = [id_ for id_, _, _, _, has_own_end in rows if has_own_end]
     own_ends = {}
     if with_own:
-        for id_, postponed, individual in connection.execute(
-            select(Candidate.id, Candidate.postponed_deadline, Candidate.individual_deadline).where(
-                Candidate.id.in_(with_own)
-            )
-        ):
+        for id_, postponed, individual in connection.execute(_OWN_ENDS, {"ids": with_own}):
             own_ends[id_] = max(d for d in (postponed, individual) if d is not None)
     return rows, own_ends
 
 
-def _new_total(current, operation: str, minutes: int):
-    """The new total, for a number or (in a preview's query) for the column."""
-    if operation == "add":
-        return current + minutes
-    if operation == "subtract":
-        return current - minutes
-    return minutes
+# The statements are built once, with bind parameters: building one costs more than
+# running it.
+_c = Candidate.__table__.c
+_IN_TEST = _c.test_id == bindparam("test_id")
+_MINUTES = bindparam("minutes")
+_COUNT = select(func.count()).where(_IN_TEST)
+# Subtracting is the only way below zero (R4): those who would go there, for the refusal.
+_BELOW_ZERO_AFTER_SUBTRACT = (
+    select(_c.number, _c.incident_minutes)
+    .where(_IN_TEST, _c.incident_minutes - _MINUTES < 0)
+    .order_by(_c.number)
+)
+_ROWS = (
+    select(
+        _c.id,
+        _c.number,
+        _c.incident_minutes,
+        _c.extra_minutes,
+        # 1/0 rather than a boolean: 2,000 rows skip the driver's bool conversion.
+        case(
+            (or_(_c.postponed_deadline.is_not(None), _c.individual_deadline.is_not(None)), 1),
+            else_=0,
+        ).label("has_own_end"),
+    )
+    .where(_IN_TEST)
+    .order_by(_c.number)
+    .with_for_update()
+)
+# By whether numbers are given: all of the test, or those numbers.
+_LOCKED_ROWS = {
+    False: _ROWS,
+    True: _ROWS.where(_c.number.in_(bindparam("numbers", expanding=True))),
+}
+_OWN_ENDS = select(_c.id, _c.postponed_deadline, _c.individual_deadline).where(
+    _c.id.in_(bindparam("ids", expanding=True))
+)
+_NEW_TOTAL = {
+    "add": _c.incident_minutes + _MINUTES,
+    "subtract": _c.incident_minutes - _MINUTES,
+    "set": _MINUTES,
+}
+# One statement for the whole batch, by (operation, whether numbers are given). An UPDATE's
+# bind parameters must not be named like its table's columns: "of_test", not "test_id".
+_UPDATE = {
+    (operation, by_number): update(Candidate.__table__)
+    .where(
+        _c.test_id == bindparam("of_test"),
+        *([_c.id.in_(bindparam("ids", expanding=True))] if by_number else []),
+    )
+    .values(incident_minutes=new_total)
+    for operation, new_total in _NEW_TOTAL.items()
+    for by_number in (False, True)
+}
 
 
 def _apply(
@@ -219,14 +245,9 @@ def _apply(
 ) -> None:
     # One statement for the whole batch: the rows are locked, so the totals we checked are
     # the totals being changed.
-    column = Candidate.incident_minutes
-    value = {"add": column + minutes, "subtract": column - minutes, "set": minutes}[operation]
-    where = [Candidate.test_id == test.id]
-    if numbers is not None:
-        where.append(Candidate.id.in_([id_ for id_, *_ in rows]))
-    ctx.db_session.execute(
-        update(Candidate).where(*where).values(incident_minutes=value),
-        execution_options={"synchronize_session": False},
+    ctx.db_session.connection().execute(
+        _UPDATE[operation, numbers is not None],
+        {"of_test": test.id, "minutes": minutes, "ids": [id_ for id_, *_ in rows]},
     )
     # Objects loaded earlier in this session must not keep the old total.
     for obj in ctx.db_session.identity_map.values():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from commands import audit
 from commands.context import Ctx
@@ -129,7 +129,6 @@ def reopen(
     existing.deadline = deadline
     existing.opened_by = ctx.actor
     existing.reason = reason
-    db.flush()
     after = _state(ctx, candidate, test)
     audit.record(
         ctx, action="reopen", reason=reason, before=before, after=after, candidate=candidate
@@ -253,12 +252,16 @@ def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, cho
 
 
 def _latest_submission_id(ctx: Ctx, candidate: Candidate) -> int | None:
-    return ctx.db_session.scalar(
-        select(Submission.id)
-        .where(Submission.candidate_id == candidate.id)
-        .order_by(Submission.id.desc())
-        .limit(1)
-    )
+    return ctx.db_session.scalar(_LATEST_SUBMISSION, {"candidate_id": candidate.id})
+
+
+# Built once: building a statement costs more than running it.
+_LATEST_SUBMISSION = (
+    select(Submission.id)
+    .where(Submission.candidate_id == bindparam("candidate_id"))
+    .order_by(Submission.id.desc())
+    .limit(1)
+)
 
 
 def _state(ctx: Ctx, candidate: Candidate, test: Test) -> dict:

@@ -177,9 +177,10 @@ def test_r7_candidate_and_exam_show_new_delivery_as_minutes_after_ordinary_end(e
     overview = exam.run(f"/exam {CODE}")
     assert "New delivery: 10023 allowed, in" in overview.text
     assert "90 min (1 h 30 min) after the ordinary end" in overview.text
-    assert overview.data["reopened"] == [
-        {"candidate": "10023", "mode": "in", "deadline": "2026-12-01T14:45:00+01:00"}
-    ]
+    assert overview.data["reopened"] == {
+        "count": 1,
+        "first": [{"candidate": "10023", "mode": "in", "deadline": "2026-12-01T14:45:00+01:00"}],
+    }
 
 
 def test_r7_deadline_before_the_ordinary_end_is_shown_as_before(exam):
@@ -254,3 +255,19 @@ def test_r8_close_needs_current_or_reverted(exam):
     """R8: `close` alone is refused with the two choices."""
     reply = exam.run(f"/reopen {CODE} 10023 close")
     assert not reply.ok and "close current" in reply.text and "close reverted" in reply.text
+
+
+def test_r6_exam_lists_the_first_ten_open_reopenings_and_counts_the_rest(exam):
+    """R6: /exam shows every open reopening's count, the first ten by number with their
+    deadlines, and says how many more there are (closed ones are not counted)."""
+    numbers = [str(20000 + i) for i in range(12)]
+    exam.add_candidates(CODE, numbers)
+    for number in numbers:
+        exam.at("2026-12-01 12:00").run(f"/reopen {CODE} {number} until-close")
+    exam.at("2026-12-01 12:10").run(f"/reopen {CODE} {numbers[0]} close current")
+    overview = exam.at("2026-12-01 12:20").run(f"/exam {CODE}")
+    reopened = overview.data["reopened"]
+    assert reopened["count"] == 11
+    assert [r["candidate"] for r in reopened["first"]] == numbers[1:11]
+    assert "New delivery: …1 more open" in overview.text
+    assert f"New delivery: {numbers[0]} allowed" not in overview.text
