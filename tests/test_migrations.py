@@ -51,7 +51,7 @@ def test_upgrading_a_0001_database_keeps_its_rows_and_adds_the_overview_indexes(
     with engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO tests (id, code, title, kind, start, \"end\", has_upload, "
+                'INSERT INTO tests (id, code, title, kind, start, "end", has_upload, '
                 "auto_deliver, updated_at) VALUES (1, 'T-1', 'T', 'school', "
                 "'2026-12-01 08:00:00', '2026-12-01 12:00:00', 1, 1, '2026-11-01 00:00:00')"
             )
