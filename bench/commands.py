@@ -151,17 +151,49 @@ def raw_update(engine, test_id: int) -> float:
 
 
 def sequential(
-    client: Client, work: Workload, engine, test_ids: list[int], rounds: int, all_every: int
+    client: Client,
+    work: Workload,
+    engine,
+    test_ids: list[int],
+    rounds: int,
+    all_every: int,
+    settled: Settled,
 ) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = defaultdict(list)
     kinds = [FLOOR, "/candidate", "/exam", "/incident-time", "/reopen"]
     for i in range(rounds):
         for kind in kinds:
             work.one(client, kind, i, samples)
+        settled.sent(changes=2, applies=0)
         if i % all_every == 0:
             work.one(client, ALL_APPLY, i, samples)
+            settled.sent(changes=0, applies=1)
+            # The raw UPDATE runs on a quiet machine: after the Slack messages the server
+            # sends once a response is out (change logs, the click's receipt) have arrived.
+            settled.wait()
             samples[RAW_UPDATE].append(raw_update(engine, test_ids[(i + 1) % len(test_ids)]))
     return samples
+
+
+class Settled:
+    """Waits until the Slack messages of the changes sent so far have reached the fake API.
+
+    Every change (/incident-time, /reopen, an applied confirmation) posts its change log; an
+    applied confirmation also sends its receipt to response_url.
+    """
+
+    def __init__(self, slack: FakeSlack) -> None:
+        self.slack = slack
+        self.posts = 0
+        self.receipts = 0
+
+    def sent(self, *, changes: int, applies: int) -> None:
+        self.posts += changes + applies
+        self.receipts += applies
+
+    def wait(self) -> None:
+        self.slack.wait_for("response_url", count=self.receipts)
+        self.slack.wait_for("chat.postMessage", count=self.posts)
 
 
 def concurrent(
@@ -289,16 +321,21 @@ def main(argv: list[str] | None = None) -> int:
 
         # Warm-up: imports, compiled-statement caches, connection pools, the page cache.
         warm: dict[str, list[float]] = defaultdict(list)
+        settled = Settled(slack)
         for i in range(30):
             for kind in (FLOOR, "/candidate", "/exam", "/incident-time", "/reopen"):
                 work.one(clients[0], kind, 10_000 + i, warm)
+            settled.sent(changes=2, applies=0)
             if i % 5 == 0:
                 work.one(clients[0], ALL_APPLY, 10_000 + i, warm)
+                settled.sent(changes=0, applies=1)
                 raw_update(db.engine, test_ids[i % len(test_ids)])
         concurrent(clients, work, {FLOOR: 5, "/candidate": 5, ALL_APPLY: 1})
+        settled.sent(changes=0, applies=CONCURRENCY)
+        settled.wait()
 
         t1 = time.perf_counter()
-        seq = sequential(clients[0], work, db.engine, test_ids, rounds, all_every)
+        seq = sequential(clients[0], work, db.engine, test_ids, rounds, all_every, settled)
         t2 = time.perf_counter()
         per_kind = {k: per_thread for k in (FLOOR, "/candidate", "/exam", "/incident-time")}
         per_kind |= {"/reopen": per_thread, ALL_APPLY: max(3, per_thread // 5)}

@@ -90,7 +90,11 @@ class Timing:
 
 
 def timing(candidate: Candidate, test: Test) -> Timing:
-    reopening = active_reopening(candidate)
+    return timing_with(candidate, test, active_reopening(candidate))
+
+
+def timing_with(candidate: Candidate, test: Test, reopening: Reopening | None) -> Timing:
+    """``timing`` with ``reopening`` as the open one: what a change is about to make it."""
     return Timing(
         exam_end=test.end,
         allowance_minutes=upload_allowance_minutes(test),
