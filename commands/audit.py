@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import event, insert
+from sqlalchemy import Insert, Integer, Select, String, bindparam, event, insert, null, select
 from sqlalchemy.orm import Session
 
 from commands.context import Ctx
@@ -45,7 +46,60 @@ def record(
     )
 
 
-_INSERT = insert(Change.__table__)
+def record_computed(
+    ctx: Ctx,
+    *,
+    action: str,
+    reason: str,
+    before_after: Select,
+    params: dict[str, Any],
+    test: Test,
+    batch: str,
+) -> None:
+    """One record of a test-wide change whose before and after the database computes.
+
+    ``before_after`` selects one row: the before and the after as JSON objects keyed by
+    candidate number (``store.sql.json_object_agg``), the same record ``record`` makes from
+    two dicts, without fetching every candidate. Its bind parameters come in ``params``;
+    they must not be named like a column of ``changes``.
+    """
+    ctx.db_session.flush()
+    ctx.db_session.connection().execute(
+        _insert_from(before_after),
+        {
+            **params,
+            "change_at": ctx.now,
+            "change_actor": ctx.actor,
+            "change_action": action,
+            "change_test": test.id,
+            "change_reason": reason,
+            "change_batch": batch,
+        },
+    )
+
+
+_changes = Change.__table__
+_INSERT = insert(_changes)
+
+
+@functools.cache
+def _insert_from(before_after: Select) -> Insert:
+    computed = before_after.subquery()
+    before, after = computed.c
+    return insert(_changes).from_select(
+        ["at", "actor", "action", "test_id", "candidate_id", "reason", "before", "after", "batch"],
+        select(
+            bindparam("change_at", type_=_changes.c.at.type),
+            bindparam("change_actor", type_=String),
+            bindparam("change_action", type_=String),
+            bindparam("change_test", type_=Integer),
+            null(),
+            bindparam("change_reason", type_=String),
+            before,
+            after,
+            bindparam("change_batch", type_=String),
+        ),
+    )
 
 
 @event.listens_for(Session, "before_flush")

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, or_, select, update
+from sqlalchemy import Integer, bindparam, case, func, not_, or_, select, update
 
 from commands import audit
 from commands.context import Ctx
@@ -17,6 +17,7 @@ from commands.reply import Confirm, Reply
 from commands.timeparse import format_duration, format_time, parse_duration
 from commands.timing import end_time_from, ordinary_end, ordinary_end_passed
 from store.models import Candidate, Test
+from store.sql import json_object_agg
 
 USAGE = (
     "Usage: /incident-time TEST CANDIDATES add|subtract|set DURATION [reason]\n"
@@ -84,30 +85,68 @@ def change(
     what = _describe(operation, minutes)
     if numbers is None and not confirmed:
         return _preview_all(ctx, test, operation, minutes, what, command)
+    reason = reason or "no reason given"
+    action, batch = f"incident_time_{operation}", str(uuid.uuid4())
+    if numbers is None:
+        return _change_all(ctx, test, operation, minutes, what, reason, action, batch)
     rows, own_ends = _locked_rows(ctx, test, numbers)
-    if not rows:
-        _refuse_no_candidates(test)
-    # 2,000 rows: plain tuple unpacking, not attribute access per row.
     before = {number: incident for _, number, incident, _, _ in rows}
-    if operation == "set":
-        after = dict.fromkeys(before, minutes)
-    else:
-        delta = minutes if operation == "add" else -minutes
-        after = {number: incident + delta for number, incident in before.items()}
+    after = {
+        number: _new_total(incident, operation, minutes) for number, incident in before.items()
+    }
     _refuse_below_zero([r for r in rows if after[r[1]] < 0], minutes)
     _apply(ctx, test, rows, numbers, operation, minutes)
-    reason = reason or "no reason given"
     audit.record(
         ctx,
-        action=f"incident_time_{operation}",
+        action=action,
         reason=reason,
         before=before,
         after=after,
         test=test,
         candidate_id=rows[0].id if len(rows) == 1 else None,
-        batch=str(uuid.uuid4()),
+        batch=batch,
     )
-    return _receipt(ctx, test, rows, own_ends, after, what, reason, all_candidates=numbers is None)
+    latest = _latest_end(ordinary_end(test), rows, own_ends, after)
+    return _receipt(
+        ctx, test, rows, len(rows), own_ends, operation, minutes, what, reason, latest, all_=False
+    )
+
+
+def _change_all(
+    ctx: Ctx,
+    test: Test,
+    operation: str,
+    minutes: int,
+    what: str,
+    reason: str,
+    action: str,
+    batch: str,
+) -> Reply:
+    """Every candidate of the test, in the database: each candidate's before and after go
+    into the change record by SQL, and only the receipt's first lines come to Python."""
+    connection = ctx.db_session.connection()
+    params = {"of_test": test.id, "minutes": minutes}
+    # Locks every row on PostgreSQL (SQLite's BEGIN IMMEDIATE already holds the database).
+    count = connection.execute(_LOCK_ALL, params).scalar_one()
+    if not count:
+        _refuse_no_candidates(test)
+    if operation == "subtract":
+        _refuse_below_zero(connection.execute(_BELOW_ZERO_AFTER_SUBTRACT, params).all(), minutes)
+    listed, own_ends = _first_rows(connection, params)
+    audit.record_computed(
+        ctx,
+        action=action,
+        reason=reason,
+        before_after=_BEFORE_AFTER[operation],
+        params=params,
+        test=test,
+        batch=batch,
+    )
+    _apply(ctx, test, listed, None, operation, minutes)
+    latest = _latest_end_of_test(connection, ordinary_end(test), params)
+    return _receipt(
+        ctx, test, listed, count, own_ends, operation, minutes, what, reason, latest, all_=True
+    )
 
 
 def _preview_all(
@@ -115,7 +154,7 @@ def _preview_all(
 ) -> Reply:
     """The confirmation of `all`, from aggregates: a preview reads no row it won't show."""
     db = ctx.db_session
-    params = {"test_id": test.id, "minutes": minutes}
+    params = {"of_test": test.id, "minutes": minutes}
     count = db.scalar(_COUNT, params)
     if not count:
         _refuse_no_candidates(test)
@@ -160,91 +199,51 @@ def _refuse_after_ordinary_end(ctx: Ctx, test: Test) -> None:
         )
 
 
-def _locked_rows(
-    ctx: Ctx, test: Test, numbers: list[str] | None
-) -> tuple[list[Any], dict[int, datetime]]:
-    """The candidates' rows (id, number, incident_minutes, extra_minutes), locked, and the
-    individual ends (R2) of the few that have one."""
+def _locked_rows(ctx: Ctx, test: Test, numbers: list[str]) -> tuple[list[Any], dict[int, datetime]]:
+    """The candidates' rows (id, number, incident_minutes, extra_minutes, has_own_end),
+    locked, and the individual ends (R2) of the few that have one."""
     # Through the session's connection: plain rows need none of the ORM's per-row work.
     connection = ctx.db_session.connection()
-    rows = connection.execute(
-        _LOCKED_ROWS[numbers is not None], {"test_id": test.id, "numbers": numbers or []}
-    ).all()
-    if numbers is not None:
-        missing = sorted(set(numbers) - {number for _, number, *_ in rows})
-        if missing:
-            raise NotFound(
-                f"Test {test.code} has no candidate {', '.join(missing)}. "
-                f"Check the numbers with `/exam {test.code}`. Nothing was changed."
-            )
+    rows = connection.execute(_LOCKED_ROWS, {"of_test": test.id, "numbers": numbers}).all()
+    missing = sorted(set(numbers) - {number for _, number, *_ in rows})
+    if missing:
+        raise NotFound(
+            f"Test {test.code} has no candidate {', '.join(missing)}. "
+            f"Check the numbers with `/exam {test.code}`. Nothing was changed."
+        )
+    return rows, _own_ends(connection, rows)
+
+
+def _first_rows(connection: Any, params: dict[str, Any]) -> tuple[list[Any], dict[int, datetime]]:
+    """The receipt's first candidates, as ``_locked_rows`` gives them, before the change."""
+    rows = connection.execute(_FIRST_ROWS, params).all()
+    return rows, _own_ends(connection, rows)
+
+
+def _own_ends(connection: Any, rows: list[Any]) -> dict[int, datetime]:
+    """The individual ends (R2) of the few of ``rows`` that have one."""
     with_own = [id_ for id_, _, _, _, has_own_end in rows if has_own_end]
-    own_ends = {}
-    if with_own:
-        for id_, postponed, individual in connection.execute(_OWN_ENDS, {"ids": with_own}):
-            own_ends[id_] = max(d for d in (postponed, individual) if d is not None)
-    return rows, own_ends
+    if not with_own:
+        return {}
+    return {
+        id_: max(d for d in (postponed, individual) if d is not None)
+        for id_, postponed, individual in connection.execute(_OWN_ENDS, {"ids": with_own})
+    }
 
 
-# The statements are built once, with bind parameters: building one costs more than
-# running it.
-_c = Candidate.__table__.c
-_IN_TEST = _c.test_id == bindparam("test_id")
-_MINUTES = bindparam("minutes")
-_COUNT = select(func.count()).where(_IN_TEST)
-# Subtracting is the only way below zero (R4): those who would go there, for the refusal.
-_BELOW_ZERO_AFTER_SUBTRACT = (
-    select(_c.number, _c.incident_minutes)
-    .where(_IN_TEST, _c.incident_minutes - _MINUTES < 0)
-    .order_by(_c.number)
-)
-_ROWS = (
-    select(
-        _c.id,
-        _c.number,
-        _c.incident_minutes,
-        _c.extra_minutes,
-        # 1/0 rather than a boolean: 2,000 rows skip the driver's bool conversion.
-        case(
-            (or_(_c.postponed_deadline.is_not(None), _c.individual_deadline.is_not(None)), 1),
-            else_=0,
-        ).label("has_own_end"),
-    )
-    .where(_IN_TEST)
-    .order_by(_c.number)
-    .with_for_update()
-)
-# By whether numbers are given: all of the test, or those numbers.
-_LOCKED_ROWS = {
-    False: _ROWS,
-    True: _ROWS.where(_c.number.in_(bindparam("numbers", expanding=True))),
-}
-_OWN_ENDS = select(_c.id, _c.postponed_deadline, _c.individual_deadline).where(
-    _c.id.in_(bindparam("ids", expanding=True))
-)
-_NEW_TOTAL = {
-    "add": _c.incident_minutes + _MINUTES,
-    "subtract": _c.incident_minutes - _MINUTES,
-    "set": _MINUTES,
-}
-# One statement for the whole batch, by (operation, whether numbers are given). An UPDATE's
-# bind parameters must not be named like its table's columns: "of_test", not "test_id".
-_UPDATE = {
-    (operation, by_number): update(Candidate.__table__)
-    .where(
-        _c.test_id == bindparam("of_test"),
-        *([_c.id.in_(bindparam("ids", expanding=True))] if by_number else []),
-    )
-    .values(incident_minutes=new_total)
-    for operation, new_total in _NEW_TOTAL.items()
-    for by_number in (False, True)
-}
+def _new_total(current: int, operation: str, minutes: int) -> int:
+    if operation == "add":
+        return current + minutes
+    if operation == "subtract":
+        return current - minutes
+    return minutes
 
 
 def _apply(
     ctx: Ctx, test: Test, rows: list[Any], numbers: list[str] | None, operation: str, minutes: int
 ) -> None:
-    # One statement for the whole batch: the rows are locked, so the totals we checked are
-    # the totals being changed.
+    """One statement for the whole batch: the rows are locked, so the totals we checked are
+    the totals being changed."""
     ctx.db_session.connection().execute(
         _UPDATE[operation, numbers is not None],
         {"of_test": test.id, "minutes": minutes, "ids": [id_ for id_, *_ in rows]},
@@ -258,7 +257,8 @@ def _apply(
 def _latest_end(
     ordinary: datetime, rows: list[Any], own_ends: dict[int, datetime], after: dict[str, int]
 ) -> datetime:
-    """R3's latest end time after the change, in whole minutes where the base is shared."""
+    """R3's latest end time after the change, of ``rows``: candidates without an end of
+    their own share the ordinary end, so the most extra + incident minutes decide."""
     shared = [extra + after[number] for id_, number, _, extra, _ in rows if id_ not in own_ends]
     ends = [ordinary + timedelta(minutes=max(shared))] if shared else []
     ends += [
@@ -267,6 +267,80 @@ def _latest_end(
         if id_ in own_ends
     ]
     return max(ends)
+
+
+def _latest_end_of_test(connection: Any, ordinary: datetime, params: dict[str, Any]) -> datetime:
+    """``_latest_end`` of every candidate of the test, after the change, from the database:
+    the most minutes among those sharing the ordinary end, and each of the few own ends."""
+    shared = connection.execute(_MOST_MINUTES_SHARED, params).scalar()
+    ends = [ordinary + timedelta(minutes=shared)] if shared is not None else []
+    ends += [
+        end_time_from(ordinary, max(d for d in (postponed, individual) if d), extra, incident)
+        for extra, incident, postponed, individual in connection.execute(_WITH_OWN_END, params)
+    ]
+    return max(ends)
+
+
+# The statements are built once, with bind parameters: building one costs more than running
+# it. An INSERT's or UPDATE's bind parameters must not be named like its table's columns:
+# "of_test", not "test_id".
+_c = Candidate.__table__.c
+_IN_TEST = _c.test_id == bindparam("of_test")
+_MINUTES = bindparam("minutes", type_=Integer)
+_COUNT = select(func.count()).where(_IN_TEST)
+_LOCK_ALL = select(func.count()).select_from(
+    select(_c.id).where(_IN_TEST).with_for_update().subquery()
+)
+# Subtracting is the only way below zero (R4): those who would go there, for the refusal.
+_BELOW_ZERO_AFTER_SUBTRACT = (
+    select(_c.number, _c.incident_minutes)
+    .where(_IN_TEST, _c.incident_minutes - _MINUTES < 0)
+    .order_by(_c.number)
+)
+_HAS_OWN_END = or_(_c.postponed_deadline.is_not(None), _c.individual_deadline.is_not(None))
+_ROWS = (
+    select(
+        _c.id,
+        _c.number,
+        _c.incident_minutes,
+        _c.extra_minutes,
+        # 1/0 rather than a boolean: 2,000 rows skip the driver's bool conversion.
+        case((_HAS_OWN_END, 1), else_=0).label("has_own_end"),
+    )
+    .where(_IN_TEST)
+    .order_by(_c.number)
+)
+_LOCKED_ROWS = _ROWS.where(_c.number.in_(bindparam("numbers", expanding=True))).with_for_update()
+_FIRST_ROWS = _ROWS.limit(RECEIPT_LINES)
+_OWN_ENDS = select(_c.id, _c.postponed_deadline, _c.individual_deadline).where(
+    _c.id.in_(bindparam("ids", expanding=True))
+)
+_NEW_TOTAL = {
+    "add": _c.incident_minutes + _MINUTES,
+    "subtract": _c.incident_minutes - _MINUTES,
+    "set": _MINUTES,
+}
+# Each candidate's total before and after, keyed by number, as audit.record would store them.
+_BEFORE_AFTER = {
+    operation: select(
+        json_object_agg(_c.number, _c.incident_minutes), json_object_agg(_c.number, new_total)
+    ).where(_IN_TEST)
+    for operation, new_total in _NEW_TOTAL.items()
+}
+# By (operation, whether numbers are given).
+_UPDATE = {
+    (operation, by_number): update(Candidate.__table__)
+    .where(_IN_TEST, *([_c.id.in_(bindparam("ids", expanding=True))] if by_number else []))
+    .values(incident_minutes=new_total)
+    for operation, new_total in _NEW_TOTAL.items()
+    for by_number in (False, True)
+}
+_MOST_MINUTES_SHARED = select(func.max(_c.extra_minutes + _c.incident_minutes)).where(
+    _IN_TEST, not_(_HAS_OWN_END)
+)
+_WITH_OWN_END = select(
+    _c.extra_minutes, _c.incident_minutes, _c.postponed_deadline, _c.individual_deadline
+).where(_IN_TEST, _HAS_OWN_END)
 
 
 def _describe(operation: str, minutes: int) -> str:
@@ -279,14 +353,19 @@ def _describe(operation: str, minutes: int) -> str:
 def _receipt(
     ctx: Ctx,
     test: Test,
-    rows: list[Any],
+    listed: list[Any],
+    count: int,
     own_ends: dict[int, datetime],
-    after: dict[str, int],
+    operation: str,
+    minutes: int,
     what: str,
     reason: str,
+    latest: datetime,
     *,
-    all_candidates: bool,
+    all_: bool,
 ) -> Reply:
+    """``listed``: the first candidates (at least the first RECEIPT_LINES) before the change;
+    the latest end time speaks for the rest."""
     ordinary = ordinary_end(test)
 
     def end_of(r: Any, incident: int) -> datetime:
@@ -294,35 +373,34 @@ def _receipt(
 
     lines = []
     items = []
-    # The receipt lists the first lines; the latest end time speaks for the rest.
-    for r in rows[:RECEIPT_LINES]:
-        old_end, new_end = end_of(r, r.incident_minutes), end_of(r, after[r.number])
+    for r in listed[:RECEIPT_LINES]:
+        new_total = _new_total(r.incident_minutes, operation, minutes)
+        old_end, new_end = end_of(r, r.incident_minutes), end_of(r, new_total)
         items.append(
             {
                 "candidate": r.number,
                 "before_minutes": r.incident_minutes,
-                "after_minutes": after[r.number],
+                "after_minutes": new_total,
                 "end_before": old_end,
                 "end_after": new_end,
             }
         )
         lines.append(
             f"• {r.number}: {format_duration(r.incident_minutes)} → "
-            f"{format_duration(after[r.number])}; end time {format_time(old_end, ctx.tz)} → "
+            f"{format_duration(new_total)}; end time {format_time(old_end, ctx.tz)} → "
             f"{format_time(new_end, ctx.tz)}"
         )
-    if len(rows) > RECEIPT_LINES:
-        lines.append(f"…and {len(rows) - RECEIPT_LINES} more.")
-    if all_candidates:
-        whom = f"all {len(rows)} candidates"
-    elif len(rows) == 1:
-        whom = f"candidate {rows[0].number}"
+    if count > RECEIPT_LINES:
+        lines.append(f"…and {count - RECEIPT_LINES} more.")
+    if all_:
+        whom = f"all {count} candidates"
+    elif count == 1:
+        whom = f"candidate {listed[0].number}"
     else:
-        whom = f"candidates {', '.join(r.number for r in rows[:RECEIPT_LINES])}" + (
-            f" and {len(rows) - RECEIPT_LINES} more" if len(rows) > RECEIPT_LINES else ""
+        whom = f"candidates {', '.join(r.number for r in listed[:RECEIPT_LINES])}" + (
+            f" and {count - RECEIPT_LINES} more" if count > RECEIPT_LINES else ""
         )
     head = f"Incident time for {whom} of {test.code}: {what} (reason: {reason})."
-    latest = _latest_end(ordinary, rows, own_ends, after)
     log = (
         f"<@{ctx.actor}> incident time {what} for {whom} of {test.code}; why: {reason}; "
         f"latest end time now {format_time(latest, ctx.tz)}"
@@ -335,7 +413,7 @@ def _receipt(
             "action": "incident_time",
             "what": what,
             "reason": reason,
-            "count": len(rows),
+            "count": count,
             "items": items,  # the first RECEIPT_LINES candidates, as listed in the text
             "latest_end": latest,
         },

@@ -219,3 +219,40 @@ def test_r2_r4_receipt_end_times_follow_individual_ends(world):
         reply.text
     )
     assert "latest end time now 2026-12-01 15:10 CET" in reply.log[0]
+
+
+@pytest.mark.parametrize(
+    ("operation", "latest_end"),
+    # 10018 (postponed to 15:00) has 6 + 20 incident minutes before the change (R2, R3).
+    [("add 10", "15:36"), ("subtract 5", "15:21"), ("set 7", "15:07")],
+)
+def test_r2_r3_r4_all_gives_the_same_record_and_receipt_as_listing_every_candidate(
+    world, session_factory, operation, latest_end
+):
+    """R4 (with R2, R3 in the receipt): `all` computes each candidate's before/after in the
+    database; the change record, receipt lines, count and latest end time are exactly those
+    of the same change given as a list of every candidate, over 20 candidates with registry
+    extra time, incident time, and postponed and individual ends (earlier and later)."""
+    numbers = [str(10000 + i) for i in range(20)]
+    for code in ("ALL-1", "LIST-1"):
+        world.add_test(code)
+        world.add_candidates(code, numbers[:14], extra_minutes=15)
+        world.add_candidates(code, numbers[14:17], individual_deadline=oslo("2026-12-01 12:00"))
+        world.add_candidates(code, numbers[17:], postponed_deadline=oslo("2026-12-01 15:00"))
+        assert world.run(f"/incident-time {code} {','.join(numbers)} add 6").ok
+        assert world.run(f"/incident-time {code} {','.join(numbers[::3])} add 20").ok
+    by_all = world.run(f"/incident-time ALL-1 all {operation} storm", confirmed=True)
+    by_list = world.run(f"/incident-time LIST-1 {','.join(numbers)} {operation} storm")
+    assert by_all.ok and by_list.ok, (by_all.text, by_list.text)
+    with session_factory() as s:
+        all_record, list_record = s.scalars(select(Change).order_by(Change.id.desc())).all()[:2]
+    assert all_record.before == list_record.before and len(all_record.before) == 20
+    assert all_record.after == list_record.after
+    assert (all_record.action, all_record.reason) == (list_record.action, list_record.reason)
+    assert all_record.actor == SUPPORT and all_record.candidate_id is None
+    for key in ("count", "items", "latest_end", "what"):
+        assert by_all.data[key] == by_list.data[key], key
+    assert by_all.text.splitlines()[1:] == by_list.text.splitlines()[1:]
+    assert "…and 5 more." in by_all.text
+    latest = [r.log[0].split("latest end time now ")[1] for r in (by_all, by_list)]
+    assert latest[0] == latest[1] == f"2026-12-01 {latest_end} CET"
