@@ -14,11 +14,12 @@ from commands.lookup import get_test
 from commands.permissions import require_support, test_for_support_or_teacher
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
-from commands.timing import ordinary_end as ordinary_end_of
 from commands.timing import (
-    reopen_deadline,
+    end_time_from,
+    reopen_deadline_from,
     upload_allowance_minutes,
 )
+from commands.timing import ordinary_end as ordinary_end_of
 from store.models import (
     CANDIDATE_WITH_EXTRA,
     CANDIDATE_WITH_INCIDENT,
@@ -92,14 +93,25 @@ _COUNTS = union_all(
         for key, (condition, _) in _LISTS.items()
     ),
 )
-# The open reopenings: the first LISTED by number, each row with how many there are in all.
+# The open reopenings: the first LISTED by number, with what their deadlines are made of,
+# each row with how many there are in all. Plain columns, not ORM objects: /exam runs often.
+_r = Reopening.__table__.c
 _REOPENED = (
-    select(Candidate, Reopening, func.count().over())
-    .join(Reopening, Reopening.candidate_id == Candidate.id)
+    select(
+        _c.number,
+        _c.extra_minutes,
+        _c.incident_minutes,
+        _c.postponed_deadline,
+        _c.individual_deadline,
+        _r.mode,
+        _r.deadline,
+        func.count().over(),
+    )
+    .join(Reopening.__table__, _r.candidate_id == _c.id)
     # "+ 0": SQLite would otherwise walk all the test's candidates by the test_id index and
     # probe each for a reopening; the open reopenings are few, so start from those.
-    .where(Candidate.test_id + 0 == bindparam("test_id"), Reopening.closed_at.is_(None))
-    .order_by(Candidate.number)
+    .where(_c.test_id + 0 == bindparam("test_id"), _r.closed_at.is_(None))
+    .order_by(_c.number)
     .limit(LISTED)
 )
 
@@ -136,7 +148,7 @@ def overview(ctx: Ctx, test: Test) -> Reply:
             listed[key]["first"].append([number] if key == "individual" else [number, value])
     total = sum(counts.values())
     extra, incident, individual = listed["extra"], listed["incident"], listed["individual"]
-    reopened = db.execute(_REOPENED, params).all()
+    reopened = connection.execute(_REOPENED, params).all()
     notices = notice_stats(ctx, test)
     ordinary_end = ordinary_end_of(test)
     allowance = upload_allowance_minutes(test)
@@ -154,12 +166,15 @@ def overview(ctx: Ctx, test: Test) -> Reply:
         _line("Individual end", individual, minutes=False),
     ]
     reopen_items = []
-    for c, r, _ in reopened:
-        due = reopen_deadline(r, c, test)
+    for number, extra_min, incident_min, postponed, own, mode, deadline, _ in reopened:
+        own_end = max((d for d in (postponed, own) if d), default=None)
+        due = reopen_deadline_from(
+            mode, deadline, end_time_from(ordinary_end, own_end, extra_min, incident_min)
+        )
         reopen_items.append(
             {
-                "candidate": c.number,
-                "mode": r.mode,
+                "candidate": number,
+                "mode": mode,
                 "deadline": None if due is None else due.astimezone(tz).isoformat(),
             }
         )
@@ -168,8 +183,8 @@ def overview(ctx: Ctx, test: Test) -> Reply:
             if due is None
             else (f"until {format_time(due, tz)} ({relative_to_ordinary_end(ordinary_end, due)})")
         )
-        lines.append(f"New delivery: {c.number} allowed, {r.mode}, {when}")
-    reopened_count = reopened[0][2] if reopened else 0
+        lines.append(f"New delivery: {number} allowed, {mode}, {when}")
+    reopened_count = reopened[0][-1] if reopened else 0
     if not reopened:
         lines.append("New delivery: none")
     elif reopened_count > len(reopened):

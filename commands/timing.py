@@ -60,9 +60,12 @@ def end_time_from(
 
 def reopen_deadline(reopening: Reopening, candidate: Candidate, test: Test) -> datetime | None:
     """R6: until-close follows the candidate's end time; no-limit has none."""
-    if reopening.mode == "until-close":
-        return end_time(candidate, test)
-    return reopening.deadline
+    return reopen_deadline_from(reopening.mode, reopening.deadline, end_time(candidate, test))
+
+
+def reopen_deadline_from(mode: str, deadline: datetime | None, end: datetime) -> datetime | None:
+    """R6 on plain values, ``end`` being the candidate's end time (R3)."""
+    return end if mode == "until-close" else deadline
 
 
 def active_reopening(candidate: Candidate) -> Reopening | None:

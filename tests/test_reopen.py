@@ -271,3 +271,6 @@ def test_r6_exam_lists_the_first_ten_open_reopenings_and_counts_the_rest(exam):
     assert [r["candidate"] for r in reopened["first"]] == numbers[1:11]
     assert "New delivery: …1 more open" in overview.text
     assert f"New delivery: {numbers[0]} allowed" not in overview.text
+    # The other lists are untouched by the reopenings listed with them.
+    assert overview.data["extra"] == {"count": 1, "first": [["10023", 30]]}
+    assert overview.data["incident"] == {"count": 0, "first": []}
