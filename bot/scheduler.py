@@ -33,10 +33,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.settings import Settings
 from commands import registry
 from commands.context import Ctx, utcnow
-from commands.delivery import SYSTEM_ACTOR, deliver_due, next_deadline
+from commands.delivery import SYSTEM_ACTOR, deliver_due, scan
 from commands.errors import CommandError
 from notifications.dispatch import sweep
-from store.db import session_scope
+from store.db import read_only, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +172,16 @@ def deliver_job() -> None:
     runtime = _current()
     if runtime is None:
         return
-    with session_scope(runtime.session_factory) as db_session:
-        done = deliver_due(
-            Ctx(db_session=db_session, actor=SYSTEM_ACTOR, tz=runtime.tz, now=utcnow())
-        )
+    now = utcnow()
+    # The scan only reads (it neither waits for nor blocks the commands that write); the
+    # writing transaction takes just the candidates that are due, usually none.
+    with runtime.session_factory() as db_session:
+        planned = scan(db_session=read_only(db_session), now=now)
+    done = []
+    if planned.due:
+        with session_scope(runtime.session_factory) as db_session:
+            ctx = Ctx(db_session=db_session, actor=SYSTEM_ACTOR, tz=runtime.tz, now=now)
+            done = deliver_due(ctx, candidate_ids=planned.due)
     for item in done:
         log.info(
             "delivered automatically: %s candidate %s%s",
@@ -183,11 +189,9 @@ def deliver_job() -> None:
             item.candidate,
             " (new delivery closed)" if item.reopened else "",
         )
-    with runtime.session_factory() as db_session:
-        upcoming = next_deadline(db_session=db_session, now=utcnow())
     with runtime.planning:
         if not runtime.stopping:
-            plan_delivery(runtime.scheduler, upcoming)
+            plan_delivery(runtime.scheduler, planned.upcoming)
 
 
 def registry_job() -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from commands import audit
@@ -17,7 +17,13 @@ from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
 from commands.reopen import close_reopening
 from commands.status import candidate_status
-from commands.timing import active_reopening, timing
+from commands.timing import (
+    active_reopening,
+    end_time_from,
+    ordinary_end,
+    reopen_deadline_from,
+    timing,
+)
 from store.models import Candidate, Reopening, Submission, Test
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -42,17 +48,70 @@ def _awaiting_delivery() -> Select[tuple[Candidate]]:
     )
 
 
-def deliver_due(ctx: Ctx) -> list[Delivered]:
+@dataclass(frozen=True)
+class Scan:
+    """What R9 has to do: candidates due now, and the next deadline after now."""
+
+    due: list[int]
+    upcoming: datetime | None
+
+
+def scan(*, db_session: Session, now: datetime) -> Scan:
+    """R9 planning from plain columns, without locks: run it in a read-only transaction.
+
+    Every sweep looks at every candidate still awaiting delivery (100,000 on a busy day):
+    as ORM objects inside the writing transaction that took several seconds, and every
+    command that changes something waited for the database meanwhile. `deliver_due` checks
+    each due candidate again under lock, so a scan that is a moment old is still safe.
+    """
+    tests = {t.id: t for t in db_session.scalars(_TESTS_AWAITING)}
+    due: list[int] = []
+    upcoming = None
+    for (
+        id_,
+        test_id,
+        extra,
+        incident,
+        postponed,
+        individual,
+        mode,
+        reopen_by,
+    ) in db_session.connection().execute(_AWAITING_PLAIN):
+        test = tests[test_id]
+        own_end = max((d for d in (postponed, individual) if d), default=None)
+        end = end_time_from(ordinary_end(test), own_end, extra, incident)
+        if mode is not None:
+            deadline = reopen_deadline_from(mode, reopen_by, end)  # None: no-limit
+        elif test.auto_deliver:
+            deadline = end
+        else:
+            continue
+        if deadline is None:
+            continue
+        deadline = max(deadline, test.start)  # nothing is delivered before the test starts
+        if deadline <= now:
+            due.append(id_)
+        elif upcoming is None or deadline < upcoming:
+            upcoming = deadline
+    return Scan(due=due, upcoming=upcoming)
+
+
+def deliver_due(ctx: Ctx, *, candidate_ids: list[int] | None = None) -> list[Delivered]:
     """R9: deliver every answer whose deadline has come. Safe to run again at any time.
 
     A started answer is delivered at the candidate's deadline where the test delivers
     automatically; a reopened answer at its reopen deadline even where the test does not;
-    no-limit reopenings and thesis tests never.
+    no-limit reopenings and thesis tests never. ``candidate_ids`` (from `scan`) limits the
+    candidates looked at; each is checked again here, locked.
     """
     db = ctx.db_session
+    if candidate_ids is None:
+        candidate_ids = scan(db_session=db, now=ctx.now).due
+    if not candidate_ids:
+        return []
     candidates = db.scalars(
         _awaiting_delivery()
-        .where(Test.start <= ctx.now)
+        .where(Test.start <= ctx.now, Candidate.id.in_(candidate_ids))
         .order_by(Candidate.id)
         .with_for_update(of=Candidate, skip_locked=True)
     ).all()
@@ -91,18 +150,30 @@ def deliver_due(ctx: Ctx) -> list[Delivered]:
 
 def next_deadline(*, db_session: Session, now: datetime) -> datetime | None:
     """The earliest deadline after ``now`` at which `deliver_due` will have work (R9)."""
-    upcoming = None
-    for candidate in db_session.scalars(_awaiting_delivery()):
-        t = timing(candidate, candidate.test)
-        if t.reopening is None and not candidate.test.auto_deliver:
-            continue
-        due = t.deadline  # None for a no-limit reopening
-        if due is None or due <= now:
-            continue
-        due = max(due, candidate.test.start)  # deliver_due waits for the test to start
-        if upcoming is None or due < upcoming:
-            upcoming = due
-    return upcoming
+    return scan(db_session=db_session, now=now).upcoming
+
+
+# `_awaiting_delivery` as plain columns: the candidate's own times and its open reopening.
+_c, _r, _t = Candidate.__table__.c, Reopening.__table__.c, Test.__table__.c
+_AWAITING_PLAIN = (
+    select(
+        _c.id,
+        _c.test_id,
+        _c.extra_minutes,
+        _c.incident_minutes,
+        _c.postponed_deadline,
+        _c.individual_deadline,
+        _r.mode,
+        _r.deadline,
+    )
+    .select_from(
+        Candidate.__table__.join(Test.__table__, _t.id == _c.test_id).outerjoin(
+            Reopening.__table__, and_(_r.candidate_id == _c.id, _r.closed_at.is_(None))
+        )
+    )
+    .where(_t.kind != "thesis", or_(_c.status == "started", _r.id.is_not(None)))
+)
+_TESTS_AWAITING = select(Test).where(Test.kind != "thesis")
 
 
 def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: str) -> str:

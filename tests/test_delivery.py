@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from conftest import OSLO, SUPPORT, TEACHER, oslo
 from dbstate import snapshot
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from commands.context import Ctx
-from commands.delivery import MAX_FILE_BYTES, SYSTEM_ACTOR, attach_file, deliver_due
+from commands.delivery import MAX_FILE_BYTES, SYSTEM_ACTOR, attach_file, deliver_due, scan
 from commands.errors import InvalidInput, NotAllowed, Refused
+from store.db import read_only
 from store.models import Candidate, Change, Reopening, Submission
 
 CODE = "TDT4100-2026H"
@@ -207,3 +209,46 @@ def test_r10_delivering_for_a_reopened_candidate_ends_the_reopening(exam, tmp_pa
         reopening = s.scalars(select(Reopening)).one()
     assert reopening.closed_at == exam.now and reopening.closed_by == SUPPORT
     assert run_due(exam.at("2026-12-01 15:00")) == [(CODE, "10001", False), (CODE, "10004", False)]
+
+
+def test_r9_the_sweep_scan_neither_waits_for_nor_blocks_a_command_that_writes(exam):
+    """R9 at scale: the scan that finds due answers only reads, so a command holding the
+    write lock (SQLite) or a row lock (PostgreSQL) does not hold it up, and the answer it
+    finds due is the one R9 delivers."""
+    exam.at("2026-12-01 13:20")
+    writer = exam.factory()
+    writer.execute(
+        update(Candidate)
+        .where(Candidate.number == "10004")
+        .values(incident_minutes=Candidate.incident_minutes)
+    )
+    try:
+
+        def scanned():
+            with exam.factory() as s:
+                return scan(db_session=read_only(s), now=exam.now)
+
+        with ThreadPoolExecutor(1) as pool:
+            result = pool.submit(scanned).result(timeout=10)
+    finally:
+        writer.rollback()
+        writer.close()
+    with exam.factory() as s:
+        due = {s.get(Candidate, id_).number for id_ in result.due}
+    assert due == {"10001"}
+    assert result.upcoming == oslo("2026-12-01 13:45")  # 10004: 30 min extra time
+
+
+def test_r9_deliver_due_checks_each_scanned_candidate_again(exam):
+    """R9: a candidate found due by an earlier scan but given incident time since (R4) is
+    not delivered; deliver_due decides on the locked, current row."""
+    exam.at("2026-12-01 13:20")
+    with exam.factory() as s:
+        due = scan(db_session=s, now=exam.now).due
+    assert len(due) == 1
+    assert exam.at("2026-12-01 13:10").run(f"/incident-time {CODE} 10001 add 15 network").ok
+    with exam.factory() as s:
+        ctx = Ctx(db_session=s, actor=SYSTEM_ACTOR, tz=OSLO, now=oslo("2026-12-01 13:20"))
+        assert deliver_due(ctx, candidate_ids=due) == []
+        s.commit()
+    assert statuses(exam)["10001"] == "started"
