@@ -17,13 +17,7 @@ from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
 from commands.reopen import close_reopening
 from commands.status import candidate_status
-from commands.timing import (
-    active_reopening,
-    end_time_from,
-    ordinary_end,
-    reopen_deadline_from,
-    timing,
-)
+from commands.timing import PLAIN_COLUMNS, active_reopening, ordinary_end, plain_deadlines, timing
 from store.models import Candidate, Reopening, Submission, Test
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -67,23 +61,13 @@ def scan(*, db_session: Session, now: datetime) -> Scan:
     tests = {t.id: t for t in db_session.scalars(_TESTS_AWAITING)}
     due: list[int] = []
     upcoming = None
-    for (
-        id_,
-        test_id,
-        extra,
-        incident,
-        postponed,
-        individual,
-        mode,
-        reopen_by,
-    ) in db_session.connection().execute(_AWAITING_PLAIN):
+    for id_, test_id, *plain in db_session.connection().execute(_AWAITING_PLAIN):
         test = tests[test_id]
-        own_end = max((d for d in (postponed, individual) if d), default=None)
-        end = end_time_from(ordinary_end(test), own_end, extra, incident)
-        if mode is not None:
-            deadline = reopen_deadline_from(mode, reopen_by, end)  # None: no-limit
+        times = plain_deadlines(ordinary_end(test), *plain)
+        if times.reopen_mode is not None:
+            deadline = times.reopen_deadline  # None: no-limit
         elif test.auto_deliver:
-            deadline = end
+            deadline = times.end
         else:
             continue
         if deadline is None:
@@ -156,16 +140,7 @@ def next_deadline(*, db_session: Session, now: datetime) -> datetime | None:
 # `_awaiting_delivery` as plain columns: the candidate's own times and its open reopening.
 _c, _r, _t = Candidate.__table__.c, Reopening.__table__.c, Test.__table__.c
 _AWAITING_PLAIN = (
-    select(
-        _c.id,
-        _c.test_id,
-        _c.extra_minutes,
-        _c.incident_minutes,
-        _c.postponed_deadline,
-        _c.individual_deadline,
-        _r.mode,
-        _r.deadline,
-    )
+    select(_c.id, _c.test_id, *PLAIN_COLUMNS)
     .select_from(
         Candidate.__table__.join(Test.__table__, _t.id == _c.test_id).outerjoin(
             Reopening.__table__, and_(_r.candidate_id == _c.id, _r.closed_at.is_(None))

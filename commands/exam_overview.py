@@ -14,11 +14,7 @@ from commands.lookup import get_test
 from commands.permissions import require_support, test_for_support_or_teacher
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
-from commands.timing import (
-    end_time_from,
-    reopen_deadline_from,
-    upload_allowance_minutes,
-)
+from commands.timing import PLAIN_COLUMNS, plain_deadlines, upload_allowance_minutes
 from commands.timing import ordinary_end as ordinary_end_of
 from store.models import (
     CANDIDATE_WITH_EXTRA,
@@ -97,16 +93,7 @@ _COUNTS = union_all(
 # each row with how many there are in all. Plain columns, not ORM objects: /exam runs often.
 _r = Reopening.__table__.c
 _REOPENED = (
-    select(
-        _c.number,
-        _c.extra_minutes,
-        _c.incident_minutes,
-        _c.postponed_deadline,
-        _c.individual_deadline,
-        _r.mode,
-        _r.deadline,
-        func.count().over(),
-    )
+    select(_c.number, *PLAIN_COLUMNS, func.count().over())
     .join(Reopening.__table__, _r.candidate_id == _c.id)
     # "+ 0": SQLite would otherwise walk all the test's candidates by the test_id index and
     # probe each for a reopening; the open reopenings are few, so start from those.
@@ -166,11 +153,8 @@ def overview(ctx: Ctx, test: Test) -> Reply:
         _line("Individual end", individual, minutes=False),
     ]
     reopen_items = []
-    for number, extra_min, incident_min, postponed, own, mode, deadline, _ in reopened:
-        own_end = max((d for d in (postponed, own) if d), default=None)
-        due = reopen_deadline_from(
-            mode, deadline, end_time_from(ordinary_end, own_end, extra_min, incident_min)
-        )
+    for number, *plain, _ in reopened:
+        mode, due = plain_deadlines(ordinary_end, *plain)[1:]
         reopen_items.append(
             {
                 "candidate": number,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from store.models import Candidate, Reopening, Test
 
@@ -66,6 +67,42 @@ def reopen_deadline(reopening: Reopening, candidate: Candidate, test: Test) -> d
 def reopen_deadline_from(mode: str, deadline: datetime | None, end: datetime) -> datetime | None:
     """R6 on plain values, ``end`` being the candidate's end time (R3)."""
     return end if mode == "until-close" else deadline
+
+
+# What R2, R3 and R6 read of a candidate and its open reopening (mode and deadline are None
+# without one), for bulk paths that select plain rows instead of loading ORM objects.
+_c, _r = Candidate.__table__.c, Reopening.__table__.c
+PLAIN_COLUMNS = (
+    _c.extra_minutes,
+    _c.incident_minutes,
+    _c.postponed_deadline,
+    _c.individual_deadline,
+    _r.mode,
+    _r.deadline,
+)
+
+
+class PlainDeadlines(NamedTuple):
+    end: datetime  # R3
+    reopen_mode: str | None  # None: not reopened
+    reopen_deadline: datetime | None  # R6; None for no-limit and when not reopened
+
+
+def plain_deadlines(
+    ordinary: datetime,
+    extra: int,
+    incident: int,
+    postponed: datetime | None,
+    individual: datetime | None,
+    mode: str | None,
+    reopen_by: datetime | None,
+) -> PlainDeadlines:
+    """A row of PLAIN_COLUMNS, with the test's ordinary end, as its deadlines."""
+    own_end = max((d for d in (postponed, individual) if d), default=None)
+    end = end_time_from(ordinary, own_end, extra, incident)
+    return PlainDeadlines(
+        end, mode, None if mode is None else reopen_deadline_from(mode, reopen_by, end)
+    )
 
 
 def active_reopening(candidate: Candidate) -> Reopening | None:
