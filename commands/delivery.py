@@ -132,11 +132,6 @@ def deliver_due(ctx: Ctx, *, candidate_ids: list[int] | None = None) -> list[Del
     return done
 
 
-def next_deadline(*, db_session: Session, now: datetime) -> datetime | None:
-    """The earliest deadline after ``now`` at which `deliver_due` will have work (R9)."""
-    return scan(db_session=db_session, now=now).upcoming
-
-
 # `_awaiting_delivery` as plain columns: the candidate's own times and its open reopening.
 _c, _r, _t = Candidate.__table__.c, Reopening.__table__.c, Test.__table__.c
 _AWAITING_PLAIN = (

@@ -15,7 +15,7 @@ from commands.lookup import parse_candidate_list
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
 from commands.timeparse import format_duration, format_time, parse_duration
-from commands.timing import end_time_from, ordinary_end, ordinary_end_passed
+from commands.timing import end_time_from, individual_end_from, ordinary_end, ordinary_end_passed
 from store.models import Candidate, Test
 from store.sql import json_object_agg
 
@@ -226,7 +226,7 @@ def _own_ends(connection: Any, rows: list[Any]) -> dict[int, datetime]:
     if not with_own:
         return {}
     return {
-        id_: max(d for d in (postponed, individual) if d is not None)
+        id_: individual_end_from(postponed, individual)
         for id_, postponed, individual in connection.execute(_OWN_ENDS, {"ids": with_own})
     }
 
@@ -275,7 +275,7 @@ def _latest_end_of_test(connection: Any, ordinary: datetime, params: dict[str, A
     shared = connection.execute(_MOST_MINUTES_SHARED, params).scalar()
     ends = [ordinary + timedelta(minutes=shared)] if shared is not None else []
     ends += [
-        end_time_from(ordinary, max(d for d in (postponed, individual) if d), extra, incident)
+        end_time_from(ordinary, individual_end_from(postponed, individual), extra, incident)
         for extra, incident, postponed, individual in connection.execute(_WITH_OWN_END, params)
     ]
     return max(ends)

@@ -38,8 +38,12 @@ def ordinary_end_passed(test: Test, now: datetime) -> bool:
 
 def individual_end(candidate: Candidate) -> datetime | None:
     """R2: the later of postponed and individual deadline, if any."""
-    ends = [d for d in (candidate.postponed_deadline, candidate.individual_deadline) if d]
-    return max(ends) if ends else None
+    return individual_end_from(candidate.postponed_deadline, candidate.individual_deadline)
+
+
+def individual_end_from(postponed: datetime | None, individual: datetime | None) -> datetime | None:
+    """R2 on plain values."""
+    return max((d for d in (postponed, individual) if d), default=None)
 
 
 def end_time(candidate: Candidate, test: Test) -> datetime:
@@ -98,8 +102,7 @@ def plain_deadlines(
     reopen_by: datetime | None,
 ) -> PlainDeadlines:
     """A row of PLAIN_COLUMNS, with the test's ordinary end, as its deadlines."""
-    own_end = max((d for d in (postponed, individual) if d), default=None)
-    end = end_time_from(ordinary, own_end, extra, incident)
+    end = end_time_from(ordinary, individual_end_from(postponed, individual), extra, incident)
     return PlainDeadlines(
         end, mode, None if mode is None else reopen_deadline_from(mode, reopen_by, end)
     )

@@ -288,12 +288,12 @@ def test_next_deadline_skips_no_limit_thesis_and_manual_tests(exam, session_fact
     exam.reopen(no_limit, mode="no-limit", deadline=None)
     exam.candidate("AUTO", "1", status="submitted")
     with session_factory() as s:
-        assert delivery.next_deadline(db_session=s, now=now) is None
+        assert delivery.scan(db_session=s, now=now).upcoming is None
     at = exam.candidate("MANUAL", "3")
     exam.reopen(at, mode="at", deadline=now + 2 * HOUR)
     exam.candidate("AUTO", "2")
     with session_factory() as s:
-        assert delivery.next_deadline(db_session=s, now=now) == (now + 2 * HOUR)
+        assert delivery.scan(db_session=s, now=now).upcoming == (now + 2 * HOUR)
 
 
 def write(path: Path, lines: list[str], *, age: float = 0) -> None:
