@@ -9,6 +9,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
+from store.db import has_row_locks
 from store.models import Candidate, Test
 
 CANDIDATES_FORMS = "'all' or candidate numbers separated by commas, e.g. 10023,10024"
@@ -57,15 +58,25 @@ def get_candidates(
     serialises writers with BEGIN IMMEDIATE.
     """
     query = _CANDIDATES[numbers is not None, lock]
-    found = list(db_session.scalars(query, {"test_id": test.id, "numbers": numbers or []}).unique())
+    params = {"test_id": test.id, "numbers": numbers or []}
+    if lock and has_row_locks(db_session.connection()):
+        # Lock, then read in a statement of its own: a reopening that another transaction
+        # committed while this one waited for the lock is then seen (PostgreSQL re-reads
+        # only the locked rows themselves, not what a query joins to them).
+        db_session.execute(_LOCK[numbers is not None], params)
+    found = list(db_session.scalars(query, params).unique())
     if numbers is not None:
         missing = sorted(set(numbers) - {c.number for c in found})
         if missing:
-            raise NotFound(
-                f"Test {test.code} has no candidate {', '.join(missing)}. "
-                f"Check the number{'s' if len(missing) > 1 else ''} with `/exam {test.code}`."
-            )
+            raise candidate_not_found(test, missing)
     return found
+
+
+def candidate_not_found(test: Test, missing: Sequence[str]) -> NotFound:
+    return NotFound(
+        f"Test {test.code} has no candidate {', '.join(missing)}. "
+        f"Check the number{'s' if len(missing) > 1 else ''} with `/exam {test.code}`."
+    )
 
 
 def _candidates_query(*, by_number: bool, lock: bool) -> Select:
@@ -83,6 +94,15 @@ def _candidates_query(*, by_number: bool, lock: bool) -> Select:
     return query
 
 
+_LOCK = {
+    False: select(Candidate.id).where(Candidate.test_id == bindparam("test_id")).with_for_update(),
+    True: select(Candidate.id)
+    .where(
+        Candidate.test_id == bindparam("test_id"),
+        Candidate.number.in_(bindparam("numbers", expanding=True)),
+    )
+    .with_for_update(),
+}
 # Built once (building a statement costs more than running it), by (by number, lock).
 _CANDIDATES = {
     (by_number, lock): _candidates_query(by_number=by_number, lock=lock)

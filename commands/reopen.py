@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
-from commands.lookup import get_candidate, parse_candidate_number
+from commands.lookup import candidate_not_found, get_candidate, parse_candidate_number
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
 from commands.timeparse import (
@@ -20,14 +21,16 @@ from commands.timeparse import (
     relative_to_ordinary_end,
 )
 from commands.timing import (
-    Timing,
+    PLAIN_COLUMNS,
+    PlainDeadlines,
     active_reopening,
-    end_time,
     ordinary_end,
     ordinary_end_passed,
+    plain_deadlines,
+    reopen_deadline_from,
     timing,
-    timing_with,
 )
+from store.db import has_row_locks
 from store.models import Candidate, Reopening, Submission, Test
 
 USAGE = (
@@ -102,88 +105,113 @@ def reopen(
     confirmed: bool,
     command: str,
 ) -> Reply:
-    db = ctx.db_session
     test = test_for_support(
-        db_session=db, user_id=ctx.actor, test_code=test_code, doing="reopen delivery"
+        db_session=ctx.db_session, user_id=ctx.actor, test_code=test_code, doing="reopen delivery"
     )
-    candidate = get_candidate(db_session=db, test=test, number=number, lock=True)
-    _check_mode(ctx, test, candidate, mode, deadline)
+    connection = ctx.db_session.connection()
+    target = _target(connection, test, number)
+    current = plain_deadlines(ordinary_end(test), *target.deadlines)
+    _check_mode(ctx, test, number, current.end, mode, deadline)
     if mode == "no-limit" and not confirmed:
         return Reply(
-            text=f"Reopening {candidate.number} of {test.code} with no time limit is not "
+            text=f"Reopening {number} of {test.code} with no time limit is not "
             "recommended: the answer is never delivered automatically, someone must close it "
-            f"with `/reopen {test.code} {candidate.number} close current`. Nothing is changed "
+            f"with `/reopen {test.code} {number} close current`. Nothing is changed "
             "until you confirm.",
             kind="confirm",
             confirm=Confirm(
-                prompt=f"Open {candidate.number} of {test.code} for new delivery with no time "
-                "limit?",
+                prompt=f"Open {number} of {test.code} for new delivery with no time limit?",
                 command=command,
                 button="Yes, no time limit",
             ),
         )
     reason = reason or "no reason given"
-    existing = active_reopening(candidate)
-    before = _state(ctx, candidate, test)
+    before = _state_from(ctx, target.status, current)
     opened = {"mode": mode, "deadline": deadline, "opened_by": ctx.actor, "reason": reason}
-    if existing is None:
+    if target.reopening_id is None:
         opened |= {
-            "candidate_id": candidate.id,
+            "candidate_id": target.id,
             "opened_at": ctx.now,
-            "status_before": candidate.status,
-            "submission_before_id": _latest_submission_id(ctx, candidate),
+            "status_before": target.status,
+            "submission_before_id": target.latest_submission_id,
         }
-        # Core, not the ORM's unit of work: one INSERT was most of the command's time.
-        db.connection().execute(_OPEN, opened)
-        reopening = Reopening(**opened)  # what was stored; never added to the session
+        connection.execute(_OPEN, opened)
     else:
-        for key, value in opened.items():
-            setattr(existing, key, value)
-        reopening = existing
-    t = timing_with(candidate, test, reopening)
-    after = _state(ctx, candidate, test, t)
+        # Reopening again changes the open reopening; when it was opened stays.
+        connection.execute(_REOPEN_AGAIN, {"open_id": target.reopening_id, **opened})
+    reopen_by = reopen_deadline_from(mode, deadline, current.end)
+    after = _state_from(ctx, target.status, PlainDeadlines(current.end, mode, reopen_by))
     audit.record(
-        ctx, action="reopen", reason=reason, before=before, after=after, candidate=candidate
+        ctx,
+        action="reopen",
+        reason=reason,
+        before=before,
+        after=after,
+        test=test,
+        candidate_id=target.id,
     )
-    due = _describe_deadline(ctx, t.reopen_deadline, test)
+    due = _describe_deadline(ctx, reopen_by, test)
     return Reply(
-        text=f"Candidate {candidate.number} of {test.code} is open for new delivery "
+        text=f"Candidate {number} of {test.code} is open for new delivery "
         f"({mode}) {due} (reason: {reason}).\nBefore: {_describe(before, ctx)}\nNow: "
         f"{_describe(after, ctx)}",
         kind="receipt",
         data={
             "test": test.code,
             "action": "reopen",
-            "candidate": candidate.number,
+            "candidate": number,
             "before": before,
             "after": after,
         },
         log=[
-            f"<@{ctx.actor}> reopened {test.code} candidate {candidate.number} ({mode}) {due};"
-            f" why: {reason}"
+            f"<@{ctx.actor}> reopened {test.code} candidate {number} ({mode}) {due}; why: {reason}"
         ],
     )
 
 
-def _check_mode(ctx: Ctx, test: Test, candidate: Candidate, mode: str, deadline) -> None:
+class _Target(NamedTuple):
+    id: int
+    status: str
+    deadlines: tuple  # a row of timing.PLAIN_COLUMNS: R2, R3 and the open reopening (R6)
+    reopening_id: int | None
+    latest_submission_id: int | None
+
+
+def _target(connection: Connection, test: Test, number: str) -> _Target:
+    """The candidate to reopen as plain values: its deadlines, its open reopening and its
+    latest delivery, in one statement (reopening is one of the commands used most on exam
+    day, and each statement and ORM object costs more than the rest of it)."""
+    params = {"of_test": test.id, "number": number}
+    if has_row_locks(connection):
+        # Lock, then read: a reopening that another transaction committed while this one
+        # waited for the lock is then seen (see lookup.get_candidates).
+        connection.execute(_LOCK, params)
+    row = connection.execute(_TARGET, params).first()
+    if row is None:
+        raise candidate_not_found(test, [number])
+    id_, status, *deadlines, reopening_id, latest_submission_id = row
+    return _Target(id_, status, tuple(deadlines), reopening_id, latest_submission_id)
+
+
+def _check_mode(ctx: Ctx, test: Test, number: str, end: datetime, mode: str, deadline) -> None:
     closed = ordinary_end_passed(test, ctx.now)
-    end = format_time(ordinary_end(test), ctx.tz)
+    ordinary = format_time(ordinary_end(test), ctx.tz)
     if mode == "until-close" and closed:
         raise Refused(
-            f"until-close is only possible before the ordinary end of {test.code} ({end}), "
-            f"which has passed. Use `/reopen {test.code} {candidate.number} in 30m` or "
+            f"until-close is only possible before the ordinary end of {test.code} ({ordinary}), "
+            f"which has passed. Use `/reopen {test.code} {number} in 30m` or "
             f"`at HH:MM` instead."
         )
-    if mode == "until-close" and end_time(candidate, test) <= ctx.now:
+    if mode == "until-close" and end <= ctx.now:
         raise Refused(
-            f"Candidate {candidate.number}'s own end time "
-            f"({format_time(end_time(candidate, test), ctx.tz)}) has passed, so until-close would"
-            f" close at once. Use `/reopen {test.code} {candidate.number} at HH:MM` instead."
+            f"Candidate {number}'s own end time ({format_time(end, ctx.tz)}) has passed, so "
+            f"until-close would close at once. Use `/reopen {test.code} {number} at HH:MM` "
+            "instead."
         )
     if mode == "in" and not closed:
         raise Refused(
-            f"`in DURATION` is only possible after the ordinary end of {test.code} ({end}). "
-            f"Before it, give extra time (`/incident-time {test.code} {candidate.number} add "
+            f"`in DURATION` is only possible after the ordinary end of {test.code} ({ordinary})."
+            f" Before it, give extra time (`/incident-time {test.code} {number} add "
             f"15`) or use `until-close` or `at HH:MM`."
         )
     if mode == "at" and deadline <= ctx.now:
@@ -262,29 +290,64 @@ def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, cho
     ctx.db_session.flush()
 
 
-def _latest_submission_id(ctx: Ctx, candidate: Candidate) -> int | None:
-    return ctx.db_session.scalar(_LATEST_SUBMISSION, {"candidate_id": candidate.id})
-
-
 # Built once: building a statement costs more than running it.
+_c, _r, _s = Candidate.__table__.c, Reopening.__table__.c, Submission.__table__.c
+_WHICH = and_(_c.test_id == bindparam("of_test"), _c.number == bindparam("number"))
+_LOCK = select(_c.id).where(_WHICH).with_for_update()
+_TARGET = (
+    select(
+        _c.id,
+        _c.status,
+        *PLAIN_COLUMNS,
+        _r.id,
+        select(_s.id)
+        .where(_s.candidate_id == _c.id)
+        .order_by(_s.id.desc())
+        .limit(1)
+        .scalar_subquery(),
+    )
+    .select_from(
+        Candidate.__table__.outerjoin(
+            Reopening.__table__, and_(_r.candidate_id == _c.id, _r.closed_at.is_(None))
+        )
+    )
+    .where(_WHICH)
+)
 _OPEN = insert(Reopening.__table__)
-_LATEST_SUBMISSION = (
-    select(Submission.id)
-    .where(Submission.candidate_id == bindparam("candidate_id"))
-    .order_by(Submission.id.desc())
-    .limit(1)
+_REOPEN_AGAIN = (
+    update(Reopening.__table__)
+    .where(_r.id == bindparam("open_id"))
+    .values(
+        mode=bindparam("mode"),
+        deadline=bindparam("deadline"),
+        opened_by=bindparam("opened_by"),
+        reason=bindparam("reason"),
+    )
 )
 
 
-def _state(ctx: Ctx, candidate: Candidate, test: Test, t: Timing | None = None) -> dict:
-    t = t or timing(candidate, test)
+def _state(ctx: Ctx, candidate: Candidate, test: Test) -> dict:
+    t = timing(candidate, test)
     reopening = t.reopening
+    return _state_from(
+        ctx,
+        candidate.status,
+        PlainDeadlines(t.end_time, reopening and reopening.mode, t.reopen_deadline),
+    )
+
+
+def _state_from(ctx: Ctx, status: str, deadlines: PlainDeadlines) -> dict:
+    """What the change record keeps of a candidate's status and deadline (R7)."""
+    reopened = deadlines.reopen_mode is not None
     return {
-        "status": candidate.status,
-        "new_delivery": None
-        if reopening is None
-        else {"mode": reopening.mode, "deadline": iso(t.reopen_deadline, ctx.tz)},
-        "deadline": iso(t.deadline, ctx.tz),
+        "status": status,
+        "new_delivery": {
+            "mode": deadlines.reopen_mode,
+            "deadline": iso(deadlines.reopen_deadline, ctx.tz),
+        }
+        if reopened
+        else None,
+        "deadline": iso(deadlines.reopen_deadline if reopened else deadlines.end, ctx.tz),
     }
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -39,6 +39,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def has_row_locks(connection: Connection) -> bool:
+    """False on SQLite, whose BEGIN IMMEDIATE holds off every other writer for the whole
+    transaction, so that locking a row first would only cost a statement."""
+    return connection.dialect.name != "sqlite"
 
 
 def _tune_sqlite(engine: Engine) -> None:

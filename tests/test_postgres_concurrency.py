@@ -17,7 +17,7 @@ from commands.context import Ctx, utcnow
 from commands.delivery import SYSTEM_ACTOR, deliver_due
 from commands.runner import execute
 from store.db import make_engine, make_session_factory, session_scope
-from store.models import Candidate, Change, Submission
+from store.models import Candidate, Change, Reopening, Submission
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"),
@@ -68,6 +68,103 @@ def test_r4_hundred_simultaneous_adds_give_exactly_plus_hundred(world, database_
     assert len(changes) == THREADS
     steps = sorted((c.before["10023"], c.after["10023"]) for c in changes)
     assert steps == [(7 + i, 8 + i) for i in range(THREADS)]
+
+
+def test_r6_simultaneous_reopens_of_one_candidate_leave_one_open_reopening(world, database_url):
+    """R6: twenty `/reopen` of one candidate at once all succeed: the first opens it, each
+    later one changes that open reopening (it sees the one committed while it waited)."""
+    now = utcnow().astimezone(OSLO)
+    world.add_test(
+        CODE,
+        start=f"{now - timedelta(hours=4):%Y-%m-%d %H:%M}",
+        end=f"{now - timedelta(hours=1):%Y-%m-%d %H:%M}",
+    )
+    world.add_candidates(CODE, ["10023"], status="submitted")
+    crowd = 20
+    engine = make_engine(database_url, pool_size=crowd, max_overflow=0)
+    factory = make_session_factory(engine)
+    start = threading.Barrier(crowd)
+
+    def reopen(i: int):
+        start.wait()
+        return execute(
+            session_factory=factory,
+            actor=SUPPORT,
+            command_line=f"/reopen {CODE} 10023 in {10 + i}m attempt {i}",
+            tz=OSLO,
+        )
+
+    try:
+        with ThreadPoolExecutor(crowd) as pool:
+            replies = list(pool.map(reopen, range(crowd)))
+    finally:
+        engine.dispose()
+
+    assert [r.text for r in replies if not r.ok] == []
+    candidate = world.candidate(CODE, "10023")
+    with world.factory() as s:
+        reopenings = s.scalars(
+            select(Reopening).where(Reopening.candidate_id == candidate.id)
+        ).all()
+        changes = s.scalars(
+            select(Change).where(Change.candidate_id == candidate.id).order_by(Change.id)
+        ).all()
+    assert len(reopenings) == 1 and reopenings[0].closed_at is None
+    assert reopenings[0].status_before == "submitted"
+    assert len(changes) == crowd
+    # Serialised: exactly one saw the candidate not yet reopened.
+    assert sum(c.before["new_delivery"] is None for c in changes) == 1
+    last = changes[-1]
+    assert reopenings[0].reason == last.reason
+
+
+def test_r8_simultaneous_closes_deliver_once(world, database_url):
+    """R8: ten `/reopen … close current` at once: one closes and delivers, the others are
+    told there is nothing open any more (each sees the close committed while it waited)."""
+    now = utcnow().astimezone(OSLO)
+    world.add_test(
+        CODE,
+        start=f"{now - timedelta(hours=4):%Y-%m-%d %H:%M}",
+        end=f"{now - timedelta(hours=1):%Y-%m-%d %H:%M}",
+    )
+    world.add_candidates(CODE, ["10023"], status="submitted")
+    opened = execute(
+        session_factory=world.factory,
+        actor=SUPPORT,
+        command_line=f"/reopen {CODE} 10023 in 30m upload failed",
+        tz=OSLO,
+    )
+    assert opened.ok, opened.text
+    crowd = 10
+    engine = make_engine(database_url, pool_size=crowd, max_overflow=0)
+    factory = make_session_factory(engine)
+    start = threading.Barrier(crowd)
+
+    def close(_: int):
+        start.wait()
+        return execute(
+            session_factory=factory,
+            actor=SUPPORT,
+            command_line=f"/reopen {CODE} 10023 close current",
+            tz=OSLO,
+        )
+
+    try:
+        with ThreadPoolExecutor(crowd) as pool:
+            replies = list(pool.map(close, range(crowd)))
+    finally:
+        engine.dispose()
+
+    assert sum(r.ok for r in replies) == 1
+    assert all("not open for new delivery" in r.text for r in replies if not r.ok)
+    candidate = world.candidate(CODE, "10023")
+    with world.factory() as s:
+        closings = s.scalars(
+            select(Submission).where(
+                Submission.candidate_id == candidate.id, Submission.source == "closed_current"
+            )
+        ).all()
+    assert len(closings) == 1
 
 
 def test_r9_overlapping_schedulers_deliver_each_answer_once(world, database_url):
