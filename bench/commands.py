@@ -19,7 +19,6 @@ The last line of output is one JSON object (see bench/README.md).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -33,12 +32,12 @@ import httpx
 import psutil
 from sqlalchemy import text
 
+from bench._fake_slack import RemoteSlack
 from bench._support import (
     PER_TEST,
     SECRET,
     SUPPORT_USER,
     Child,
-    FakeSlack,
     SlackSender,
     Target,
     child_env,
@@ -182,7 +181,7 @@ class Settled:
     applied confirmation also sends its receipt to response_url.
     """
 
-    def __init__(self, slack: FakeSlack) -> None:
+    def __init__(self, slack: RemoteSlack) -> None:
         self.slack = slack
         self.posts = 0
         self.receipts = 0
@@ -206,7 +205,7 @@ def concurrent(
     """Each kind in its own phase: CONCURRENCY threads, each sending one request after another.
 
     With ``cpu`` and ``server_pid``, also the CPU time per request of each phase, of the server
-    and of this process (the clients and the fake Slack API), into ``cpu[kind]``.
+    and of this process (the signing HTTP clients), into ``cpu[kind]``.
     """
     samples: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
@@ -288,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         f"seeded in {seeded:.1f} s",
         flush=True,
     )
-    slack = FakeSlack()
+    slack = RemoteSlack()
     port = free_port()
     server = Child(
         [sys.executable, "-m", "bench._serve"],
@@ -347,10 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         # Every confirmation must really have applied: its result went to response_url.
         applied = len(seq[ALL_APPLY]) + len(conc[ALL_APPLY]) + len(warm[ALL_APPLY]) + CONCURRENCY
         wait_for(
-            lambda: (
-                sum("Incident time for all" in json.dumps(c.body) for c in slack.of("response_url"))
-                >= applied
-            ),
+            lambda: slack.count("response_url", contains="Incident time for all") >= applied,
             timeout=30,
             what=f"{applied} applied confirmations at response_url",
         )
@@ -390,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"CPU time per request, {CONCURRENCY} at a time (server: examdesk serve, all threads;")
-    print("bench: this process: the signing HTTP clients and the fake Slack API)")
+    print("bench: this process, i.e. the signing HTTP clients; the fake Slack API runs apart)")
     print(
         table(
             ["request", "server ms", "bench ms", "server / floor's"],

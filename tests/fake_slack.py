@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Call:
 
 
 class FakeSlack:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.calls: list[Call] = []
         self._lock = threading.Condition()
         # Answers for methods that should fail, e.g. {"apps.connections.open": {...}}.
@@ -52,10 +52,25 @@ class FakeSlack:
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def do_GET(self) -> None:
+                # /_calls?contains=TEXT: how many calls per method (whose body contains TEXT),
+                # for a fake running in a process of its own (bench/_fake_slack.py).
+                url = urlsplit(self.path)
+                if url.path != "/_calls":
+                    self.send_error(404)
+                    return
+                contains = parse_qs(url.query).get("contains", [None])[0]
+                payload = json.dumps(fake.counts(contains)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -86,6 +101,16 @@ class FakeSlack:
         with self._lock:
             self.calls.append(call)
             self._lock.notify_all()
+
+    def counts(self, contains: str | None = None) -> dict[str, int]:
+        """Calls per method, only those whose body contains ``contains`` if given."""
+        with self._lock:
+            calls = list(self.calls)
+        counted: dict[str, int] = {}
+        for call in calls:
+            if contains is None or contains in json.dumps(call.body):
+                counted[call.method] = counted.get(call.method, 0) + 1
+        return counted
 
     def of(self, method: str) -> list[Call]:
         with self._lock:
