@@ -133,11 +133,7 @@ class Timing:
 
 
 def timing(candidate: Candidate, test: Test) -> Timing:
-    return timing_with(candidate, test, active_reopening(candidate))
-
-
-def timing_with(candidate: Candidate, test: Test, reopening: Reopening | None) -> Timing:
-    """``timing`` with ``reopening`` as the open one: what a change is about to make it."""
+    reopening = active_reopening(candidate)
     return Timing(
         exam_end=test.end,
         allowance_minutes=upload_allowance_minutes(test),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 
 from commands.context import Ctx, utcnow
 from commands.delivery import SYSTEM_ACTOR, deliver_due
+from commands.reply import Reply
 from commands.runner import execute
 from store.db import make_engine, make_session_factory, session_scope
 from store.models import Candidate, Change, Reopening, Submission
@@ -28,35 +30,41 @@ CODE = "TDT4100-2026H"
 THREADS = 100
 
 
-def test_r4_hundred_simultaneous_adds_give_exactly_plus_hundred(world, database_url):
-    """R4: 100 `add 1` at once on one candidate, each in its own session → +100, one Change
-    each, every before/after one minute apart."""
-    now = utcnow().astimezone(OSLO)
-    world.add_test(
-        CODE,
-        start=f"{now - timedelta(hours=1):%Y-%m-%d %H:%M}",
-        end=f"{now + timedelta(hours=3):%Y-%m-%d %H:%M}",
-    )
-    world.add_candidates(CODE, ["10023"], incident_minutes=7)
-    # A pool as large as the crowd, so that all of them really are in the database at once.
-    engine = make_engine(database_url, pool_size=THREADS, max_overflow=0)
+def _at_once(database_url: str, crowd: int, command_line: Callable[[int], str]) -> list[Reply]:
+    """``crowd`` commands started together, each in its own session and connection (a pool
+    as large as the crowd, so that all of them really are in the database at once)."""
+    engine = make_engine(database_url, pool_size=crowd, max_overflow=0)
     factory = make_session_factory(engine)
-    start = threading.Barrier(THREADS)
+    start = threading.Barrier(crowd)
 
-    def add_one(_: int):
+    def run(i: int) -> Reply:
         start.wait()
         return execute(
-            session_factory=factory,
-            actor=SUPPORT,
-            command_line=f"/incident-time {CODE} 10023 add 1 load",
-            tz=OSLO,
+            session_factory=factory, actor=SUPPORT, command_line=command_line(i), tz=OSLO
         )
 
     try:
-        with ThreadPoolExecutor(THREADS) as pool:
-            replies = list(pool.map(add_one, range(THREADS)))
+        with ThreadPoolExecutor(crowd) as pool:
+            return list(pool.map(run, range(crowd)))
     finally:
         engine.dispose()
+
+
+def _add_test(world, *, started_hours_ago: int, ends_in_hours: int) -> None:
+    now = utcnow().astimezone(OSLO)
+    world.add_test(
+        CODE,
+        start=f"{now - timedelta(hours=started_hours_ago):%Y-%m-%d %H:%M}",
+        end=f"{now + timedelta(hours=ends_in_hours):%Y-%m-%d %H:%M}",
+    )
+
+
+def test_r4_hundred_simultaneous_adds_give_exactly_plus_hundred(world, database_url):
+    """R4: 100 `add 1` at once on one candidate, each in its own session → +100, one Change
+    each, every before/after one minute apart."""
+    _add_test(world, started_hours_ago=1, ends_in_hours=3)
+    world.add_candidates(CODE, ["10023"], incident_minutes=7)
+    replies = _at_once(database_url, THREADS, lambda _: f"/incident-time {CODE} 10023 add 1 load")
 
     assert [r.text for r in replies if not r.ok] == []
     candidate = world.candidate(CODE, "10023")
@@ -73,32 +81,12 @@ def test_r4_hundred_simultaneous_adds_give_exactly_plus_hundred(world, database_
 def test_r6_simultaneous_reopens_of_one_candidate_leave_one_open_reopening(world, database_url):
     """R6: twenty `/reopen` of one candidate at once all succeed: the first opens it, each
     later one changes that open reopening (it sees the one committed while it waited)."""
-    now = utcnow().astimezone(OSLO)
-    world.add_test(
-        CODE,
-        start=f"{now - timedelta(hours=4):%Y-%m-%d %H:%M}",
-        end=f"{now - timedelta(hours=1):%Y-%m-%d %H:%M}",
-    )
+    _add_test(world, started_hours_ago=4, ends_in_hours=-1)
     world.add_candidates(CODE, ["10023"], status="submitted")
     crowd = 20
-    engine = make_engine(database_url, pool_size=crowd, max_overflow=0)
-    factory = make_session_factory(engine)
-    start = threading.Barrier(crowd)
-
-    def reopen(i: int):
-        start.wait()
-        return execute(
-            session_factory=factory,
-            actor=SUPPORT,
-            command_line=f"/reopen {CODE} 10023 in {10 + i}m attempt {i}",
-            tz=OSLO,
-        )
-
-    try:
-        with ThreadPoolExecutor(crowd) as pool:
-            replies = list(pool.map(reopen, range(crowd)))
-    finally:
-        engine.dispose()
+    replies = _at_once(
+        database_url, crowd, lambda i: f"/reopen {CODE} 10023 in {10 + i}m attempt {i}"
+    )
 
     assert [r.text for r in replies if not r.ok] == []
     candidate = world.candidate(CODE, "10023")
@@ -114,19 +102,13 @@ def test_r6_simultaneous_reopens_of_one_candidate_leave_one_open_reopening(world
     assert len(changes) == crowd
     # Serialised: exactly one saw the candidate not yet reopened.
     assert sum(c.before["new_delivery"] is None for c in changes) == 1
-    last = changes[-1]
-    assert reopenings[0].reason == last.reason
+    assert reopenings[0].reason == changes[-1].reason
 
 
 def test_r8_simultaneous_closes_deliver_once(world, database_url):
     """R8: ten `/reopen … close current` at once: one closes and delivers, the others are
     told there is nothing open any more (each sees the close committed while it waited)."""
-    now = utcnow().astimezone(OSLO)
-    world.add_test(
-        CODE,
-        start=f"{now - timedelta(hours=4):%Y-%m-%d %H:%M}",
-        end=f"{now - timedelta(hours=1):%Y-%m-%d %H:%M}",
-    )
+    _add_test(world, started_hours_ago=4, ends_in_hours=-1)
     world.add_candidates(CODE, ["10023"], status="submitted")
     opened = execute(
         session_factory=world.factory,
@@ -135,25 +117,7 @@ def test_r8_simultaneous_closes_deliver_once(world, database_url):
         tz=OSLO,
     )
     assert opened.ok, opened.text
-    crowd = 10
-    engine = make_engine(database_url, pool_size=crowd, max_overflow=0)
-    factory = make_session_factory(engine)
-    start = threading.Barrier(crowd)
-
-    def close(_: int):
-        start.wait()
-        return execute(
-            session_factory=factory,
-            actor=SUPPORT,
-            command_line=f"/reopen {CODE} 10023 close current",
-            tz=OSLO,
-        )
-
-    try:
-        with ThreadPoolExecutor(crowd) as pool:
-            replies = list(pool.map(close, range(crowd)))
-    finally:
-        engine.dispose()
+    replies = _at_once(database_url, 10, lambda _: f"/reopen {CODE} 10023 close current")
 
     assert sum(r.ok for r in replies) == 1
     assert all("not open for new delivery" in r.text for r in replies if not r.ok)
@@ -169,12 +133,7 @@ def test_r8_simultaneous_closes_deliver_once(world, database_url):
 
 def test_r9_overlapping_schedulers_deliver_each_answer_once(world, database_url):
     """R9: ten delivery runs at once over 50 due candidates deliver each exactly once."""
-    now = utcnow().astimezone(OSLO)
-    world.add_test(
-        CODE,
-        start=f"{now - timedelta(hours=4):%Y-%m-%d %H:%M}",
-        end=f"{now - timedelta(hours=1):%Y-%m-%d %H:%M}",
-    )
+    _add_test(world, started_hours_ago=4, ends_in_hours=-1)
     world.add_candidates(CODE, range(10001, 10051))
     engine = make_engine(database_url, pool_size=10, max_overflow=0)
     factory = make_session_factory(engine)
