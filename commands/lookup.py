@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import ColumnElement, Connection, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
@@ -54,16 +54,12 @@ def get_candidates(
 ) -> list[Candidate]:
     """Candidates of ``test`` by number (all of them when ``numbers`` is None).
 
-    ``lock`` takes row locks (PostgreSQL) so concurrent changes queue up; SQLite already
-    serialises writers with BEGIN IMMEDIATE.
+    ``lock`` takes row locks first (``lock_candidates``) so concurrent changes queue up.
     """
-    query = _CANDIDATES[numbers is not None, lock]
+    query = _CANDIDATES[numbers is not None]
     params = {"test_id": test.id, "numbers": numbers or []}
-    if lock and has_row_locks(db_session.connection()):
-        # Lock, then read in a statement of its own: a reopening that another transaction
-        # committed while this one waited for the lock is then seen (PostgreSQL re-reads
-        # only the locked rows themselves, not what a query joins to them).
-        db_session.execute(_LOCK[numbers is not None], params)
+    if lock:
+        lock_candidates(db_session.connection(), test=test, numbers=numbers)
     found = list(db_session.scalars(query, params).unique())
     if numbers is not None:
         missing = sorted(set(numbers) - {c.number for c in found})
@@ -79,35 +75,36 @@ def candidate_not_found(test: Test, missing: Sequence[str]) -> NotFound:
     )
 
 
-def _candidates_query(*, by_number: bool, lock: bool) -> Select:
-    # Reopenings come in the same query (outer join): one round trip, not two.
-    query = (
-        select(Candidate)
-        .where(Candidate.test_id == bindparam("test_id"))
-        .options(joinedload(Candidate.reopenings))
-        .order_by(Candidate.number)
-    )
+def lock_candidates(connection: Connection, *, test: Test, numbers: Sequence[str] | None) -> None:
+    """Row locks (PostgreSQL) on ``test``'s candidates (all when ``numbers`` is None), to be
+    read by a statement of its own afterwards: PostgreSQL re-reads only the locked rows
+    after waiting for a lock, not what the same query joins to them, so a reopening that
+    another transaction committed meanwhile would be missed. SQLite needs none: its BEGIN
+    IMMEDIATE already serialises writers."""
+    if has_row_locks(connection):
+        params = {"test_id": test.id, "numbers": numbers or []}
+        connection.execute(_LOCK[numbers is not None], params)
+
+
+def _where(*, by_number: bool) -> list[ColumnElement[bool]]:
+    where = [Candidate.test_id == bindparam("test_id")]
     if by_number:
-        query = query.where(Candidate.number.in_(bindparam("numbers", expanding=True)))
-    if lock:
-        query = query.with_for_update(of=Candidate)
-    return query
+        where.append(Candidate.number.in_(bindparam("numbers", expanding=True)))
+    return where
 
 
+# Built once (building a statement costs more than running it), by "by number".
 _LOCK = {
-    False: select(Candidate.id).where(Candidate.test_id == bindparam("test_id")).with_for_update(),
-    True: select(Candidate.id)
-    .where(
-        Candidate.test_id == bindparam("test_id"),
-        Candidate.number.in_(bindparam("numbers", expanding=True)),
-    )
-    .with_for_update(),
-}
-# Built once (building a statement costs more than running it), by (by number, lock).
-_CANDIDATES = {
-    (by_number, lock): _candidates_query(by_number=by_number, lock=lock)
+    by_number: select(Candidate.id).where(*_where(by_number=by_number)).with_for_update()
     for by_number in (False, True)
-    for lock in (False, True)
+}
+# Reopenings come in the same query (outer join): one round trip, not two.
+_CANDIDATES = {
+    by_number: select(Candidate)
+    .where(*_where(by_number=by_number))
+    .options(joinedload(Candidate.reopenings))
+    .order_by(Candidate.number)
+    for by_number in (False, True)
 }
 
 

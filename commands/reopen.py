@@ -10,7 +10,12 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, update
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
-from commands.lookup import candidate_not_found, get_candidate, parse_candidate_number
+from commands.lookup import (
+    candidate_not_found,
+    get_candidate,
+    lock_candidates,
+    parse_candidate_number,
+)
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
 from commands.timeparse import (
@@ -30,7 +35,6 @@ from commands.timing import (
     reopen_deadline_from,
     timing,
 )
-from store.db import has_row_locks
 from store.models import Candidate, Reopening, Submission, Test
 
 USAGE = (
@@ -182,10 +186,7 @@ def _target(connection: Connection, test: Test, number: str) -> _Target:
     latest delivery, in one statement (reopening is one of the commands used most on exam
     day, and each statement and ORM object costs more than the rest of it)."""
     params = {"of_test": test.id, "number": number}
-    if has_row_locks(connection):
-        # Lock, then read: a reopening that another transaction committed while this one
-        # waited for the lock is then seen (see lookup.get_candidates).
-        connection.execute(_LOCK, params)
+    lock_candidates(connection, test=test, numbers=[number])
     row = connection.execute(_TARGET, params).first()
     if row is None:
         raise candidate_not_found(test, [number])
@@ -293,7 +294,6 @@ def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, cho
 # Built once: building a statement costs more than running it.
 _c, _r, _s = Candidate.__table__.c, Reopening.__table__.c, Submission.__table__.c
 _WHICH = and_(_c.test_id == bindparam("of_test"), _c.number == bindparam("number"))
-_LOCK = select(_c.id).where(_WHICH).with_for_update()
 _TARGET = (
     select(
         _c.id,
