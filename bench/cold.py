@@ -3,7 +3,7 @@
 A server between two Slack requests sits idle: the CPU halts and what the interpreter had in
 its caches is gone when the next request arrives. Timing commands back to back in a loop
 hides that, and so ranks changes wrongly: fewer statements and less ORM code count for far
-more cold than hot. This runs each command through `commands.runner.execute` and the Block
+more cold than hot. This runs each command through `confirmations.run_offering` and the Block
 Kit layout, as the Slack listener does, on the benchmark's database (20,000 candidates), and
 reports the thread CPU time per command, p50: hot = the five commands in turn without a
 pause, cold = each after an idle pause.
@@ -27,7 +27,6 @@ if __package__ in (None, ""):
 from bench._support import PER_TEST, SUPPORT_USER, create_database, table, test_code
 from bot import blocks
 from commands import confirmations
-from commands.runner import execute
 from store.db import make_session_factory
 
 TESTS = 10
@@ -60,19 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     session_factory = make_session_factory(db.engine)
 
     def run(line: str) -> None:
-        reply = execute(
+        reply = confirmations.run_offering(
             session_factory=session_factory, actor=SUPPORT_USER, command_line=line, tz=TZ
         )
         if not reply.ok:
             raise RuntimeError(f"{line}: {reply.text}")
-        token = None
-        if reply.confirm is not None:  # stored as the Slack listener stores it
-            with session_factory() as db_session:
-                token = confirmations.offer(
-                    db_session=db_session, actor=SUPPORT_USER, command=reply.confirm.command
-                )
-                db_session.commit()
-        blocks.message(reply, tz=TZ, confirm_token=token)
+        blocks.message(reply, tz=TZ)
 
     try:
         for i in range(100):  # warm-up: imports, statement caches, the page cache

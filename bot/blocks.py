@@ -29,11 +29,11 @@ def escape(text: str) -> str:
     return _MENTION.sub(r"<@\1>", escaped)
 
 
-def message(reply: Reply, *, tz: ZoneInfo, confirm_token: str | None = None) -> dict[str, Any]:
+def message(reply: Reply, *, tz: ZoneInfo) -> dict[str, Any]:
     """``{"text": …, "blocks": […]}`` for ``reply``; a confirm needs the stored token."""
     render = _RENDERERS.get(reply.kind, _plain)
     if reply.confirm is not None:
-        blocks = _confirm(reply, confirm_token)
+        blocks = _confirm(reply)
     elif not reply.ok:
         blocks = _refusal(reply)
     else:
@@ -109,9 +109,10 @@ def _receipt(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
     return blocks
 
 
-def _confirm(reply: Reply, token: str | None) -> list[dict[str, Any]]:
+def _confirm(reply: Reply) -> list[dict[str, Any]]:
     confirm = reply.confirm
-    assert confirm is not None and token is not None, "a confirmation needs its stored token"
+    assert confirm is not None and confirm.token is not None, "a confirmation must be stored"
+    token = confirm.token
     return [
         *_section(":raising_hand: " + escape(reply.text)),
         {

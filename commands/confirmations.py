@@ -10,6 +10,7 @@ rollback, and the clicking user's permissions are checked again by the command i
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,13 +21,41 @@ from sqlalchemy.orm import Session, sessionmaker
 from commands.context import Ctx, utcnow
 from commands.reply import Reply
 from commands.router import dispatch
-from commands.runner import in_transaction
+from commands.runner import execute, in_transaction
 from commands.timeparse import format_time
 from store.models import Confirmation
 
 # A button older than this shows a stale preview (candidates, times may have moved on).
 VALID_FOR = timedelta(hours=1)
 CANCELLED = "cancelled"
+
+
+def run_offering(
+    *,
+    session_factory: sessionmaker[Session],
+    actor: str,
+    command_line: str,
+    tz: ZoneInfo,
+    registry_dir: Path | None = None,
+) -> Reply:
+    """Run a command typed by a user; a preview it answers with is offered in the same
+    transaction, its token in ``reply.confirm.token`` (one transaction instead of a read
+    and then a write)."""
+    return execute(
+        session_factory=session_factory,
+        actor=actor,
+        command_line=command_line,
+        tz=tz,
+        registry_dir=registry_dir,
+        store_preview=_offered,
+    )
+
+
+def _offered(ctx: Ctx, reply: Reply) -> Reply:
+    assert reply.confirm is not None
+    command = reply.confirm.command
+    token = offer(db_session=ctx.db_session, actor=ctx.actor, command=command, now=ctx.now)
+    return replace(reply, confirm=replace(reply.confirm, token=token))
 
 
 def offer(*, db_session: Session, actor: str, command: str, now: datetime | None = None) -> str:

@@ -10,12 +10,14 @@ from typing import Any
 class Confirm:
     """The command would change a lot or can't be undone: ask first, change nothing yet.
 
-    ``command`` is the exact command line to run again, confirmed, to apply it.
+    ``command`` is the exact command line to run again, confirmed, to apply it. ``token`` is
+    set once the preview is stored as a pending confirmation (confirmations.run_offering).
     """
 
     prompt: str
     command: str
     button: str = "Apply"
+    token: str | None = None
 
 
 @dataclass

@@ -79,8 +79,13 @@ def known_commands() -> str:
     return "Commands: " + ", ".join(sorted(COMMANDS)) + " (add `help` to any for its usage)."
 
 
-def reads_only(command_line: str, *, confirmed: bool = False) -> bool:
-    """True when running ``command_line`` cannot change anything (bad input included)."""
+def reads_only(command_line: str, *, confirmed: bool = False, stores_preview: bool = False) -> bool:
+    """True when running ``command_line`` cannot change anything (bad input included).
+
+    ``stores_preview``: a preview is stored as a pending confirmation in the same
+    transaction (confirmations.run_offering), so the transaction writes, as the confirmed
+    command's does.
+    """
     try:
         name, args = split(command_line)
     except InvalidInput:
@@ -88,7 +93,7 @@ def reads_only(command_line: str, *, confirmed: bool = False) -> bool:
     if name not in COMMANDS or (len(args) == 1 and args[0].lower() in HELP):
         return True
     check = READS_ONLY.get(name)
-    return check is not None and check(args, confirmed)
+    return check is not None and check(args, confirmed or stores_preview)
 
 
 def dispatch(ctx: Ctx, command_line: str, *, confirmed: bool = False) -> Reply:

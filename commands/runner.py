@@ -32,7 +32,9 @@ def in_transaction(
     """``work(ctx)`` applied whole or not at all.
 
     A refusal (CommandError) rolls everything back and comes back as a refusal Reply; so
-    does a Reply asking for confirmation, which must change nothing, not even a lock.
+    does a Reply asking for confirmation, which must change nothing, not even a lock. A
+    preview stored as a pending confirmation (its ``confirm.token`` set) commits that one
+    row: a preview only reads.
     """
     with session_factory() as db_session:
         if reads_only:
@@ -49,11 +51,15 @@ def in_transaction(
         except CommandError as error:
             db_session.rollback()
             return Reply(text=str(error), ok=False, kind="refusal")
-        if isinstance(result, Reply) and result.needs_confirmation:
+        if isinstance(result, Reply) and result.needs_confirmation and not _stored(result):
             db_session.rollback()
         else:
             db_session.commit()
         return result
+
+
+def _stored(reply: Reply) -> bool:
+    return reply.confirm is not None and reply.confirm.token is not None
 
 
 def execute(
@@ -65,13 +71,24 @@ def execute(
     confirmed: bool = False,
     registry_dir: Path | None = None,
     now: datetime | None = None,
+    store_preview: Callable[[Ctx, Reply], Reply] | None = None,
 ) -> Reply:
+    """``store_preview`` keeps a preview for a later confirmation, in the same transaction."""
+
+    def run(ctx: Ctx) -> Reply:
+        reply = dispatch(ctx, command_line, confirmed=confirmed)
+        if store_preview is not None and reply.needs_confirmation:
+            return store_preview(ctx, reply)
+        return reply
+
     return in_transaction(
         session_factory=session_factory,
         actor=actor,
         tz=tz,
-        work=lambda ctx: dispatch(ctx, command_line, confirmed=confirmed),
+        work=run,
         registry_dir=registry_dir,
         now=now,
-        reads_only=reads_only(command_line, confirmed=confirmed),
+        reads_only=reads_only(
+            command_line, confirmed=confirmed, stores_preview=store_preview is not None
+        ),
     )

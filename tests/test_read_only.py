@@ -33,6 +33,12 @@ def test_only_commands_that_cannot_change_anything_read_only(line, confirmed, ex
     assert reads_only(line, confirmed=confirmed) is expected
 
 
+def test_a_preview_stored_for_its_button_writes_r4():
+    line = "/incident-time TDT4100-2026H all add 5 outage"
+    assert reads_only(line, stores_preview=True) is False
+    assert reads_only("/exam TDT4100-2026H", stores_preview=True) is True
+
+
 @pytest.fixture
 def sqlite_factory(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'ro.db'}")

@@ -436,7 +436,7 @@ def test_unexpected_error_gets_a_friendly_reply_and_is_logged(served, exam, monk
     def broken(**kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr("bot.listeners.commands.execute", broken)
+    monkeypatch.setattr("bot.listeners.commands.confirmations.run_offering", broken)
     body = ephemeral(
         served.slack.command("/exam", "TDT4100-2026H", user=SUPPORT, response_url="http://x")
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from conftest import OSLO, STRANGER, SUPPORT, TEACHER, World
+from sqlalchemy import func, select
 
 from commands import confirmations, home
-from store.models import Confirmation
+from store.models import Change, Confirmation
 
 
 def _offer(world: World, command: str, *, age: timedelta = timedelta(0)) -> str:
@@ -47,6 +48,50 @@ def test_confirmed_command_runs_as_the_clicking_user_and_records_who(world: Worl
     )
     assert reply.ok and reply.log and "<@U0SUPPORT9>" in reply.log[0]
     assert world.candidate("TDT4100-2026H", "2").incident_minutes == 7
+
+
+def _counts(world: World) -> tuple[int, int]:
+    with world.factory() as s:
+        return (
+            s.scalar(select(func.count()).select_from(Confirmation)),
+            s.scalar(select(func.count()).select_from(Change)),
+        )
+
+
+def _run_offering(world: World, command_line: str):
+    return confirmations.run_offering(
+        session_factory=world.factory, actor=SUPPORT, command_line=command_line, tz=OSLO
+    )
+
+
+def test_preview_of_all_is_stored_with_its_offer_and_changes_nothing_else_r4(world: World):
+    world.add_test()
+    world.add_candidates("TDT4100-2026H", [1, 2])
+    reply = _run_offering(world, "/incident-time TDT4100-2026H all add 10 storm")
+    assert reply.needs_confirmation and reply.confirm.token
+    assert _counts(world) == (1, 0)
+    assert world.candidate("TDT4100-2026H", "1").incident_minutes == 0
+    with world.factory() as s:
+        stored = s.get(Confirmation, reply.confirm.token)
+        assert (stored.command, stored.actor, stored.used_at) == (
+            "/incident-time TDT4100-2026H all add 10 storm",
+            SUPPORT,
+            None,
+        )
+    applied = confirmations.apply(
+        session_factory=world.factory, token=reply.confirm.token, actor=SUPPORT, tz=OSLO
+    )
+    assert applied.ok and world.candidate("TDT4100-2026H", "2").incident_minutes == 10
+
+
+def test_refusals_and_plain_commands_store_no_offer_r4(world: World):
+    world.add_test()
+    world.add_candidates("TDT4100-2026H", [1, 2])
+    refused = _run_offering(world, "/incident-time TDT4100-2026H all subtract 5 oops")
+    assert not refused.ok and refused.confirm is None
+    changed = _run_offering(world, "/incident-time TDT4100-2026H 1 add 5 upload failed")
+    assert changed.ok and changed.confirm is None
+    assert _counts(world) == (0, 1)
 
 
 def test_home_for_support_lists_running_and_next_tests_with_counts(world: World):

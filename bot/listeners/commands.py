@@ -14,13 +14,11 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
-from sqlalchemy.orm import Session
 
 from bot import blocks
 from bot.deps import Deps
 from commands import confirmations
 from commands.reply import Reply
-from commands.runner import execute
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +37,14 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
     deps: Deps = context["deps"]
     settings = deps.settings
     command_line = f"{command['command']} {command.get('text', '')}".strip()
-    reply = execute(
+    reply = confirmations.run_offering(
         session_factory=deps.session_factory,
         actor=context["actor"],
         command_line=command_line,
         tz=settings.tz,
         registry_dir=settings.registry_dir,
     )
-    token = None
-    if reply.confirm is not None:
-        token = _offer(context["db_session"], context["actor"], reply)
-    ack(response_type="ephemeral", **blocks.message(reply, tz=settings.tz, confirm_token=token))
+    ack(response_type="ephemeral", **blocks.message(reply, tz=settings.tz))
     post_change_log(deps, client, reply, via=command["command"])
 
 
@@ -88,13 +83,6 @@ def post_change_log(deps: Deps, client: WebClient, reply: Reply, *, via: str) ->
         log.info("change log (SLACK_SUPPORT_CHANNEL unset): %s", " | ".join(reply.log))
         return
     deps.later(client.chat_postMessage, channel=channel, **blocks.change_log(reply.log, via=via))
-
-
-def _offer(db_session: Session, actor: str, reply: Reply) -> str:
-    assert reply.confirm is not None
-    token = confirmations.offer(db_session=db_session, actor=actor, command=reply.confirm.command)
-    db_session.commit()
-    return token
 
 
 def _answer_button(deps: Deps, body: dict[str, Any], reply: Reply, *, replace: bool) -> None:
