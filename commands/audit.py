@@ -9,7 +9,7 @@ from sqlalchemy import Insert, Integer, Select, String, bindparam, event, insert
 from sqlalchemy.orm import Session
 
 from commands.context import Ctx
-from store.models import Candidate, Change, Test
+from store.models import AnyTest, Candidate, Change
 
 
 def record(
@@ -19,7 +19,7 @@ def record(
     reason: str,
     before: dict[str, Any],
     after: dict[str, Any],
-    test: Test | None = None,
+    test: AnyTest | None = None,
     candidate: Candidate | None = None,
     candidate_id: int | None = None,
     batch: str | None = None,
@@ -53,7 +53,7 @@ def record_computed(
     reason: str,
     before_after: Select,
     params: dict[str, Any],
-    test: Test,
+    test: AnyTest,
     batch: str,
 ) -> None:
     """One record of a test-wide change whose before and after the database computes.

@@ -13,7 +13,7 @@ from commands.reply import Reply
 from commands.status import candidate_status
 from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
 from commands.timing import timing
-from store.models import Candidate, Delivery, NoticeReceipt, Test
+from store.models import AnyTest, Candidate, Delivery, NoticeReceipt
 
 USAGE = (
     "Usage: /candidate TEST CANDIDATE\n"
@@ -38,7 +38,7 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     return card(ctx, test, candidate)
 
 
-def card(ctx: Ctx, test: Test, candidate: Candidate) -> Reply:
+def card(ctx: Ctx, test: AnyTest, candidate: Candidate) -> Reply:
     tz = ctx.tz
     t = timing(candidate, test)
     data = candidate_status(candidate, test, tz)

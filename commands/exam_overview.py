@@ -20,12 +20,12 @@ from store.models import (
     CANDIDATE_WITH_EXTRA,
     CANDIDATE_WITH_INCIDENT,
     CANDIDATE_WITH_OWN_END,
+    AnyTest,
     Candidate,
     Delivery,
     Notice,
     NoticeReceipt,
     Reopening,
-    Test,
 )
 
 USAGE = (
@@ -117,7 +117,7 @@ def _firsts(keys: tuple[str, ...]) -> CompoundSelect:
     return union_all(*(select(first) for first in firsts))
 
 
-def overview(ctx: Ctx, test: Test) -> Reply:
+def overview(ctx: Ctx, test: AnyTest) -> Reply:
     db, tz = ctx.db_session, ctx.tz
     connection = db.connection()
     params = {"test_id": test.id}
@@ -206,7 +206,7 @@ def _line(label: str, listed: dict[str, Any], *, minutes: bool) -> str:
     return f"{label}: {listed['count']} ({shown}{f', …{more} more' if more else ''})"
 
 
-def notice_stats(ctx: Ctx, test: Test) -> dict[str, Any]:
+def notice_stats(ctx: Ctx, test: AnyTest) -> dict[str, Any]:
     rows = ctx.db_session.connection().execute(_NOTICE_STATS, {"test_id": test.id})
     stats: dict[str, Any] = {"sent": 0, "inapp": 0, "read": 0, "deliveries": {}}
     for kind, status, count, read in rows:

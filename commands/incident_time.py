@@ -16,7 +16,7 @@ from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
 from commands.timeparse import format_duration, format_time, parse_duration
 from commands.timing import end_time_from, individual_end_from, ordinary_end, ordinary_end_passed
-from store.models import Candidate, Test
+from store.models import AnyTest, Candidate
 from store.sql import json_object_agg
 
 USAGE = (
@@ -114,7 +114,7 @@ def change(
 
 def _change_all(
     ctx: Ctx,
-    test: Test,
+    test: AnyTest,
     operation: str,
     minutes: int,
     what: str,
@@ -150,7 +150,7 @@ def _change_all(
 
 
 def _preview_all(
-    ctx: Ctx, test: Test, operation: str, minutes: int, what: str, command: str
+    ctx: Ctx, test: AnyTest, operation: str, minutes: int, what: str, command: str
 ) -> Reply:
     """The confirmation of `all`, from aggregates: a preview reads no row it won't show."""
     db = ctx.db_session
@@ -174,7 +174,7 @@ def _preview_all(
     )
 
 
-def _refuse_no_candidates(test: Test) -> None:
+def _refuse_no_candidates(test: AnyTest) -> None:
     raise Refused(
         f"Test {test.code} has no candidates yet, so there is nothing to change. "
         "Import its candidates first (`examdesk import candidates FILE`)."
@@ -190,7 +190,7 @@ def _refuse_below_zero(below: list, minutes: int) -> None:
         )
 
 
-def _refuse_after_ordinary_end(ctx: Ctx, test: Test) -> None:
+def _refuse_after_ordinary_end(ctx: Ctx, test: AnyTest) -> None:
     if ordinary_end_passed(test, ctx.now):
         raise Refused(
             f"The ordinary end of {test.code} ({format_time(ordinary_end(test), ctx.tz)}) has "
@@ -199,7 +199,9 @@ def _refuse_after_ordinary_end(ctx: Ctx, test: Test) -> None:
         )
 
 
-def _locked_rows(ctx: Ctx, test: Test, numbers: list[str]) -> tuple[list[Any], dict[int, datetime]]:
+def _locked_rows(
+    ctx: Ctx, test: AnyTest, numbers: list[str]
+) -> tuple[list[Any], dict[int, datetime]]:
     """The candidates' rows (id, number, incident_minutes, extra_minutes, has_own_end),
     locked, and the individual ends (R2) of the few that have one."""
     # Through the session's connection: plain rows need none of the ORM's per-row work.
@@ -240,7 +242,12 @@ def _new_total(current: int, operation: str, minutes: int) -> int:
 
 
 def _apply(
-    ctx: Ctx, test: Test, rows: list[Any], numbers: list[str] | None, operation: str, minutes: int
+    ctx: Ctx,
+    test: AnyTest,
+    rows: list[Any],
+    numbers: list[str] | None,
+    operation: str,
+    minutes: int,
 ) -> None:
     """One statement for the whole batch: the rows are locked, so the totals we checked are
     the totals being changed."""
@@ -352,7 +359,7 @@ def _describe(operation: str, minutes: int) -> str:
 
 def _receipt(
     ctx: Ctx,
-    test: Test,
+    test: AnyTest,
     listed: list[Any],
     count: int,
     own_ends: dict[int, datetime],

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
 from store.db import has_row_locks
-from store.models import Candidate, Test
+from store.models import AnyTest, Candidate, Test
 
 CANDIDATES_FORMS = "'all' or candidate numbers separated by commas, e.g. 10023,10024"
 _CODE = re.compile(r"[A-Z0-9][A-Z0-9_.-]{0,63}")
@@ -44,13 +44,15 @@ def test_not_found(test_code: str) -> NotFound:
     )
 
 
-def get_candidate(*, db_session: Session, test: Test, number: str, lock: bool = False) -> Candidate:
+def get_candidate(
+    *, db_session: Session, test: AnyTest, number: str, lock: bool = False
+) -> Candidate:
     found = get_candidates(db_session=db_session, test=test, numbers=[number], lock=lock)
     return found[0]
 
 
 def get_candidates(
-    *, db_session: Session, test: Test, numbers: Sequence[str] | None, lock: bool = False
+    *, db_session: Session, test: AnyTest, numbers: Sequence[str] | None, lock: bool = False
 ) -> list[Candidate]:
     """Candidates of ``test`` by number (all of them when ``numbers`` is None).
 
@@ -68,14 +70,16 @@ def get_candidates(
     return found
 
 
-def candidate_not_found(test: Test, missing: Sequence[str]) -> NotFound:
+def candidate_not_found(test: AnyTest, missing: Sequence[str]) -> NotFound:
     return NotFound(
         f"Test {test.code} has no candidate {', '.join(missing)}. "
         f"Check the number{'s' if len(missing) > 1 else ''} with `/exam {test.code}`."
     )
 
 
-def lock_candidates(connection: Connection, *, test: Test, numbers: Sequence[str] | None) -> None:
+def lock_candidates(
+    connection: Connection, *, test: AnyTest, numbers: Sequence[str] | None
+) -> None:
     """Row locks (PostgreSQL) on ``test``'s candidates (all when ``numbers`` is None), to be
     read by a statement of its own afterwards: PostgreSQL re-reads only the locked rows
     after waiting for a lock, not what the same query joins to them, so a reopening that

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, null, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from commands.errors import NotAllowed
 from commands.lookup import may_be_test_code, test_not_found
-from store.models import Staff, StaffTest, Test
+from store.models import TEST_ROW_COLUMNS, AnyTest, Staff, StaffTest, Test, TestRow
 
 SUPPORT = "support"
 TEACHER = "teacher"
@@ -19,7 +19,7 @@ def role_of(*, db_session: Session, user_id: str) -> str | None:
     return staff.role if staff else None
 
 
-def teaches(*, db_session: Session, user_id: str, test: Test) -> bool:
+def teaches(*, db_session: Session, user_id: str, test: AnyTest) -> bool:
     return db_session.get(StaffTest, (user_id, test.id)) is not None
 
 
@@ -52,7 +52,7 @@ def _check_support(db_session: Session, user_id: str, role: str | None, doing: s
 
 
 def require_support_or_teacher_of(
-    *, db_session: Session, user_id: str, test: Test, doing: str
+    *, db_session: Session, user_id: str, test: AnyTest, doing: str
 ) -> str:
     """The user's role, if support or a teacher of ``test``; otherwise refused."""
     role = role_of(db_session=db_session, user_id=user_id)
@@ -67,7 +67,12 @@ def require_support_or_teacher_of(
 
 
 def _check_support_or_teacher_of(
-    db_session: Session, user_id: str, test: Test, role: str | None, teaches_test: bool, doing: str
+    db_session: Session,
+    user_id: str,
+    test: AnyTest,
+    role: str | None,
+    teaches_test: bool,
+    doing: str,
 ) -> str:
     if role == SUPPORT:
         return role
@@ -88,48 +93,55 @@ def _check_support_or_teacher_of(
 # of three (test, role, teacher-of); the refusals and their order are those of the calls
 # they stand for. The statements are built once: building one costs more than running it.
 _USER, _CODE = bindparam("user_id"), bindparam("code")
+# The test comes as a TestRow: it is only read, and an ORM object would cost more than
+# the query. Its columns come last in each row.
 _TEST_AND_ROLE = (
-    select(Test, Staff.role, StaffTest.test_id)
+    select(Staff.role, StaffTest.test_id, *TEST_ROW_COLUMNS)
     .select_from(Test)
     .outerjoin(Staff, Staff.user_id == _USER)
     .outerjoin(StaffTest, and_(StaffTest.user_id == _USER, StaffTest.test_id == Test.id))
     .where(Test.code == _CODE)
 )
 _ROLE_AND_TEST = (
-    select(Staff.role, Test)
+    select(Staff.role, *TEST_ROW_COLUMNS)
     .select_from(Staff)
     .outerjoin(Test, Test.code == _CODE)
     .where(Staff.user_id == _USER)
 )
 # A code that cannot exist is not sent to the database at all.
-_ROLE_ONLY = select(Staff.role, null()).where(Staff.user_id == _USER)
+_ROLE_ONLY = select(Staff.role).where(Staff.user_id == _USER)
 
 
 def test_for_support_or_teacher(
     *, db_session: Session, user_id: str, test_code: str, doing: str
-) -> tuple[Test, str]:
+) -> tuple[TestRow, str]:
     """``get_test`` then ``require_support_or_teacher_of``: the test and the user's role."""
     code = test_code.upper()
     row = None
     if may_be_test_code(code):
-        row = db_session.execute(_TEST_AND_ROLE, {"user_id": user_id, "code": code}).first()
+        row = db_session.connection().execute(_TEST_AND_ROLE, _params(user_id, code)).first()
     if row is None:
         raise test_not_found(test_code)
-    test, role, taught = row
+    role, taught, test = row[0], row[1], TestRow(*row[2:])
     return test, _check_support_or_teacher_of(
         db_session, user_id, test, role, taught is not None, doing
     )
 
 
-def test_for_support(*, db_session: Session, user_id: str, test_code: str, doing: str) -> Test:
+def test_for_support(*, db_session: Session, user_id: str, test_code: str, doing: str) -> TestRow:
     """``require_support`` then ``get_test``."""
     code = test_code.upper()
+    connection = db_session.connection()
     if may_be_test_code(code):
-        row = db_session.execute(_ROLE_AND_TEST, {"user_id": user_id, "code": code}).first()
+        row = connection.execute(_ROLE_AND_TEST, _params(user_id, code)).first()
     else:
-        row = db_session.execute(_ROLE_ONLY, {"user_id": user_id}).first()
-    role, test = row if row is not None else (None, None)
-    _check_support(db_session, user_id, role, doing)
-    if test is None:
+        row = connection.execute(_ROLE_ONLY, {"user_id": user_id}).first()
+    _check_support(db_session, user_id, row[0] if row is not None else None, doing)
+    # An unknown code leaves the test's columns NULL (outer join), its id among them.
+    if row is None or len(row) == 1 or row[1] is None:
         raise test_not_found(test_code)
-    return test
+    return TestRow(*row[1:])
+
+
+def _params(user_id: str, code: str) -> dict[str, str]:
+    return {"user_id": user_id, "code": code}

@@ -35,7 +35,7 @@ from commands.timing import (
     reopen_deadline_from,
     timing,
 )
-from store.models import Candidate, Reopening, Submission, Test
+from store.models import AnyTest, Candidate, Reopening, Submission
 
 USAGE = (
     "Usage: /reopen TEST CANDIDATE until-close|at DATETIME|in DURATION|no-limit [reason]\n"
@@ -181,7 +181,7 @@ class _Target(NamedTuple):
     latest_submission_id: int | None
 
 
-def _target(connection: Connection, test: Test, number: str) -> _Target:
+def _target(connection: Connection, test: AnyTest, number: str) -> _Target:
     """The candidate to reopen as plain values: its deadlines, its open reopening and its
     latest delivery, in one statement (reopening is one of the commands used most on exam
     day, and each statement and ORM object costs more than the rest of it)."""
@@ -194,7 +194,7 @@ def _target(connection: Connection, test: Test, number: str) -> _Target:
     return _Target(id_, status, tuple(deadlines), reopening_id, latest_submission_id)
 
 
-def _check_mode(ctx: Ctx, test: Test, number: str, end: datetime, mode: str, deadline) -> None:
+def _check_mode(ctx: Ctx, test: AnyTest, number: str, end: datetime, mode: str, deadline) -> None:
     closed = ordinary_end_passed(test, ctx.now)
     ordinary = format_time(ordinary_end(test), ctx.tz)
     if mode == "until-close" and closed:
@@ -326,7 +326,7 @@ _REOPEN_AGAIN = (
 )
 
 
-def _state(ctx: Ctx, candidate: Candidate, test: Test) -> dict:
+def _state(ctx: Ctx, candidate: Candidate, test: AnyTest) -> dict:
     t = timing(candidate, test)
     reopening = t.reopening
     return _state_from(
@@ -359,7 +359,7 @@ def _describe(state: dict, ctx: Ctx) -> str:
     return f"{state['status']}, {reopened}, deadline {deadline}"
 
 
-def _describe_deadline(ctx: Ctx, deadline, test: Test) -> str:
+def _describe_deadline(ctx: Ctx, deadline, test: AnyTest) -> str:
     if deadline is None:
         return "with no time limit"
     relative = relative_to_ordinary_end(ordinary_end(test), deadline)

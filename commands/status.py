@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 from commands.timeparse import iso
 from commands.timing import timing
-from store.models import Candidate, Test
+from store.models import AnyTest, Candidate
 
 
-def candidate_status(candidate: Candidate, test: Test, tz: ZoneInfo) -> dict[str, Any]:
+def candidate_status(candidate: Candidate, test: AnyTest, tz: ZoneInfo) -> dict[str, Any]:
     t = timing(candidate, test)
     return {
         "test": test.code,

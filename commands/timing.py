@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from store.models import Candidate, Reopening, Test
+from store.models import AnyTest, Candidate, Reopening
 
 SIX_HOURS = timedelta(hours=6)
 
 
-def exam_duration(test: Test) -> timedelta:
+def exam_duration(test: AnyTest) -> timedelta:
     return test.end - test.start
 
 
-def upload_allowance_minutes(test: Test) -> int:
+def upload_allowance_minutes(test: AnyTest) -> int:
     """R1: 30 min for home exams of 6 h or less with upload, 15 for school exams with upload."""
     if not test.has_upload:
         return 0
@@ -26,12 +26,12 @@ def upload_allowance_minutes(test: Test) -> int:
     return 0
 
 
-def ordinary_end(test: Test) -> datetime:
+def ordinary_end(test: AnyTest) -> datetime:
     """R1: end of exam time plus the upload allowance."""
     return test.end + timedelta(minutes=upload_allowance_minutes(test))
 
 
-def ordinary_end_passed(test: Test, now: datetime) -> bool:
+def ordinary_end_passed(test: AnyTest, now: datetime) -> bool:
     """At the very moment of the ordinary end the test counts as closed (R5, R6)."""
     return now >= ordinary_end(test)
 
@@ -46,7 +46,7 @@ def individual_end_from(postponed: datetime | None, individual: datetime | None)
     return max((d for d in (postponed, individual) if d), default=None)
 
 
-def end_time(candidate: Candidate, test: Test) -> datetime:
+def end_time(candidate: Candidate, test: AnyTest) -> datetime:
     """R3: (individual end, else ordinary end) + accommodation + incident extra time."""
     return end_time_from(
         ordinary_end(test),
@@ -63,7 +63,7 @@ def end_time_from(
     return (individual or ordinary) + timedelta(minutes=extra_minutes + incident_minutes)
 
 
-def reopen_deadline(reopening: Reopening, candidate: Candidate, test: Test) -> datetime | None:
+def reopen_deadline(reopening: Reopening, candidate: Candidate, test: AnyTest) -> datetime | None:
     """R6: until-close follows the candidate's end time; no-limit has none."""
     return reopen_deadline_from(reopening.mode, reopening.deadline, end_time(candidate, test))
 
@@ -132,7 +132,7 @@ class Timing:
         return self.reopen_deadline if self.reopening else self.end_time
 
 
-def timing(candidate: Candidate, test: Test) -> Timing:
+def timing(candidate: Candidate, test: AnyTest) -> Timing:
     reopening = active_reopening(candidate)
     return Timing(
         exam_end=test.end,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -49,6 +49,27 @@ class Test(Base):
     updated_at: Mapped[datetime]
 
     candidates: Mapped[list[Candidate]] = relationship(back_populates="test")
+
+
+class TestRow(NamedTuple):
+    """A test's columns as a plain tuple, for the paths that only read them: an ORM object
+    costs a command more than the query that loads it (identity map, instrumentation)."""
+
+    id: int
+    code: str
+    title: str
+    kind: str
+    start: datetime
+    end: datetime
+    has_upload: bool
+    auto_deliver: bool
+    updated_at: datetime
+
+
+# What reads a test's columns takes either form.
+AnyTest = Test | TestRow
+# Select these and build ``TestRow(*row[k:])`` from the rest of the row.
+TEST_ROW_COLUMNS = tuple(Test.__table__.c[name] for name in TestRow._fields)
 
 
 # What /exam counts on every call, as SQL the partial indexes below are matched against.
