@@ -1,9 +1,9 @@
 """Bolt middleware and the one error handler (Dispatch style).
 
-The middleware puts what every listener needs into Bolt's context: ``deps``, the acting
-user (``actor``, the Slack user id that the core checks, R15) and a database session for the
-request that is closed when the request is done. Sessions connect lazily, so a listener that
-does not touch the database pays nothing for it.
+The middleware puts what every listener needs into Bolt's context: ``deps`` and the acting
+user (``actor``, the Slack user id that the core checks, R15). The database session is the
+core's: each command opens its own unit of work (``commands.runner.in_transaction``), so it
+is applied whole or not at all, and one that only reads can start as read-only.
 """
 
 from __future__ import annotations
@@ -32,9 +32,7 @@ def request_context(deps: Deps) -> Callable[..., Any]:
     def attach(context: BoltContext, next: Callable[[], Any]) -> Any:
         context["deps"] = deps
         context["actor"] = context.user_id
-        with deps.session_factory() as db_session:
-            context["db_session"] = db_session
-            return next()
+        return next()
 
     return attach
 
