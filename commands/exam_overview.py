@@ -35,8 +35,6 @@ USAGE = (
     "  Example: /exam TDT4100-2026H"
 )
 LISTED = 10
-# Row markers of notice_stats' query (delivery channels are "sms" and "email").
-SENT, INAPP = "sent", "inapp"
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
@@ -80,14 +78,32 @@ _LISTS = {
         literal(0),  # nothing is listed with an individual end; the union wants a column
     ),
 }
-# One round trip: (STATUS, status, count) rows, then (LIST, key, count) for each list.
-STATUS, LIST = "status", "list"
+_notices, _receipts, _deliveries = Notice.__table__, NoticeReceipt.__table__, Delivery.__table__
+_OF_TEST = _notices.c.test_id == bindparam("test_id")
+# Everything /exam counts, in one round trip: rows of (kind, key, status, count, read).
+# Kinds: candidates per status; the candidates of each list; notices sent; in-app receipts
+# (and how many are read); deliveries per channel and status.
+STATUS, LIST, SENT, INAPP, DELIVERY = "status", "list", "sent", "inapp", "delivery"
 _COUNTS = union_all(
-    select(literal(STATUS), _c.status, func.count()).where(_IN_TEST).group_by(_c.status),
+    select(literal(STATUS), _c.status, null(), func.count(), literal(0))
+    .where(_IN_TEST)
+    .group_by(_c.status),
     *(
-        select(literal(LIST), literal(key), func.count()).where(_IN_TEST, condition)
+        select(literal(LIST), literal(key), null(), func.count(), literal(0)).where(
+            _IN_TEST, condition
+        )
         for key, (condition, _) in _LISTS.items()
     ),
+    select(literal(SENT), null(), null(), func.count(), literal(0)).where(_OF_TEST),
+    select(
+        literal(INAPP), null(), null(), func.count(_receipts.c.id), func.count(_receipts.c.read_at)
+    )
+    .select_from(_receipts.join(_notices, _notices.c.id == _receipts.c.notice_id))
+    .where(_OF_TEST),
+    select(literal(DELIVERY), _deliveries.c.channel, _deliveries.c.status, func.count(), literal(0))
+    .select_from(_deliveries.join(_notices, _notices.c.id == _deliveries.c.notice_id))
+    .where(_OF_TEST)
+    .group_by(_deliveries.c.channel, _deliveries.c.status),
 )
 # The open reopenings: the first LISTED by number, with what their deadlines are made of,
 # each row with how many there are in all. Plain columns, not ORM objects: /exam runs often.
@@ -123,11 +139,18 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
     params = {"test_id": test.id}
     counts: dict[str, int] = {}
     listed: dict[str, dict[str, Any]] = {key: {"count": 0, "first": []} for key in _LISTS}
-    for kind, key, count in connection.execute(_COUNTS, params):
+    notices: dict[str, Any] = {"sent": 0, "inapp": 0, "read": 0, "deliveries": {}}
+    for kind, key, status, count, read in connection.execute(_COUNTS, params):
         if kind == STATUS:
             counts[key] = count
-        else:
+        elif kind == LIST:
             listed[key]["count"] = count
+        elif kind == SENT:
+            notices["sent"] = count
+        elif kind == INAPP:
+            notices["inapp"], notices["read"] = count, read
+        else:
+            notices["deliveries"].setdefault(key, {})[status] = count
     non_empty = tuple(key for key in _LISTS if listed[key]["count"])
     if non_empty:
         rows = connection.execute(_firsts(non_empty), params).all()
@@ -136,7 +159,6 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
     total = sum(counts.values())
     extra, incident, individual = listed["extra"], listed["incident"], listed["individual"]
     reopened = connection.execute(_REOPENED, params).all()
-    notices = notice_stats(ctx, test)
     ordinary_end = ordinary_end_of(test)
     allowance = upload_allowance_minutes(test)
 
@@ -204,35 +226,6 @@ def _line(label: str, listed: dict[str, Any], *, minutes: bool) -> str:
     )
     more = listed["count"] - len(listed["first"])
     return f"{label}: {listed['count']} ({shown}{f', …{more} more' if more else ''})"
-
-
-def notice_stats(ctx: Ctx, test: AnyTest) -> dict[str, Any]:
-    rows = ctx.db_session.connection().execute(_NOTICE_STATS, {"test_id": test.id})
-    stats: dict[str, Any] = {"sent": 0, "inapp": 0, "read": 0, "deliveries": {}}
-    for kind, status, count, read in rows:
-        if kind == SENT:
-            stats["sent"] = count
-        elif kind == INAPP:
-            stats["inapp"], stats["read"] = count, read
-        else:
-            stats["deliveries"].setdefault(kind, {})[status] = count
-    return stats
-
-
-_notices, _receipts, _deliveries = Notice.__table__, NoticeReceipt.__table__, Delivery.__table__
-_OF_TEST = _notices.c.test_id == bindparam("test_id")
-# One round trip, one row per kind: notices sent, in-app receipts (and read), then one row per
-# delivery channel and status.
-_NOTICE_STATS = union_all(
-    select(literal(SENT), null(), func.count(), literal(0)).where(_OF_TEST),
-    select(literal(INAPP), null(), func.count(_receipts.c.id), func.count(_receipts.c.read_at))
-    .select_from(_receipts.join(_notices, _notices.c.id == _receipts.c.notice_id))
-    .where(_OF_TEST),
-    select(_deliveries.c.channel, _deliveries.c.status, func.count(), literal(0))
-    .select_from(_deliveries.join(_notices, _notices.c.id == _deliveries.c.notice_id))
-    .where(_OF_TEST)
-    .group_by(_deliveries.c.channel, _deliveries.c.status),
-)
 
 
 def _notice_line(stats: dict[str, Any]) -> str:
