@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 SQLITE_CACHE_KIB = 32 * 1024  # per connection, filled only as pages are read
+SQLITE_POOL_SIZE = 16
 # Execution option read by the SQLite "begin" event: "IMMEDIATE" (default) or "DEFERRED".
 SQLITE_BEGIN = "sqlite_begin"
 
@@ -30,6 +31,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # Last in, first out: one request at a time keeps getting the connection whose page
         # cache is warm. SQLite empties a connection's cache when another one has written.
         kwargs.setdefault("pool_use_lifo", True)
+        # Keep a connection for each thread that reads at once (requests that only read
+        # don't queue for the write lock, plus the background threads). With SQLAlchemy's
+        # default of 5, 8 requests at once opened a connection for one in seven, and a new
+        # one costs more than the request: PRAGMAs, then an empty page cache.
+        kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "factory": _queuing_class()},
