@@ -122,7 +122,7 @@ def load_settings():
         raise CliError(f"configuration is invalid: {problems}") from None
 
 
-def open_database(settings, *, migrate: bool):
+def open_database(settings, *, migrate: bool, checkpoint_apart: bool = False):
     from sqlalchemy import inspect
     from sqlalchemy.exc import OperationalError
 
@@ -130,7 +130,7 @@ def open_database(settings, *, migrate: bool):
     from store.db import make_engine, make_session_factory
 
     try:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, checkpoint_apart=checkpoint_apart)
         fresh = not inspect(engine).has_table("alembic_version")
         if migrate or fresh:
             migrations.upgrade(engine)
@@ -183,7 +183,7 @@ def _serve(args: argparse.Namespace) -> int:
     from bot.server import serve
 
     settings = load_settings()
-    engine, factory = open_database(settings, migrate=True)
+    engine, factory = open_database(settings, migrate=True, checkpoint_apart=True)
     return serve(settings, engine=engine, session_factory=factory)
 
 

@@ -23,6 +23,7 @@ from bot.app import build_app
 from bot.deps import Deps
 from bot.settings import Settings
 from bot.web import build_web_app
+from store.db import checkpoint_every
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ def serve(settings: Settings, *, engine: Engine, session_factory: sessionmaker[S
         return 1
     wiring = wire(settings, engine=engine, session_factory=session_factory)
     stop_background = background.start(wiring.deps)
+    # Requests never checkpoint SQLite's WAL (cli opens the engine with checkpoint_apart).
+    stop_checkpoints = checkpoint_every(engine) if engine.dialect.name == "sqlite" else None
     # What is built by now lives as long as the process: keeping it out of the collector's
     # full passes spares requests their occasional multi-millisecond stall (p99).
     gc.freeze()
@@ -156,6 +159,8 @@ def serve(settings: Settings, *, engine: Engine, session_factory: sessionmaker[S
         if handler is not None:
             handler.close()
         stop_background()
+        if stop_checkpoints is not None:
+            stop_checkpoints()
         wiring.deps.slack_out.shutdown(wait=True)
         sock.close()
     return 0

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
 from commands.router import reads_only
 from store.db import make_engine, make_session_factory, read_only
@@ -113,19 +113,3 @@ def test_writer_threads_queue_and_each_sees_the_one_before(sqlite_factory):
         assert not type(raw.dbapi_connection).write_lock.locked()
     finally:
         raw.close()
-
-
-def test_reads_at_once_reuse_their_connections(tmp_path):
-    """Eight readers at once, twice: the second time no SQLite connection is opened anew
-    (a new one costs more than a command: PRAGMAs, then an empty page cache)."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'pool.db'}")
-    opened = []
-    event.listen(engine, "connect", lambda *_: opened.append(1))
-    try:
-        for _ in range(2):
-            held = [engine.connect() for _ in range(8)]
-            for connection in held:
-                connection.close()
-        assert len(opened) == 8
-    finally:
-        engine.dispose()
