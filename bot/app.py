@@ -13,11 +13,8 @@ from bot.settings import Settings
 
 def web_client(settings: Settings, *, with_token: bool = True) -> WebClient:
     """A Web API client for SLACK_API_URL (tests point it at a local fake)."""
-    base_url = settings.slack_api_url
-    if not base_url.endswith("/"):
-        base_url += "/"
     token = Settings.secret(settings.slack_bot_token) if with_token else None
-    return WebClient(base_url=base_url, token=token)
+    return WebClient(base_url=settings.slack_api_base_url, token=token)
 
 
 def build_app(deps: Deps, *, client: WebClient | None = None) -> App:

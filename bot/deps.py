@@ -13,10 +13,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.settings import Settings
+from bot.slack_calls import SlackCalls
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Call = tuple[Callable[..., object], tuple[object, ...], dict[str, object]]
+# (work, args, kwargs, handover): a handover only passes a call on to the Slack call process.
+Call = tuple[Callable[..., object], tuple[object, ...], dict[str, object], bool]
 # Per thread: work that `later` holds back until the HTTP response has been sent.
 _held = threading.local()
 
@@ -26,22 +28,53 @@ class Deps:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
-    # Slack Web API calls (change log, views, response_url) run here so that no
-    # acknowledgement ever waits for one; `examdesk serve` drains it on shutdown.
+    # Work that reads the database and then calls Slack (reports, App Home, notice
+    # progress) runs here so that no acknowledgement ever waits for it.
     slack_out: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-out")
     )
+    # Slack calls that need nothing but their arguments: made by a process of their own.
+    slack_calls: SlackCalls = field(init=False)
     # Called with a notice id whenever its deliveries change (dispatcher, status callbacks);
     # the question-error listener sets it to update the notice's Slack message.
     notice_progress: Callable[[int], None] | None = None
 
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.slack_calls = SlackCalls(
+            base_url=settings.slack_api_base_url, token=Settings.secret(settings.slack_bot_token)
+        )
+
     def later(self, work: Callable[..., object], *args: object, **kwargs: object) -> None:
         """Run ``work`` off the request path; a failure is logged, never lost silently."""
+        self._after_response((work, args, kwargs, False))
+
+    def slack(self, method: str, **kwargs: object) -> None:
+        """The Web API call ``WebClient.<method>(**kwargs)``, off the request path."""
+        self._after_response((self.slack_calls.call, (method,), kwargs, True))
+
+    def respond(self, response_url: str, **payload: object) -> None:
+        """Post ``payload`` to ``response_url``, off the request path."""
+        self._after_response((self.slack_calls.respond, (response_url,), payload, True))
+
+    def _after_response(self, call: Call) -> None:
         held: list[Call] | None = getattr(_held, "calls", None)
         if held is not None:
-            held.append((work, args, kwargs))
-            return
-        self.slack_out.submit(_logged, work, args, kwargs)
+            held.append(call)
+        else:
+            self._start(call)
+
+    def _start(self, call: Call) -> None:
+        work, args, kwargs, handover = call
+        if handover:
+            work(*args, **kwargs)
+        else:
+            self.slack_out.submit(_logged, work, args, kwargs)
+
+    def close(self) -> None:
+        """Finish what was handed over: on shutdown, after the server has stopped."""
+        self.slack_out.shutdown(wait=True)
+        self.slack_calls.close()
 
     def holding_later(self, handle: Callable[..., T], *args: Any) -> tuple[T, list[Call]]:
         """Run ``handle`` and return what it asked to do ``later``, not started yet.
@@ -56,8 +89,8 @@ class Deps:
             _held.calls = None
 
     def release(self, held: list[Call]) -> None:
-        for work, args, kwargs in held:
-            self.slack_out.submit(_logged, work, args, kwargs)
+        for call in held:
+            self._start(call)
 
 
 def _logged(

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import App, BoltContext, BoltResponse
-from slack_sdk.webhook import WebhookClient
 
 from bot import blocks
 from bot.deps import Deps
@@ -52,8 +51,8 @@ def error_handler(deps: Deps) -> Callable[..., BoltResponse]:
             # A slash command's acknowledgement is shown to the user: answer right there.
             return _json({"response_type": "ephemeral", **message})
         if body.get("response_url"):
-            deps.later(
-                WebhookClient(body["response_url"]).send,
+            deps.respond(
+                body["response_url"],
                 response_type="ephemeral",
                 replace_original=False,
                 **message,

@@ -161,7 +161,7 @@ def serve(settings: Settings, *, engine: Engine, session_factory: sessionmaker[S
         stop_background()
         if stop_checkpoints is not None:
             stop_checkpoints()
-        wiring.deps.slack_out.shutdown(wait=True)
+        wiring.deps.close()
         sock.close()
     return 0
 

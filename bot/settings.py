@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.examdesk_timezone)
 
+    @property
+    def slack_api_base_url(self) -> str:
+        """SLACK_API_URL as the Web API client wants it: ending in a slash."""
+        url = self.slack_api_url
+        return url if url.endswith("/") else url + "/"
+
     @staticmethod
     def secret(value: SecretStr | None) -> str | None:
         return value.get_secret_value() if value is not None else None

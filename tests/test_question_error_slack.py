@@ -51,7 +51,7 @@ def slack(engine, session_factory) -> Iterator[tuple[SlackSender, FakeSlack, obj
     sender.close()
     server.should_exit = True
     thread.join(10)
-    wiring.deps.slack_out.shutdown(wait=True)
+    wiring.deps.close()
     sock.close()
     fake.close()
 

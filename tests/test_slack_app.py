@@ -57,7 +57,7 @@ def _serve(wiring: Wiring) -> tuple[str, callable]:
     def stop() -> None:
         server.should_exit = True
         thread.join(10)
-        wiring.deps.slack_out.shutdown(wait=True)
+        wiring.deps.close()
         sock.close()
 
     return f"http://127.0.0.1:{sock.getsockname()[1]}", stop

@@ -44,7 +44,7 @@ def server(engine, session_factory, progressed):
     deps.notice_progress = progressed.append
     with TwilioServer(deps) as running:
         yield running
-    deps.slack_out.shutdown(wait=True)
+    deps.close()
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 Same code and same reply text as `examdesk run`: the text goes through
 ``commands.runner.execute`` and the Reply is laid out as Block Kit. The answer is the
 acknowledgement itself (ephemeral), so nothing waits for a Web API call; the change log and
-button results go out afterwards through ``deps.later``.
+button results go out afterwards, from the Slack call process (``deps.slack``,
+``deps.respond``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import logging
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
-from slack_sdk import WebClient
-from slack_sdk.webhook import WebhookClient
 
 from bot import blocks
 from bot.deps import Deps
@@ -33,7 +32,7 @@ def register(app: App, deps: Deps) -> None:
     app.action(blocks.CANCEL_ACTION)(on_cancel)
 
 
-def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+def on_command(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
     deps: Deps = context["deps"]
     settings = deps.settings
     command_line = f"{command['command']} {command.get('text', '')}".strip()
@@ -45,10 +44,10 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         registry_dir=settings.registry_dir,
     )
     ack(response_type="ephemeral", **blocks.message(reply, tz=settings.tz))
-    post_change_log(deps, client, reply, via=command["command"])
+    post_change_log(deps, reply, via=command["command"])
 
 
-def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     deps: Deps = context["deps"]
     reply = confirmations.apply(
@@ -59,7 +58,7 @@ def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext, client: Web
         registry_dir=deps.settings.registry_dir,
     )
     _answer_button(deps, body, reply, replace=reply.ok)
-    post_change_log(deps, client, reply, via="a confirmation button")
+    post_change_log(deps, reply, via="a confirmation button")
 
 
 def on_cancel(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
@@ -74,7 +73,7 @@ def on_cancel(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     _answer_button(deps, body, reply, replace=reply.ok)
 
 
-def post_change_log(deps: Deps, client: WebClient, reply: Reply, *, via: str) -> None:
+def post_change_log(deps: Deps, reply: Reply, *, via: str) -> None:
     """Every change also goes to the support channel (who, what, for whom, why, deadline)."""
     if not reply.log:
         return
@@ -82,7 +81,7 @@ def post_change_log(deps: Deps, client: WebClient, reply: Reply, *, via: str) ->
     if channel is None:
         log.info("change log (SLACK_SUPPORT_CHANNEL unset): %s", " | ".join(reply.log))
         return
-    deps.later(client.chat_postMessage, channel=channel, **blocks.change_log(reply.log, via=via))
+    deps.slack("chat_postMessage", channel=channel, **blocks.change_log(reply.log, via=via))
 
 
 def _answer_button(deps: Deps, body: dict[str, Any], reply: Reply, *, replace: bool) -> None:
@@ -91,8 +90,8 @@ def _answer_button(deps: Deps, body: dict[str, Any], reply: Reply, *, replace: b
     response_url = body.get("response_url")
     if not response_url:
         return
-    deps.later(
-        WebhookClient(response_url).send,
+    deps.respond(
+        response_url,
         response_type="ephemeral",
         replace_original=replace,
         **blocks.message(reply, tz=deps.settings.tz),

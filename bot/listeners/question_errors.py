@@ -69,27 +69,27 @@ def _report_id(body: dict[str, Any]) -> int:
     return int(body["actions"][0]["value"])
 
 
-def _tell_user(deps: Deps, client: WebClient, body: dict[str, Any], text: str) -> None:
+def _tell_user(deps: Deps, body: dict[str, Any], text: str) -> None:
     user = body["user"]["id"]
     channel = (body.get("channel") or {}).get("id") or deps.settings.slack_support_channel
-    deps.later(client.chat_postEphemeral, channel=channel or user, user=user, text=text)
+    deps.slack("chat_postEphemeral", channel=channel or user, user=user, text=text)
 
 
-def _thread(deps: Deps, client: WebClient, report: dict[str, Any], text: str) -> None:
+def _thread(deps: Deps, report: dict[str, Any], text: str) -> None:
     """Tell the teacher in the report's thread."""
     if report.get("slack_channel") and report.get("slack_ts"):
-        deps.later(
-            client.chat_postMessage,
+        deps.slack(
+            "chat_postMessage",
             channel=report["slack_channel"],
             thread_ts=report["slack_ts"],
             text=f"<@{report['reported_by']}> {text}",
         )
 
 
-def _refresh(deps: Deps, client: WebClient, report: dict[str, Any], **extra: Any) -> None:
+def _refresh(deps: Deps, report: dict[str, Any], **extra: Any) -> None:
     if report.get("slack_channel") and report.get("slack_ts"):
-        deps.later(
-            client.chat_update,
+        deps.slack(
+            "chat_update",
             channel=report["slack_channel"],
             ts=report["slack_ts"],
             **blocks_notices.report_blocks(report, **extra),
@@ -166,13 +166,13 @@ def on_report_submitted(
     ack()
     deps.later(post_report, deps, client, reply.data["report_id"])
     user = body["user"]["id"]
-    deps.later(client.chat_postMessage, channel=user, text=reply.text)
+    deps.slack("chat_postMessage", channel=user, text=reply.text)
 
 
 # ---------------------------------------------------------------- the report's buttons
 
 
-def on_send(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+def on_send(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     deps: Deps = context["deps"]
     report_id = _report_id(body)
@@ -180,12 +180,11 @@ def on_send(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebCli
         deps, context["actor"], lambda ctx: notice.send(ctx, report_id=report_id)
     )
     if not reply.ok:
-        _tell_user(deps, client, body, reply.text)
+        _tell_user(deps, body, reply.text)
         return
     report = _report(deps, report_id)
     _thread(
         deps,
-        client,
         report,
         f"<@{context['actor']}> is sending your text to the {reply.data['inapp']} candidates "
         f"of {report['test']} ({blocks_notices.counts(reply.data)}). Progress is shown above.",
@@ -201,9 +200,7 @@ def on_edit(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebCli
     client.views_open(trigger_id=body["trigger_id"], view=blocks_notices.edit_modal(report))
 
 
-def on_edit_submitted(
-    ack: Ack, view: dict[str, Any], context: BoltContext, client: WebClient
-) -> None:
+def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
     deps: Deps = context["deps"]
     values = blocks_notices.modal_values(view)
     report_id = int(view["private_metadata"])
@@ -223,11 +220,11 @@ def on_edit_submitted(
         ack(response_action="errors", errors={"text_nb": result.text[:150]})
         return
     ack()
-    _refresh(deps, client, result)
-    _thread(deps, client, result, f"<@{context['actor']}> edited the text for candidates.")
+    _refresh(deps, result)
+    _thread(deps, result, f"<@{context['actor']}> edited the text for candidates.")
 
 
-def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     deps: Deps = context["deps"]
     report_id = _report_id(body)
@@ -235,21 +232,18 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebC
         deps, context["actor"], lambda ctx: question_error.reject(ctx, report_id=report_id)
     )
     if isinstance(result, Reply):
-        _tell_user(deps, client, body, result.text)
+        _tell_user(deps, body, result.text)
         return
-    _refresh(deps, client, result)
+    _refresh(deps, result)
     _thread(
         deps,
-        client,
         result,
         f"<@{context['actor']}> decided not to send this report to the candidates. "
         "Ask in this thread if you disagree.",
     )
 
 
-def give_incident_time(
-    deps: Deps, client: WebClient, actor: str, report: dict[str, Any], minutes: int
-) -> Reply:
+def give_incident_time(deps: Deps, actor: str, report: dict[str, Any], minutes: int) -> Reply:
     """R14: the decision made, `/incident-time TEST all add N` through the one entry."""
     reply = execute(
         session_factory=deps.session_factory,
@@ -262,15 +256,14 @@ def give_incident_time(
     first_line = reply.text.splitlines()[0] if reply.text else ""
     _thread(
         deps,
-        client,
         report,
         f"<@{actor}> gave all candidates {minutes} min incident time: {first_line}"
         if reply.ok
         else f"<@{actor}> tried to give incident time, refused: {reply.text}",
     )
     if reply.ok and reply.log and deps.settings.slack_support_channel:
-        deps.later(
-            client.chat_postMessage,
+        deps.slack(
+            "chat_postMessage",
             channel=deps.settings.slack_support_channel,
             **blocks.change_log(reply.log, via="an error report"),
         )
@@ -286,21 +279,19 @@ def on_incident_time(
     if not report["suggested_minutes"]:
         client.views_open(trigger_id=body["trigger_id"], view=blocks_notices.minutes_modal(report))
         return
-    reply = give_incident_time(deps, client, context["actor"], report, report["suggested_minutes"])
+    reply = give_incident_time(deps, context["actor"], report, report["suggested_minutes"])
     if not reply.ok:
-        _tell_user(deps, client, body, reply.text)
+        _tell_user(deps, body, reply.text)
 
 
-def on_minutes_submitted(
-    ack: Ack, view: dict[str, Any], context: BoltContext, client: WebClient
-) -> None:
+def on_minutes_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
     deps: Deps = context["deps"]
     minutes = _minutes(blocks_notices.modal_values(view).get("minutes"))
     if not minutes:
         ack(response_action="errors", errors={"minutes": "Give a number of minutes above 0."})
         return
     report = _report(deps, int(view["private_metadata"]))
-    reply = give_incident_time(deps, client, context["actor"], report, minutes)
+    reply = give_incident_time(deps, context["actor"], report, minutes)
     if not reply.ok:
         ack(response_action="errors", errors={"minutes": reply.text[:150]})
         return

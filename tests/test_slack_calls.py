@@ -1,0 +1,79 @@
+"""Slack calls made by a process of their own (bot.slack_calls): they arrive, failures are
+logged in the serving process, and a child that died is replaced."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+import psutil
+import pytest
+from fake_slack import FakeSlack
+
+from bot.slack_calls import SlackCalls
+
+
+@pytest.fixture
+def fake():
+    fake = FakeSlack()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def calls(fake):
+    calls = SlackCalls(base_url=fake.api_url, token="xoxb-calls")
+    yield calls
+    calls.close()
+
+
+def _child_pids() -> set[int]:
+    return {p.pid for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())}
+
+
+def test_calls_and_answers_are_made_by_a_child_process_with_the_token(fake, calls):
+    before = _child_pids()
+    calls.call("chat_postMessage", channel="C0LOG", text="<@U1> add 5 min")
+    calls.respond(fake.response_url(), response_type="ephemeral", text="Done")
+    (post,) = fake.wait_for("chat.postMessage")
+    (answer,) = fake.wait_for("response_url")
+    assert post.body == {"channel": "C0LOG", "text": "<@U1> add 5 min"}
+    assert post.headers["Authorization"] == "Bearer xoxb-calls"
+    assert answer.body["text"] == "Done"
+    assert len(_child_pids() - before) == 1
+
+
+def test_close_waits_for_what_was_handed_over(fake, calls):
+    for i in range(20):
+        calls.call("chat_postMessage", channel="C0LOG", text=f"change {i}")
+    calls.close()
+    assert [c.body["text"] for c in fake.of("chat.postMessage")] == [
+        f"change {i}" for i in range(20)
+    ]
+
+
+def test_a_refused_call_is_logged_here_with_slacks_reason(fake, calls, caplog):
+    fake.answers["chat.postMessage"] = {"ok": False, "error": "channel_not_found"}
+    with caplog.at_level(logging.ERROR, logger="bot.slack_calls"):
+        calls.call("chat_postMessage", channel="C0GONE", text="x")
+        calls.close()
+    assert "Slack call chat_postMessage failed: Slack answered 'channel_not_found'" in caplog.text
+
+
+def test_a_child_that_died_is_replaced(fake, calls, caplog):
+    calls.call("chat_postMessage", channel="C0LOG", text="first")
+    fake.wait_for("chat.postMessage")
+    (child,) = _child_pids()
+    os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    with caplog.at_level(logging.ERROR, logger="bot.slack_calls"):
+        # Calls handed over before the death is noticed are lost (and logged); later ones
+        # go to a new child.
+        while len(fake.of("chat.postMessage")) < 2:
+            assert time.monotonic() < deadline, "no call arrived after the child died"
+            calls.call("chat_postMessage", channel="C0LOG", text="after")
+            time.sleep(0.2)
+    assert "the Slack call process had died" in caplog.text
+    assert child not in _child_pids()
