@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from bot import web_notices, web_twilio
 from bot.deps import Deps
+from store.db import raw_execute
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +72,8 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
 
 
 def _database_problem(deps: Deps) -> str | None:
-    # A raw DB-API connection: SQLAlchemy's SQLite set-up begins every transaction with
-    # BEGIN IMMEDIATE, and a health probe must never queue for the write lock.
     try:
-        connection = deps.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute("SELECT 1")
-            cursor.fetchall()
-            cursor.close()
-        finally:
-            connection.close()
+        raw_execute(deps.engine, "SELECT 1")  # a health probe must never queue for a lock
     except Exception as error:
         log.warning("health check: database unreachable: %s", error)
         return f"unreachable: {type(error).__name__}"

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from commands.errors import NotAllowed
 from commands.lookup import may_be_test_code, test_not_found
-from store.models import TEST_ROW_COLUMNS, AnyTest, Staff, StaffTest, Test, TestRow
+from store.models import PLAIN_TEST_COLUMNS, AnyTest, PlainTest, Staff, StaffTest, Test
 
 SUPPORT = "support"
 TEACHER = "teacher"
@@ -93,17 +93,17 @@ def _check_support_or_teacher_of(
 # of three (test, role, teacher-of); the refusals and their order are those of the calls
 # they stand for. The statements are built once: building one costs more than running it.
 _USER, _CODE = bindparam("user_id"), bindparam("code")
-# The test comes as a TestRow: it is only read, and an ORM object would cost more than
+# The test comes as a PlainTest: it is only read, and an ORM object would cost more than
 # the query. Its columns come last in each row.
 _TEST_AND_ROLE = (
-    select(Staff.role, StaffTest.test_id, *TEST_ROW_COLUMNS)
+    select(Staff.role, StaffTest.test_id, *PLAIN_TEST_COLUMNS)
     .select_from(Test)
     .outerjoin(Staff, Staff.user_id == _USER)
     .outerjoin(StaffTest, and_(StaffTest.user_id == _USER, StaffTest.test_id == Test.id))
     .where(Test.code == _CODE)
 )
 _ROLE_AND_TEST = (
-    select(Staff.role, *TEST_ROW_COLUMNS)
+    select(Staff.role, *PLAIN_TEST_COLUMNS)
     .select_from(Staff)
     .outerjoin(Test, Test.code == _CODE)
     .where(Staff.user_id == _USER)
@@ -114,7 +114,7 @@ _ROLE_ONLY = select(Staff.role).where(Staff.user_id == _USER)
 
 def test_for_support_or_teacher(
     *, db_session: Session, user_id: str, test_code: str, doing: str
-) -> tuple[TestRow, str]:
+) -> tuple[PlainTest, str]:
     """``get_test`` then ``require_support_or_teacher_of``: the test and the user's role."""
     code = test_code.upper()
     row = None
@@ -122,13 +122,13 @@ def test_for_support_or_teacher(
         row = db_session.connection().execute(_TEST_AND_ROLE, _params(user_id, code)).first()
     if row is None:
         raise test_not_found(test_code)
-    role, taught, test = row[0], row[1], TestRow(*row[2:])
+    role, taught, test = row[0], row[1], PlainTest(*row[2:])
     return test, _check_support_or_teacher_of(
         db_session, user_id, test, role, taught is not None, doing
     )
 
 
-def test_for_support(*, db_session: Session, user_id: str, test_code: str, doing: str) -> TestRow:
+def test_for_support(*, db_session: Session, user_id: str, test_code: str, doing: str) -> PlainTest:
     """``require_support`` then ``get_test``."""
     code = test_code.upper()
     connection = db_session.connection()
@@ -140,7 +140,7 @@ def test_for_support(*, db_session: Session, user_id: str, test_code: str, doing
     # An unknown code leaves the test's columns NULL (outer join), its id among them.
     if row is None or len(row) == 1 or row[1] is None:
         raise test_not_found(test_code)
-    return TestRow(*row[1:])
+    return PlainTest(*row[1:])
 
 
 def _params(user_id: str, code: str) -> dict[str, str]:

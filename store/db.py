@@ -61,17 +61,24 @@ def has_row_locks(connection: Connection) -> bool:
     return connection.dialect.name != "sqlite"
 
 
-def checkpoint(engine: Engine) -> None:
-    """Copy SQLite's WAL back into the database file, as far as no reader still needs it
-    (PASSIVE: waits for no reader and no writer)."""
+def raw_execute(engine: Engine, sql: str) -> list[Any]:
+    """One statement on a pooled DB-API connection, outside SQLAlchemy's transactions (on
+    SQLite those begin IMMEDIATE, and what runs here must never queue for the write lock)."""
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
-        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        cursor.fetchall()
+        cursor.execute(sql)
+        rows = cursor.fetchall()
         cursor.close()
+        return rows
     finally:
         connection.close()
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy SQLite's WAL back into the database file, as far as no reader still needs it
+    (PASSIVE: waits for no reader and no writer)."""
+    raw_execute(engine, "PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def checkpoint_every(engine: Engine, seconds: float = CHECKPOINT_SECONDS) -> Callable[[], None]:

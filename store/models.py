@@ -51,7 +51,7 @@ class Test(Base):
     candidates: Mapped[list[Candidate]] = relationship(back_populates="test")
 
 
-class TestRow(NamedTuple):
+class PlainTest(NamedTuple):
     """A test's columns as a plain tuple, for the paths that only read them: an ORM object
     costs a command more than the query that loads it (identity map, instrumentation)."""
 
@@ -67,9 +67,9 @@ class TestRow(NamedTuple):
 
 
 # What reads a test's columns takes either form.
-AnyTest = Test | TestRow
-# Select these and build ``TestRow(*row[k:])`` from the rest of the row.
-TEST_ROW_COLUMNS = tuple(Test.__table__.c[name] for name in TestRow._fields)
+AnyTest = Test | PlainTest
+# Select these and build ``PlainTest(*row[k:])`` from the rest of the row.
+PLAIN_TEST_COLUMNS = tuple(Test.__table__.c[name] for name in PlainTest._fields)
 
 
 # What /exam counts on every call, as SQL the partial indexes below are matched against.
