@@ -10,6 +10,7 @@ it calls Slack (reports, App Home, notice progress) stays on ``Deps.later``.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -86,6 +87,9 @@ _client: WebClient | None = None
 
 def _connect(base_url: str, token: str | None) -> None:
     global _client
+    # Ctrl-C in a terminal reaches the whole process group: the child must live on until
+    # `serve` has stopped and handed it its last calls (SlackCalls.close).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _client = WebClient(base_url=base_url, token=token)
 
 

@@ -77,3 +77,15 @@ def test_a_child_that_died_is_replaced(fake, calls, caplog):
             time.sleep(0.2)
     assert "the Slack call process had died" in caplog.text
     assert child not in _child_pids()
+
+
+def test_ctrl_c_in_the_terminal_leaves_the_child_to_finish_its_calls(fake, calls):
+    calls.call("chat_postMessage", channel="C0LOG", text="first")
+    fake.wait_for("chat.postMessage")
+    (child,) = _child_pids()
+    os.kill(child, signal.SIGINT)  # what the terminal sends the whole process group
+    time.sleep(0.2)
+    calls.call("chat_postMessage", channel="C0LOG", text="after Ctrl-C")
+    assert _child_pids() == {child}  # the same child, not a replacement
+    calls.close()
+    assert [c.body["text"] for c in fake.of("chat.postMessage")] == ["first", "after Ctrl-C"]
