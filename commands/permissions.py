@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, null, select
 from sqlalchemy.orm import Session
 
 from commands.errors import NotAllowed
@@ -108,8 +108,8 @@ _ROLE_AND_TEST = (
     .outerjoin(Test, Test.code == _CODE)
     .where(Staff.user_id == _USER)
 )
-# A code that cannot exist is not sent to the database at all.
-_ROLE_ONLY = select(Staff.role).where(Staff.user_id == _USER)
+# A code that cannot exist is not sent to the database at all; the NULL stands for its id.
+_ROLE_ONLY = select(Staff.role, null()).where(Staff.user_id == _USER)
 
 
 def test_for_support_or_teacher(
@@ -138,7 +138,7 @@ def test_for_support(*, db_session: Session, user_id: str, test_code: str, doing
         row = connection.execute(_ROLE_ONLY, {"user_id": user_id}).first()
     _check_support(db_session, user_id, row[0] if row is not None else None, doing)
     # An unknown code leaves the test's columns NULL (outer join), its id among them.
-    if row is None or len(row) == 1 or row[1] is None:
+    if row is None or row[1] is None:
         raise test_not_found(test_code)
     return PlainTest(*row[1:])
 
