@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
+import threading
 import time
 
 import psutil
 import pytest
 from fake_slack import FakeSlack
 
+from bot import slack_calls
 from bot.slack_calls import SlackCalls
 
 
@@ -89,3 +92,36 @@ def test_ctrl_c_in_the_terminal_leaves_the_child_to_finish_its_calls(fake, calls
     assert _child_pids() == {child}  # the same child, not a replacement
     calls.close()
     assert [c.body["text"] for c in fake.of("chat.postMessage")] == ["first", "after Ctrl-C"]
+
+
+@pytest.fixture
+def silent_slack():
+    """A Slack that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/api/"
+    listener.close()
+
+
+def test_a_slack_that_never_answers_neither_blocks_requests_nor_shutdown(
+    silent_slack, monkeypatch, caplog
+):
+    """Calls are handed over at once while the child waits for Slack, far beyond what the
+    pipe between the processes holds; shutdown gives up on them after its timeout."""
+    monkeypatch.setattr(slack_calls, "CLOSE_TIMEOUT_S", 0.5)
+    calls = SlackCalls(base_url=silent_slack, token="xoxb-calls")
+    text = "x" * 1000  # 5,000 of these are ~5 MB; a pipe holds a few hundred kB
+
+    def hand_over() -> None:
+        for _ in range(5000):
+            calls.call("chat_postMessage", channel="C0", text=text)
+
+    handing_over = threading.Thread(target=hand_over)
+    handing_over.start()
+    handing_over.join(timeout=20)
+    try:
+        assert not handing_over.is_alive(), "handing calls over waited for a silent Slack"
+    finally:
+        with caplog.at_level(logging.ERROR, logger="bot.slack_calls"):
+            calls.close()
+    assert "did not finish its calls within 0.5 s" in caplog.text
+    assert _child_pids() == set()
