@@ -6,14 +6,14 @@ from sqlalchemy import bindparam, func, literal, null, select, union_all
 
 from commands.context import Ctx
 from commands.errors import InvalidInput
-from commands.lookup import get_candidate, parse_candidate_number
+from commands.lookup import get_plain_candidate, parse_candidate_number
 from commands.masking import mask_email, mask_phone
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
 from commands.status import candidate_status
 from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
 from commands.timing import timing
-from store.models import AnyTest, Candidate, Delivery, NoticeReceipt
+from store.models import AnyCandidate, AnyTest, Delivery, NoticeReceipt
 
 USAGE = (
     "Usage: /candidate TEST CANDIDATE\n"
@@ -34,11 +34,12 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     test, _role = test_for_support_or_teacher(
         db_session=db, user_id=ctx.actor, test_code=args[0], doing="see its candidates"
     )
-    candidate = get_candidate(db_session=db, test=test, number=parse_candidate_number(args[1]))
+    number = parse_candidate_number(args[1])
+    candidate = get_plain_candidate(db_session=db, test=test, number=number)
     return card(ctx, test, candidate)
 
 
-def card(ctx: Ctx, test: AnyTest, candidate: Candidate) -> Reply:
+def card(ctx: Ctx, test: AnyTest, candidate: AnyCandidate) -> Reply:
     tz = ctx.tz
     t = timing(candidate, test)
     data = candidate_status(candidate, test, tz)
@@ -80,7 +81,7 @@ def card(ctx: Ctx, test: AnyTest, candidate: Candidate) -> Reply:
     return Reply(text="\n".join(lines), kind="candidate", data=data)
 
 
-def notice_summary(ctx: Ctx, candidate: Candidate) -> dict:
+def notice_summary(ctx: Ctx, candidate: AnyCandidate) -> dict:
     rows = ctx.db_session.connection().execute(_NOTICE_SUMMARY, {"candidate_id": candidate.id})
     inapp = read = 0
     by_channel: dict[str, dict[str, int]] = {"sms": {}, "email": {}}

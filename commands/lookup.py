@@ -10,7 +10,15 @@ from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
 from store.db import has_row_locks
-from store.models import AnyTest, Candidate, Test
+from store.models import (
+    PLAIN_CANDIDATE_COLUMNS,
+    AnyTest,
+    Candidate,
+    PlainCandidate,
+    PlainReopening,
+    Reopening,
+    Test,
+)
 
 CANDIDATES_FORMS = "'all' or candidate numbers separated by commas, e.g. 10023,10024"
 _CODE = re.compile(r"[A-Z0-9][A-Z0-9_.-]{0,63}")
@@ -49,6 +57,16 @@ def get_candidate(
 ) -> Candidate:
     found = get_candidates(db_session=db_session, test=test, numbers=[number], lock=lock)
     return found[0]
+
+
+def get_plain_candidate(*, db_session: Session, test: AnyTest, number: str) -> PlainCandidate:
+    """``get_candidate`` for reading only: its columns and open reopening in one plain row."""
+    row = db_session.connection().execute(_PLAIN, {"test_id": test.id, "number": number}).first()
+    if row is None:
+        raise candidate_not_found(test, [number])
+    *columns, mode, deadline = row
+    open_ = (PlainReopening(mode, deadline, None),) if mode is not None else ()
+    return PlainCandidate(*columns, reopenings=open_)
 
 
 def get_candidates(
@@ -110,6 +128,15 @@ _CANDIDATES = {
     .order_by(Candidate.number)
     for by_number in (False, True)
 }
+
+
+_r = Reopening.__table__.c
+_PLAIN = (
+    select(*PLAIN_CANDIDATE_COLUMNS, _r.mode, _r.deadline)
+    # The open one only (R6: at most one per candidate); closed ones are history.
+    .outerjoin(Reopening.__table__, (_r.candidate_id == Candidate.id) & _r.closed_at.is_(None))
+    .where(Candidate.test_id == bindparam("test_id"), Candidate.number == bindparam("number"))
+)
 
 
 def parse_candidate_list(text: str) -> list[str] | None:

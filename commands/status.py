@@ -7,10 +7,10 @@ from zoneinfo import ZoneInfo
 
 from commands.timeparse import iso
 from commands.timing import timing
-from store.models import AnyTest, Candidate
+from store.models import AnyCandidate, AnyTest
 
 
-def candidate_status(candidate: Candidate, test: AnyTest, tz: ZoneInfo) -> dict[str, Any]:
+def candidate_status(candidate: AnyCandidate, test: AnyTest, tz: ZoneInfo) -> dict[str, Any]:
     t = timing(candidate, test)
     return {
         "test": test.code,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from store.models import AnyTest, Candidate, Reopening
+from store.models import AnyCandidate, AnyReopening, AnyTest, Candidate, Reopening
 
 SIX_HOURS = timedelta(hours=6)
 
@@ -36,7 +36,7 @@ def ordinary_end_passed(test: AnyTest, now: datetime) -> bool:
     return now >= ordinary_end(test)
 
 
-def individual_end(candidate: Candidate) -> datetime | None:
+def individual_end(candidate: AnyCandidate) -> datetime | None:
     """R2: the later of postponed and individual deadline, if any."""
     return individual_end_from(candidate.postponed_deadline, candidate.individual_deadline)
 
@@ -46,7 +46,7 @@ def individual_end_from(postponed: datetime | None, individual: datetime | None)
     return max((d for d in (postponed, individual) if d), default=None)
 
 
-def end_time(candidate: Candidate, test: AnyTest) -> datetime:
+def end_time(candidate: AnyCandidate, test: AnyTest) -> datetime:
     """R3: (individual end, else ordinary end) + accommodation + incident extra time."""
     return end_time_from(
         ordinary_end(test),
@@ -63,7 +63,9 @@ def end_time_from(
     return (individual or ordinary) + timedelta(minutes=extra_minutes + incident_minutes)
 
 
-def reopen_deadline(reopening: Reopening, candidate: Candidate, test: AnyTest) -> datetime | None:
+def reopen_deadline(
+    reopening: AnyReopening, candidate: AnyCandidate, test: AnyTest
+) -> datetime | None:
     """R6: until-close follows the candidate's end time; no-limit has none."""
     return reopen_deadline_from(reopening.mode, reopening.deadline, end_time(candidate, test))
 
@@ -108,7 +110,7 @@ def plain_deadlines(
     )
 
 
-def active_reopening(candidate: Candidate) -> Reopening | None:
+def active_reopening(candidate: AnyCandidate) -> AnyReopening | None:
     return next((r for r in candidate.reopenings if r.closed_at is None), None)
 
 
@@ -123,7 +125,7 @@ class Timing:
     extra_minutes: int
     incident_minutes: int
     end_time: datetime
-    reopening: Reopening | None
+    reopening: AnyReopening | None
     reopen_deadline: datetime | None
 
     @property
@@ -132,7 +134,7 @@ class Timing:
         return self.reopen_deadline if self.reopening else self.end_time
 
 
-def timing(candidate: Candidate, test: AnyTest) -> Timing:
+def timing(candidate: AnyCandidate, test: AnyTest) -> Timing:
     reopening = active_reopening(candidate)
     return Timing(
         exam_end=test.end,

@@ -174,6 +174,40 @@ class Reopening(Base):
     candidate: Mapped[Candidate] = relationship(back_populates="reopenings")
 
 
+class PlainReopening(NamedTuple):
+    """What a deadline reads of an open reopening (R6)."""
+
+    mode: str
+    deadline: datetime | None
+    closed_at: datetime | None
+
+
+class PlainCandidate(NamedTuple):
+    """A candidate's columns and its open reopening, for paths that only read them (as
+    PlainTest: an ORM object with its reopenings costs more than the query)."""
+
+    id: int
+    test_id: int
+    number: str
+    phone: str | None
+    email: str | None
+    language: str
+    extra_minutes: int
+    postponed_deadline: datetime | None
+    individual_deadline: datetime | None
+    incident_minutes: int
+    status: str
+    submitted_at: datetime | None
+    reopenings: tuple[PlainReopening, ...]  # the open one, if any
+
+
+# What reads a candidate's columns and deadlines takes either form.
+AnyCandidate = Candidate | PlainCandidate
+AnyReopening = Reopening | PlainReopening
+# Select these, then the open reopening's PlainReopening fields, and build a PlainCandidate.
+PLAIN_CANDIDATE_COLUMNS = tuple(Candidate.__table__.c[name] for name in PlainCandidate._fields[:-1])
+
+
 class Submission(Base):
     """A delivered version of a candidate's answer."""
 

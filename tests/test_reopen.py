@@ -274,3 +274,26 @@ def test_r6_exam_lists_the_first_ten_open_reopenings_and_counts_the_rest(exam):
     # The other lists are untouched by the reopenings listed with them.
     assert overview.data["extra"] == {"count": 1, "first": [["10023", 30]]}
     assert overview.data["incident"] == {"count": 0, "first": []}
+
+
+def test_r7_candidate_card_shows_only_the_open_reopening(exam):
+    """R7: /candidate reads the candidate as a plain row joined to its open reopening; what it
+    shows must be what the full candidate says, before, during and after a reopening."""
+
+    def shown() -> dict:
+        reply = exam.run(f"/candidate {CODE} 10023")
+        assert reply.ok, reply.text
+        return {k: v for k, v in reply.data.items() if k in status_of(exam, "10023")}
+
+    exam.at("2026-12-01 14:00")
+    assert shown() == status_of(exam, "10023") and shown()["new_delivery"] is None
+    assert exam.run(f"/reopen {CODE} 10023 at 15:30 scanner broke").ok
+    assert shown() == status_of(exam, "10023")
+    assert shown()["deadline"] == "2026-12-01T15:30:00+01:00"
+    exam.at("2026-12-01 14:10")
+    assert exam.run(f"/reopen {CODE} 10023 close current").ok
+    assert shown() == status_of(exam, "10023") and shown()["new_delivery"] is None
+    assert exam.run(f"/reopen {CODE} 10023 in 20m").ok  # a second reopening; the first is closed
+    assert shown() == status_of(exam, "10023")
+    assert shown()["new_delivery"] == {"mode": "in", "deadline": "2026-12-01T14:30:00+01:00"}
+    assert "New delivery: allowed (in) until" in exam.run(f"/candidate {CODE} 10023").text
