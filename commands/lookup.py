@@ -66,7 +66,7 @@ def get_plain_candidate(*, db_session: Session, test: AnyTest, number: str) -> P
         raise candidate_not_found(test, [number])
     *columns, mode, deadline = row
     open_ = (PlainReopening(mode, deadline, None),) if mode is not None else ()
-    return PlainCandidate(*columns, reopenings=open_)
+    return PlainCandidate._make((*columns, open_))
 
 
 def get_candidates(

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
-from store.models import AnyCandidate, AnyReopening, AnyTest, Candidate, Reopening
+from store.models import (
+    AnyCandidate,
+    AnyReopening,
+    AnyTest,
+    Candidate,
+    PlainCandidate,
+    PlainReopening,
+    Reopening,
+)
 
 SIX_HOURS = timedelta(hours=6)
 
@@ -110,7 +118,12 @@ def plain_deadlines(
     )
 
 
+@overload
+def active_reopening(candidate: Candidate) -> Reopening | None: ...
+@overload
+def active_reopening(candidate: PlainCandidate) -> PlainReopening | None: ...
 def active_reopening(candidate: AnyCandidate) -> AnyReopening | None:
+    # Overloaded: the paths that close a reopening get the ORM object they change.
     return next((r for r in candidate.reopenings if r.closed_at is None), None)
 
 
