@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from commands import audit
@@ -17,7 +17,14 @@ from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
 from commands.reopen import close_reopening
 from commands.status import candidate_status
-from commands.timing import PLAIN_COLUMNS, active_reopening, ordinary_end, plain_deadlines, timing
+from commands.timing import (
+    OPEN_REOPENING,
+    PLAIN_COLUMNS,
+    active_reopening,
+    ordinary_end,
+    plain_deadlines,
+    timing,
+)
 from store.models import Candidate, Reopening, Submission, Test
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -138,7 +145,7 @@ _AWAITING_PLAIN = (
     select(_c.id, _c.test_id, *PLAIN_COLUMNS)
     .select_from(
         Candidate.__table__.join(Test.__table__, _t.id == _c.test_id).outerjoin(
-            Reopening.__table__, and_(_r.candidate_id == _c.id, _r.closed_at.is_(None))
+            Reopening.__table__, OPEN_REOPENING
         )
     )
     .where(_t.kind != "thesis", or_(_c.status == "started", _r.id.is_not(None)))

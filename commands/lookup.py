@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Connection, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
+from commands.timing import OPEN_REOPENING
 from store.db import has_row_locks
 from store.models import (
     PLAIN_CANDIDATE_COLUMNS,
@@ -133,8 +134,7 @@ _CANDIDATES = {
 _r = Reopening.__table__.c
 _PLAIN = (
     select(*PLAIN_CANDIDATE_COLUMNS, _r.mode, _r.deadline)
-    # The open one only (R6: at most one per candidate); closed ones are history.
-    .outerjoin(Reopening.__table__, (_r.candidate_id == Candidate.id) & _r.closed_at.is_(None))
+    .outerjoin(Reopening.__table__, OPEN_REOPENING)
     .where(Candidate.test_id == bindparam("test_id"), Candidate.number == bindparam("number"))
 )
 

@@ -26,6 +26,7 @@ from commands.timeparse import (
     relative_to_ordinary_end,
 )
 from commands.timing import (
+    OPEN_REOPENING,
     PLAIN_COLUMNS,
     PlainDeadlines,
     active_reopening,
@@ -306,11 +307,7 @@ _TARGET = (
         .limit(1)
         .scalar_subquery(),
     )
-    .select_from(
-        Candidate.__table__.outerjoin(
-            Reopening.__table__, and_(_r.candidate_id == _c.id, _r.closed_at.is_(None))
-        )
-    )
+    .select_from(Candidate.__table__.outerjoin(Reopening.__table__, OPEN_REOPENING))
     .where(_WHICH)
 )
 _OPEN = insert(Reopening.__table__)

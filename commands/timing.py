@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple, overload
 
+from sqlalchemy import and_
+
 from store.models import (
     AnyCandidate,
     AnyReopening,
@@ -94,6 +96,11 @@ PLAIN_COLUMNS = (
     _r.mode,
     _r.deadline,
 )
+
+
+# How PLAIN_COLUMNS' reopening is joined: the candidate's open one (at most one, R6:
+# uq_reopenings_active), outer-joined so a candidate without one still comes.
+OPEN_REOPENING = and_(_r.candidate_id == _c.id, _r.closed_at.is_(None))
 
 
 class PlainDeadlines(NamedTuple):
