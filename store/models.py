@@ -78,8 +78,8 @@ CANDIDATE_WITH_INCIDENT = "incident_minutes != 0"
 CANDIDATE_WITH_OWN_END = "postponed_deadline IS NOT NULL OR individual_deadline IS NOT NULL"
 
 
-def _partial_index(name: str, where: str) -> Index:
-    return Index(name, "test_id", sqlite_where=text(where), postgresql_where=text(where))
+def _partial_index(name: str, where: str, *columns: str) -> Index:
+    return Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))
 
 
 class Candidate(Base):
@@ -89,10 +89,27 @@ class Candidate(Base):
         # Counting a test's candidates by status reads this index only, not 2,000 rows;
         # its test_id prefix serves every other lookup by test.
         Index("ix_candidates_test_id_status", "test_id", "status"),
-        # The few candidates with extra time, incident time or an end of their own, per test.
-        _partial_index("ix_candidates_with_extra", CANDIDATE_WITH_EXTRA),
-        _partial_index("ix_candidates_with_incident", CANDIDATE_WITH_INCIDENT),
-        _partial_index("ix_candidates_with_own_end", CANDIDATE_WITH_OWN_END),
+        # The candidates with extra time, incident time or an end of their own, per test, in
+        # number order, holding every column their condition reads: /exam counts each list
+        # and reads its first few from the index alone, however sparse or dense the list.
+        _partial_index(
+            "ix_candidates_with_extra", CANDIDATE_WITH_EXTRA, "test_id", "number", "extra_minutes"
+        ),
+        _partial_index(
+            "ix_candidates_with_incident",
+            CANDIDATE_WITH_INCIDENT,
+            "test_id",
+            "number",
+            "incident_minutes",
+        ),
+        _partial_index(
+            "ix_candidates_with_own_end",
+            CANDIDATE_WITH_OWN_END,
+            "test_id",
+            "number",
+            "postponed_deadline",
+            "individual_deadline",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

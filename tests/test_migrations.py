@@ -78,3 +78,67 @@ def test_upgrading_a_0001_database_keeps_its_rows_and_adds_the_overview_indexes(
         row = conn.execute(text("SELECT number, extra_minutes, incident_minutes FROM candidates"))
         assert row.all() == [("10023", 30, 5)]
     engine.dispose()
+
+
+def test_0003_puts_the_list_indexes_in_number_order_and_downgrades_back(tmp_path):
+    """0003 rebuilds the three partial list indexes on (test_id, number, the condition's
+    columns), keeping their conditions and the rows; its downgrade restores 0002's."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = migrate.alembic_config(engine)
+
+    def to(revision: str, step=command.upgrade) -> None:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            step(config, revision)
+
+    def list_indexes() -> dict[str, list[str]]:
+        return {
+            ix["name"]: ix["column_names"]
+            for ix in inspect(engine).get_indexes("candidates")
+            if ix["name"].startswith("ix_candidates_with_")
+        }
+
+    to("0002")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                'INSERT INTO tests (id, code, title, kind, start, "end", has_upload, '
+                "auto_deliver, updated_at) VALUES (1, 'T-1', 'T', 'school', "
+                "'2026-12-01 08:00:00', '2026-12-01 12:00:00', 1, 1, '2026-11-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO candidates (test_id, number, language, extra_minutes, "
+                "incident_minutes, status, notice_token) VALUES (1, '10023', 'nb', 30, 5, "
+                "'started', 'tok')"
+            )
+        )
+    assert set(map(tuple, list_indexes().values())) == {("test_id",)}
+    migrate.upgrade(engine)
+    assert list_indexes() == {
+        "ix_candidates_with_extra": ["test_id", "number", "extra_minutes"],
+        "ix_candidates_with_incident": ["test_id", "number", "incident_minutes"],
+        "ix_candidates_with_own_end": [
+            "test_id",
+            "number",
+            "postponed_deadline",
+            "individual_deadline",
+        ],
+    }
+    with engine.connect() as conn:
+        listed = "SELECT number FROM candidates INDEXED BY {} WHERE test_id = 1 AND {}"
+        assert conn.execute(
+            text(listed.format("ix_candidates_with_incident", "incident_minutes != 0"))
+        ).all() == [("10023",)]
+    to("0002", command.downgrade)
+    assert set(map(tuple, list_indexes().values())) == {("test_id",)}
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT number, extra_minutes, incident_minutes FROM candidates"))
+        assert row.all() == [("10023", 30, 5)]
+    engine.dispose()
