@@ -3,6 +3,7 @@
 The benchmark's floor must go through the very stack the commands go through (uvicorn,
 Starlette, Bolt's signature check, middleware and ack), so this runs the real `serve` entry
 point and only adds that listener to the Bolt app it builds. Production code is untouched.
+With `--probes`, also the lower-bound commands of bench/_probes.py (for bench/bound.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import sys
 from typing import Any
 
 import bot.server
+from bench import _probes
 from bot import cli
 
 NOOP = "/bench-noop"
+PROBES = "--probes" in sys.argv[1:]
 _build_app = bot.server.build_app
 
 
@@ -24,6 +27,8 @@ def _build_app_with_noop(deps: Any, **kwargs: Any):
     def noop(ack: Any) -> None:
         ack()
 
+    if PROBES:
+        _probes.register(app, deps.engine)
     return app
 
 

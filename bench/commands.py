@@ -53,6 +53,8 @@ from bench._support import (
 from bot.blocks import CONFIRM_ACTION
 
 CONCURRENCY = 8
+# 8 at a time, every kind's phase comes round this often (see concurrent()).
+CONCURRENT_ROUNDS = 5
 FLOOR = "floor"
 ALL_PREVIEW = "/incident-time all (preview)"
 ALL_APPLY = "/incident-time all (confirm)"
@@ -201,47 +203,62 @@ def concurrent(
     per_thread: dict[str, int],
     cpu: dict[str, dict[str, float]] | None = None,
     server_pid: int | None = None,
+    rounds: int = 1,
 ) -> dict[str, list[float]]:
     """Each kind in its own phase: CONCURRENCY threads, each sending one request after another.
 
-    With ``cpu`` and ``server_pid``, also the CPU time per request of each phase, of the server
-    and of this process (the signing HTTP clients), into ``cpu[kind]``.
+    ``per_thread`` requests of each kind and thread are spread over ``rounds`` rounds of every
+    phase in turn, so that the machine's drift or a background job of the server (a WAL
+    checkpoint, the R9 sweep) falls on every kind alike rather than on one phase. With ``cpu``
+    and ``server_pid``, also the CPU time per request of each kind, of the server and of this
+    process (the signing HTTP clients), into ``cpu[kind]``.
     """
     samples: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
     errors: list[BaseException] = []
     server = psutil.Process(server_pid) if server_pid else None
-    for kind, count in per_thread.items():
-        start = threading.Barrier(len(clients))
-        cpu_before = _cpu_seconds(server)
 
-        def run(t: int, client: Client, kind: str = kind, count: int = count, start=start) -> None:
-            mine: dict[str, list[float]] = defaultdict(list)
-            try:
-                start.wait()
-                for j in range(count):
-                    work.one(client, kind, t + j * len(clients), mine)
-            except BaseException as error:
-                errors.append(error)
-            with lock:
-                for k, v in mine.items():
-                    samples[k].extend(v)
+    def run(t: int, client: Client, kind: str, numbers: range, start: threading.Barrier) -> None:
+        mine: dict[str, list[float]] = defaultdict(list)
+        try:
+            start.wait()
+            for j in numbers:
+                work.one(client, kind, t + j * len(clients), mine)
+        except BaseException as error:
+            errors.append(error)
+        with lock:
+            for k, v in mine.items():
+                samples[k].extend(v)
 
-        threads = [
-            threading.Thread(target=run, args=(t, c), name=f"bench-{t}")
-            for t, c in enumerate(clients)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
-        if cpu is not None and server is not None:
-            requests = len(clients) * count
-            after = _cpu_seconds(server)
+    sent = dict.fromkeys(per_thread, 0)
+    used = {kind: [0.0, 0.0, 0.0] for kind in per_thread}
+    for r in range(rounds):
+        for kind, total in per_thread.items():
+            count = total // rounds + (r < total % rounds)
+            if not count:
+                continue
+            first = sent[kind]
+            sent[kind] += count
+            start = threading.Barrier(len(clients))
+            cpu_before = _cpu_seconds(server)
+            threads = [
+                threading.Thread(target=run, args=(t, c, kind, range(first, first + count), start))
+                for t, c in enumerate(clients)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
+            cpu_after = _cpu_seconds(server)
+            for i in range(3):
+                used[kind][i] += cpu_after[i] - cpu_before[i]
+    if cpu is not None and server is not None:
+        for kind, seconds in used.items():
+            requests = len(clients) * sent[kind]
             cpu[kind] = {
-                name: round((after[i] - cpu_before[i]) / requests * 1000, 3)
+                name: round(seconds[i] / requests * 1000, 3)
                 for i, name in enumerate(("server_ms", "slack_calls_ms", "bench_ms"))
             }
     return samples
@@ -347,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         per_kind = {k: per_thread for k in (FLOOR, "/candidate", "/exam", "/incident-time")}
         per_kind |= {"/reopen": per_thread, ALL_APPLY: max(3, per_thread // 5)}
         cpu: dict[str, dict[str, float]] = {}
-        conc = concurrent(clients, work, per_kind, cpu=cpu, server_pid=server.pid)
+        conc = concurrent(
+            clients, work, per_kind, cpu=cpu, server_pid=server.pid, rounds=CONCURRENT_ROUNDS
+        )
         t3 = time.perf_counter()
         print(f"sequential {t2 - t1:.1f} s, concurrent {t3 - t2:.1f} s", flush=True)
 
