@@ -32,23 +32,26 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx
 
 from bench import _probes
 from bench._fake_slack import RemoteSlack
 from bench._support import (
     PER_TEST,
-    SECRET,
     Child,
-    child_env,
     create_database,
-    free_port,
     machine,
     table,
     test_code,
-    wait_for,
 )
-from bench.commands import CONCURRENCY, FLOOR, Client, Workload, concurrent, stats
+from bench.commands import (
+    CONCURRENCY,
+    FLOOR,
+    Client,
+    Workload,
+    concurrent,
+    start_server,
+    stats,
+)
 
 KINDS = (FLOOR, _probes.READ, "/candidate", "/exam", _probes.WRITE, "/incident-time", "/reopen")
 TESTS = 10
@@ -72,33 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     db = create_database(database_url=None, tests=TESTS)
     reply = tempfile.NamedTemporaryFile(prefix="examdesk-probe-reply-", suffix=".json")  # noqa: SIM115
     slack = RemoteSlack()
-    port = free_port()
-    server = Child(
-        [sys.executable, "-m", "bench._serve", "--probes"],
-        child_env(
-            DATABASE_URL=db.url,
-            SLACK_BOT_TOKEN="xoxb-bench",
-            SLACK_SIGNING_SECRET=SECRET,
-            SLACK_API_URL=slack.api_url,
-            SLACK_SUPPORT_CHANNEL="C0SUPPORT",
-            PORT=str(port),
-            BENCH_PROBE_REPLY=reply.name,
-        ),
-        "serve",
-    )
-    base_url = f"http://127.0.0.1:{port}"
     clients: list[Client] = []
+    server: Child | None = None
     try:
-
-        def healthy() -> bool:
-            if not server.alive():
-                raise RuntimeError("examdesk serve exited:\n" + server.output())
-            try:
-                return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, timeout=60, what="examdesk serve")
+        server, base_url = start_server(db, slack, "--probes", BENCH_PROBE_REPLY=reply.name)
         clients = [Client(base_url, slack.response_url()) for _ in range(CONCURRENCY)]
         work = ProbeWorkload(TESTS)
         _, card = clients[0].command("/candidate", f"{test_code(0)} 10000")
@@ -116,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for client in clients:
             client.close()
-        server.stop()
+        if server is not None:
+            server.stop()
         slack.close()
         reply.close()
         db.close()

@@ -38,6 +38,7 @@ from bench._support import (
     SECRET,
     SUPPORT_USER,
     Child,
+    Database,
     SlackSender,
     Target,
     child_env,
@@ -289,6 +290,41 @@ def stats(values: list[float]) -> dict[str, float]:
     }
 
 
+def start_server(db: Database, slack: RemoteSlack, *args: str, **env: str) -> tuple[Child, str]:
+    """`examdesk serve` with the floor's `/bench-noop` (bench/_serve.py, ``args`` passed on)
+    on ``db`` and the fake Slack API, answering /healthz; returns it and its base URL."""
+    port = free_port()
+    server = Child(
+        [sys.executable, "-m", "bench._serve", *args],
+        child_env(
+            DATABASE_URL=db.url,
+            SLACK_BOT_TOKEN="xoxb-bench",
+            SLACK_SIGNING_SECRET=SECRET,
+            SLACK_API_URL=slack.api_url,
+            SLACK_SUPPORT_CHANNEL="C0SUPPORT",
+            PORT=str(port),
+            **env,
+        ),
+        "serve",
+    )
+    base_url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if not server.alive():
+            raise RuntimeError("examdesk serve exited:\n" + server.output())
+        try:
+            return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, timeout=60, what="examdesk serve")
+    except BaseException:
+        server.stop()
+        raise
+    return server, base_url
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20,000 candidates, fewer samples")
@@ -313,32 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     slack = RemoteSlack()
-    port = free_port()
-    server = Child(
-        [sys.executable, "-m", "bench._serve"],
-        child_env(
-            DATABASE_URL=db.url,
-            SLACK_BOT_TOKEN="xoxb-bench",
-            SLACK_SIGNING_SECRET=SECRET,
-            SLACK_API_URL=slack.api_url,
-            SLACK_SUPPORT_CHANNEL="C0SUPPORT",
-            PORT=str(port),
-        ),
-        "serve",
-    )
-    base_url = f"http://127.0.0.1:{port}"
     clients: list[Client] = []
+    server: Child | None = None
     try:
-
-        def healthy() -> bool:
-            if not server.alive():
-                raise RuntimeError("examdesk serve exited:\n" + server.output())
-            try:
-                return httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, timeout=60, what="examdesk serve")
+        server, base_url = start_server(db, slack)
         response_url = slack.response_url()
         clients = [Client(base_url, response_url) for _ in range(CONCURRENCY)]
         work = Workload(tests)
@@ -380,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for client in clients:
             client.close()
-        server.stop()
+        if server is not None:
+            server.stop()
         slack.close()
         db.close()
 

@@ -48,21 +48,7 @@ def test_upgrading_a_0001_database_keeps_its_rows_and_adds_the_overview_indexes(
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "0001")
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                'INSERT INTO tests (id, code, title, kind, start, "end", has_upload, '
-                "auto_deliver, updated_at) VALUES (1, 'T-1', 'T', 'school', "
-                "'2026-12-01 08:00:00', '2026-12-01 12:00:00', 1, 1, '2026-11-01 00:00:00')"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO candidates (test_id, number, language, extra_minutes, "
-                "incident_minutes, status, notice_token) VALUES (1, '10023', 'nb', 30, 5, "
-                "'started', 'tok')"
-            )
-        )
+    _add_one_candidate(engine)
     assert migrate.current_revision(engine) == "0001"
     migrate.upgrade(engine)
     assert migrate.is_up_to_date(engine)
@@ -104,21 +90,7 @@ def test_0003_puts_the_list_indexes_in_number_order_and_downgrades_back(tmp_path
         }
 
     to("0002")
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                'INSERT INTO tests (id, code, title, kind, start, "end", has_upload, '
-                "auto_deliver, updated_at) VALUES (1, 'T-1', 'T', 'school', "
-                "'2026-12-01 08:00:00', '2026-12-01 12:00:00', 1, 1, '2026-11-01 00:00:00')"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO candidates (test_id, number, language, extra_minutes, "
-                "incident_minutes, status, notice_token) VALUES (1, '10023', 'nb', 30, 5, "
-                "'started', 'tok')"
-            )
-        )
+    _add_one_candidate(engine)
     assert set(map(tuple, list_indexes().values())) == {("test_id",)}
     migrate.upgrade(engine)
     assert list_indexes() == {
@@ -142,3 +114,25 @@ def test_0003_puts_the_list_indexes_in_number_order_and_downgrades_back(tmp_path
         row = conn.execute(text("SELECT number, extra_minutes, incident_minutes FROM candidates"))
         assert row.all() == [("10023", 30, 5)]
     engine.dispose()
+
+
+def _add_one_candidate(engine) -> None:
+    """Test 1 with candidate 10023 (30 min extra, 5 min incident), written as plain SQL so
+    that it fits the schema of any revision."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                'INSERT INTO tests (id, code, title, kind, start, "end", has_upload, '
+                "auto_deliver, updated_at) VALUES (1, 'T-1', 'T', 'school', "
+                "'2026-12-01 08:00:00', '2026-12-01 12:00:00', 1, 1, '2026-11-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO candidates (test_id, number, language, extra_minutes, "
+                "incident_minutes, status, notice_token) VALUES (1, '10023', 'nb', 30, 5, "
+                "'started', 'tok')"
+            )
+        )
