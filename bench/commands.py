@@ -243,7 +243,11 @@ def concurrent(
             start = threading.Barrier(len(clients))
             cpu_before = _cpu_seconds(server)
             threads = [
-                threading.Thread(target=run, args=(t, c, kind, range(first, first + count), start))
+                threading.Thread(
+                    target=run,
+                    args=(t, c, kind, range(first, first + count), start),
+                    name=f"bench-{t}",
+                )
                 for t, c in enumerate(clients)
             ]
             for thread in threads:

@@ -90,8 +90,8 @@ class Candidate(Base):
         # its test_id prefix serves every other lookup by test.
         Index("ix_candidates_test_id_status", "test_id", "status"),
         # The candidates with extra time, incident time or an end of their own, per test, in
-        # number order, holding every column their condition reads: /exam counts each list
-        # and reads its first few from the index alone, however sparse or dense the list.
+        # number order, holding every column their condition reads: a list's count and its
+        # first few entries come from the index alone, however sparse or dense the list.
         _partial_index(
             "ix_candidates_with_extra", CANDIDATE_WITH_EXTRA, "test_id", "number", "extra_minutes"
         ),
