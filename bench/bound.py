@@ -32,7 +32,6 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
 from bench import _probes
 from bench._fake_slack import RemoteSlack
 from bench._support import (
@@ -60,7 +59,7 @@ TESTS = 10
 class ProbeWorkload(Workload):
     def request(self, kind: str, i: int) -> tuple[str, str]:
         if kind in (_probes.READ, _probes.WRITE):
-            return kind, f"{test_code(i % self.tests)} {10000 + (i * 7919) % PER_TEST}"
+            return kind, " ".join(self.target(i))
         return super().request(kind, i)
 
 

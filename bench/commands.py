@@ -118,9 +118,12 @@ class Workload:
     def __init__(self, tests: int) -> None:
         self.tests = tests
 
+    def target(self, i: int) -> tuple[str, str]:
+        """The test code and candidate number of request ``i``."""
+        return test_code(i % self.tests), str(10000 + (i * 7919) % PER_TEST)
+
     def request(self, kind: str, i: int) -> tuple[str, str]:
-        code = test_code(i % self.tests)
-        number = str(10000 + (i * 7919) % PER_TEST)
+        code, number = self.target(i)
         if kind == FLOOR:
             return "/bench-noop", ""
         if kind == "/candidate":
