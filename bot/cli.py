@@ -14,6 +14,8 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from store import clock
+
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIRM = 0, 1, 2
 
 
@@ -83,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Alembic lists every plugin it loads at INFO; only the migrations it runs matter.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    try:
+        clock.shift()
+    except ValueError as error:
+        print(f"examdesk: {error}", file=sys.stderr)
+        return EXIT_REFUSED
     try:
         return _dispatch(args)
     except CliError as error:
@@ -168,6 +175,7 @@ def _with_ctx(settings, factory, actor: str, work: Callable):
         session_factory=factory,
         actor=actor,
         tz=settings.tz,
+        now=clock.now(),
         work=work,
         registry_dir=settings.registry_dir,
     )
@@ -248,6 +256,7 @@ def _run(args: argparse.Namespace) -> int:
         actor=args.actor,
         command_line=args.command_line,
         tz=settings.tz,
+        now=clock.now(),
         confirmed=args.yes,
         registry_dir=settings.registry_dir,
     )

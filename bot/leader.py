@@ -24,13 +24,14 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, delete, insert, or_, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 
+from store import clock
 from store.models import Lease
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class LeaseElection:
         self.seconds = seconds
 
     def acquire(self) -> bool:
-        now = datetime.now(UTC)
+        now = clock.now()
         until = now + timedelta(seconds=self.seconds)
         try:
             with self.engine.begin() as conn:

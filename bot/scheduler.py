@@ -32,10 +32,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.settings import Settings
 from commands import registry
-from commands.context import Ctx, utcnow
+from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR, deliver_due, scan
 from commands.errors import CommandError
 from notifications.dispatch import sweep
+from store import clock
 from store.db import read_only, session_scope
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,9 @@ def start_scheduler(
         session_factory=session_factory,
         scheduler=scheduler,
     )
-    now = datetime.now(UTC)
+    # APScheduler keeps its own wall clock: the program's times are handed to it through
+    # clock.wall, so a shifted clock (EXAMDESK_CLOCK_SHIFT) still fires jobs on time.
+    now = clock.wall(clock.now())
     scheduler.add_job(
         deliver_job,
         "interval",
@@ -172,7 +175,7 @@ def deliver_job() -> None:
     runtime = _current()
     if runtime is None:
         return
-    now = utcnow()
+    now = clock.now()
     # The scan only reads (it neither waits for nor blocks the commands that write); the
     # writing transaction takes just the candidates that are due, usually none.
     with runtime.session_factory() as db_session:
@@ -206,7 +209,7 @@ def registry_job() -> None:
                 db_session=db_session,
                 actor=SYSTEM_ACTOR,
                 tz=runtime.tz,
-                now=utcnow(),
+                now=clock.now(),
                 registry_dir=folder,
             )
             summary = registry.refresh(ctx, folder)
@@ -223,7 +226,7 @@ def notifier_job() -> None:
     if runtime is None:
         return
     with session_scope(runtime.session_factory) as db_session:
-        counts = sweep(db_session=db_session, now=utcnow())
+        counts = sweep(db_session=db_session, now=clock.now())
     if any(counts.values()):
         log.info("notifier sweep: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
 
@@ -238,13 +241,15 @@ def plan_delivery(scheduler: BackgroundScheduler, when: datetime | None) -> None
     handing it to a thread, so re-using one id could delete the job just planned.
     """
     keep = _at_id(when) if when is not None else None
-    now = datetime.now(UTC)
+    now = clock.wall(clock.now())
     for job in scheduler.get_jobs():
         due_soon = job.next_run_time is not None and job.next_run_time <= now
         if job.id.startswith(DELIVER_AT) and job.id != keep and not due_soon:
             _remove(scheduler, job.id)
     if when is not None and keep is not None and scheduler.get_job(keep) is None:
-        scheduler.add_job(deliver_job, "date", run_date=when, id=keep, replace_existing=True)
+        scheduler.add_job(
+            deliver_job, "date", run_date=clock.wall(when), id=keep, replace_existing=True
+        )
 
 
 def _at_id(when: datetime) -> str:

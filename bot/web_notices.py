@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -11,6 +9,7 @@ from starlette.routing import Route
 
 from bot.deps import Deps
 from notifications import inapp
+from store import clock
 from store.db import session_scope
 
 
@@ -18,7 +17,7 @@ def routes(deps: Deps) -> list[Route]:
     def render(token: str) -> inapp.Page:
         with session_scope(deps.session_factory) as db_session:
             return inapp.page(
-                db_session=db_session, token=token, now=datetime.now(UTC), tz=deps.settings.tz
+                db_session=db_session, token=token, now=clock.now(), tz=deps.settings.tz
             )
 
     async def notices(request: Request) -> HTMLResponse:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -13,6 +12,7 @@ from starlette.routing import Route
 from bot.deps import Deps
 from bot.settings import Settings
 from notifications import status_callback
+from store import clock
 from store.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def routes(deps: Deps) -> list[Route]:
                 public_url=settings.public_url,
                 params=params,
                 signature=signature,
-                now=datetime.now(UTC),
+                now=clock.now(),
             )
 
     async def twilio_status(request: Request) -> Response:

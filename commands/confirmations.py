@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands.context import Ctx, utcnow
+from commands.context import Ctx
 from commands.reply import Reply
 from commands.router import dispatch
 from commands.runner import execute, in_transaction
@@ -36,6 +36,7 @@ def run_offering(
     actor: str,
     command_line: str,
     tz: ZoneInfo,
+    now: datetime,
     registry_dir: Path | None = None,
 ) -> Reply:
     """Run a command typed by a user; a preview it answers with is offered in the same
@@ -46,6 +47,7 @@ def run_offering(
         actor=actor,
         command_line=command_line,
         tz=tz,
+        now=now,
         registry_dir=registry_dir,
         store_preview=_offered,
     )
@@ -58,11 +60,11 @@ def _offered(ctx: Ctx, reply: Reply) -> Reply:
     return replace(reply, confirm=replace(reply.confirm, token=token))
 
 
-def offer(*, db_session: Session, actor: str, command: str, now: datetime | None = None) -> str:
+def offer(*, db_session: Session, actor: str, command: str, now: datetime) -> str:
     """Store a pending confirmation of ``command`` and return its token."""
     token = secrets.token_urlsafe(24)
     db_session.connection().execute(
-        _OFFER, {"token": token, "actor": actor, "command": command, "created_at": now or utcnow()}
+        _OFFER, {"token": token, "actor": actor, "command": command, "created_at": now}
     )
     return token
 
@@ -99,8 +101,8 @@ def apply(
     token: str,
     actor: str,
     tz: ZoneInfo,
+    now: datetime,
     registry_dir: Path | None = None,
-    now: datetime | None = None,
 ) -> Reply:
     """Run the confirmed command as ``actor``, once; the claim and the change commit together."""
 
@@ -121,10 +123,14 @@ def apply(
 
 
 def cancel(
-    *, session_factory: sessionmaker[Session], token: str, actor: str, tz: ZoneInfo
+    *,
+    session_factory: sessionmaker[Session],
+    token: str,
+    actor: str,
+    tz: ZoneInfo,
+    now: datetime,
 ) -> Reply:
     """Use up the confirmation without running it."""
-    now = utcnow()
     with session_factory() as db_session:
         if claim(db_session=db_session, token=token, user=actor, now=now) is None:
             db_session.rollback()

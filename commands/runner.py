@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from commands.context import Ctx, utcnow
+from commands.context import Ctx
 from commands.errors import CommandError
 from commands.reply import Reply
 from commands.router import dispatch, reads_only
@@ -25,8 +25,8 @@ def in_transaction(
     actor: str,
     tz: ZoneInfo,
     work: Callable[[Ctx], T],
+    now: datetime,
     registry_dir: Path | None = None,
-    now: datetime | None = None,
     reads_only: bool = False,
 ) -> T | Reply:
     """``work(ctx)`` applied whole or not at all.
@@ -43,7 +43,7 @@ def in_transaction(
             db_session=db_session,
             actor=actor,
             tz=tz,
-            now=now or utcnow(),
+            now=now,
             registry_dir=registry_dir,
         )
         try:
@@ -68,9 +68,9 @@ def execute(
     actor: str,
     command_line: str,
     tz: ZoneInfo,
+    now: datetime,
     confirmed: bool = False,
     registry_dir: Path | None = None,
-    now: datetime | None = None,
     store_preview: Callable[[Ctx, Reply], Reply] | None = None,
 ) -> Reply:
     """``store_preview`` keeps a preview for a later confirmation, in the same transaction."""

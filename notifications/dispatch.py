@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -53,6 +53,7 @@ from notifications.transports import (
     TransportError,
     build_transports,
 )
+from store import clock
 from store.db import session_scope
 from store.models import Candidate, Delivery, Lease, Notice, Test
 
@@ -62,8 +63,6 @@ LEASE_PREFIX = "notifier:"
 ProgressCallback = Callable[[int], None]
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -248,7 +247,7 @@ class Dispatcher:
         try:
             self._heartbeat()
             with session_scope(self.session_factory) as db_session:
-                swept = sweep(db_session=db_session, now=utcnow())
+                swept = sweep(db_session=db_session, now=clock.now())
             if any(swept.values()):
                 log.info("sweep: %s", swept)
             self.reconcile()
@@ -289,7 +288,7 @@ class Dispatcher:
         )
 
     def _claim(self) -> list[Job]:
-        now = utcnow()
+        now = clock.now()
         due = (
             select(Delivery.id)
             .where(
@@ -343,7 +342,7 @@ class Dispatcher:
 
     def _mark_sending(self, group: list[Job]) -> set[int]:
         """The last step before the requests: from here on a crash means 'unknown'."""
-        now = utcnow()
+        now = clock.now()
         with session_scope(self.session_factory) as db_session:
             marked = db_session.scalars(
                 update(Delivery)
@@ -391,7 +390,7 @@ class Dispatcher:
         try:
             try:
                 provider_id = self.transports[job.channel].send(job.message(self.public_url))
-                values = {"status": "sent", "provider_id": provider_id, "sent_at": utcnow()}
+                values = {"status": "sent", "provider_id": provider_id, "sent_at": clock.now()}
                 values |= {"error_code": None, "error_message": None}
             except TransportError as error:
                 if error.permanent or attempts >= self.tuning.max_attempts:
@@ -402,7 +401,7 @@ class Dispatcher:
                     )
                     values = {"status": "failed", "error_code": error.code, "error_message": reason}
                 else:
-                    retry_at = utcnow() + timedelta(seconds=self.tuning.backoff(attempts))
+                    retry_at = clock.now() + timedelta(seconds=self.tuning.backoff(attempts))
                     values = {
                         "status": "pending",
                         "next_attempt_at": retry_at,
@@ -419,7 +418,7 @@ class Dispatcher:
                 # A bug of ours may strike before or after the request: never guess 'unsent'.
                 log.exception("sending delivery %s failed unexpectedly", job.id)
                 values = {"status": "unknown", "error_code": "error", "error_message": repr(error)}
-            values |= {"claimed_by": None, "claimed_until": None, "updated_at": utcnow()}
+            values |= {"claimed_by": None, "claimed_until": None, "updated_at": clock.now()}
             self._results.put((job, values))
         finally:
             self.slots.release()
@@ -490,7 +489,7 @@ class Dispatcher:
         channels = [c for c, t in self.transports.items() if t.can_look_up]
         if not channels:
             return 0
-        ripe = utcnow() - timedelta(seconds=self.tuning.reconcile_after)
+        ripe = clock.now() - timedelta(seconds=self.tuning.reconcile_after)
         with session_scope(self.session_factory) as db_session:
             jobs = [
                 _job(row)
@@ -514,7 +513,7 @@ class Dispatcher:
             except Exception:
                 log.exception("could not look up delivery %s; will ask again", job.id)
                 continue
-            now = utcnow()
+            now = clock.now()
             if found:
                 values: dict[str, Any] = {"status": "sent", "provider_id": found, "sent_at": now}
                 values |= {"error_code": None, "error_message": None}
@@ -547,7 +546,7 @@ class Dispatcher:
     # ------------------------------------------------------------------ leases
 
     def _heartbeat(self) -> None:
-        now = utcnow()
+        now = clock.now()
         name = LEASE_PREFIX + self.worker_id
         expires = now + timedelta(seconds=self.tuning.lease_seconds)
         with session_scope(self.session_factory) as db_session:

@@ -3,6 +3,13 @@
 The suite runs against ``TEST_DATABASE_URL`` (SQLite in a temporary folder when unset). On
 PostgreSQL each xdist worker gets a database of its own, created on first use. The schema is
 migrated once per worker; every test starts from empty tables.
+
+Time: the program has one clock (``store.clock``). A test's ``world`` sets it: while the
+world is at 2026-12-01 10:00, so is every "now" in this process and in every process the
+test starts (``EXAMDESK_CLOCK_SHIFT`` is set to match), and the clock goes on ticking from
+there. Tests without a world run at the real time moved by ``EXAMDESK_CLOCK_SHIFT``, so
+running the suite with ``EXAMDESK_CLOCK_SHIFT=400d`` proves that no test is bound to the
+day it runs.
 """
 
 from __future__ import annotations
@@ -10,7 +17,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from commands.context import Ctx
 from commands.reply import Reply
 from commands.runner import execute
-from store import migrate
+from store import clock, migrate
 from store.db import make_engine, make_session_factory
 from store.models import Base, Candidate, Staff, StaffTest, Test
 
@@ -109,12 +115,45 @@ def db(session_factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-@dataclass
-class World:
-    """Builds tests, candidates and staff, and runs commands as a user at a chosen time."""
+def move_clock(to: datetime) -> None:
+    """Set this process's clock, and that of every process it starts from now on, to ``to``;
+    it goes on ticking from there."""
+    shift = to - (clock.now() - clock.shift())
+    clock.set_shift(shift)
+    os.environ[clock.ENV] = clock.format_shift(shift)
 
-    factory: sessionmaker[Session]
-    now: datetime
+
+@pytest.fixture(autouse=True)
+def _restore_clock() -> Iterator[None]:
+    shift, env = clock.shift(), os.environ.get(clock.ENV)
+    yield
+    clock.set_shift(shift)
+    if env is None:
+        os.environ.pop(clock.ENV, None)
+    else:
+        os.environ[clock.ENV] = env
+
+
+class World:
+    """Builds tests, candidates and staff, and runs commands as a user at a chosen time.
+
+    Setting ``now`` moves the program's clock there too (``move_clock``)."""
+
+    def __init__(self, factory: sessionmaker[Session], now: datetime) -> None:
+        self.factory = factory
+        self.now = now
+
+    @property
+    def now(self) -> datetime:
+        return self._now
+
+    @now.setter
+    def now(self, value: datetime) -> None:
+        self._now = value
+        move_clock(value)
+
+    def __repr__(self) -> str:
+        return f"World(now={self._now.isoformat()})"
 
     def add_test(
         self,
@@ -184,8 +223,8 @@ class World:
             actor=actor,
             command_line=command_line,
             tz=OSLO,
-            confirmed=confirmed,
             now=self.now,
+            confirmed=confirmed,
         )
 
     def candidate(self, code: str, number: str) -> Candidate:

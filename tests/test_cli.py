@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from conftest import OSLO, STATUS_KEYS, SUPPORT, TEACHER
 from sqlalchemy import select
 
 from commands.registry import CANDIDATE_COLUMNS, TEST_COLUMNS
-from store import migrate
+from store import clock, migrate
 from store.models import Candidate, Change, Submission
 
 CODE = "TDT4100-2026H"
@@ -22,7 +22,7 @@ CODE = "TDT4100-2026H"
 
 def local(delta: timedelta) -> str:
     """Now + delta as the office writes it: tests run against the real clock here."""
-    moment = (datetime.now(UTC) + delta).astimezone(OSLO)
+    moment = (clock.now() + delta).astimezone(OSLO)
     return f"{moment:%Y-%m-%d %H}:00"
 
 
@@ -125,7 +125,7 @@ def test_status_text_for_a_candidate_and_a_test(running, cli):
 
 def test_status_json_while_reopened(tmp_path, cli, world):
     """R7: `new_delivery` {mode, deadline} and `deadline` follow the reopening."""
-    now = datetime.now(UTC).astimezone(OSLO)
+    now = clock.now().astimezone(OSLO)
     world.add_test(
         CODE,
         start=f"{now - timedelta(hours=6):%Y-%m-%d %H:%M}",
@@ -140,7 +140,7 @@ def test_status_json_while_reopened(tmp_path, cli, world):
     assert first["new_delivery"]["mode"] == "in"
     assert first["deadline"] == first["new_delivery"]["deadline"]
     due = datetime.fromisoformat(first["deadline"])
-    assert timedelta(minutes=29) < due - datetime.now(UTC) <= timedelta(minutes=30)
+    assert timedelta(minutes=29) < due - clock.now() <= timedelta(minutes=30)
     assert second["new_delivery"] == {"mode": "no-limit", "deadline": None}
     assert second["deadline"] is None
 

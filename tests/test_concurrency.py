@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from conftest import OSLO, SUPPORT
 from sqlalchemy import select
 
+from store import clock
 from store.models import Candidate, Change
 
 CODE = "TDT4100-2026H"
@@ -23,7 +24,7 @@ def test_r4_fifty_concurrent_adds_end_with_exactly_plus_fifty(world, database_ur
     SQLite serialises writers with BEGIN IMMEDIATE and a busy timeout; PostgreSQL locks the
     candidate rows FOR UPDATE.
     """
-    now = datetime.now(UTC).astimezone(OSLO)
+    now = clock.now().astimezone(OSLO)
     world.add_test(
         CODE,
         start=f"{now - timedelta(hours=1):%Y-%m-%d %H:%M}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from conftest import OSLO
@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 
 from notifications.dispatch import Dispatcher, Tuning, from_settings, start_dispatcher, sweep
 from notifications.gsm7 import is_gsm7, septets
+from store import clock
 from store.models import Candidate, Delivery
 
 FAST = Tuning(
@@ -45,7 +46,7 @@ def fake():
 
 def running_exam(world, code: str = "TDT4100-2026H", **kw) -> str:
     """A school exam running now, in real time: the dispatcher works on the real clock."""
-    world.now = datetime.now(UTC)
+    world.now = clock.now()
     local = world.now.astimezone(OSLO)
     world.add_test(
         code,
@@ -212,7 +213,7 @@ def test_reconciliation_asks_twilio_before_any_resend(world, fake):
 
 def test_sweep_releases_dead_claims_and_marks_stuck_sends_unknown(world):
     notice_id = _notice(world, 3)
-    now = datetime.now(UTC)
+    now = clock.now()
     with world.factory.begin() as s:
         ids = s.scalars(select(Delivery.id).where(Delivery.notice_id == notice_id)).all()
         s.execute(

@@ -212,13 +212,13 @@ def test_sqlite_lease_passes_to_a_second_process_when_the_leader_is_killed(
 
 
 def _live_lease_holder(engine: Engine, name: str) -> str | None:
-    from commands.context import utcnow
+    from store import clock
 
     with engine.connect() as conn:
         row = conn.execute(
             select(Lease.holder, Lease.expires_at).where(Lease.name == name)
         ).one_or_none()
-    return row.holder if row is not None and row.expires_at > utcnow() else None
+    return row.holder if row is not None and row.expires_at > clock.now() else None
 
 
 # ---------------------------------------------------------------- PostgreSQL

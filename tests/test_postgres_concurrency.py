@@ -14,10 +14,11 @@ import pytest
 from conftest import OSLO, SUPPORT
 from sqlalchemy import func, select
 
-from commands.context import Ctx, utcnow
+from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR, deliver_due
 from commands.reply import Reply
 from commands.runner import execute
+from store import clock
 from store.db import make_engine, make_session_factory, session_scope
 from store.models import Candidate, Change, Reopening, Submission
 
@@ -40,7 +41,11 @@ def _at_once(database_url: str, crowd: int, command_line: Callable[[int], str]) 
     def run(i: int) -> Reply:
         start.wait()
         return execute(
-            session_factory=factory, actor=SUPPORT, command_line=command_line(i), tz=OSLO
+            session_factory=factory,
+            actor=SUPPORT,
+            command_line=command_line(i),
+            tz=OSLO,
+            now=clock.now(),
         )
 
     try:
@@ -51,7 +56,7 @@ def _at_once(database_url: str, crowd: int, command_line: Callable[[int], str]) 
 
 
 def _add_test(world, *, started_hours_ago: int, ends_in_hours: int) -> None:
-    now = utcnow().astimezone(OSLO)
+    now = clock.now().astimezone(OSLO)
     world.add_test(
         CODE,
         start=f"{now - timedelta(hours=started_hours_ago):%Y-%m-%d %H:%M}",
@@ -115,6 +120,7 @@ def test_r8_simultaneous_closes_deliver_once(world, database_url):
         actor=SUPPORT,
         command_line=f"/reopen {CODE} 10023 in 30m upload failed",
         tz=OSLO,
+        now=clock.now(),
     )
     assert opened.ok, opened.text
     replies = _at_once(database_url, 10, lambda _: f"/reopen {CODE} 10023 close current")
@@ -142,7 +148,7 @@ def test_r9_overlapping_schedulers_deliver_each_answer_once(world, database_url)
     def run(_: int) -> int:
         start.wait()
         with session_scope(factory) as s:
-            return len(deliver_due(Ctx(db_session=s, actor=SYSTEM_ACTOR, tz=OSLO, now=utcnow())))
+            return len(deliver_due(Ctx(db_session=s, actor=SYSTEM_ACTOR, tz=OSLO, now=clock.now())))
 
     try:
         with ThreadPoolExecutor(10) as pool:

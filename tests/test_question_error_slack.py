@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -22,6 +22,7 @@ from bot.listeners.question_errors import ProgressReporter
 from bot.server import http_server, listen, wire
 from bot.settings import Settings
 from notifications.dispatch import Tuning, start_dispatcher
+from store import clock
 from store.models import Candidate, Delivery, Notice, QuestionErrorReport
 
 CHANNEL = "C0SUPPORT"
@@ -57,7 +58,7 @@ def slack(engine, session_factory) -> Iterator[tuple[SlackSender, FakeSlack, obj
 
 
 def exam_now(world) -> str:
-    world.now = datetime.now(UTC)
+    world.now = clock.now()
     local = world.now.astimezone(OSLO)
     code = world.add_test(
         start=f"{local - timedelta(hours=1):%Y-%m-%d %H:%M}",

@@ -10,7 +10,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from sqlalchemy import func, inspect, select, text
 from bot import scheduler as sched
 from bot.settings import Settings
 from commands import delivery
-from commands.context import utcnow
+from store import clock
 from store.models import Candidate, Change, Delivery, Notice, Reopening, Submission
 from store.models import Test as ExamTest
 
@@ -74,7 +74,7 @@ class Exam:
         auto_deliver: bool = True,
         start: timedelta = -2 * HOUR,
     ) -> str:
-        now = utcnow()
+        now = clock.now()
         with self.factory.begin() as s:
             s.add(
                 ExamTest(
@@ -113,7 +113,7 @@ class Exam:
                     candidate_id=candidate_id,
                     mode=mode,
                     deadline=deadline,
-                    opened_at=utcnow() - HOUR,
+                    opened_at=clock.now() - HOUR,
                     opened_by="U0SUPPORT1",
                     status_before="submitted",
                 )
@@ -171,7 +171,7 @@ def test_r9_delivers_each_candidate_at_its_own_deadline(exam, start):
     The sweep is an hour away, so only the job planned at each deadline can deliver.
     """
     exam.test("T1", end=2 * HOUR)
-    now = utcnow()
+    now = clock.now()
     first, second = now + timedelta(seconds=1.5), now + timedelta(seconds=2.5)
     a = exam.candidate("T1", "10001", individual_deadline=first)  # R2 replaces the end
     b = exam.candidate("T1", "10002", individual_deadline=second)
@@ -198,7 +198,7 @@ def test_r9_deadlines_passed_while_down_are_delivered_at_start_and_rules_hold(ex
     auto = exam.candidate("AUTO", "1")
     manual = exam.candidate("MANUAL", "1")
     reopened = exam.candidate("MANUAL", "2")
-    exam.reopen(reopened, mode="at", deadline=utcnow() - timedelta(minutes=1))
+    exam.reopen(reopened, mode="at", deadline=clock.now() - timedelta(minutes=1))
     no_limit = exam.candidate("MANUAL", "3")
     exam.reopen(no_limit, mode="no-limit", deadline=None)
     thesis = exam.candidate("THESIS", "1")
@@ -222,7 +222,7 @@ def test_r9_reopen_deadline_is_delivered_on_time(exam, start):
     """R9: a reopened answer is delivered at its reopen deadline (planned, not swept)."""
     exam.test("MANUAL", end=-HOUR, auto_deliver=False)
     cid = exam.candidate("MANUAL", "1", status="submitted")
-    due = utcnow() + timedelta(seconds=1.5)
+    due = clock.now() + timedelta(seconds=1.5)
     exam.reopen(cid, mode="in", deadline=due)
     start()
     wait_until(delivered(exam, cid))
@@ -236,18 +236,18 @@ def test_r9_restart_never_delivers_twice(exam, start):
     nothing a second time: Submission and Change rows stay one per delivery."""
     exam.test("T1", end=-timedelta(minutes=5))
     first = exam.candidate("T1", "1")
-    pending = exam.candidate("T1", "2", individual_deadline=utcnow() + timedelta(seconds=1))
+    pending = exam.candidate("T1", "2", individual_deadline=clock.now() + timedelta(seconds=1))
     scheduler = start()
     wait_until(delivered(exam, first))
     wait_until(delivered(exam, pending))
     sched.stop_scheduler(scheduler)
 
     # Falls due while stopped; its delivery at the next start shows the start-up run is done.
-    late = exam.candidate("T1", "3", individual_deadline=utcnow() - timedelta(seconds=1))
+    late = exam.candidate("T1", "3", individual_deadline=clock.now() - timedelta(seconds=1))
     scheduler = start()
     wait_until(delivered(exam, late))
     sched.stop_scheduler(scheduler)
-    last = exam.candidate("T1", "4", individual_deadline=utcnow() - timedelta(seconds=1))
+    last = exam.candidate("T1", "4", individual_deadline=clock.now() - timedelta(seconds=1))
     start()
     wait_until(delivered(exam, last))
 
@@ -259,14 +259,16 @@ def test_r9_restart_never_delivers_twice(exam, start):
 def test_planned_delivery_follows_a_moved_deadline(exam, start, session_factory):
     """R9: when a deadline moves, the one-off job moves with it; one future job at a time."""
     exam.test("T1", end=2 * HOUR)
-    cid = exam.candidate("T1", "1", individual_deadline=utcnow() + HOUR)
+    cid = exam.candidate("T1", "1", individual_deadline=clock.now() + HOUR)
     scheduler = start()
 
     def planned() -> list:
         return [j for j in scheduler.get_jobs() if j.id.startswith(sched.DELIVER_AT)]
 
     (job,) = wait_until(planned)
-    assert abs(job.next_run_time - exam.get(cid).individual_deadline) < timedelta(seconds=1)
+    assert abs(job.next_run_time - clock.wall(exam.get(cid).individual_deadline)) < timedelta(
+        seconds=1
+    )
 
     with session_factory.begin() as s:
         s.get(Candidate, cid).incident_minutes = 20  # R3: the end time moves 20 min later
@@ -278,7 +280,7 @@ def test_planned_delivery_follows_a_moved_deadline(exam, start, session_factory)
 
 def test_next_deadline_skips_no_limit_thesis_and_manual_tests(exam, session_factory):
     """R9: only deadlines at which something is delivered are planned."""
-    now = utcnow()
+    now = clock.now()
     exam.test("THESIS", end=HOUR, kind="thesis")
     exam.test("MANUAL", end=HOUR, auto_deliver=False)
     exam.test("AUTO", end=3 * HOUR)
@@ -309,7 +311,7 @@ def test_r11_registry_refresh_runs_every_30_minutes_and_keeps_staff_changes(
     or a reopening made by staff."""
     folder = tmp_path / "registry"
     folder.mkdir()
-    day = f"{utcnow().astimezone(OSLO).date() + timedelta(days=1):%Y-%m-%d}"  # tomorrow
+    day = f"{clock.now().astimezone(OSLO).date() + timedelta(days=1):%Y-%m-%d}"  # tomorrow
     write(
         folder / "tests-0800.csv",
         [
@@ -350,7 +352,7 @@ def test_r11_registry_refresh_runs_every_30_minutes_and_keeps_staff_changes(
             "REG-1,10002,41234568,,en,45,,,started",
         ],
     )
-    scheduler.modify_job(sched.REGISTRY_REFRESH, next_run_time=datetime.now(UTC))
+    scheduler.modify_job(sched.REGISTRY_REFRESH, next_run_time=clock.wall(clock.now()))
 
     def refreshed() -> bool:
         with session_factory() as s:
@@ -394,7 +396,7 @@ def test_notifier_sweep_job_frees_deliveries_of_a_dead_sender(exam, start, sessi
     notifiers, and marks one cut off mid-request as unknown (not resent blindly)."""
     exam.test("T1", end=HOUR)
     cid = exam.candidate("T1", "1", phone="+4741234567")
-    past = utcnow() - timedelta(minutes=5)
+    past = clock.now() - timedelta(minutes=5)
     with session_factory.begin() as s:
         notice = Notice(test_id=exam.get(cid).test_id, created_by="U0SUPPORT1", created_at=past)
         s.add(notice)

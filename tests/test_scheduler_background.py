@@ -12,7 +12,7 @@ from bot import background, leader
 from bot import scheduler as sched
 from bot.deps import Deps
 from bot.settings import Settings
-from commands.context import utcnow
+from store import clock
 from store.models import Candidate, Lease, Submission
 from store.models import Test as ExamTest
 
@@ -31,7 +31,7 @@ def test_r9_two_serve_processes_one_scheduler_and_takeover_on_stop(
 ):
     """R9: of two `serve` members only the elected one runs the scheduler and delivers; when
     it stops, the other takes over and delivers what falls due then, once."""
-    now = utcnow()
+    now = clock.now()
     with session_factory.begin() as s:
         test = ExamTest(
             code="BG-1",

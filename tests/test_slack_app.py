@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from bot.server import Wiring, http_server, listen, wire
 from bot.settings import Settings
 from commands.runner import execute
+from store import clock
 from store.models import Candidate, Change, Confirmation, Reopening
 
 SUPPORT_2 = "U0SUPPORT2"
@@ -83,7 +84,7 @@ def served(engine, session_factory, fake) -> Iterator[Served]:
 @pytest.fixture
 def exam(world: World) -> World:
     """A school exam running now (real clock: the server uses it), candidates 101–103."""
-    now = datetime.now(OSLO).replace(second=0, microsecond=0)
+    now = clock.now().astimezone(OSLO).replace(second=0, microsecond=0)
     world.now = now
     world.add_test(
         "TDT4100-2026H", start=local(now - timedelta(hours=1)), end=local(now + timedelta(hours=3))
@@ -167,6 +168,7 @@ def test_candidate_card_has_the_same_text_as_the_cli_and_shows_how_the_deadline_
         actor=SUPPORT,
         command_line="/candidate TDT4100-2026H 101",
         tz=OSLO,
+        now=clock.now(),
     )
     assert body["text"] == same.text
     assert body["blocks"][0] == {
@@ -201,7 +203,7 @@ def test_incident_time_receipt_and_change_log_post_r4(served, exam):
 
 
 def test_refusal_explains_itself_r5(served, world):
-    now = datetime.now(OSLO).replace(second=0, microsecond=0)
+    now = clock.now().astimezone(OSLO).replace(second=0, microsecond=0)
     world.add_test(
         "OLD-1", start=local(now - timedelta(hours=5)), end=local(now - timedelta(hours=2))
     )

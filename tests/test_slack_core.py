@@ -60,7 +60,11 @@ def _counts(world: World) -> tuple[int, int]:
 
 def _run_offering(world: World, command_line: str):
     return confirmations.run_offering(
-        session_factory=world.factory, actor=SUPPORT, command_line=command_line, tz=OSLO
+        session_factory=world.factory,
+        actor=SUPPORT,
+        command_line=command_line,
+        tz=OSLO,
+        now=world.now,
     )
 
 
@@ -79,7 +83,11 @@ def test_preview_of_all_is_stored_with_its_offer_and_changes_nothing_else_r4(wor
             None,
         )
     applied = confirmations.apply(
-        session_factory=world.factory, token=reply.confirm.token, actor=SUPPORT, tz=OSLO
+        session_factory=world.factory,
+        token=reply.confirm.token,
+        actor=SUPPORT,
+        tz=OSLO,
+        now=world.now,
     )
     assert applied.ok and world.candidate("TDT4100-2026H", "2").incident_minutes == 10
 

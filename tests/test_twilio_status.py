@@ -4,8 +4,6 @@ callbacks never move a delivery backwards (R13)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 from conftest import SUPPORT
@@ -17,6 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from bot import web_twilio
 from bot.deps import Deps
+from store import clock
 from store.models import Delivery
 
 PUBLIC = "https://exams.example.org"
@@ -58,7 +57,7 @@ def sent(world) -> dict[str, int]:
             s.execute(
                 update(Delivery)
                 .where(Delivery.id == delivery_id)
-                .values(status="sent", provider_id=f"SM{n:032d}", sent_at=datetime.now(UTC))
+                .values(status="sent", provider_id=f"SM{n:032d}", sent_at=clock.now())
             )
     return {"notice_id": reply.data["notice_id"], "first": ids[0], "second": ids[1]}
 

@@ -18,6 +18,7 @@ from bot import blocks
 from bot.deps import Deps
 from commands import confirmations
 from commands.reply import Reply
+from store import clock
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
         actor=context["actor"],
         command_line=command_line,
         tz=settings.tz,
+        now=clock.now(),
         registry_dir=settings.registry_dir,
     )
     ack(response_type="ephemeral", **blocks.message(reply, tz=settings.tz))
@@ -55,6 +57,7 @@ def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         token=body["actions"][0]["value"],
         actor=context["actor"],
         tz=deps.settings.tz,
+        now=clock.now(),
         registry_dir=deps.settings.registry_dir,
     )
     _answer_button(deps, body, reply, replace=reply.ok)
@@ -69,6 +72,7 @@ def on_cancel(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         token=body["actions"][0]["value"],
         actor=context["actor"],
         tz=deps.settings.tz,
+        now=clock.now(),
     )
     _answer_button(deps, body, reply, replace=reply.ok)
 

@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from bot.deps import Deps
 from bot.home_view import home_view
 from commands import home
-from commands.context import utcnow
+from store import clock
 
 
 def register(app: App, deps: Deps) -> None:
@@ -26,5 +26,5 @@ def on_home_opened(event: dict[str, Any], context: BoltContext, client: WebClien
 
 def publish(deps: Deps, client: WebClient, user_id: str) -> None:
     with deps.session_factory() as db_session:
-        data = home.build(db_session=db_session, user_id=user_id, now=utcnow())
+        data = home.build(db_session=db_session, user_id=user_id, now=clock.now())
     client.views_publish(user_id=user_id, view=home_view(data, tz=deps.settings.tz))

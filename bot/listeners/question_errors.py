@@ -28,6 +28,7 @@ from commands.context import Ctx
 from commands.reply import Reply
 from commands.runner import execute, in_transaction
 from notifications.progress import progress
+from store import clock
 from store.models import Notice
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,11 @@ def register(app: App, deps: Deps) -> None:
 def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
     """``work(ctx)`` applied whole or not at all; a CommandError comes back as a refusal."""
     return in_transaction(
-        session_factory=deps.session_factory, actor=actor, tz=deps.settings.tz, work=work
+        session_factory=deps.session_factory,
+        actor=actor,
+        tz=deps.settings.tz,
+        now=clock.now(),
+        work=work,
     )
 
 
@@ -132,6 +137,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         actor=context["actor"],
         command_line=f"/question-error {command.get('text', '')}".strip(),
         tz=deps.settings.tz,
+        now=clock.now(),
     )
     ack(response_type="ephemeral", **blocks.message(reply, tz=deps.settings.tz))
     if reply.ok and reply.data.get("post_to_support"):
@@ -251,6 +257,7 @@ def give_incident_time(deps: Deps, actor: str, report: dict[str, Any], minutes: 
         command_line=f"/incident-time {report['test']} all add {minutes} "
         f"error in the question set (report #{report['report_id']})",
         tz=deps.settings.tz,
+        now=clock.now(),
         confirmed=True,
     )
     first_line = reply.text.splitlines()[0] if reply.text else ""
