@@ -167,6 +167,15 @@ def _open_report(ctx: Ctx, report_id: int) -> tuple[QuestionErrorReport, Test]:
     return found, test
 
 
+def for_editing(ctx: Ctx, *, report_id: int) -> dict[str, Any]:
+    """The report, for someone who may edit it now (as ``edit`` checks)."""
+    found, test = _open_report(ctx, report_id)
+    require_support_or_teacher_of(
+        db_session=ctx.db_session, user_id=ctx.actor, test=test, doing="edit its error reports"
+    )
+    return view(ctx, found, test=test)
+
+
 def edit(
     ctx: Ctx,
     *,

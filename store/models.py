@@ -369,3 +369,15 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime]
+
+
+class SeenSlackRequest(Base):
+    """A signed Slack request (or an event id) already taken in, so that a replay or a retry
+    is recognised by every process sharing the database. Rows live as long as a replay of
+    them could still pass the signature check."""
+
+    __tablename__ = "seen_slack_requests"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # Slack's timestamp (real time, as the signature window is measured), not the program's.
+    signed_at: Mapped[datetime] = mapped_column(index=True)

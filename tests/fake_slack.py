@@ -112,6 +112,11 @@ class FakeSlack:
                 counted[call.method] = counted.get(call.method, 0) + 1
         return counted
 
+    def clear(self) -> None:
+        """Forget the calls so far (a fake shared by several tests)."""
+        with self._lock:
+            self.calls.clear()
+
     def of(self, method: str) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.method == method]
