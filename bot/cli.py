@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("candidate", nargs="?")
     status.add_argument("--json", action="store_true", help="JSON for scripts")
 
+    log = sub.add_parser("log", help="the change record of a test or a candidate, oldest first")
+    log.add_argument("test")
+    log.add_argument("candidate", nargs="?")
+    log.add_argument("--json", action="store_true", help="JSON for scripts")
+
     deliver = sub.add_parser("deliver", help="deliver a file on a candidate's behalf (R10)")
     deliver.add_argument("test")
     deliver.add_argument("candidate")
@@ -109,6 +114,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "run": _run,
         "status": _status,
         "deliver": _deliver,
+        "log": _log,
         "demo": _demo,
     }
     return handlers[args.command](args)
@@ -296,6 +302,35 @@ def _status(args: argparse.Namespace) -> int:
                 ensure_ascii=False,
             )
         return exam_overview.overview(ctx, test).text
+
+    print(_with_ctx(settings, factory, _cli_actor(), work))
+    return EXIT_OK
+
+
+def _log(args: argparse.Namespace) -> int:
+    from commands import history
+    from commands.lookup import get_plain_candidate, get_test, parse_candidate_number
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+
+    def work(ctx) -> str:
+        test = get_test(db_session=ctx.db_session, test_code=args.test)
+        number = None
+        if args.candidate is not None:
+            number = parse_candidate_number(args.candidate)
+            get_plain_candidate(db_session=ctx.db_session, test=test, number=number)
+        if args.json:
+            found = history.entries(ctx.db_session, test, number)
+            return json.dumps(
+                {
+                    "test": test.code,
+                    "candidate": number,
+                    "changes": [entry.as_json(ctx.tz) for entry in found],
+                },
+                ensure_ascii=False,
+            )
+        return history.log_text(ctx.db_session, test, number, ctx.tz)
 
     print(_with_ctx(settings, factory, _cli_actor(), work))
     return EXIT_OK
