@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("candidate", nargs="?")
     log.add_argument("--json", action="store_true", help="JSON for scripts")
 
+    report = sub.add_parser("report", help="the incident report of a test (CSV, XLSX, JSON)")
+    report.add_argument("test")
+    report.add_argument("--format", choices=["csv", "xlsx", "json"], default=None)
+    report.add_argument("--output", type=Path, help="file to write (default: standard output)")
+
     deliver = sub.add_parser("deliver", help="deliver a file on a candidate's behalf (R10)")
     deliver.add_argument("test")
     deliver.add_argument("candidate")
@@ -115,6 +120,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "status": _status,
         "deliver": _deliver,
         "log": _log,
+        "report": _report,
         "demo": _demo,
     }
     return handlers[args.command](args)
@@ -333,6 +339,45 @@ def _log(args: argparse.Namespace) -> int:
         return history.log_text(ctx.db_session, test, number, ctx.tz)
 
     print(_with_ctx(settings, factory, _cli_actor(), work))
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from commands import report, report_files
+    from commands.lookup import get_test
+
+    fmt = args.format
+    if fmt is None:
+        suffix = args.output.suffix.lower().lstrip(".") if args.output else ""
+        fmt = suffix if suffix in report_files.FORMATS else "csv"
+    if fmt == "xlsx" and args.output is None:
+        raise CliError(
+            f"an XLSX file cannot go to the terminal; add --output {args.test}.xlsx "
+            "(or use --format csv or json)"
+        )
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+
+    def work(ctx) -> bytes:
+        test = get_test(db_session=ctx.db_session, test_code=args.test)
+        built = report.build(ctx.db_session, test, now=ctx.now)
+        if fmt == "json":
+            text = json.dumps(report_files.as_json(built, ctx.tz), ensure_ascii=False, indent=2)
+            return (text + "\n").encode("utf-8")
+        if fmt == "xlsx":
+            return report_files.as_xlsx(built, ctx.tz)
+        return report_files.as_csv(built, ctx.tz)
+
+    content = _with_ctx(settings, factory, _cli_actor(), work)
+    if args.output is None:
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+        return EXIT_OK
+    try:
+        args.output.write_bytes(content)
+    except OSError as error:
+        raise CliError(f"cannot write {args.output} ({error.strerror})") from None
+    print(f"Wrote the incident report of {args.test.upper()} to {args.output} ({fmt}).")
     return EXIT_OK
 
 

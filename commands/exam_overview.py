@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import CompoundSelect, bindparam, func, literal, null, select, text, union_all
 
-from commands import registry
+from commands import registry, report
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import get_test
@@ -29,17 +29,23 @@ from store.models import (
 )
 
 USAGE = (
-    "Usage: /exam TEST [refresh]\n"
+    "Usage: /exam TEST [refresh|report]\n"
     "  Overview of a test: candidates per status, extra and incident time, individual ends,\n"
-    "  new deliveries and notices. `refresh` (support) re-reads the student registry now.\n"
+    "  new deliveries and notices. `refresh` (support) re-reads the student registry now;\n"
+    "  `report` summarises the incident report (the file: `examdesk report TEST`).\n"
     "  Example: /exam TDT4100-2026H"
 )
 LISTED = 10
+SUBCOMMANDS = ("refresh", "report")
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
-    if not args or len(args) > 2 or (len(args) == 2 and args[1].lower() != "refresh"):
-        raise InvalidInput("Give one test code, optionally followed by `refresh`.", USAGE)
+    if not args or len(args) > 2 or (len(args) == 2 and args[1].lower() not in SUBCOMMANDS):
+        raise InvalidInput(
+            "Give one test code, optionally followed by `refresh` or `report`.", USAGE
+        )
+    if len(args) == 2 and args[1].lower() == "report":
+        return report.run(ctx, args[0])
     db = ctx.db_session
     prefix = ""
     if len(args) == 2:
@@ -61,8 +67,8 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
 
 
 def reads_only(args: list[str], confirmed: bool) -> bool:
-    """`refresh` writes what the registry says; the overview itself only reads."""
-    return len(args) < 2
+    """`refresh` writes what the registry says; the overview and the report only read."""
+    return len(args) < 2 or args[1].lower() != "refresh"
 
 
 # The statements are built once: building one costs more than running it.
