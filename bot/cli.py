@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=["csv", "xlsx", "json"], default=None)
     report.add_argument("--output", type=Path, help="file to write (default: standard output)")
 
+    purge = sub.add_parser(
+        "purge", help="erase contact data of tests that ended RETENTION_DAYS ago (retention)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
+
     deliver = sub.add_parser("deliver", help="deliver a file on a candidate's behalf (R10)")
     deliver.add_argument("test")
     deliver.add_argument("candidate")
@@ -121,6 +126,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "deliver": _deliver,
         "log": _log,
         "report": _report,
+        "purge": _purge,
         "demo": _demo,
     }
     return handlers[args.command](args)
@@ -378,6 +384,21 @@ def _report(args: argparse.Namespace) -> int:
     except OSError as error:
         raise CliError(f"cannot write {args.output} ({error.strerror})") from None
     print(f"Wrote the incident report of {args.test.upper()} to {args.output} ({fmt}).")
+    return EXIT_OK
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from commands import retention
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+    days = settings.retention_days
+
+    def work(ctx) -> str:
+        found = retention.purge(ctx, days=days, dry_run=args.dry_run)
+        return retention.summary(found, days=days, dry_run=args.dry_run, tz=ctx.tz)
+
+    print(_with_ctx(settings, factory, _cli_actor(), work))
     return EXIT_OK
 
 
