@@ -255,6 +255,8 @@ def _overview(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
         )
     else:
         lines.append("*Notices:* none sent")
+    if d.get("grading"):
+        lines.append(f"*Grading:* {escape(d['grading']['text'])}")
     return blocks + _section("\n".join(lines))
 
 

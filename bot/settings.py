@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:3000"
     port: int = Field(default=3000, ge=1, le=65535)
     registry_dir: Path | None = None
+    # Days after a test's end until its candidates' contact data is erased (retention).
+    retention_days: int = Field(default=60, ge=1, le=3650)
 
     @field_validator("examdesk_timezone")
     @classmethod

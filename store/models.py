@@ -126,8 +126,11 @@ class Candidate(Base):
     incident_minutes: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="not_started")
     submitted_at: Mapped[datetime | None]
-    # Secret for the candidate's notice page; unguessable, never shown in Slack.
-    notice_token: Mapped[str] = mapped_column(String(64), unique=True)
+    # Secret for the candidate's notice page; unguessable, never shown in Slack. None once
+    # erased (retention), so that no link reaches the page any more.
+    notice_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # When retention erased the phone number, e-mail address and page token.
+    purged_at: Mapped[datetime | None]
 
     test: Mapped[Test] = relationship(back_populates="candidates")
     reopenings: Mapped[list[Reopening]] = relationship(

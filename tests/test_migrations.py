@@ -136,3 +136,41 @@ def _add_one_candidate(engine) -> None:
                 "'started', 'tok')"
             )
         )
+
+
+def test_0007_makes_the_page_token_erasable_and_downgrades_with_fresh_tokens(tmp_path):
+    """Retention: 0007 adds purged_at and lets the page token be erased (NULL), keeping the
+    rows and the partial indexes; its downgrade gives an erased token a new, unsent one."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = migrate.alembic_config(engine)
+
+    def to(revision: str, step=command.upgrade) -> None:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            step(config, revision)
+
+    to("0003")
+    _add_one_candidate(engine)
+    to("0007")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("candidates")}
+    assert columns["notice_token"]["nullable"] and columns["purged_at"]["nullable"]
+    assert {ix["name"] for ix in inspect(engine).get_indexes("candidates")} >= {
+        "ix_candidates_with_extra",
+        "ix_candidates_with_incident",
+        "ix_candidates_with_own_end",
+    }
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT number, notice_token FROM candidates")).all() == [
+            ("10023", "tok")
+        ]
+        conn.execute(text("UPDATE candidates SET notice_token = NULL, phone = NULL"))
+    to("0003", command.downgrade)
+    with engine.connect() as conn:
+        (token,) = conn.execute(text("SELECT notice_token FROM candidates")).one()
+    assert token and token != "tok" and len(token) >= 40
+    engine.dispose()
