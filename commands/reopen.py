@@ -85,7 +85,7 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
         number=number,
         mode=mode,
         deadline=deadline,
-        reason=" ".join(rest),
+        reason=audit.check_reason(" ".join(rest)),
         confirmed=confirmed,
         command=" ".join(["/reopen", *args]),
     )
