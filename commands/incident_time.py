@@ -451,4 +451,5 @@ def _receipt(
             "latest_end": latest,
         },
         log=[log],
+        mentions=(ctx.actor,),
     )

@@ -165,6 +165,7 @@ def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut) -> Reply:
             f"<@{ctx.actor}> sent notice #{result.notice_id} to {result.candidates} "
             f"candidates of {test.code} ({queued}, {len(result.unreachable)} unreachable)"
         ],
+        mentions=(ctx.actor,),
     )
 
 
@@ -194,7 +195,8 @@ def send(ctx: Ctx, *, report_id: int) -> Reply:
         by = f" by <@{report.handled_by}>" if report.handled_by else ""
         when = f" at {format_time(report.handled_at, ctx.tz)}" if report.handled_at else ""
         raise Refused(
-            f"Error report #{report.id} for {test.code} was already {report.state}{by}{when}."
+            f"Error report #{report.id} for {test.code} was already {report.state}{by}{when}.",
+            mentions=(report.handled_by,) if report.handled_by else (),
         )
     if not (report.text_nb.strip() or report.text_en.strip()):
         raise InvalidInput(

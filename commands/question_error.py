@@ -140,6 +140,7 @@ def report(
             f"<@{ctx.actor}> reported an error in the question set of {test.code} "
             f"(report #{found.id})"
         ],
+        mentions=(ctx.actor,),
     )
 
 

@@ -40,6 +40,10 @@ class Reply:
     confirm: Confirm | None = None
     # One line per change for the support channel's change log (who, what, whom, why).
     log: list[str] = field(default_factory=list)
+    # The Slack users that ``text`` and ``log`` name on purpose (``<@U…>``). Anything else
+    # there that looks like a mention, a link or a broadcast came from what someone typed:
+    # Slack shows it as text.
+    mentions: tuple[str, ...] = ()
 
     @property
     def needs_confirmation(self) -> bool:

@@ -23,6 +23,7 @@ from sqlalchemy import update
 
 from bot import blocks, blocks_notices
 from bot.deps import Deps
+from bot.slack_text import capped, fallback, from_slack, mention, mrkdwn
 from commands import notice, question_error
 from commands.context import Ctx
 from commands.reply import Reply
@@ -74,20 +75,25 @@ def _report_id(body: dict[str, Any]) -> int:
     return int(body["actions"][0]["value"])
 
 
-def _tell_user(deps: Deps, body: dict[str, Any], text: str) -> None:
+def _tell_user(deps: Deps, body: dict[str, Any], reply: Reply) -> None:
     user = body["user"]["id"]
     channel = (body.get("channel") or {}).get("id") or deps.settings.slack_support_channel
-    deps.slack("chat_postEphemeral", channel=channel or user, user=user, text=text)
+    deps.slack(
+        "chat_postEphemeral",
+        channel=channel or user,
+        user=user,
+        text=fallback(reply.text, reply.mentions),
+    )
 
 
 def _thread(deps: Deps, report: dict[str, Any], text: str) -> None:
-    """Tell the teacher in the report's thread."""
+    """Tell the teacher in the report's thread; ``text`` is mrkdwn (``bot.slack_text``)."""
     if report.get("slack_channel") and report.get("slack_ts"):
         deps.slack(
             "chat_postMessage",
             channel=report["slack_channel"],
             thread_ts=report["slack_ts"],
-            text=f"<@{report['reported_by']}> {text}",
+            text=capped(f"{mention(report['reported_by'])} {text}"),
         )
 
 
@@ -123,7 +129,9 @@ def post_report(deps: Deps, client: WebClient, report_id: int) -> None:
 
 def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     deps: Deps = context["deps"]
-    words = command.get("text", "").split()
+    # Slack escapes the text (&amp; &lt; &gt;, mentions and links as <…>): undone here, once.
+    text = from_slack(command.get("text", ""))
+    words = text.split()
     if len(words) == 1 and words[0].lower() not in ("help", "-h", "--help"):
         # The trigger_id lives 3 seconds: open the form before anything else.
         client.views_open(
@@ -135,7 +143,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
     reply = execute(
         session_factory=deps.session_factory,
         actor=context["actor"],
-        command_line=f"/question-error {command.get('text', '')}".strip(),
+        command_line=f"/question-error {text}".strip(),
         tz=deps.settings.tz,
         now=clock.now(),
     )
@@ -172,7 +180,7 @@ def on_report_submitted(
     ack()
     deps.later(post_report, deps, client, reply.data["report_id"])
     user = body["user"]["id"]
-    deps.slack("chat_postMessage", channel=user, text=reply.text)
+    deps.slack("chat_postMessage", channel=user, text=fallback(reply.text, reply.mentions))
 
 
 # ---------------------------------------------------------------- the report's buttons
@@ -186,13 +194,13 @@ def on_send(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         deps, context["actor"], lambda ctx: notice.send(ctx, report_id=report_id)
     )
     if not reply.ok:
-        _tell_user(deps, body, reply.text)
+        _tell_user(deps, body, reply)
         return
     report = _report(deps, report_id)
     _thread(
         deps,
         report,
-        f"<@{context['actor']}> is sending your text to the {reply.data['inapp']} candidates "
+        f"{mention(context['actor'])} is sending your text to the {reply.data['inapp']} candidates "
         f"of {report['test']} ({blocks_notices.counts(reply.data)}). Progress is shown above.",
     )
     if deps.notice_progress is not None:
@@ -227,7 +235,7 @@ def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> N
         return
     ack()
     _refresh(deps, result)
-    _thread(deps, result, f"<@{context['actor']}> edited the text for candidates.")
+    _thread(deps, result, f"{mention(context['actor'])} edited the text for candidates.")
 
 
 def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
@@ -238,13 +246,13 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         deps, context["actor"], lambda ctx: question_error.reject(ctx, report_id=report_id)
     )
     if isinstance(result, Reply):
-        _tell_user(deps, body, result.text)
+        _tell_user(deps, body, result)
         return
     _refresh(deps, result)
     _thread(
         deps,
         result,
-        f"<@{context['actor']}> decided not to send this report to the candidates. "
+        f"{mention(context['actor'])} decided not to send this report to the candidates. "
         "Ask in this thread if you disagree.",
     )
 
@@ -260,19 +268,20 @@ def give_incident_time(deps: Deps, actor: str, report: dict[str, Any], minutes: 
         now=clock.now(),
         confirmed=True,
     )
-    first_line = reply.text.splitlines()[0] if reply.text else ""
+    first_line = mrkdwn(reply.text.splitlines()[0] if reply.text else "", reply.mentions)
     _thread(
         deps,
         report,
-        f"<@{actor}> gave all candidates {minutes} min incident time: {first_line}"
+        f"{mention(actor)} gave all candidates {minutes} min incident time: {first_line}"
         if reply.ok
-        else f"<@{actor}> tried to give incident time, refused: {reply.text}",
+        else f"{mention(actor)} tried to give incident time, refused: "
+        + mrkdwn(reply.text, reply.mentions),
     )
     if reply.ok and reply.log and deps.settings.slack_support_channel:
         deps.slack(
             "chat_postMessage",
             channel=deps.settings.slack_support_channel,
-            **blocks.change_log(reply.log, via="an error report"),
+            **blocks.change_log(reply.log, via="an error report", mentions=reply.mentions),
         )
     return reply
 
@@ -288,7 +297,7 @@ def on_incident_time(
         return
     reply = give_incident_time(deps, context["actor"], report, report["suggested_minutes"])
     if not reply.ok:
-        _tell_user(deps, body, reply.text)
+        _tell_user(deps, body, reply)
 
 
 def on_minutes_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
