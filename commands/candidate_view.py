@@ -8,12 +8,12 @@ from commands import history
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import get_plain_candidate, parse_candidate_number
-from commands.masking import mask_email, mask_phone
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
 from commands.status import candidate_status
 from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
 from commands.timing import timing
+from notifications.masking import mask_email, mask_phone
 from store.models import AnyCandidate, AnyTest, Delivery, NoticeReceipt
 
 USAGE = (

@@ -162,6 +162,7 @@ def cancel(
 
 def _not_claimable(db_session: Session, token: str, tz: ZoneInfo) -> Reply:
     row = db_session.get(Confirmation, token)
+    mentions: tuple[str, ...] = ()
     if row is None:
         text = "This confirmation is unknown. Run the command again to get a new one."
     elif row.used_at is None:
@@ -177,4 +178,5 @@ def _not_claimable(db_session: Session, token: str, tz: ZoneInfo) -> Reply:
             f"This was already {done} by <@{by}> at {format_time(row.used_at, tz)}; "
             "it takes effect once only. Nothing more was changed."
         )
-    return Reply(text=text, ok=False, kind="refusal")
+        mentions = (by,)
+    return Reply(text=text, ok=False, kind="refusal", mentions=mentions)

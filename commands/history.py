@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import get_plain_candidate, parse_candidate_number
-from commands.masking import mask_email, mask_phone
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time, iso
+from notifications.masking import mask_email, mask_phone
 from store.models import AnyTest, Candidate, Change
 
 USAGE = (

@@ -17,7 +17,7 @@ from commands.context import Ctx
 from commands.errors import InvalidInput, NotFound, Refused
 from commands.lookup import get_test
 from commands.permissions import require_support
-from commands.reply import Confirm, Reply
+from commands.reply import Confirm, Reply, listed
 from commands.timeparse import format_time
 from notifications import fanout
 from notifications.channels import SMS
@@ -31,7 +31,6 @@ USAGE = (
     "  Example: /notice TDT4100-2026H Task 3b: use n = 10, not n = 100."
 )
 MAX_TEXT = 2000
-LISTED = 20
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
@@ -55,16 +54,10 @@ def check_text(text: str) -> str:
         raise InvalidInput("The notice has no text. Write what the candidates should read.")
     if len(text) > MAX_TEXT:
         raise InvalidInput(
-            f"The notice is {len(text)} characters; keep it under {MAX_TEXT} so it reads well "
-            "on a phone."
+            f"The notice is {len(text)} characters long; shorten it to {MAX_TEXT} characters "
+            "or fewer, so it reads well on a phone. Nothing was sent."
         )
     return text
-
-
-def _listed(numbers: list[str]) -> str:
-    shown = ", ".join(numbers[:LISTED])
-    more = len(numbers) - LISTED
-    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def counts_text(plan: fanout.Plan) -> str:
@@ -73,8 +66,7 @@ def counts_text(plan: fanout.Plan) -> str:
     if plan.unreachable:
         what = "phone number" if plan.channel == SMS else "e-mail address"
         line += (
-            f"\nNo usable {what} ({len(plan.unreachable)}, in-app only): "
-            f"{_listed(plan.unreachable)}"
+            f"\nNo usable {what} ({len(plan.unreachable)}, in-app only): {listed(plan.unreachable)}"
         )
     return line
 
@@ -160,7 +152,7 @@ def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut) -> Reply:
     )
     if result.unreachable:
         what = "phone number" if result.channel == SMS else "e-mail address"
-        text += f"\nNo usable {what} (in-app only): {_listed(result.unreachable)}"
+        text += f"\nNo usable {what} (in-app only): {listed(result.unreachable)}"
     text += (
         f"\nIf the error cost the candidates time, give it to all of them (R14): "
         f"`/incident-time {test.code} all add MINUTES reason`."
@@ -173,6 +165,7 @@ def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut) -> Reply:
             f"<@{ctx.actor}> sent notice #{result.notice_id} to {result.candidates} "
             f"candidates of {test.code} ({queued}, {len(result.unreachable)} unreachable)"
         ],
+        mentions=(ctx.actor,),
     )
 
 
@@ -202,7 +195,8 @@ def send(ctx: Ctx, *, report_id: int) -> Reply:
         by = f" by <@{report.handled_by}>" if report.handled_by else ""
         when = f" at {format_time(report.handled_at, ctx.tz)}" if report.handled_at else ""
         raise Refused(
-            f"Error report #{report.id} for {test.code} was already {report.state}{by}{when}."
+            f"Error report #{report.id} for {test.code} was already {report.state}{by}{when}.",
+            mentions=(report.handled_by,) if report.handled_by else (),
         )
     if not (report.text_nb.strip() or report.text_en.strip()):
         raise InvalidInput(

@@ -62,8 +62,21 @@ def _check_texts(text_nb: str, text_en: str) -> tuple[str, str]:
         raise InvalidInput("Write the text for the candidates, in Norwegian and/or English.")
     for text in (text_nb, text_en):
         if len(text) > MAX_TEXT:
-            raise InvalidInput(f"Keep each text under {MAX_TEXT} characters.")
+            raise InvalidInput(
+                f"The text for the candidates is {len(text)} characters long; shorten it to "
+                f"{MAX_TEXT} characters or fewer."
+            )
     return text_nb, text_en
+
+
+def _check_question(question: str) -> str:
+    question = question.strip()
+    if len(question) > MAX_QUESTION:
+        raise InvalidInput(
+            f"The question or task is {len(question)} characters long; name it in "
+            f"{MAX_QUESTION} characters or fewer (e.g. Task 3b)."
+        )
+    return question
 
 
 def _require_started(ctx: Ctx, test: Test) -> None:
@@ -91,7 +104,7 @@ def report(
     )
     _require_started(ctx, test)
     text_nb, text_en = _check_texts(text_nb, text_en)
-    question = question.strip()[:MAX_QUESTION]
+    question = _check_question(question)
     minutes = check_minutes(suggested_minutes)
     found = QuestionErrorReport(
         test_id=test.id,
@@ -127,6 +140,7 @@ def report(
             f"<@{ctx.actor}> reported an error in the question set of {test.code} "
             f"(report #{found.id})"
         ],
+        mentions=(ctx.actor,),
     )
 
 
@@ -194,7 +208,7 @@ def edit(
     before = {"text_nb": found.text_nb, "text_en": found.text_en}
     found.text_nb, found.text_en = text_nb, text_en
     if question is not None:
-        found.question = question.strip()[:MAX_QUESTION]
+        found.question = _check_question(question)
     found.suggested_minutes = check_minutes(suggested_minutes)
     audit.record(
         ctx,

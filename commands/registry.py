@@ -29,6 +29,7 @@ from commands.lookup import is_candidate_number
 from commands.timeparse import format_duration, local_to_utc
 from commands.timing import ordinary_end_passed
 from notifications.addresses import usable_phone
+from notifications.masking import mask_email, mask_phone
 from store.models import Candidate, Staff, StaffTest, Test
 
 T = TypeVar("T")
@@ -370,10 +371,13 @@ def _parse_candidate(row: dict[str, Any], tz: ZoneInfo) -> CandidateRow:
     phone = usable_phone(raw_phone) if raw_phone else None
     warning = None
     if raw_phone and phone is None:
-        warning = f"candidate {number} of {test}: phone '{raw_phone}' is not a usable number"
+        warning = (
+            f"candidate {number} of {test}: phone '{mask_phone(raw_phone)}' is not a usable number"
+        )
     email = _text(row.get("email")) or None
     if email and (len(email) > MAX_EMAIL or not _EMAIL.fullmatch(email)):
-        raise _BadCell(f"email '{email[:60]}' is not an e-mail address")
+        shown = f"'{mask_email(email[:60])}'" if "@" in email else "(it has no @)"
+        raise _BadCell(f"email {shown} is not an e-mail address")
     language = _text(row.get("language")).lower() or "nb"
     if language == "nn":
         language = "nb"  # the exam app has no Nynorsk; Bokmål is the closest

@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from commands import audit
 from commands.context import Ctx
-from commands.masking import ERASED
 from commands.timeparse import format_time
 from commands.timing import end_time, ordinary_end, reopen_deadline_from
+from notifications.masking import ERASED
 from store.models import Candidate, Change, Delivery, Test
 
 CONTACT_FIELDS = ("phone", "email")

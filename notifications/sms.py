@@ -17,6 +17,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from notifications.masking import scrub
 from notifications.transports import Message, OutcomeUnknown, TransportError
 
 TWILIO_API = "https://api.twilio.com"
@@ -85,9 +86,14 @@ def _reached_server(error: requests.RequestException) -> bool:
     return True
 
 
-def classify(status: int, code: int | None, text: str) -> TransportError:
-    """Twilio's refusal as a transport error: only 429 and 5xx are worth trying again."""
+def classify(status: int, code: int | None, text: str, *, to: str) -> TransportError:
+    """Twilio's refusal as a transport error: only 429 and 5xx are worth trying again.
+
+    Twilio's texts may quote the number (21266, 21211): it is masked, since the error goes
+    to the delivery record, the logs and Slack.
+    """
     label = str(code or status)
+    text = scrub(text, address=to)
     if status == 429 or status >= 500:
         return TransportError(f"Twilio answered {status}: {text}", permanent=False, code=label)
     reason = PERMANENT_CODES.get(code or 0) or text
@@ -150,15 +156,15 @@ class TwilioTransport:
                 **sender,
             )
         except TwilioRestException as error:
-            raise classify(error.status, error.code, str(error.msg)) from error
+            raise classify(error.status, error.code, str(error.msg), to=message.address) from error
         except TwilioServiceException as error:
             text = f"{error.title}: {error.detail or ''}"
-            raise classify(error.status, error.code, text) from error
+            raise classify(error.status, error.code, text, to=message.address) from error
         except requests.RequestException as error:
             if _reached_server(error):
-                raise OutcomeUnknown(f"no answer from Twilio: {error}") from error
+                raise OutcomeUnknown(scrub(f"no answer from Twilio: {error}")) from error
             raise TransportError(
-                f"cannot reach Twilio: {error}", permanent=False, code="connect"
+                scrub(f"cannot reach Twilio: {error}"), permanent=False, code="connect"
             ) from error
         return created.sid
 

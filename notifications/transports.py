@@ -19,6 +19,8 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from notifications.masking import mask_address, scrub
+
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +58,8 @@ class Transport(Protocol):
 
 class LogTransport:
     """NOT A REAL CHANNEL: writes the message to the log when no provider is configured,
-    so the bot runs anywhere (a laptop, CI) without sending anything."""
+    so the bot runs anywhere (a laptop, CI) without sending anything. The address and the
+    page link in the body are masked: a log is no place for them."""
 
     can_look_up = False
 
@@ -67,9 +70,9 @@ class LogTransport:
         log.warning(
             "%s not configured, logged instead of sent: to=%s subject=%r body=%r",
             self.channel,
-            message.address,
-            message.subject,
-            message.body,
+            mask_address(message.address),
+            scrub(message.subject, address=message.address),
+            scrub(message.body, address=message.address),
         )
         return f"log-{uuid.uuid4().hex}"
 
@@ -125,25 +128,33 @@ class SmtpTransport:
             raise TransportError(
                 f"cannot reach the mail server: {error}", permanent=False, code="connect"
             ) from error
+        # The server's answers may quote the address: the errors keep them masked.
+        address = message.address
         try:
             if self.user:
                 smtp.login(self.user, self.password or "")
             smtp.send_message(email)
         except smtplib.SMTPRecipientsRefused as error:
-            raise TransportError(f"address refused: {error}", permanent=True, code="550") from error
+            raise TransportError(
+                scrub(f"address refused: {error}", address=address), permanent=True, code="550"
+            ) from error
         except smtplib.SMTPAuthenticationError as error:
             raise TransportError(
-                f"mail server refused the login: {error}", permanent=True, code=str(error.smtp_code)
+                scrub(f"mail server refused the login: {error}", address=address),
+                permanent=True,
+                code=str(error.smtp_code),
             ) from error
         except smtplib.SMTPResponseException as error:
             raise TransportError(
-                f"mail server said {error.smtp_code} {error.smtp_error!r}",
+                scrub(f"mail server said {error.smtp_code} {error.smtp_error!r}", address=address),
                 permanent=error.smtp_code >= 500,
                 code=str(error.smtp_code),
             ) from error
         except (OSError, smtplib.SMTPServerDisconnected) as error:
             # The message may have been handed over before the connection broke.
-            raise OutcomeUnknown(f"mail server stopped answering: {error}") from error
+            raise OutcomeUnknown(
+                scrub(f"mail server stopped answering: {error}", address=address)
+            ) from error
         finally:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 smtp.quit()

@@ -35,6 +35,8 @@ class Fail:
     code: int | None = None
     drop: bool = False
     delay: float = 0.0
+    # Twilio's text for the error; some quote the number (21266).
+    message: str | None = None
 
 
 @dataclass
@@ -133,7 +135,7 @@ class FakeTwilio:
                 answer.status,
                 {
                     "code": answer.code,
-                    "message": f"scripted error {answer.code or answer.status}",
+                    "message": answer.message or f"scripted error {answer.code or answer.status}",
                     "more_info": f"https://www.twilio.com/docs/errors/{answer.code}",
                     "status": answer.status,
                 },

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -26,6 +26,7 @@ from sqlalchemy import update
 
 from bot import blocks, blocks_notices
 from bot.deps import Deps
+from bot.slack_text import capped, fallback, from_slack, mention, mrkdwn
 from commands import notice, question_error
 from commands.context import Ctx
 from commands.permissions import require_support
@@ -94,21 +95,25 @@ def _report_id(body: dict[str, Any]) -> int | None:
     return _number(body["actions"][0]["value"])
 
 
-def _tell_user(deps: Deps, body: dict[str, Any], user: str, text: str) -> None:
+def _tell_user(
+    deps: Deps, body: dict[str, Any], user: str, text: str, mentions: Iterable[str] = ()
+) -> None:
     channel = body.get("channel")
     channel_id = channel.get("id") if isinstance(channel, dict) else None
     channel_id = channel_id or deps.settings.slack_support_channel
-    deps.slack("chat_postEphemeral", channel=channel_id or user, user=user, text=text)
+    deps.slack(
+        "chat_postEphemeral", channel=channel_id or user, user=user, text=fallback(text, mentions)
+    )
 
 
 def _thread(deps: Deps, report: dict[str, Any], text: str) -> None:
-    """Tell the teacher in the report's thread."""
+    """Tell the teacher in the report's thread; ``text`` is mrkdwn (``bot.slack_text``)."""
     if report.get("slack_channel") and report.get("slack_ts"):
         deps.slack(
             "chat_postMessage",
             channel=report["slack_channel"],
             thread_ts=report["slack_ts"],
-            text=f"<@{report['reported_by']}> {text}",
+            text=capped(f"{mention(report['reported_by'])} {text}"),
         )
 
 
@@ -144,7 +149,9 @@ def post_report(deps: Deps, client: WebClient, report_id: int) -> None:
 
 def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     deps: Deps = context["deps"]
-    words = command.get("text", "").split()
+    # Slack escapes the text (&amp; &lt; &gt;, mentions and links as <…>): undone here, once.
+    text = from_slack(command.get("text", ""))
+    words = text.split()
     if len(words) == 1 and words[0].lower() not in ("help", "-h", "--help"):
         if not command.get("trigger_id"):
             ack(response_type="ephemeral", text=NO_TRIGGER)
@@ -159,7 +166,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
     reply = execute(
         session_factory=deps.session_factory,
         actor=context["actor"],
-        command_line=f"/question-error {command.get('text', '')}".strip(),
+        command_line=f"/question-error {text}".strip(),
         tz=deps.settings.tz,
         now=clock.now(),
     )
@@ -209,7 +216,9 @@ def on_report_submitted(
         return
     ack()
     deps.later(post_report, deps, client, reply.data["report_id"])
-    deps.slack("chat_postMessage", channel=context["actor"], text=reply.text)
+    deps.slack(
+        "chat_postMessage", channel=context["actor"], text=fallback(reply.text, reply.mentions)
+    )
 
 
 # ---------------------------------------------------------------- the report's buttons
@@ -225,7 +234,7 @@ def on_send(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         return
     reply = _in_transaction(deps, actor, lambda ctx: notice.send(ctx, report_id=report_id))
     if not reply.ok:
-        _tell_user(deps, body, actor, reply.text)
+        _tell_user(deps, body, actor, reply.text, reply.mentions)
         return
     report = _report(deps, report_id)
     if isinstance(report, Reply):
@@ -233,7 +242,7 @@ def on_send(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     _thread(
         deps,
         report,
-        f"<@{context['actor']}> is sending your text to the {reply.data['inapp']} candidates "
+        f"{mention(context['actor'])} is sending your text to the {reply.data['inapp']} candidates "
         f"of {report['test']} ({blocks_notices.counts(reply.data)}). Progress is shown above.",
     )
     if deps.notice_progress is not None:
@@ -253,7 +262,7 @@ def on_edit(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebCli
         deps, actor, lambda ctx: question_error.for_editing(ctx, report_id=report_id)
     )
     if isinstance(report, Reply):
-        _tell_user(deps, body, actor, report.text)
+        _tell_user(deps, body, actor, report.text, report.mentions)
         return
     if not body.get("trigger_id"):
         _tell_user(deps, body, actor, NO_TRIGGER)
@@ -290,7 +299,7 @@ def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> N
         return
     ack()
     _refresh(deps, result)
-    _thread(deps, result, f"<@{context['actor']}> edited the text for candidates.")
+    _thread(deps, result, f"{mention(context['actor'])} edited the text for candidates.")
 
 
 def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
@@ -305,13 +314,13 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         deps, actor, lambda ctx: question_error.reject(ctx, report_id=report_id)
     )
     if isinstance(result, Reply):
-        _tell_user(deps, body, actor, result.text)
+        _tell_user(deps, body, actor, result.text, result.mentions)
         return
     _refresh(deps, result)
     _thread(
         deps,
         result,
-        f"<@{context['actor']}> decided not to send this report to the candidates. "
+        f"{mention(context['actor'])} decided not to send this report to the candidates. "
         "Ask in this thread if you disagree.",
     )
 
@@ -327,19 +336,20 @@ def give_incident_time(deps: Deps, actor: str, report: dict[str, Any], minutes: 
         now=clock.now(),
         confirmed=True,
     )
-    first_line = reply.text.splitlines()[0] if reply.text else ""
+    first_line = mrkdwn(reply.text.splitlines()[0] if reply.text else "", reply.mentions)
     _thread(
         deps,
         report,
-        f"<@{actor}> gave all candidates {minutes} min incident time: {first_line}"
+        f"{mention(actor)} gave all candidates {minutes} min incident time: {first_line}"
         if reply.ok
-        else f"<@{actor}> tried to give incident time, refused: {reply.text}",
+        else f"{mention(actor)} tried to give incident time, refused: "
+        + mrkdwn(reply.text, reply.mentions),
     )
     if reply.ok and reply.log and deps.settings.slack_support_channel:
         deps.slack(
             "chat_postMessage",
             channel=deps.settings.slack_support_channel,
-            **blocks.change_log(reply.log, via="an error report"),
+            **blocks.change_log(reply.log, via="an error report", mentions=reply.mentions),
         )
     return reply
 
@@ -357,7 +367,7 @@ def on_incident_time(
     # Incident time is support's (R15): anyone else learns so before any form opens.
     report = _in_transaction(deps, actor, lambda ctx: _for_support(ctx, report_id))
     if isinstance(report, Reply):
-        _tell_user(deps, body, actor, report.text)
+        _tell_user(deps, body, actor, report.text, report.mentions)
         return
     if not report["suggested_minutes"]:
         if not body.get("trigger_id"):
@@ -367,7 +377,7 @@ def on_incident_time(
         return
     reply = give_incident_time(deps, actor, report, report["suggested_minutes"])
     if not reply.ok:
-        _tell_user(deps, body, actor, reply.text)
+        _tell_user(deps, body, actor, reply.text, reply.mentions)
 
 
 def _for_support(ctx: Ctx, report_id: int) -> dict[str, Any]:
