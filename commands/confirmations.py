@@ -146,6 +146,7 @@ def cancel(
                 "cancel it. Nothing was changed.",
                 ok=False,
                 kind="refusal",
+                mentions=(asked_by,),
             )
         if claim(db_session=db_session, token=token, user=actor, now=now) is None:
             db_session.rollback()

@@ -229,6 +229,7 @@ def run(ctx: Ctx, test_code: str, number_text: str, rest: list[str]) -> Reply:
     return Reply(
         text="\n".join(lines),
         kind="history",
+        mentions=tuple({e.actor for e in shown if _SLACK_USER.fullmatch(e.actor)}),
         data={
             "test": test.code,
             "candidate": number,
