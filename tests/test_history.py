@@ -123,7 +123,7 @@ def busy(world):
     world.add_candidates(CODE, ["10023"])
     for i in range(45):
         world.now = world.now + timedelta(minutes=1)
-        reason = f"change {i + 1:02d} " + "lorem ipsum dolor sit amet " * 20
+        reason = (f"change {i + 1:02d} " + "lorem ipsum dolor sit amet " * 20)[:500]
         assert world.run(f"/incident-time {CODE} 10023 add 1 {reason}").ok
     return world
 
