@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:3000"
     port: int = Field(default=3000, ge=1, le=65535)
     registry_dir: Path | None = None
+    # How candidates reach exam support: a phone number, an e-mail address, a URL or words.
+    support_contact: str | None = None
 
     @field_validator("examdesk_timezone")
     @classmethod
@@ -55,6 +57,7 @@ class Settings(BaseSettings):
         "smtp_url",
         "mail_from",
         "registry_dir",
+        "support_contact",
         mode="before",
     )
     @classmethod
