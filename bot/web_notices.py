@@ -63,7 +63,7 @@ def routes(deps: Deps) -> list[Route]:
             )
             page = inapp.render(data, token=token, tz=settings.tz, now=now)
             candidate_id = candidate.id
-            opened = opened and inapp.unopened(db_session=db_session, candidate_id=candidate_id)
+            opened = opened and inapp.unopened(db_session=db_session, candidate_id=candidate_id) > 0
         if opened:
             # A write only the first time: a notice to thousands of candidates brings as
             # many page views in a few minutes.

@@ -13,7 +13,7 @@ from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.notice import Texts, guess_language, parse_texts, send
 from commands.question_error import report
-from notifications import inapp
+from notifications import inapp, texts
 from store.models import Candidate, Notice, QuestionErrorReport
 
 CODE = "TDT4100-2026H"
@@ -165,3 +165,21 @@ def test_r14_report_in_both_languages_from_the_command_and_the_send_receipt(worl
     assert "also the 2 candidates whose language is Norwegian" in sent.text
     assert "This notice is in English only." not in _page(world, "10003")
     assert "Denne beskjeden finnes bare på engelsk." in _page(world, "10001")
+
+
+def test_r13_the_email_announcing_a_notice_is_in_the_candidates_language():
+    """The e-mail (R13, long home exams) carries the candidate's text in their words; the
+    SMS only says that a notice waits, in their language."""
+    both = {"text_nb": "Oppgave 2: bruk kg.", "text_en": "Task 2: use kg."}
+    link = "https://exams.example.org/notices/tok#n1"
+    for language, text, subject, sms in (
+        ("nb", "Oppgave 2: bruk kg.", "Ny beskjed: eksamen T-1", "Eksamen T-1: du har en ny"),
+        ("en", "Task 2: use kg.", "New notice: exam T-1", "Exam T-1: you have a new"),
+    ):
+        shown = texts.notice_text(**both, language=language)
+        body = texts.email_body(language=language, test_code="T-1", text=shown, link=link)
+        assert shown == text and text in body and link in body
+        assert texts.email_subject(language=language, test_code="T-1") == subject
+        assert texts.sms_body(language=language, test_code="T-1", link=link).startswith(sms)
+    # Written in Norwegian only: the English candidate's e-mail has it as written.
+    assert texts.notice_in(text_nb="Oppgave 2.", text_en="", language="en") == ("Oppgave 2.", "nb")
