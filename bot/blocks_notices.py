@@ -77,6 +77,7 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
             )
             + (f" · teacher suggests {minutes} min incident time for all" if minutes else "")
             + " · the set cannot be changed after the start (R12)"
+            + (f"\n{report['language_note']}" if report.get("language_note") else "")
         )
     )
     value = str(report["report_id"])
@@ -115,7 +116,7 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
 
 
 def progress_line(progress: Progress) -> str:
-    parts = [f"in-app {progress.inapp}, read {progress.read}"]
+    parts = [f"in-app {progress.inapp}, read {progress.read} (opened {progress.opened})"]
     for channel, by_status in sorted(progress.by_channel.items()):
         label = "SMS" if channel == "sms" else "e-mail"
         queued = by_status.get("pending", 0) + by_status.get("sending", 0)

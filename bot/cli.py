@@ -291,7 +291,7 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from commands import candidate_view, exam_overview
     from commands.lookup import get_candidate, get_candidates, get_test, parse_candidate_number
-    from commands.status import candidate_status
+    from commands.status import candidate_status, test_notices
 
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
@@ -310,6 +310,7 @@ def _status(args: argparse.Namespace) -> int:
                 {
                     "test": test.code,
                     "candidates": [candidate_status(c, test, ctx.tz) for c in everyone],
+                    "notices": test_notices(ctx.db_session, test.id, ctx.tz),
                 },
                 ensure_ascii=False,
             )

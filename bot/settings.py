@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     registry_dir: Path | None = None
     # Days after a test's end until its candidates' contact data is erased (retention).
     retention_days: int = Field(default=60, ge=1, le=3650)
+    # How candidates reach exam support: a phone number, an e-mail address, a URL or words.
+    support_contact: str | None = None
 
     @field_validator("examdesk_timezone")
     @classmethod
@@ -57,6 +59,7 @@ class Settings(BaseSettings):
         "smtp_url",
         "mail_from",
         "registry_dir",
+        "support_contact",
         mode="before",
     )
     @classmethod

@@ -13,7 +13,14 @@ from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
 from commands.lookup import get_test
-from commands.notice import MAX_TEXT, get_report, plan_data
+from commands.notice import (
+    MAX_TEXT,
+    get_report,
+    language_note,
+    parse_texts,
+    plan_data,
+    report_texts,
+)
 from commands.permissions import require_support, require_support_or_teacher_of
 from commands.reply import Reply
 from commands.timeparse import format_time
@@ -24,7 +31,8 @@ USAGE = (
     "Usage: /question-error TEST [text]\n"
     "  Report an error in the question set of a running test. The set cannot be changed once\n"
     "  the test has started (R12), so exam support sends your text to every candidate (R13,\n"
-    "  R14). Without text, Slack opens a form (question, text in Norwegian and/or English,\n"
+    "  R14). `nb: TEKST en: TEXT` gives both languages; each candidate reads theirs.\n"
+    "  Without text, Slack opens a form (question, text in Norwegian and/or English,\n"
     "  suggested extra time).\n"
     "  Example: /question-error TDT4100-2026H Task 3b: n = 10, not n = 100."
 )
@@ -47,7 +55,8 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
             f"`/question-error {test.code} Task 3b: n = 10, not n = 100`. "
             "In Slack, `/question-error TEST` alone opens a form."
         )
-    return report(ctx, test_code=test_code, text_nb=" ".join(words))
+    texts = parse_texts(" ".join(words))
+    return report(ctx, test_code=test_code, text_nb=texts.nb, text_en=texts.en)
 
 
 def check_minutes(value: int | None) -> int | None:
@@ -165,6 +174,7 @@ def view(
         "slack_channel": found.slack_channel,
         "slack_ts": found.slack_ts,
         "plan": plan_data(plan),
+        "language_note": language_note(plan, report_texts(found)),
     }
 
 

@@ -322,7 +322,8 @@ class Notice(Base):
 
 
 class NoticeReceipt(Base):
-    """The in-app notice of one candidate, with its read receipt."""
+    """The in-app notice of one candidate: when their browser first opened the page with it
+    (a hint: a person may not have read it) and when they confirmed having read it."""
 
     __tablename__ = "notice_receipts"
     __table_args__ = (UniqueConstraint("notice_id", "candidate_id"),)
@@ -332,6 +333,8 @@ class NoticeReceipt(Base):
     candidate_id: Mapped[int] = mapped_column(
         ForeignKey("candidates.id", ondelete="CASCADE"), index=True
     )
+    opened_at: Mapped[datetime | None]
+    # Set only by the candidate's "I have read this" (POST), never by opening the page.
     read_at: Mapped[datetime | None]
 
 

@@ -5,7 +5,7 @@ tokens are erased (commands.retention): the token becomes nullable, so an erased
 matches no link at all, and purged_at records when it was done.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-02 09:00:00
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import store.types
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
