@@ -63,8 +63,6 @@ LEASE_PREFIX = "notifier:"
 ProgressCallback = Callable[[int], None]
 
 
-
-
 @dataclass(frozen=True)
 class Tuning:
     """Knobs with production defaults; ``NOTIFIER_<NAME>`` environment variables override."""

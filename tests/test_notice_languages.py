@@ -64,7 +64,7 @@ def test_notice_text_is_split_by_language(text, expected):
         ("nb:", "Norwegian text after `nb:` is empty"),
         ("nb: Oppgave 2. en:", "English text after `en:` is empty"),
         ("en:    nb: Oppgave 2.", "English text after `en:` is empty"),
-        ("nb: " + "x" * 2001, "keep it under 2000"),
+        ("nb: " + "x" * 2001, "shorten it to 2000 characters or fewer"),
     ],
 )
 def test_bad_language_parts_are_refused_with_what_to_do(world, text, wrong):

@@ -101,17 +101,14 @@ def test_r13_status_json_lists_each_notice_with_opened_and_read(world, cli):
 
 def test_0006_moves_what_a_page_view_marked_read_to_opened_and_downgrades_back(tmp_path):
     """Before 0006 a page view set read_at; that was an opening, not a confirmation."""
-    from alembic import command
 
     from store.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    config = migrate.alembic_config(engine)
+    migrate.alembic_config(engine)
 
-    def to(revision: str, step=command.upgrade) -> None:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            step(config, revision)
+    def to(revision: str, step=migrate.upgrade) -> None:
+        step(engine, revision)
 
     to("0003")
     with engine.begin() as conn:
@@ -146,7 +143,7 @@ def test_0006_moves_what_a_page_view_marked_read_to_opened_and_downgrades_back(t
     rows = "SELECT candidate_id, opened_at, read_at FROM notice_receipts ORDER BY candidate_id"
     with engine.connect() as conn:
         assert conn.execute(text(rows)).all() == [(1, "2026-12-01 09:05:00", None), (2, None, None)]
-    to("0003", command.downgrade)
+    to("0003", migrate.downgrade)
     assert "opened_at" not in {c["name"] for c in inspect(engine).get_columns("notice_receipts")}
     with engine.connect() as conn:
         back = "SELECT candidate_id, read_at FROM notice_receipts ORDER BY candidate_id"

@@ -191,7 +191,7 @@ def test_r13_notice_typed_in_slack_reaches_the_candidates_page_as_typed(served, 
     with world.factory() as s:
         notice = s.scalars(select(Notice)).one()
         token = s.scalar(select(Candidate.notice_token))
-    assert notice.text_nb == "Task 3: use n < 10 & m > 2, ask @kari"
+    assert notice.text_en == "Task 3: use n < 10 & m > 2, ask @kari"
     page = httpx.get(f"{served.url}/notices/{token}").text
     # HTML-escaped once by the page, so the browser shows what was typed.
     assert "use n &lt; 10 &amp; m &gt; 2, ask @kari" in page

@@ -25,9 +25,7 @@ def upgrade() -> None:
         sa.Column("signed_at", store.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_seen_slack_requests")),
     )
-    op.create_index(
-        op.f("ix_seen_slack_requests_signed_at"), "seen_slack_requests", ["signed_at"]
-    )
+    op.create_index(op.f("ix_seen_slack_requests_signed_at"), "seen_slack_requests", ["signed_at"])
 
 
 def downgrade() -> None:
