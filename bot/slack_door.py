@@ -13,20 +13,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, bindparam, delete, insert
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 
 from store.models import SeenSlackRequest
 
-# Slack's own payloads are a few kilobytes; a modal with every field full stays far below.
+# Far above any payload of Slack's: the limit keeps a hostile body from being buffered.
 MAX_BODY = 1024 * 1024
 # Slack's rule: a request signed more than five minutes from now is refused.
 WINDOW = timedelta(minutes=5)
@@ -34,6 +36,7 @@ WINDOW = timedelta(minutes=5)
 # ahead never forgets a request that another process sharing the database would still
 # accept as fresh.
 KEEP = 2 * WINDOW
+PRUNE_EVERY = timedelta(minutes=1)
 
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _EVENT_ID = re.compile(r"[A-Za-z0-9]{1,64}")
@@ -311,16 +314,26 @@ def seen_keys(signed: Signed, body: dict[str, Any]) -> list[str]:
 
 def first_time(engine: Engine, keys: list[str], *, signed_at: datetime, now: datetime) -> bool:
     """Remember ``keys``; False when any of them was seen before, by any process sharing
-    the database. Rows past ``KEEP`` go in the same transaction."""
-    table = SeenSlackRequest.__table__
-    with engine.begin() as conn:
-        conn.execute(delete(table).where(table.c.signed_at < now - KEEP))
-        new = 0
-        for key in keys:
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(table).values(key=key, signed_at=signed_at))
-                new += 1
-            except IntegrityError:
-                pass  # seen: by this process or another one
-    return new == len(keys)
+    the database. Rows past ``KEEP`` are deleted in the same transaction, at most every
+    ``PRUNE_EVERY`` in this process."""
+    global _pruned_at
+    prune = time.monotonic() - _pruned_at >= PRUNE_EVERY.total_seconds()
+    try:
+        with engine.begin() as conn:
+            if prune:
+                conn.execute(_PRUNE, {"oldest": now - KEEP})
+            for key in keys:
+                conn.execute(_REMEMBER, {"key": key, "signed_at": signed_at})
+    except IntegrityError:
+        # Seen already: nothing of this transaction is kept, and nothing more was needed.
+        return False
+    if prune:
+        _pruned_at = time.monotonic()
+    return True
+
+
+# Built once: building a statement costs more than running it.
+_seen = SeenSlackRequest.__table__
+_REMEMBER = insert(_seen)
+_PRUNE = delete(_seen).where(_seen.c.signed_at < bindparam("oldest"))
+_pruned_at = -math.inf

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -596,11 +597,14 @@ def test_a_replay_is_recognised_by_another_process_sharing_the_database(
         other_engine.dispose()
 
 
-def test_seen_requests_are_kept_only_while_a_replay_could_still_pass(engine, session_factory):
+def test_seen_requests_are_kept_only_while_a_replay_could_still_pass(
+    engine, session_factory, monkeypatch
+):
     now = datetime.now(UTC)
     signed_at = now - slack_door.KEEP - timedelta(seconds=1)
     assert slack_door.first_time(engine, ["v0=old"], signed_at=signed_at, now=signed_at)
     assert not slack_door.first_time(engine, ["v0=old"], signed_at=signed_at, now=signed_at)
+    monkeypatch.setattr(slack_door, "_pruned_at", -math.inf)  # as if a minute had passed
     assert slack_door.first_time(engine, ["v0=new"], signed_at=now, now=now)
     with engine.connect() as conn:
         kept = set(conn.scalars(select(SeenSlackRequest.key)))

@@ -110,6 +110,39 @@ def test_0003_puts_the_list_indexes_in_number_order_and_downgrades_back(tmp_path
     engine.dispose()
 
 
+def test_0004_adds_the_seen_slack_requests_and_downgrades_back(tmp_path):
+    """0004 adds the table of seen Slack requests (replays and retries, across processes)
+    with its index for pruning; the rows of a 0003 database stay, and the downgrade drops
+    only the new table."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = migrate.alembic_config(engine)
+
+    def to(revision: str, step=command.upgrade) -> None:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            step(config, revision)
+
+    to("0003")
+    _add_one_candidate(engine)
+    assert not inspect(engine).has_table("seen_slack_requests")
+    migrate.upgrade(engine)
+    assert migrate.is_up_to_date(engine)
+    indexes = {
+        ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("seen_slack_requests")
+    }
+    assert indexes == {"ix_seen_slack_requests_signed_at": ["signed_at"]}
+    to("0003", command.downgrade)
+    assert not inspect(engine).has_table("seen_slack_requests")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT number FROM candidates")).all() == [("10023",)]
+    engine.dispose()
+
+
 def _add_one_candidate(engine) -> None:
     """Test 1 with candidate 10023 (30 min extra, 5 min incident), written as plain SQL so
     that it fits the schema of any revision."""

@@ -38,8 +38,8 @@ from store.models import Notice
 
 log = logging.getLogger(__name__)
 UPDATE_EVERY = 2.0
-# Report ids fit the database's integer column; anything longer is not one.
-MAX_ID_DIGITS = 9
+# Whole numbers from Slack (report ids, minutes) fit the database's integer columns.
+MAX_DIGITS = 9
 NOT_A_REPORT = (
     "This button or form does not name an error report, so nothing was changed. "
     "Use the buttons on the report in the support channel."
@@ -86,7 +86,7 @@ def _report(deps: Deps, report_id: int) -> dict[str, Any] | Reply:
 def _number(value: Any) -> int | None:
     """``value`` as a whole number if it is written as one (ASCII digits only), else None."""
     if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value) if len(value) <= MAX_ID_DIGITS else None
+        return int(value) if len(value) <= MAX_DIGITS else None
     return None
 
 
