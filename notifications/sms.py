@@ -23,6 +23,9 @@ TWILIO_API = "https://api.twilio.com"
 # A notice that has waited this long in Twilio's queue is stale: Twilio drops it.
 VALIDITY_SECONDS = 30 * 60
 STATUS_PATH = "/twilio/status"
+# The callback URL of each message names its delivery: the row exists before the request goes
+# out, so a callback that comes before the send's MessageSid is recorded still finds it.
+DELIVERY_PARAM = "delivery"
 
 # Errors that no retry can fix (Twilio error dictionary).
 PERMANENT_CODES = {
@@ -85,6 +88,10 @@ def _reached_server(error: requests.RequestException) -> bool:
     return True
 
 
+def status_callback_url(public_url: str, delivery_id: int) -> str:
+    return f"{public_url.rstrip('/')}{STATUS_PATH}?{DELIVERY_PARAM}={delivery_id}"
+
+
 def classify(status: int, code: int | None, text: str) -> TransportError:
     """Twilio's refusal as a transport error: only 429 and 5xx are worth trying again."""
     label = str(code or status)
@@ -119,7 +126,7 @@ class TwilioTransport:
         )
         self.sender = sender
         self.messaging_service_sid = messaging_service_sid
-        self.status_callback = public_url.rstrip("/") + STATUS_PATH
+        self.public_url = public_url
 
     @classmethod
     def from_settings(cls, settings: Any, *, timeout: float, pool_size: int) -> TwilioTransport:
@@ -145,7 +152,7 @@ class TwilioTransport:
             created = self.client.messages.create(
                 to=message.address,
                 body=message.body,
-                status_callback=self.status_callback,
+                status_callback=status_callback_url(self.public_url, message.delivery_id),
                 validity_period=VALIDITY_SECONDS,
                 **sender,
             )
