@@ -6,6 +6,8 @@ HTTP client that rewrites the scheme and host of every request URL; the SDK buil
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +28,12 @@ STATUS_PATH = "/twilio/status"
 # The callback URL of each message names its delivery: the row exists before the request goes
 # out, so a callback that comes before the send's MessageSid is recorded still finds it.
 DELIVERY_PARAM = "delivery"
+# The SDK logs every request's parameters at INFO, and those of a look-up carry the number.
+_SDK_LOG = logging.getLogger(__name__ + ".http")
+_SDK_LOG.setLevel(logging.WARNING)
+# A run of 7+ digits, spaces, dots or dashes allowed between them: a phone number as Twilio's
+# error texts quote it ("'To' and 'From' number cannot be the same: +4741234567").
+_NUMBER = re.compile(r"\+?[0-9](?:[ .\-]?[0-9]){6,}")
 
 # Errors that no retry can fix (Twilio error dictionary).
 PERMANENT_CODES = {
@@ -48,7 +56,7 @@ class PooledHttpClient(TwilioHttpClient):
     """Keeps as many connections open as requests are in flight (default pools hold 10)."""
 
     def __init__(self, *, timeout: float, pool_size: int) -> None:
-        super().__init__(timeout=timeout)
+        super().__init__(timeout=timeout, logger=_SDK_LOG)
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         assert self.session is not None
         self.session.mount("https://", adapter)
@@ -92,9 +100,23 @@ def status_callback_url(public_url: str, delivery_id: int) -> str:
     return f"{public_url.rstrip('/')}{STATUS_PATH}?{DELIVERY_PARAM}={delivery_id}"
 
 
+def mask_numbers(text: str) -> str:
+    """``text`` with every phone number in it masked to its last two digits, as Slack shows
+    candidates' numbers."""
+
+    def masked(match: re.Match[str]) -> str:
+        digits = re.sub(r"[^0-9]", "", match.group())
+        plus = "+" if match.group().startswith("+") else ""
+        return plus + "•" * (len(digits) - 2) + digits[-2:]
+
+    return _NUMBER.sub(masked, text)
+
+
 def classify(status: int, code: int | None, text: str) -> TransportError:
-    """Twilio's refusal as a transport error: only 429 and 5xx are worth trying again."""
+    """Twilio's refusal as a transport error: only 429 and 5xx are worth trying again. Its
+    text may quote the number, and it is stored and shown in Slack: masked."""
     label = str(code or status)
+    text = mask_numbers(text)
     if status == 429 or status >= 500:
         return TransportError(f"Twilio answered {status}: {text}", permanent=False, code=label)
     reason = PERMANENT_CODES.get(code or 0) or text

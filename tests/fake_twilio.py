@@ -47,6 +47,7 @@ class Fail:
     code: int | None = None
     drop: bool = False
     delay: float = 0.0
+    message: str | None = None  # Twilio's error text; "{to}" is replaced by the number
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,9 @@ class FakeTwilio:
                 answer.status,
                 {
                     "code": answer.code,
-                    "message": f"scripted error {answer.code or answer.status}",
+                    "message": (answer.message or "scripted error {code}").format(
+                        to=to, code=answer.code or answer.status
+                    ),
                     "more_info": f"https://www.twilio.com/docs/errors/{answer.code}",
                     "status": answer.status,
                 },

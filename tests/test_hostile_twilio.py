@@ -8,6 +8,8 @@ each value (400); only then is the callback applied (R13).
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -17,7 +19,10 @@ from dbstate import snapshot
 from fake_twilio import (
     ACCOUNT_SID,
     AUTH_TOKEN,
+    Fail,
+    FakeTwilio,
     phone,
+    seed_candidates,
     twilio_settings,
     wait_until,
 )
@@ -25,11 +30,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
+from test_dispatch import FAST, _settled, running_exam
 from test_twilio_status import WebServer
 from twilio.request_validator import RequestValidator
 
 from bot import web_twilio
 from notifications import status_callback
+from notifications.dispatch import start_dispatcher
+from notifications.progress import progress
+from notifications.sms import TwilioTransport, mask_numbers
+from notifications.transports import Message
 from store import clock
 from store.models import Delivery
 
@@ -364,6 +374,67 @@ def test_r13_database_failure_answers_503_and_the_retry_is_applied(
     assert_refused(web, world, caplog, response, 503, before)
     assert web.post(form(params), signature=sign(params)).status_code == 204
     assert status_of(world, sent["first"]).status == "failed"
+
+
+# --------------------------------------------------------------- numbers in Twilio's texts
+
+
+def test_twilio_error_text_with_the_number_is_stored_and_shown_masked(world):
+    """Error 21266 quotes the number; what is stored, and shown in Slack's progress, has
+    only its last two digits."""
+    code = running_exam(world)
+    seed_candidates(world.factory, code, 2)
+    reply = world.run(f"/notice {code} Task 3b: n = 10.", confirmed=True)
+    text = "'To' and 'From' number cannot be the same: {to}"
+    with FakeTwilio() as fake:
+        fake.always[phone(1)] = Fail(400, 21266, message=text)
+        fake.always[phone(2)] = Fail(503, 20500, message="Service unavailable for {to}")
+        stop = start_dispatcher(
+            twilio_settings(fake.url),
+            world.factory,
+            tuning=dataclasses.replace(FAST, max_attempts=1),
+        )
+        try:
+            wait_until(lambda: _settled(world.factory, ("failed",)))
+        finally:
+            stop()
+    with world.factory() as s:
+        messages = s.scalars(select(Delivery.error_message)).all()
+        shown = progress(db_session=s, notice_id=reply.data["notice_id"])
+    assert shown is not None and len(shown.problems) == 2
+    for message in [*messages, *(p[3] for p in shown.problems)]:
+        assert phone(1) not in message and phone(2) not in message
+        assert phone(1)[3:] not in message and phone(2)[3:] not in message
+        assert "••" in message, message
+    assert any("21266" in m and phone(1)[-2:] in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("same: +4741000001", "same: +••••••••01"),
+        ("number 412 34 567 is bad", "number ••••••67 is bad"),
+        ("Error 21266, see https://www.twilio.com/docs/errors/21266", None),
+    ],
+)
+def test_mask_numbers_keeps_error_codes_and_masks_numbers(text, masked):
+    assert mask_numbers(text) == (masked or text)
+
+
+def test_looking_up_a_send_logs_no_number(caplog):
+    """The SDK logs each request's parameters at INFO; a look-up's carry the number."""
+    with FakeTwilio() as fake:
+        transport = TwilioTransport(
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            public_url=PUBLIC,
+            sender="+4759440000",
+            api_url=fake.url,
+        )
+        with caplog.at_level(logging.INFO):  # `examdesk serve` logs at INFO
+            transport.send(Message(7, "sms", phone(3), "hello"))
+            transport.find_sent(Message(7, "sms", phone(3), "hello"), since=clock.now())
+    assert phone(3) not in caplog.text and phone(3)[1:] not in caplog.text
 
 
 # --------------------------------------------------------------- fuzz
