@@ -392,7 +392,7 @@ def test_twilio_error_text_with_the_number_is_stored_and_shown_masked(world):
         stop = start_dispatcher(
             twilio_settings(fake.url),
             world.factory,
-            tuning=dataclasses.replace(FAST, max_attempts=1),
+            tuning=dataclasses.replace(FAST, max_attempts=1, send_timeout=30),
         )
         try:
             wait_until(lambda: _settled(world.factory, ("failed",)))
