@@ -451,7 +451,7 @@ class Dispatcher:
             try:
                 with session_scope(self.session_factory) as db_session:
                     for job, values in items:
-                        db_session.execute(
+                        recorded = db_session.execute(
                             update(Delivery)
                             .where(
                                 Delivery.id == job.id,
@@ -461,7 +461,20 @@ class Dispatcher:
                                 Delivery.provider_id.is_(None),
                             )
                             .values(**values)
-                        )
+                        ).rowcount
+                        if not recorded and values["status"] == "sent":
+                            # Twilio's status callback came first (its URL names the
+                            # delivery) and set the SID and a status: that status stays.
+                            db_session.execute(
+                                update(Delivery)
+                                .where(
+                                    Delivery.id == job.id,
+                                    Delivery.provider_id == values["provider_id"],
+                                )
+                                .values(
+                                    sent_at=values["sent_at"], claimed_by=None, claimed_until=None
+                                )
+                            )
                 return
             except Exception:
                 log.exception("recording %d deliveries failed (try %d)", len(items), attempt + 1)

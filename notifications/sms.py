@@ -6,6 +6,7 @@ HTTP client that rewrites the scheme and host of every request URL; the SDK buil
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +25,14 @@ TWILIO_API = "https://api.twilio.com"
 # A notice that has waited this long in Twilio's queue is stale: Twilio drops it.
 VALIDITY_SECONDS = 30 * 60
 STATUS_PATH = "/twilio/status"
+# The callback URL of each message names its delivery: the row exists before the request goes
+# out, so a callback that comes before the send's MessageSid is recorded still finds it.
+DELIVERY_PARAM = "delivery"
+# The SDK logs every request's parameters at INFO, and those of a look-up carry the number.
+_SDK_LOG = logging.getLogger(__name__ + ".http")
+_SDK_LOG.setLevel(logging.WARNING)
+# A run of 7+ digits, spaces, dots or dashes allowed between them: a phone number as Twilio's
+# error texts quote it ("'To' and 'From' number cannot be the same: +4741234567").
 
 # Errors that no retry can fix (Twilio error dictionary).
 PERMANENT_CODES = {
@@ -46,7 +55,7 @@ class PooledHttpClient(TwilioHttpClient):
     """Keeps as many connections open as requests are in flight (default pools hold 10)."""
 
     def __init__(self, *, timeout: float, pool_size: int) -> None:
-        super().__init__(timeout=timeout)
+        super().__init__(timeout=timeout, logger=_SDK_LOG)
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         assert self.session is not None
         self.session.mount("https://", adapter)
@@ -84,6 +93,10 @@ def _reached_server(error: requests.RequestException) -> bool:
         if isinstance(reason, NewConnectionError | ConnectTimeoutError):
             return False
     return True
+
+
+def status_callback_url(public_url: str, delivery_id: int) -> str:
+    return f"{public_url.rstrip('/')}{STATUS_PATH}?{DELIVERY_PARAM}={delivery_id}"
 
 
 def classify(status: int, code: int | None, text: str, *, to: str) -> TransportError:
@@ -125,7 +138,7 @@ class TwilioTransport:
         )
         self.sender = sender
         self.messaging_service_sid = messaging_service_sid
-        self.status_callback = public_url.rstrip("/") + STATUS_PATH
+        self.public_url = public_url
 
     @classmethod
     def from_settings(cls, settings: Any, *, timeout: float, pool_size: int) -> TwilioTransport:
@@ -151,7 +164,7 @@ class TwilioTransport:
             created = self.client.messages.create(
                 to=message.address,
                 body=message.body,
-                status_callback=self.status_callback,
+                status_callback=status_callback_url(self.public_url, message.delivery_id),
                 validity_period=VALIDITY_SECONDS,
                 **sender,
             )

@@ -4,21 +4,33 @@ It answers ``POST /2010-04-01/Accounts/{Sid}/Messages.json`` like Twilio (201 an
 resource), or with a scripted failure per phone number: an HTTP status with a Twilio error
 code (429, 5xx, 21211, 21610, …), a delay, or a dropped connection after reading the request.
 ``GET …/Messages.json?To=`` lists what it accepted, as reconciliation asks Twilio.
+
+Given ``callbacks_to`` (the base URL the server under test listens on), it also plays
+Twilio's status callbacks: for every accepted message it POSTs its scripted reports,
+signed with the auth token over the message's ``StatusCallback`` URL as Twilio signs them,
+each ``after`` seconds from the moment it accepted the message (before the API answer is
+even written), and records how the server answered each one.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from twilio.request_validator import RequestValidator
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -35,13 +47,38 @@ class Fail:
     code: int | None = None
     drop: bool = False
     delay: float = 0.0
-    # Twilio's text for the error; some quote the number (21266).
-    message: str | None = None
+    message: str | None = None  # Twilio's error text; "{to}" is replaced by the number
+
+
+@dataclass(frozen=True)
+class Report:
+    """One status callback for an accepted message: ``status`` ``after`` seconds later."""
+
+    status: str
+    after: float = 0.0
+    error_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A status callback the fake posted, and the server's answer (None: no answer)."""
+
+    sid: str
+    to: str
+    status: str
+    error_code: int | None
+    answer: int | None
 
 
 @dataclass
 class FakeTwilio:
     delay: float = 0.0
+    # Where the server under test listens; the StatusCallback URL's path and query go there.
+    callbacks_to: str | None = None
+    # Status callbacks for every accepted message, unless ``reports_for`` has its number.
+    reports: list[Report] = field(default_factory=list)
+    reports_for: dict[str, list[Report]] = field(default_factory=dict)
+    reported: list[Reported] = field(default_factory=list)
     # Per phone number: answers to give, in order, before accepting.
     script: dict[str, list[Fail]] = field(default_factory=lambda: defaultdict(list))
     # Per phone number: this error for every request.
@@ -68,6 +105,13 @@ class FakeTwilio:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._due: list[tuple[float, int, dict[str, str], str]] = []
+        self._due_changed = threading.Condition(self.lock)
+        self._order = itertools.count()
+        self._closing = False
+        self._posters = ThreadPoolExecutor(32, thread_name_prefix="fake-twilio-callback")
+        self._http = httpx.Client(timeout=30)
+        self._scheduler = threading.Thread(target=self._post_when_due, daemon=True)
 
     @property
     def url(self) -> str:
@@ -75,11 +119,18 @@ class FakeTwilio:
 
     def __enter__(self) -> FakeTwilio:
         self.thread.start()
+        self._scheduler.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+        with self.lock:
+            self._closing = True
+            self._due_changed.notify()
+        self._scheduler.join()
+        self._posters.shutdown(wait=True)
+        self._http.close()
 
     # ---------------------------------------------------------------- queries
 
@@ -91,6 +142,15 @@ class FakeTwilio:
     def bodies(self) -> list[str]:
         with self.lock:
             return [m["body"] for m in self.accepted]
+
+    def callbacks_due(self) -> int:
+        """Status callbacks scripted for the messages accepted so far."""
+        with self.lock:
+            return sum(len(self.reports_for.get(m["to"], self.reports)) for m in self.accepted)
+
+    def answers(self) -> Counter[int | None]:
+        with self.lock:
+            return Counter(r.answer for r in self.reported)
 
     # ---------------------------------------------------------------- HTTP
 
@@ -135,7 +195,9 @@ class FakeTwilio:
                 answer.status,
                 {
                     "code": answer.code,
-                    "message": answer.message or f"scripted error {answer.code or answer.status}",
+                    "message": (answer.message or "scripted error {code}").format(
+                        to=to, code=answer.code or answer.status
+                    ),
                     "more_info": f"https://www.twilio.com/docs/errors/{answer.code}",
                     "status": answer.status,
                 },
@@ -161,7 +223,70 @@ class FakeTwilio:
         }
         with self.lock:
             self.accepted.append(message)
+            self._schedule_reports(message, form.get("StatusCallback"))
         self._reply(handler, 201, message)
+
+    # ---------------------------------------------------------------- status callbacks
+
+    def _schedule_reports(self, message: dict[str, Any], callback: str | None) -> None:
+        """Under the lock: queue this message's status callbacks."""
+        if not callback or self.callbacks_to is None:
+            return
+        accepted_at = time.monotonic()
+        for report in self.reports_for.get(message["to"], self.reports):
+            params = {
+                "AccountSid": ACCOUNT_SID,
+                "ApiVersion": "2010-04-01",
+                "From": message["from"] or "",
+                "To": message["to"],
+                "MessageSid": message["sid"],
+                "SmsSid": message["sid"],
+                "MessageStatus": report.status,
+                "SmsStatus": report.status,
+            }
+            if report.error_code is not None:
+                params["ErrorCode"] = str(report.error_code)
+            entry = (accepted_at + report.after, next(self._order), params, callback)
+            heapq.heappush(self._due, entry)
+        self._due_changed.notify()
+
+    def _post_when_due(self) -> None:
+        with self.lock:
+            while not self._closing:
+                if not self._due:
+                    self._due_changed.wait()
+                    continue
+                wait = self._due[0][0] - time.monotonic()
+                if wait > 0:
+                    self._due_changed.wait(wait)
+                    continue
+                _, _, params, callback = heapq.heappop(self._due)
+                self._posters.submit(self._post_report, params, callback)
+
+    def _post_report(self, params: dict[str, str], callback: str) -> None:
+        assert self.callbacks_to is not None
+        parts = urlsplit(callback)
+        target = (
+            self.callbacks_to.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+        )
+        signature = RequestValidator(AUTH_TOKEN).compute_signature(callback, params)
+        try:
+            answer: int | None = self._http.post(
+                target, data=params, headers={"X-Twilio-Signature": signature}
+            ).status_code
+        except httpx.HTTPError:
+            answer = None
+        code = params.get("ErrorCode")
+        with self.lock:
+            self.reported.append(
+                Reported(
+                    params["MessageSid"],
+                    params["To"],
+                    params["MessageStatus"],
+                    int(code) if code else None,
+                    answer,
+                )
+            )
 
     def _get(self, handler: BaseHTTPRequestHandler) -> None:
         query = parse_qs(urlsplit(handler.path).query)
