@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:3000"
     port: int = Field(default=3000, ge=1, le=65535)
     registry_dir: Path | None = None
+    # Receivers of every change as a Standard Webhooks event, separated by spaces; the secret
+    # is whsec_ + base64. Empty: no events.
+    webhook_urls: str = ""
+    webhook_secret: SecretStr | None = None
 
     @field_validator("examdesk_timezone")
     @classmethod
