@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     deliver.add_argument("--reason", default="")
 
     sub.add_parser("demo", help="load a demo exam day with candidates and staff")
+
+    doctor = sub.add_parser("doctor", help="check the configuration before exam day")
+    doctor.add_argument("--json", action="store_true", help="JSON for scripts")
     return parser
 
 
@@ -128,6 +131,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "report": _report,
         "purge": _purge,
         "demo": _demo,
+        "doctor": _doctor,
     }
     return handlers[args.command](args)
 
@@ -428,6 +432,15 @@ def _demo(args: argparse.Namespace) -> int:
     _, factory = open_database(settings, migrate=True)
     print(_with_ctx(settings, factory, _cli_actor(), demo.load))
     return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from bot import doctor
+
+    settings, problems = doctor.load_settings()
+    checks = doctor.run(settings, problems)
+    print(doctor.as_json(checks) if args.json else doctor.render(checks))
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_REFUSED
 
 
 if __name__ == "__main__":

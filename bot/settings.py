@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=60, ge=1, le=3650)
     # How candidates reach exam support: a phone number, an e-mail address, a URL or words.
     support_contact: str | None = None
+    # Receivers of every change as a Standard Webhooks event, separated by spaces; the secret
+    # is whsec_ + base64. Empty: no events.
+    webhook_urls: str = ""
+    webhook_secret: SecretStr | None = None
 
     @field_validator("examdesk_timezone")
     @classmethod

@@ -24,7 +24,7 @@ from commands.errors import InvalidInput
 from commands.lookup import get_test
 from commands.permissions import require_support, test_for_support_or_teacher
 from commands.reply import Reply
-from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
+from commands.timeparse import format_duration, format_time, iso, relative_to_ordinary_end
 from commands.timing import (
     OPEN_REOPENING,
     PLAIN_COLUMNS,
@@ -223,7 +223,7 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
             {
                 "candidate": number,
                 "mode": mode,
-                "deadline": None if due is None else due.astimezone(tz).isoformat(),
+                "deadline": iso(due, tz),
             }
         )
         when = (
@@ -247,9 +247,9 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
         "test": test.code,
         "title": test.title,
         "kind": test.kind,
-        "start": test.start.astimezone(tz).isoformat(),
-        "exam_end": test.end.astimezone(tz).isoformat(),
-        "ordinary_end": ordinary_end.astimezone(tz).isoformat(),
+        "start": iso(test.start, tz),
+        "exam_end": iso(test.end, tz),
+        "ordinary_end": iso(ordinary_end, tz),
         "candidates": total,
         "by_status": {s: counts.get(s, 0) for s in ("not_started", "started", "submitted")},
         "extra": extra,

@@ -3,7 +3,10 @@
 It answers ``POST /2010-04-01/Accounts/{Sid}/Messages.json`` like Twilio (201 and a message
 resource), or with a scripted failure per phone number: an HTTP status with a Twilio error
 code (429, 5xx, 21211, 21610, …), a delay, or a dropped connection after reading the request.
-``GET …/Messages.json?To=`` lists what it accepted, as reconciliation asks Twilio.
+``GET …/Messages.json?To=`` lists what it accepted, as reconciliation asks Twilio. For
+`examdesk doctor` it also answers ``GET /2010-04-01/Accounts/{Sid}.json`` (the account, with
+the credentials checked), ``…/IncomingPhoneNumbers.json?PhoneNumber=``, ``…/SMS/ShortCodes.json``
+and Messaging's ``GET /v1/Services/{Sid}``.
 
 Given ``callbacks_to`` (the base URL the server under test listens on), it also plays
 Twilio's status callbacks: for every accepted message it POSTs its scripted reports,
@@ -14,6 +17,7 @@ even written), and records how the server answered each one.
 
 from __future__ import annotations
 
+import base64
 import heapq
 import itertools
 import json
@@ -86,6 +90,12 @@ class FakeTwilio:
     accepted: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The account as `examdesk doctor` finds it.
+    account_status: str = "active"
+    account_type: str = "Full"
+    numbers: list[str] = field(default_factory=lambda: ["+4759440000"])
+    short_codes: list[str] = field(default_factory=list)
+    services: dict[str, str] = field(default_factory=dict)  # MG… → friendly name
 
     def __post_init__(self) -> None:
         fake = self
@@ -288,8 +298,22 @@ class FakeTwilio:
                 )
             )
 
+    def _authorized(self, handler: BaseHTTPRequestHandler) -> bool:
+        expected = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+        if handler.headers.get("Authorization") == f"Basic {expected}":
+            return True
+        self._reply(handler, 401, {"code": 20003, "message": "Authenticate", "status": 401})
+        return False
+
     def _get(self, handler: BaseHTTPRequestHandler) -> None:
-        query = parse_qs(urlsplit(handler.path).query)
+        url = urlsplit(handler.path)
+        account = f"/2010-04-01/Accounts/{ACCOUNT_SID}"
+        if url.path != f"{account}/Messages.json":
+            if not self._authorized(handler):
+                return
+            self._get_resource(handler, url.path, parse_qs(url.query), account)
+            return
+        query = parse_qs(url.query)
         to = query.get("To", [None])[0]
         with self.lock:
             found = [m for m in reversed(self.accepted) if to is None or m["to"] == to]
@@ -304,6 +328,52 @@ class FakeTwilio:
                 "uri": handler.path,
             },
         )
+
+    def _get_resource(
+        self, handler: BaseHTTPRequestHandler, path: str, query: dict, account: str
+    ) -> None:
+        def page(key: str, items: list[dict]) -> dict:
+            return {key: items, "next_page_uri": None, "page": 0, "page_size": 50, "uri": path}
+
+        if path == f"{account}.json":
+            self._reply(
+                handler,
+                200,
+                {
+                    "sid": ACCOUNT_SID,
+                    "friendly_name": "Exam office",
+                    "status": self.account_status,
+                    "type": self.account_type,
+                    "uri": path,
+                },
+            )
+        elif path == f"{account}/IncomingPhoneNumbers.json":
+            wanted = query.get("PhoneNumber", [None])[0]
+            found = [
+                {"sid": "PN" + "0" * 32, "phone_number": n, "capabilities": {"sms": True}}
+                for n in self.numbers
+                if wanted is None or n == wanted
+            ]
+            self._reply(handler, 200, page("incoming_phone_numbers", found))
+        elif path == f"{account}/SMS/ShortCodes.json":
+            wanted = query.get("ShortCode", [None])[0]
+            found = [
+                {"sid": "SC" + "0" * 32, "short_code": c}
+                for c in self.short_codes
+                if wanted is None or c == wanted
+            ]
+            self._reply(handler, 200, page("short_codes", found))
+        elif path.startswith("/v1/Services/") and path.removeprefix("/v1/Services/") in (
+            self.services
+        ):
+            sid = path.removeprefix("/v1/Services/")
+            self._reply(handler, 200, {"sid": sid, "friendly_name": self.services[sid]})
+        else:
+            self._reply(
+                handler,
+                404,
+                {"code": 20404, "message": f"The requested resource {path} was not found"},
+            )
 
 
 # -------------------------------------------------------------------- test helpers
