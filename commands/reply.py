@@ -34,7 +34,7 @@ class Confirm:
 class Reply:
     text: str
     ok: bool = True
-    # message | usage | candidate | overview | receipt | confirm | refusal
+    # message | usage | candidate | overview | receipt | confirm | refusal | history | report
     kind: str = "message"
     data: dict[str, Any] = field(default_factory=dict)
     confirm: Confirm | None = None

@@ -27,7 +27,15 @@ from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time
 from commands.timing import end_time, individual_end, ordinary_end, reopen_deadline_from
-from store.models import AnyTest, Candidate, Delivery, Notice, NoticeReceipt, Submission
+from store.models import (
+    AnyTest,
+    Candidate,
+    Delivery,
+    Notice,
+    NoticeReceipt,
+    Reopening,
+    Submission,
+)
 
 # The delivery statuses a report counts (DESIGN.md); the notifier's passing states count
 # as pending: "sending" is in flight, "unknown" is checked with the provider before a resend.
@@ -176,9 +184,9 @@ def build(db_session: Session, test: AnyTest, *, now: datetime) -> Report:
             deliveries=deliveries.get(candidate.id, []),
         )
         if candidate.submitted_at is not None and candidate.submitted_at > ordinary:
-            row.after_ordinary_end_minutes = round(
-                (candidate.submitted_at - ordinary) / timedelta(minutes=1)
-            )
+            # Rounded, but never "0 min" late: a few seconds late is late.
+            late = (candidate.submitted_at - ordinary) / timedelta(minutes=1)
+            row.after_ordinary_end_minutes = max(1, round(late))
         if row.deviations():
             rows.append(row)
     return Report(
@@ -238,7 +246,7 @@ def _deliveries_for(db_session: Session, candidate_ids: list[int]) -> dict[int, 
     return found
 
 
-def _reopening(reopening: Any, own_end: datetime) -> ReopeningFact:
+def _reopening(reopening: Reopening, own_end: datetime) -> ReopeningFact:
     if reopening.closed_at is None:
         closed = "open"
     elif reopening.closed_by == SYSTEM_ACTOR:
