@@ -267,8 +267,14 @@ def check_database(settings: Settings) -> Check:
         kwargs["connect_args"] = {"connect_timeout": int(TIMEOUT_S)}
     try:
         engine = make_engine(settings.database_url, **kwargs)
-    except (ArgumentError, NoSuchModuleError) as error:
-        return Check("database", False, f"DATABASE_URL is not usable ({_first_line(error)})", None)
+    except (ArgumentError, NoSuchModuleError, ImportError) as error:
+        return Check(
+            "database",
+            False,
+            f"DATABASE_URL {shown} is not usable ({_first_line(error)})",
+            "examdesk runs on SQLite (sqlite:///examdesk.db) and PostgreSQL "
+            "(postgresql+psycopg://user:pw@host/db)",
+        )
     try:
         return _database_at(engine, shown=shown)
     finally:
@@ -282,10 +288,11 @@ def _database_at(engine: Engine, *, shown: str | None = None) -> Check:
     try:
         revision = migrate.current_revision(engine)
     except Exception as error:
+        cause = getattr(error, "orig", None) or error  # the driver's words, not SQLAlchemy's
         return Check(
             "database",
             False,
-            f"cannot open {shown} ({_first_line(error)})",
+            f"cannot open {shown} ({_first_line(cause)})",
             "check DATABASE_URL, that the database server runs and lets this user in",
         )
     if revision == migrate.HEAD:

@@ -589,6 +589,18 @@ def test_the_database_file_does_not_exist(check, tmp_path: Path):
     assert not missing.exists()  # doctor creates nothing
 
 
+def test_a_database_server_out_of_reach_is_named_without_its_password(check):
+    port = closed_url().rsplit(":", 1)[1]
+    found = check(database_url=f"postgresql+psycopg://exams:pw-123@127.0.0.1:{port}/examdesk")
+    _failed(
+        found,
+        "database",
+        f"cannot open postgresql+psycopg://exams:***@127.0.0.1:{port}/examdesk (connection",
+        "check DATABASE_URL",
+    )
+    assert "pw-123" not in found["database"].detail
+
+
 def test_the_database_is_behind_or_ahead_of_this_examdesk(check, tmp_path: Path):
     from alembic import command
 
@@ -624,5 +636,6 @@ def test_an_invalid_setting_is_a_failed_check_and_the_rest_still_runs(services, 
     assert "'Mars/Olympus' is not a time zone name" in checks["time zone"]["detail"]
     assert not checks["configuration"]["ok"]
     assert checks["configuration"]["detail"].startswith("PORT: ")
-    assert checks["slack token"]["ok"] and checks["database"]["ok"]
+    assert checks["slack token"]["ok"], checks["slack token"]
+    assert checks["database"]["ok"], checks["database"]
     assert "Traceback" not in result.stderr
