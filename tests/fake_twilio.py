@@ -51,7 +51,8 @@ class Fail:
     code: int | None = None
     drop: bool = False
     delay: float = 0.0
-    message: str | None = None  # Twilio's error text; "{to}" is replaced by the number
+    # Twilio's text for the error; some quote the number (21266).
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -205,9 +206,7 @@ class FakeTwilio:
                 answer.status,
                 {
                     "code": answer.code,
-                    "message": (answer.message or "scripted error {code}").format(
-                        to=to, code=answer.code or answer.status
-                    ),
+                    "message": answer.message or f"scripted error {answer.code or answer.status}",
                     "more_info": f"https://www.twilio.com/docs/errors/{answer.code}",
                     "status": answer.status,
                 },

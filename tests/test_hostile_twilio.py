@@ -386,10 +386,10 @@ def test_twilio_error_text_with_the_number_is_stored_and_shown_masked(world):
     code = running_exam(world)
     seed_candidates(world.factory, code, 2)
     reply = world.run(f"/notice {code} Task 3b: n = 10.", confirmed=True)
-    text = "'To' and 'From' number cannot be the same: {to}"
+    same = f"'To' and 'From' number cannot be the same: {phone(1)}"
     with FakeTwilio() as fake:
-        fake.always[phone(1)] = Fail(400, 21266, message=text)
-        fake.always[phone(2)] = Fail(503, 20500, message="Service unavailable for {to}")
+        fake.always[phone(1)] = Fail(400, 21266, message=same)
+        fake.always[phone(2)] = Fail(503, 20500, message=f"Service unavailable for {phone(2)}")
         stop = start_dispatcher(
             twilio_settings(fake.url),
             world.factory,
