@@ -1020,3 +1020,14 @@ def test_after_the_fuzz_the_server_still_answers(door, exam):
     healthy(door)
     ok = door.signed(slash_command("/candidate", f"{CODE} 101", user=SUPPORT, response_url="x"))
     assert ok.status_code == 200 and "Candidate 101" in json.dumps(ok.json())
+
+
+def test_a_command_whose_text_says_payload_is_still_a_command(door, exam):
+    """Bolt took any form body containing "payload" for interactivity and found nothing in
+    it (404); the door parses the form as Slack sends it."""
+    body = slash_command(
+        "/candidate", f"{CODE} 101 payload", user=SUPPORT, response_url=door.fake.response_url()
+    )
+    response = door.signed(body)
+    assert response.status_code == 200
+    assert response.json()["response_type"] == "ephemeral"
