@@ -44,7 +44,7 @@ def test_r11_every_problem_of_every_row_by_line_in_the_files_order(with_tests, t
         "file again:",
         "  line 3: there is no test NOPE-2026H; import the tests file first",
         "  line 4: candidate 'A-1' is not a candidate number (1 to 12 digits, e.g. 10023)",
-        "          email 'a@b' is not an e-mail address",
+        "          email 'a•••@b' is not an e-mail address",
         "          language 'de' is not nb or en",
         "          extra_minutes '-5' is not a whole number of minutes from 0 to 1440",
         "          individual_deadline '2026-02-30 12:00' is not a real date and time",
