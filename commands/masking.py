@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
+from notifications.addresses import mask_phone
 
-def mask_phone(phone: str | None) -> str:
-    if not phone:
-        return "none"
-    digits = phone.lstrip("+")
-    keep = 2
-    return "+" + "•" * max(len(digits) - keep, 0) + digits[-keep:]
+__all__ = ["mask_email", "mask_phone"]
 
 
 def mask_email(email: str | None) -> str:
