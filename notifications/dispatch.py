@@ -9,17 +9,22 @@ Life of a delivery (one notice × candidate × channel):
                      ├─ permanent (21211, 21610, …) or out of tries ──▶ failed, with the reason
                      └─ no answer after the request went out ──▶ unknown
 
-* Claims are conditional UPDATEs (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises
-  writers), so two workers never take the same row. A claim that expires (the worker died)
-  is simply taken again: the row was still ``pending``, nothing had been sent.
-* A row found in ``sending`` past its claim may have reached the provider: ``sweep`` marks it
-  ``unknown`` and it is never resent blindly. Reconciliation later asks the provider (Twilio's
-  message list, matched by number and the body, which is unique per notice and candidate):
-  found → ``sent``; surely absent → ``pending`` again. Channels that cannot be asked (SMTP)
-  keep ``unknown`` and show up in the summary for a person to decide.
-* Rate: ``SMS_PER_SECOND`` is per deployment. Each running dispatcher keeps a heartbeat
-  lease ``notifier:<id>`` in the ``leases`` table and paces SMS at rate / live dispatchers;
-  a single process on its own never exceeds the rate.
+* A claim selects the ids of the due rows first (``LIMIT n``, ``FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL; SQLite serialises writers), then updates those rows by id: two workers never
+  take the same row, and a claim takes exactly its batch whatever plan the database picks.
+* A claim lasts while its sender lives: every dispatcher renews its liveness row
+  ``notifier:<id>`` in the ``leases`` table from a thread of its own, however long a batch
+  takes. The rows of a sender whose liveness row has expired (it died) are free at once for
+  the others: a ``pending`` row is simply taken again, nothing had been sent.
+* A row found in ``sending`` past its claim, or of a dead sender, may have reached the
+  provider: ``sweep`` marks it ``unknown`` and it is never resent blindly. Reconciliation
+  later asks the provider (Twilio's message list, matched by number and the body, which is
+  unique per notice and candidate): found → ``sent``; surely absent → ``pending`` again.
+  Channels that cannot be asked (SMTP) keep ``unknown`` and show up in the summary for a
+  person to decide.
+* Rate: ``SMS_PER_SECOND`` is per deployment. Every dispatcher books its send slots from one
+  schedule in the database (``notifications.ratelimit``), so all of them together follow one
+  evenly spaced schedule at the rate.
 """
 
 from __future__ import annotations
@@ -40,12 +45,12 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifications import texts
 from notifications.channels import SMS
-from notifications.ratelimit import RateLimiter
+from notifications.ratelimit import SendSchedule
 from notifications.transports import (
     Message,
     OutcomeUnknown,
@@ -60,6 +65,7 @@ from store.models import Candidate, Delivery, Lease, Notice, Test
 log = logging.getLogger(__name__)
 
 LEASE_PREFIX = "notifier:"
+READY_SECONDS = 0.5  # of sends marked ahead of their slots, at the whole rate
 ProgressCallback = Callable[[int], None]
 
 
@@ -67,8 +73,9 @@ ProgressCallback = Callable[[int], None]
 class Tuning:
     """Knobs with production defaults; ``NOTIFIER_<NAME>`` environment variables override."""
 
-    batch: int = 200
-    claim_seconds: float = 60.0
+    batch: int = 200  # at most; a claim holds about batch_seconds of this sender's share
+    batch_seconds: float = 2.0
+    claim_seconds: float = 20.0
     send_timeout: float = 10.0
     max_attempts: int = 6
     backoff_base: float = 5.0
@@ -76,7 +83,8 @@ class Tuning:
     reconcile_after: float = 120.0
     poll_seconds: float = 0.5
     maintain_seconds: float = 10.0
-    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 1.0
+    lease_seconds: float = 5.0
     in_flight: int = 0  # 0: enough to reach the rate when the provider answers in 300 ms
 
     @classmethod
@@ -87,6 +95,14 @@ class Tuning:
             if raw:
                 values[f.name] = int(raw) if f.type == "int" else float(raw)
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError(
+                f"NOTIFIER_HEARTBEAT_SECONDS ({self.heartbeat_seconds:g}) must be at most half "
+                f"of NOTIFIER_LEASE_SECONDS ({self.lease_seconds:g}), or a live sender looks dead "
+                "between two heartbeats"
+            )
 
     def pool_size(self, rate: float) -> int:
         return self.in_flight or max(4, min(64, math.ceil(rate * 0.4) + 4))
@@ -159,19 +175,25 @@ def _job(row: Any) -> Job:
     return Job(*row)
 
 
+def _claim_over(now: datetime) -> ColumnElement[bool]:
+    """The row's claim has run out, or its sender is dead (its liveness row has expired)."""
+    live = select(Lease.holder).where(Lease.name.like(LEASE_PREFIX + "%"), Lease.expires_at >= now)
+    return or_(Delivery.claimed_until < now, Delivery.claimed_by.not_in(live))
+
+
 def sweep(*, db_session: Session, now: datetime) -> dict[str, int]:
-    """Release expired claims; a send whose claim ran out mid-request becomes ``unknown``.
+    """Release claims that are over; a send cut off mid-request becomes ``unknown``.
 
     The caller commits. Safe to run from any number of processes at once.
     """
     released = db_session.execute(
         update(Delivery)
-        .where(Delivery.status == "pending", Delivery.claimed_until < now)
+        .where(Delivery.status == "pending", Delivery.claimed_by.is_not(None), _claim_over(now))
         .values(claimed_by=None, claimed_until=None)
     ).rowcount
     stuck = db_session.execute(
         update(Delivery)
-        .where(Delivery.status == "sending", Delivery.claimed_until < now)
+        .where(Delivery.status == "sending", _claim_over(now))
         .values(
             status="unknown",
             error_code="no_answer",
@@ -204,13 +226,24 @@ class Dispatcher:
         self.tuning = tuning or Tuning()
         self.on_progress = on_progress
         self.worker_id = worker_id or (
-            f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+            # Short enough for the liveness row's name (64 characters).
+            f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
-        self.limiter = RateLimiter(rate)
+        self.schedule = SendSchedule(session_factory, rate)
         size = self.tuning.pool_size(rate)
         self.slots = threading.BoundedSemaphore(size)
         self.pool = ThreadPoolExecutor(size, thread_name_prefix="notifier-send")
         self.stopping = threading.Event()
+        # Senders whose liveness row is current, this one included (sizes the claims).
+        self.live = 1
+        self._live_until = 0.0  # time.monotonic() until which our liveness row is current
+        self._heart_stopping = threading.Event()
+        # Marked jobs, from the loop (which waits for the database) to the pacer (which
+        # waits for send slots): enough that the pacer never runs dry while the loop claims.
+        ahead = max(self._group_size(), math.ceil(rate * READY_SECONDS))
+        self._ready: queue.Queue[Job | None] = queue.Queue(maxsize=ahead)
+        self._pacer = threading.Thread(target=self._pace, name="notifier-pace", daemon=True)
+        self._pacer.start()
         self._results: queue.Queue[tuple[Job, dict[str, Any]] | None] = queue.Queue()
         self._writer = threading.Thread(
             target=self._write_results, name="notifier-record", daemon=True
@@ -223,6 +256,9 @@ class Dispatcher:
 
     def run(self) -> None:
         """Until ``stop()``: claim due deliveries, send them, keep leases and sweep."""
+        self._heartbeat_logged()
+        heart = threading.Thread(target=self._beat, name="notifier-heartbeat", daemon=True)
+        heart.start()
         next_maintenance = 0.0
         try:
             while not self.stopping.is_set():
@@ -233,9 +269,11 @@ class Dispatcher:
                     self.stopping.wait(self.tuning.poll_seconds)
         finally:
             # Let requests already out finish and be recorded: an abandoned 'sending' row
-            # would become 'unknown' needlessly.
+            # would become 'unknown' needlessly. The heartbeat goes on meanwhile.
             self.close()
             self._release_claims()
+            self._heart_stopping.set()
+            heart.join()
             self._drop_lease()
 
     def stop(self) -> None:
@@ -243,9 +281,17 @@ class Dispatcher:
 
     def maintain(self) -> None:
         try:
-            self._heartbeat()
+            now = clock.now()
             with session_scope(self.session_factory) as db_session:
-                swept = sweep(db_session=db_session, now=clock.now())
+                swept = sweep(db_session=db_session, now=now)
+                # Only long-dead senders' rows: deleting one its sender renews at the same
+                # moment would wait on that row's lock.
+                db_session.execute(
+                    delete(Lease).where(
+                        Lease.name.like(LEASE_PREFIX + "%"),
+                        Lease.expires_at < now - timedelta(minutes=1),
+                    )
+                )
             if any(swept.values()):
                 log.info("sweep: %s", swept)
             self.reconcile()
@@ -270,65 +316,102 @@ class Dispatcher:
             for index, job in enumerate(group):
                 if job.id not in marked:
                     continue
-                if not self._take_slot(job):
+                if not self._hand_over(job):
                     self._unmark([j.id for j in group[index:] if j.id in marked])
                     self._release_claims([j.id for j in jobs[start:]])
                     return len(jobs)
-                self.pool.submit(self._send, job)
         return len(jobs)
+
+    def _hand_over(self, job: Job) -> bool:
+        while True:
+            try:
+                self._ready.put(job, timeout=0.2)
+                return True
+            except queue.Full:
+                if self.stopping.is_set():
+                    return False
+
+    def _pace(self) -> None:
+        """Each marked job at its send slot to a sending thread; once stopping, back to
+        pending with the rest of the queue."""
+        while (job := self._ready.get()) is not None:
+            try:
+                if self._take_slot(job):
+                    self.pool.submit(self._send, job)
+                    continue
+            except Exception:
+                log.exception("could not send delivery %s; it goes back to pending", job.id)
+            # Stopping, or no slot to be had: this job and the rest of the queue go back.
+            unsent = [job.id]
+            last = False
+            while not last:
+                try:
+                    more = self._ready.get_nowait()
+                except queue.Empty:
+                    break
+                last = more is None
+                if more is not None:
+                    unsent.append(more.id)
+            self._unmark(unsent)
+            if last:
+                return
 
     # ------------------------------------------------------------------ steps
 
     def _batch_size(self) -> int:
-        # Everything claimed must be sent well within the claim, at the current pace.
-        return max(
-            1, min(self.tuning.batch, int(self.limiter.rate * self.tuning.claim_seconds / 3))
-        )
+        # About batch_seconds of this sender's share of the rate: the senders' shares stay
+        # even to the last batch, and everything claimed is sent well within the claim.
+        share = self.total_rate / max(1, self.live)
+        seconds = min(self.tuning.batch_seconds, self.tuning.claim_seconds / 3)
+        return max(self._group_size(), min(self.tuning.batch, math.ceil(share * seconds)))
 
     def _claim(self) -> list[Job]:
+        if time.monotonic() >= self._live_until:
+            # The others take the rows of a sender without a current liveness row as a dead
+            # sender's: one that cannot renew it claims nothing.
+            self._heartbeat()
         now = clock.now()
         due = (
             select(Delivery.id)
             .where(
                 Delivery.status == "pending",
                 Delivery.next_attempt_at <= now,
-                (Delivery.claimed_until.is_(None)) | (Delivery.claimed_until < now),
+                Delivery.claimed_until.is_(None) | _claim_over(now),
                 Delivery.channel.in_(list(self.transports)),
             )
             .order_by(Delivery.next_attempt_at, Delivery.id)
             .limit(self._batch_size())
         )
         if self.skip_locked:
-            due = due.with_for_update(skip_locked=True)
+            due = due.with_for_update(skip_locked=True, of=Delivery)
         with session_scope(self.session_factory) as db_session:
-            ids = db_session.scalars(
+            # The ids first, then the rows by id: as one UPDATE … WHERE id IN (SELECT … LIMIT)
+            # PostgreSQL may run the limited subquery once per row it looks at (a semi join
+            # chosen on stale statistics) and take far more than the batch.
+            ids = db_session.scalars(due).all()
+            if not ids:
+                return []
+            # Still free: the rows are locked (PostgreSQL) or the transaction holds the
+            # write lock (SQLite).
+            db_session.execute(
                 update(Delivery)
-                .where(
-                    Delivery.id.in_(due.scalar_subquery()),
-                    # Repeated for SQLite, where there is no row lock: the UPDATE only takes
-                    # rows that are still free when it runs.
-                    Delivery.status == "pending",
-                    (Delivery.claimed_until.is_(None)) | (Delivery.claimed_until < now),
-                )
+                .where(Delivery.id.in_(ids))
                 .values(
                     claimed_by=self.worker_id,
                     claimed_until=now + timedelta(seconds=self.tuning.claim_seconds),
                 )
-                .returning(Delivery.id)
-            ).all()
-            if not ids:
-                return []
+            )
             rows = db_session.execute(
                 _job_query().where(Delivery.id.in_(ids)).order_by(Delivery.id)
             ).all()
         return [_job(row) for row in rows]
 
     def _take_slot(self, job: Job) -> bool:
-        """A free sending thread, then (SMS) the rate limiter's next slot."""
+        """A free sending thread, then (SMS) this process's next send slot."""
         while not self.slots.acquire(timeout=0.2):
             if self.stopping.is_set():
                 return False
-        if job.channel == SMS and not self.limiter.acquire(self.stopping):
+        if job.channel == SMS and not self.schedule.acquire(self.stopping):
             self.slots.release()
             return False
         return True
@@ -336,7 +419,7 @@ class Dispatcher:
     def _group_size(self) -> int:
         # Marking a few at a time keeps the database's write load low at high rates; the
         # group is sent within ~0.1 s, and a crash in between is settled by reconciliation.
-        return max(1, min(50, int(self.limiter.rate / 10)))
+        return max(1, min(50, int(self.total_rate / 10)))
 
     def _mark_sending(self, group: list[Job]) -> set[int]:
         """The last step before the requests: from here on a crash means 'unknown'."""
@@ -482,7 +565,11 @@ class Dispatcher:
         # Left in 'sending': the sweep turns them into 'unknown', and reconciliation asks.
 
     def close(self) -> None:
-        """Finish the requests already out and record their outcomes."""
+        """Send what was handed over (unless stopping), finish the requests already out and
+        record their outcomes."""
+        self._ready.put(None)
+        self._pacer.join()
+        self.schedule.close()
         self.pool.shutdown(wait=True)
         self._results.put(None)
         self._writer.join()
@@ -556,7 +643,19 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ leases
 
+    def _beat(self) -> None:
+        while not self._heart_stopping.wait(self.tuning.heartbeat_seconds):
+            self._heartbeat_logged()
+
+    def _heartbeat_logged(self) -> None:
+        try:
+            self._heartbeat()
+        except Exception:
+            # The database may be briefly unreachable; the next beat tries again.
+            log.exception("notifier heartbeat failed")
+
     def _heartbeat(self) -> None:
+        started = time.monotonic()
         now = clock.now()
         name = LEASE_PREFIX + self.worker_id
         expires = now + timedelta(seconds=self.tuning.lease_seconds)
@@ -566,19 +665,17 @@ class Dispatcher:
             ).rowcount
             if not renewed:
                 db_session.add(Lease(name=name, holder=self.worker_id, expires_at=expires))
-            db_session.execute(
-                delete(Lease).where(Lease.name.like(LEASE_PREFIX + "%"), Lease.expires_at < now)
-            )
             db_session.flush()
             live = db_session.scalar(
                 select(func.count()).where(
                     Lease.name.like(LEASE_PREFIX + "%"), Lease.expires_at >= now
                 )
             )
-        share = self.total_rate / max(1, live or 1)
-        if abs(share - self.limiter.rate) > 1e-9:
-            log.info("%d notifier(s) running: SMS at %.2f/s here", live, share)
-            self.limiter.set_rate(share)
+        self._live_until = started + self.tuning.lease_seconds
+        live = max(1, live or 1)
+        if live != self.live:
+            log.info("%d notifier(s) running, sharing SMS_PER_SECOND=%g", live, self.total_rate)
+            self.live = live
 
     def _drop_lease(self) -> None:
         try:

@@ -1,48 +1,139 @@
-"""Pacing: at most ``rate`` sends per second, shared by a process's threads.
+"""Pacing: one SMS schedule for the whole deployment, shared through the database.
 
-A token bucket with a small capacity: slots come every ``1/rate`` seconds; a thread that
-wakes late (the GIL, a busy database) may use the slots it missed, but never more than
-``burst`` of them, so any one-second window sees at most ``rate + burst`` sends and the
-average never exceeds ``rate``.
+``SMS_PER_SECOND`` is the sender's rate at the provider, whatever number of processes send.
+So the processes do not each guess a share of it: they book send slots from one schedule,
+the row ``leases.name = 'sms-schedule'``, whose ``expires_at`` is the end of the sending
+time booked so far. A booking takes the next ``count`` slots in one short transaction (the
+row is locked, so two bookings never overlap) and moves that end on. Each process sends an
+SMS at the time of its slot, never earlier, so together they follow one evenly spaced
+schedule, and each gets slots as it has work to send.
+
+Why no one-second window holds more than ``rate`` sends: slots are a little more than
+``1 / rate`` apart (``HEADROOM``), so any ``rate`` of them in a row span more than a second
+by a margin. A send that starts late by less than that margin cannot bring one more into a
+window. A slot missed by more than ``LATE`` (the thread woke late) is given up, never used
+late; the rest of the margin covers the way to the provider. The hosts' clocks must agree
+(NTP): slots are times of day.
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
 
-BURST_SHARE = 0.05  # of a second's worth of sends
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from store import clock
+from store.db import session_scope
+from store.models import Lease
+
+log = logging.getLogger(__name__)
+
+SCHEDULE = "sms-schedule"
+# Slots are 1 / (rate × (1 − HEADROOM)) apart: the average stays within HEADROOM of the rate.
+HEADROOM = 0.03
+LATE = 0.010  # seconds; a slot missed by more is given up
+# Seconds of slots: booked at a time, and kept booked ahead while there is something to send.
+CHUNK_SECONDS = 0.25
+LOOKAHEAD = 0.5
+# A schedule that has run out starts this far ahead, so that the booking's answer arrives
+# before its first slot.
+LEAD = timedelta(seconds=0.1)
+# A schedule booked further ahead than this was written by a clock that was wrong (or moved
+# back since): it is started afresh rather than waited for.
+STALE_AHEAD = timedelta(seconds=60)
 
 
-class RateLimiter:
-    def __init__(self, rate: float) -> None:
-        self._lock = threading.Lock()
-        self._next = 0.0
-        self.set_rate(rate)
+def book(session_factory: sessionmaker[Session], *, count: int, interval: timedelta) -> datetime:
+    """Book the deployment's next ``count`` SMS slots, ``interval`` apart: the first one's time."""
+    for _ in range(3):
+        try:
+            with session_scope(session_factory) as db_session:
+                booked_until = db_session.scalar(
+                    select(Lease.expires_at).where(Lease.name == SCHEDULE).with_for_update()
+                )
+                # Read after the row lock: time spent waiting for it is not booked.
+                now = clock.now()
+                start = now + LEAD
+                if booked_until is not None and start < booked_until <= now + STALE_AHEAD:
+                    start = booked_until
+                end = start + count * interval
+                if booked_until is None:
+                    db_session.add(Lease(name=SCHEDULE, holder="deployment", expires_at=end))
+                else:
+                    db_session.execute(
+                        update(Lease).where(Lease.name == SCHEDULE).values(expires_at=end)
+                    )
+            return start
+        except IntegrityError:
+            # Another process created the row at the same moment; book from its row.
+            continue
+    raise RuntimeError("could not book SMS slots: the schedule row keeps changing")
 
-    @property
-    def rate(self) -> float:
-        return 1.0 / self._interval
 
-    @property
-    def burst(self) -> int:
-        return self._burst
+class SendSchedule:
+    """The slots this process has booked, handed out in order to one thread (the pacer).
 
-    def set_rate(self, rate: float) -> None:
-        with self._lock:
-            self._interval = 1.0 / rate
-            self._burst = max(1, int(rate * BURST_SHARE))
+    Bookings run in a thread of their own, ``LOOKAHEAD`` ahead of need, so that the thread
+    waiting for the slots never waits for the database meanwhile and misses one.
+    """
 
-    def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Wait for the next slot; False if ``stop`` was set while waiting."""
-        with self._lock:
-            now = time.monotonic()
-            # Missed slots are kept up to the bucket's capacity, no further.
-            at = max(self._next, now - (self._burst - 1) * self._interval)
-            self._next = at + self._interval
-        delay = at - time.monotonic()
-        if delay > 0:
-            if stop is not None:
-                return not stop.wait(delay)
-            time.sleep(delay)
-        return stop is None or not stop.is_set()
+    def __init__(self, session_factory: sessionmaker[Session], rate: float) -> None:
+        self.session_factory = session_factory
+        self.interval = 1.0 / (rate * (1.0 - HEADROOM))
+        self.chunk = max(1, round(CHUNK_SECONDS / self.interval))
+        self._slots: collections.deque[float] = collections.deque()  # time.monotonic() values
+        self._booker = ThreadPoolExecutor(1, thread_name_prefix="notifier-book")
+        self._booking: Future[float] | None = None
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """Wait for this process's next slot; False if ``stop`` was set meanwhile, or no slot
+        could be booked (the database is unreachable)."""
+        while not stop.is_set():
+            while self._slots and self._slots[0] < time.monotonic() - LATE:
+                self._slots.popleft()  # missed: given up, never used late
+            if not self._fill(stop):
+                return False
+            slot = self._slots.popleft()
+            delay = slot - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                return False
+            if time.monotonic() - slot <= LATE:
+                return True
+        return False
+
+    def close(self) -> None:
+        self._booker.shutdown(wait=True, cancel_futures=True)
+
+    def _fill(self, stop: threading.Event) -> bool:
+        """Keep ``LOOKAHEAD`` of slots booked; wait for a booking only with no slot in hand."""
+        while True:
+            if self._booking is not None and (self._booking.done() or not self._slots):
+                booking, self._booking = self._booking, None
+                try:
+                    first = booking.result()
+                except Exception:
+                    log.exception("could not book SMS slots")
+                    if not self._slots:
+                        stop.wait(1.0)
+                        return False
+                else:
+                    self._slots.extend(first + i * self.interval for i in range(self.chunk))
+            if self._booking is None and (
+                not self._slots or self._slots[-1] - time.monotonic() < LOOKAHEAD
+            ):
+                self._booking = self._booker.submit(self._book)
+            if self._slots:
+                return True
+
+    def _book(self) -> float:
+        start = book(
+            self.session_factory, count=self.chunk, interval=timedelta(seconds=self.interval)
+        )
+        return time.monotonic() + (start - clock.now()).total_seconds()

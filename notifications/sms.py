@@ -18,8 +18,13 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from notifications.masking import scrub
+from notifications.masking import mask_phone, scrub
 from notifications.transports import Message, OutcomeUnknown, TransportError
+
+log = logging.getLogger(__name__)
+# The SDK logs every request and answer at INFO, headers included, several lines per SMS;
+# examdesk logs one line per send itself (below), with the number masked.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 TWILIO_API = "https://api.twilio.com"
 # A notice that has waited this long in Twilio's queue is stale: Twilio drops it.
@@ -155,6 +160,19 @@ class TwilioTransport:
         )
 
     def send(self, message: Message) -> str:
+        to = mask_phone(message.address)
+        try:
+            sid = self._create(message)
+        except TransportError as error:
+            log.info("SMS to %s not accepted: %s", to, error.code)
+            raise
+        except OutcomeUnknown:
+            log.info("SMS to %s: no answer from Twilio, checked before any resend", to)
+            raise
+        log.info("SMS to %s accepted: %s", to, sid)
+        return sid
+
+    def _create(self, message: Message) -> str:
         sender: dict[str, str] = {}
         if self.messaging_service_sid:
             sender["messaging_service_sid"] = self.messaging_service_sid

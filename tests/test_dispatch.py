@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from notifications.dispatch import Dispatcher, Tuning, from_settings, start_dispatcher, sweep
 from notifications.gsm7 import is_gsm7, septets
 from store import clock
-from store.models import Candidate, Delivery
+from store.models import Candidate, Delivery, Lease
 
 FAST = Tuning(
     backoff_base=0.05,
@@ -233,6 +233,7 @@ def test_sweep_releases_dead_claims_and_marks_stuck_sends_unknown(world):
             .where(Delivery.id == ids[2])
             .values(status="sending", claimed_by="alive", claimed_until=now + timedelta(minutes=1))
         )
+        s.add(Lease(name="notifier:alive", holder="alive", expires_at=now + timedelta(seconds=5)))
     with world.factory.begin() as s:
         assert sweep(db_session=s, now=now) == {"released": 1, "unknown": 1}
     with world.factory() as s:
