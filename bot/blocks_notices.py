@@ -115,14 +115,18 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
     return {"text": fallback(f"Error in the question set of {report['test']}"), "blocks": blocks}
 
 
+# A logged message was written to the log because the channel is not configured.
+_SHOWN = {"logged": "only written to the log (not configured, not sent)"}
+
+
 def progress_line(progress: Progress) -> str:
     parts = [f"in-app {progress.inapp}, read {progress.read} (opened {progress.opened})"]
     for channel, by_status in sorted(progress.by_channel.items()):
         label = "SMS" if channel == "sms" else "e-mail"
         queued = by_status.get("pending", 0) + by_status.get("sending", 0)
         shown = [f"{queued} queued"] + [
-            f"{by_status[s]} {s}"
-            for s in ("sent", "delivered", "undelivered", "failed", "unknown")
+            f"{by_status[s]} {_SHOWN.get(s, s)}"
+            for s in ("sent", "delivered", "undelivered", "failed", "unknown", "logged")
             if by_status.get(s)
         ]
         parts.append(f"{label}: " + ", ".join(shown))

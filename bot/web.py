@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -27,6 +28,7 @@ from bot.deps import Deps
 from bot.settings import Settings
 from store import clock
 from store.db import raw_execute
+from store.models import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +104,22 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
                 return _answer(body, 200, ALREADY_HANDLED)
         return bolt_app.dispatch(bolt_request)
 
+    settings = deps.settings
+    # Which channels really send: "log" means messages are only written to the log.
+    sms = "twilio" if settings.twilio_account_sid and settings.twilio_auth_token else "log"
+    email = "smtp" if settings.smtp_url else "log"
+
     async def healthz(request: Request) -> JSONResponse:
         problem = await run_in_threadpool(_database_problem, deps)
+        outbox = await run_in_threadpool(_outbox, deps) if problem is None else None
         return JSONResponse(
             {
                 "status": "ok" if problem is None else "failing",
                 "database": "ok" if problem is None else problem,
                 "slack": slack,
+                "sms": sms,
+                "email": email,
+                "outbox": outbox,
             },
             status_code=200 if problem is None else 503,
         )
@@ -137,6 +148,20 @@ def _answer(body: dict[str, Any], status: int, text: str) -> BoltResponse:
         body=json.dumps({"response_type": "ephemeral", "text": text}),
         headers={"content-type": "application/json;charset=utf-8"},
     )
+
+
+def _outbox(deps: Deps) -> dict[str, int]:
+    """Messages to candidates not yet handed to a provider, and those that failed."""
+    waiting = Delivery.status.in_(("pending", "sending", "unknown"))
+    failed = Delivery.status.in_(("failed", "undelivered"))
+    with deps.engine.connect() as conn:
+        row = conn.execute(
+            select(
+                func.count().filter(waiting).label("pending"),
+                func.count().filter(failed).label("failed"),
+            ).select_from(Delivery)
+        ).one()
+    return {"pending": row.pending, "failed": row.failed}
 
 
 def _database_problem(deps: Deps) -> str | None:

@@ -470,8 +470,10 @@ class Dispatcher:
         values: dict[str, Any]
         try:
             try:
-                provider_id = self.transports[job.channel].send(job.message(self.public_url))
-                values = {"status": "sent", "provider_id": provider_id, "sent_at": clock.now()}
+                transport = self.transports[job.channel]
+                provider_id = transport.send(job.message(self.public_url))
+                status = "logged" if transport.logs_only else "sent"
+                values = {"status": status, "provider_id": provider_id, "sent_at": clock.now()}
                 values |= {"error_code": None, "error_message": None}
             except TransportError as error:
                 if error.permanent or attempts >= self.tuning.max_attempts:

@@ -121,6 +121,7 @@ def classify(status: int, code: int | None, text: str, *, to: str) -> TransportE
 class TwilioTransport:
     channel = "sms"
     can_look_up = True
+    logs_only = False
 
     def __init__(
         self,

@@ -48,6 +48,9 @@ class Transport(Protocol):
     channel: str
     # Whether ``find_sent`` can ask the provider what became of an uncertain send.
     can_look_up: bool
+    # Writes the message to the log instead of sending it: its deliveries are `logged`,
+    # never `sent`, so nobody believes a candidate was told.
+    logs_only: bool
 
     def send(self, message: Message) -> str: ...
 
@@ -62,6 +65,7 @@ class LogTransport:
     page link in the body are masked: a log is no place for them."""
 
     can_look_up = False
+    logs_only = True
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
@@ -89,6 +93,7 @@ class SmtpTransport:
 
     channel = "email"
     can_look_up = False
+    logs_only = False
 
     def __init__(self, url: str, mail_from: str, *, timeout: float = 20) -> None:
         parts = urlsplit(url)

@@ -108,3 +108,19 @@ def test_a_twilio_error_that_quotes_the_number_is_masked_in_the_record_and_in_sl
     assert phone(1) not in failed.error_message and "+••••••••01" in failed.error_message
     shown = blocks_notices.summary_text(state) + json.dumps(blocks_notices.progress_blocks(state))
     assert "10001" in shown and "+••••••••01" in shown and phone(1) not in shown
+
+
+def test_r13_a_log_only_notice_is_logged_never_sent_in_the_record_and_in_slack(world):
+    """Without Twilio or SMTP nothing reaches a candidate: the deliveries say `logged`, and
+    the notice's progress in Slack and `status --json` count them apart from `sent`."""
+    school = running(world, "SCHOOL-1")
+    world.add_candidates(school, ["101", "102"], phone="+4741234567")
+    assert world.run(f"/notice {school} Task 3: n = 10.", confirmed=True).ok
+    dispatch_all(Settings(_env_file=None), world.factory)
+    with world.factory() as s:
+        statuses = list(s.scalars(select(Delivery.status)))
+        notice_id = s.scalar(select(Delivery.notice_id))
+        line = blocks_notices.progress_line(progress(db_session=s, notice_id=notice_id))
+    assert statuses == ["logged", "logged"]
+    assert "2 only written to the log (not configured, not sent)" in line
+    assert " sent" not in line.replace("not sent", "")

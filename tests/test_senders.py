@@ -40,6 +40,7 @@ class Recorder:
 
     channel = "sms"
     can_look_up = False
+    logs_only = False
 
     def __init__(self, delay: float = 0.05, gate: threading.Event | None = None) -> None:
         self.delay = delay
@@ -196,8 +197,9 @@ def test_a_killed_senders_rows_are_free_within_seconds(world, database_url, tmp_
             # A claim is a share of the rate: while the dead sender still counts as live, the
             # first claim may be half of its rows. The rest follow; none is taken twice.
             wait_until(
-                lambda: taken.extend(job.id for job in other._claim())
-                or len(taken) >= held["pending"],
+                lambda: (
+                    taken.extend(job.id for job in other._claim()) or len(taken) >= held["pending"]
+                ),
                 timeout=30,
             )
         finally:
