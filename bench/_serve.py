@@ -11,13 +11,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import bot.server
+import bot.runtime.server
 from bench import _probes
-from bot import cli
+from bot.runtime import cli
 
 NOOP = "/bench-noop"
 PROBES = "--probes" in sys.argv[1:]
-_build_app = bot.server.build_app
+_build_app = bot.runtime.server.build_app
 
 
 def _build_app_with_noop(deps: Any, **kwargs: Any):
@@ -32,7 +32,7 @@ def _build_app_with_noop(deps: Any, **kwargs: Any):
     return app
 
 
-bot.server.build_app = _build_app_with_noop
+bot.runtime.server.build_app = _build_app_with_noop
 
 if __name__ == "__main__":
     sys.exit(cli.main(["serve"]))

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     with FakeTwilio(delay=TWILIO_DELAY) as twilio:
         worker = Child(
-            [sys.executable, "-m", "bot.cli", "worker"],
+            [sys.executable, "-m", "bot.runtime.cli", "worker"],
             child_env(
                 DATABASE_URL=db.url,
                 TWILIO_ACCOUNT_SID=ACCOUNT_SID,

@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._support import PER_TEST, SUPPORT_USER, create_database, table, test_code
-from bot import blocks
+from bot.slack.views import blocks
 from commands import confirmations
 from store.db import make_session_factory
 

@@ -51,7 +51,7 @@ from bench._support import (
     test_code,
     wait_for,
 )
-from bot.blocks import CONFIRM_ACTION
+from bot.slack.views.blocks import CONFIRM_ACTION
 
 CONCURRENCY = 8
 # 8 at a time, every kind's phase comes round this often (see concurrent()).

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.settings import Settings
+from bot.config import Settings
 from bot.slack_calls import SlackCalls
 
 log = logging.getLogger(__name__)

@@ -49,14 +49,13 @@ from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifications import texts
-from notifications.channels import SMS
+from notifications.channels import SMS, build_transports
 from notifications.ratelimit import SendSchedule
 from notifications.transports import (
     Message,
     OutcomeUnknown,
     Transport,
     TransportError,
-    build_transports,
 )
 from store import clock
 from store.db import session_scope

@@ -19,7 +19,7 @@ from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from notifications.masking import mask_phone, scrub
-from notifications.transports import Message, OutcomeUnknown, TransportError
+from notifications.transports import Message, OutcomeUnknown, TransportError, secret_value
 
 log = logging.getLogger(__name__)
 # The SDK logs every request and answer at INFO, headers included, several lines per SMS;
@@ -151,7 +151,7 @@ class TwilioTransport:
         token = settings.twilio_auth_token
         return cls(
             account_sid=settings.twilio_account_sid,
-            auth_token=token.get_secret_value() if hasattr(token, "get_secret_value") else token,
+            auth_token=secret_value(token),
             public_url=settings.public_url,
             sender=settings.twilio_from,
             messaging_service_sid=settings.twilio_messaging_service_sid,

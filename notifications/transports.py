@@ -84,7 +84,7 @@ class LogTransport:
         raise NotImplementedError("this channel cannot look up what it sent")
 
 
-def _secret(value: Any) -> str | None:
+def secret_value(value: Any) -> str | None:
     return value.get_secret_value() if hasattr(value, "get_secret_value") else value
 
 
@@ -167,24 +167,3 @@ class SmtpTransport:
 
     def find_sent(self, message: Message, *, since: datetime) -> str | None:
         raise NotImplementedError("this channel cannot look up what it sent")
-
-
-def build_transports(settings: Any, *, send_timeout: float, pool_size: int) -> dict[str, Transport]:
-    from notifications.sms import TwilioTransport
-
-    transports: dict[str, Transport] = {}
-    sid, token = settings.twilio_account_sid, _secret(settings.twilio_auth_token)
-    if sid and token:
-        transports["sms"] = TwilioTransport.from_settings(
-            settings, timeout=send_timeout, pool_size=pool_size
-        )
-    else:
-        transports["sms"] = LogTransport("sms")
-    smtp_url = _secret(settings.smtp_url)
-    if smtp_url:
-        if not settings.mail_from:
-            raise ValueError("MAIL_FROM must be set when SMTP_URL is set")
-        transports["email"] = SmtpTransport(smtp_url, settings.mail_from, timeout=send_timeout)
-    else:
-        transports["email"] = LogTransport("email")
-    return transports

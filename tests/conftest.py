@@ -259,7 +259,7 @@ def cli(database_url: str, tmp_path: Path, session_factory) -> Callable[..., Any
         full_env = os.environ | {"DATABASE_URL": database_url, "EXAMDESK_TIMEZONE": "Europe/Oslo"}
         full_env |= env or {}
         return subprocess.run(
-            [sys.executable, "-m", "bot.cli", *args],
+            [sys.executable, "-m", "bot.runtime.cli", *args],
             cwd=tmp_path,
             env=full_env,
             capture_output=True,

@@ -384,7 +384,7 @@ def phone(n: int) -> str:
 
 
 def twilio_settings(api_url: str, **overrides: Any):
-    from bot.settings import Settings
+    from bot.config import Settings
 
     values: dict[str, Any] = {
         "twilio_account_sid": ACCOUNT_SID,

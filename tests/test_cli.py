@@ -213,9 +213,9 @@ def test_help_exits_0(cli):
 
 
 def test_the_installed_examdesk_script_is_this_cli(database_url, tmp_path):
-    """pyproject's console script `examdesk` runs bot.cli:main."""
+    """pyproject's console script `examdesk` runs bot.runtime.cli:main."""
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "examdesk"]
-    assert script.value == "bot.cli:main"
+    assert script.value == "bot.runtime.cli:main"
     installed = Path(sys.executable).parent / "examdesk"
     assert installed.exists(), "pip install -e . puts `examdesk` next to the interpreter"
     result = subprocess.run(

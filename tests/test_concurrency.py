@@ -36,7 +36,7 @@ def test_r4_fifty_concurrent_adds_end_with_exactly_plus_fifty(world, database_ur
     started = time.monotonic()
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "run", "--as", SUPPORT, command],
+            [sys.executable, "-m", "bot.runtime.cli", "run", "--as", SUPPORT, command],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,

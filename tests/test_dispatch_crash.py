@@ -43,7 +43,7 @@ def worker_env(database_url: str, fake: FakeTwilio, rate: int) -> dict[str, str]
 def start_worker(env: dict[str, str], tmp_path, name: str) -> subprocess.Popen:
     log = (tmp_path / f"{name}.log").open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "worker"],
+        [sys.executable, "-m", "bot.runtime.cli", "worker"],
         cwd=tmp_path,
         env=env,
         stdout=log,

@@ -21,8 +21,8 @@ from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from bot import doctor
-from bot.settings import Settings
+from bot.config import Settings
+from bot.runtime import doctor
 from commands.registry import CANDIDATE_COLUMNS, TEST_COLUMNS
 from store import migrate
 from store.db import make_engine

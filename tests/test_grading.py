@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import OSLO, oslo
 
-from bot import blocks
+from bot.slack.views import blocks
 
 CODE = "TDT4100-2026H"
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import OSLO, OTHER_TEACHER, STRANGER, SUPPORT, TEACHER
 from test_slack_app import ephemeral, fake, served  # noqa: F401 - fixtures
 
-from bot import blocks
+from bot.slack.views import blocks
 from commands.registry import CANDIDATE_COLUMNS
 from commands.runner import execute
 from store import clock

@@ -33,12 +33,12 @@ from slack_signing import SECRET, TEAM, block_action, event_callback, signature,
 from sqlalchemy import Engine, func, select
 from test_slack_app import _serve
 
-from bot import slack_door
-from bot.listeners.question_errors import NOT_A_REPORT
-from bot.middleware import NO_BUTTON, NO_USER
-from bot.server import Wiring, wire
-from bot.settings import Settings
-from bot.web import ALREADY_HANDLED
+from bot.config import Settings
+from bot.runtime.server import Wiring, wire
+from bot.slack import door as slack_door
+from bot.slack.listeners.question_errors import NOT_A_REPORT
+from bot.slack.middleware import NO_BUTTON, NO_USER
+from bot.web.app import ALREADY_HANDLED
 from store import clock
 from store.db import make_engine, make_session_factory
 from store.models import Change, Confirmation, SeenSlackRequest
@@ -50,7 +50,7 @@ FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 SEEN = SeenSlackRequest.__tablename__
 # What a forged body tries to write into the log as a line of its own.
-FAKE_LINE = "\n2026-12-01 10:00:00 INFO bot.listeners.commands: change log: FORGED-LINE"
+FAKE_LINE = "\n2026-12-01 10:00:00 INFO bot.slack.listeners.commands: change log: FORGED-LINE"
 RESPONSE_URL = "RESPONSE_URL_OF_THE_FAKE"
 
 
@@ -196,7 +196,7 @@ def healthy(door: Door) -> None:
 
 def one_line_of_ours(caplog: pytest.LogCaptureFixture, status: int) -> None:
     """Exactly one line about the refusal, and nothing the request said in it."""
-    lines = [r.getMessage() for r in caplog.records if r.name == "bot.web"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.web.app"]
     assert len(lines) == 1, lines
     (line,) = lines
     assert line.startswith(f"Slack request refused ({status}): ") and "\n" not in line
@@ -408,6 +408,23 @@ SIGNED_MALFORMED: dict[str, tuple[bytes | str, str | None]] = {
         FORM,
     ),
     "newline in a signed body": ("payload=" + FAKE_LINE, FORM),
+    # Found by the fuzz below: Bolt takes len() of response_urls.
+    "response_urls null": (
+        "payload="
+        + quote(
+            json.dumps(
+                {
+                    "type": "view_submission",
+                    "team": {"id": "T1"},
+                    "user": {"id": "U1"},
+                    "view": {"type": "modal", "callback_id": "qe_report_modal"},
+                    "response_urls": None,
+                }
+            ),
+            safe="",
+        ),
+        FORM,
+    ),
 }
 
 

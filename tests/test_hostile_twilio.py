@@ -34,7 +34,7 @@ from test_dispatch import FAST, _settled, running_exam
 from test_twilio_status import WebServer
 from twilio.request_validator import RequestValidator
 
-from bot import web_twilio
+from bot.web import twilio_status as web_twilio
 from notifications import status_callback
 from notifications.dispatch import start_dispatcher
 from notifications.masking import scrub
@@ -143,7 +143,7 @@ def assert_refused(web: Web, world, caplog, response, status: int, before) -> No
     assert response.status_code == status, response.text
     assert snapshot(world.factory) == before
     assert web.acted == []
-    ours = [r for r in caplog.records if r.name == "bot.web_twilio"]
+    ours = [r for r in caplog.records if r.name == "bot.web.twilio_status"]
     assert len(ours) == 1, [r.getMessage() for r in ours]
     line = ours[0].getMessage()
     assert len(line) < 120 and "\n" not in line and ours[0].exc_info is None, line

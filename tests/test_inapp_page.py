@@ -26,9 +26,9 @@ import uvicorn
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from bot import web_notices
+from bot.config import Settings
 from bot.deps import Deps
-from bot.settings import Settings
+from bot.web import notices as web_notices
 from store.models import Candidate, Notice, NoticeReceipt
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/usr/bin/chromium"

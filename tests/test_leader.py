@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 
-from bot import leader
-from bot.leader import AdvisoryLock, Leadership, LeaseElection
+from bot.runtime import leader
+from bot.runtime.leader import AdvisoryLock, Leadership, LeaseElection
 from store.models import Lease
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_a_leader_that_cannot_start_its_work_lets_another_lead(engine, session_f
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from bot.leader import AdvisoryLock, Leadership, LeaseElection
+    from bot.runtime.leader import AdvisoryLock, Leadership, LeaseElection
     from store.db import make_engine
 
     url, kind, name, holder, seconds, interval = sys.argv[1:7]

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from slack_bolt import App
 
-from bot.app import build_app
+from bot.config import Settings
 from bot.deps import Deps
-from bot.settings import Settings
+from bot.slack.app import build_app
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO.parent / "shared" / "contracts" / "slack-app-manifest.schema.json"

@@ -12,8 +12,8 @@ from conftest import OSLO, World
 from fake_twilio import Fail, FakeTwilio, phone, seed_candidates, twilio_settings
 from sqlalchemy import select
 
-from bot import blocks_notices
-from bot.settings import Settings
+from bot.config import Settings
+from bot.slack.views import notices as blocks_notices
 from notifications.dispatch import Tuning, from_settings
 from notifications.masking import scrub
 from notifications.progress import progress

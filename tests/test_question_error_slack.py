@@ -18,9 +18,9 @@ from fake_twilio import wait_until
 from slack_signing import SECRET, TEAM, SlackSender, block_action
 from sqlalchemy import func, select
 
-from bot.listeners.question_errors import ProgressReporter
-from bot.server import http_server, listen, wire
-from bot.settings import Settings
+from bot.config import Settings
+from bot.runtime.server import http_server, listen, wire
+from bot.slack.listeners.question_errors import ProgressReporter
 from notifications.dispatch import Tuning, start_dispatcher
 from store import clock
 from store.models import Candidate, Delivery, Notice, QuestionErrorReport

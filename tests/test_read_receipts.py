@@ -11,8 +11,8 @@ from conftest import OSLO
 from sqlalchemy import inspect, select, text
 from starlette.datastructures import Headers
 
-from bot.blocks_notices import progress_line
-from bot.web_notices import opened_by_a_person
+from bot.slack.views.notices import progress_line
+from bot.web.notices import opened_by_a_person
 from notifications import inapp
 from notifications.progress import progress
 from store import migrate

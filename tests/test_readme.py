@@ -18,7 +18,7 @@ from conftest import move_clock, oslo
 from sqlalchemy import select
 from test_server import Process, free_port
 
-from bot.cli import build_parser
+from bot.runtime.cli import build_parser
 from store.models import Candidate
 from store.models import Test as ExamTest
 

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from test_inapp_page import server  # noqa: F401 - the page's real web server
 from test_scheduler import start, wait_until  # noqa: F401 - the real scheduler
 
-from bot import scheduler as sched
-from bot.settings import Settings
+from bot.config import Settings
+from bot.runtime import scheduler as sched
 from commands import history, report, report_files
 from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR

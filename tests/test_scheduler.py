@@ -17,8 +17,8 @@ import pytest
 from conftest import OSLO, oslo
 from sqlalchemy import func, inspect, select, text
 
-from bot import scheduler as sched
-from bot.settings import Settings
+from bot.config import Settings
+from bot.runtime import scheduler as sched
 from commands import delivery
 from store import clock
 from store.models import Candidate, Change, Delivery, Notice, Reopening, Submission
@@ -382,7 +382,7 @@ def test_r11_bad_export_is_logged_and_imports_nothing(start, session_factory, tm
     folder = tmp_path / "registry"
     folder.mkdir()
     write(folder / "tests.csv", ["code,kind,start,end,colour", "X-1,school,,,red"])
-    caplog.set_level("WARNING", logger="bot.scheduler")
+    caplog.set_level("WARNING", logger="bot.runtime.scheduler")
     scheduler = start(registry_dir=folder)
     wait_until(lambda: "nothing imported" in caplog.text)
     assert "colour" in caplog.text

@@ -1,4 +1,4 @@
-"""`bot.background.start`, as `examdesk serve` calls it: notifier plus the elected scheduler."""
+"""`bot.runtime.background.start`, as `examdesk serve` calls it: notifier and elected scheduler."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text
 
-from bot import background, leader
-from bot import scheduler as sched
+from bot.config import Settings
 from bot.deps import Deps
-from bot.settings import Settings
+from bot.runtime import background, leader
+from bot.runtime import scheduler as sched
 from store import clock
 from store.models import Candidate, Lease, Submission
 from store.models import Test as ExamTest

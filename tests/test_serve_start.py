@@ -89,7 +89,8 @@ def test_slack_out_of_reach_at_start_is_said_and_slack_stays_as_set(serve, fake:
     assert server.stop() == 0
     log = server.output()
     assert "✗ slack token: cannot reach Slack at http://127.0.0.1:" in log
-    assert "WARNING bot.server examdesk is serving" in log  # something set up is not working
+    # something set up is not working
+    assert "WARNING bot.runtime.server examdesk is serving" in log
 
 
 def test_a_half_set_up_service_makes_the_block_a_warning(serve):
@@ -97,5 +98,5 @@ def test_a_half_set_up_service_makes_the_block_a_warning(serve):
     server.wait_healthy()
     assert server.stop() == 0
     log = server.output()
-    assert "WARNING bot.server examdesk is serving on port" in log
+    assert "WARNING bot.runtime.server examdesk is serving on port" in log
     assert "✗ twilio: TWILIO_AUTH_TOKEN is not set: SMS are written to the log only" in log

@@ -32,7 +32,7 @@ class Process:
         self.log = cwd / "serve.log"
         self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve"],
+            [sys.executable, "-m", "bot.runtime.cli", "serve"],
             cwd=cwd,
             env=env,
             stdout=self._log_file,

@@ -16,8 +16,8 @@ from fake_slack import FakeSlack
 from slack_signing import SECRET, SlackSender, signed_headers, slash_command
 from sqlalchemy import func, select
 
-from bot.server import Wiring, http_server, listen, wire
-from bot.settings import Settings
+from bot.config import Settings
+from bot.runtime.server import Wiring, http_server, listen, wire
 from commands.runner import execute
 from store import clock
 from store.models import Candidate, Change, Confirmation, Reopening
@@ -438,7 +438,7 @@ def test_unexpected_error_gets_a_friendly_reply_and_is_logged(served, exam, monk
     def broken(**kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr("bot.listeners.commands.confirmations.run_offering", broken)
+    monkeypatch.setattr("bot.slack.listeners.commands.confirmations.run_offering", broken)
     body = ephemeral(
         served.slack.command("/exam", "TDT4100-2026H", user=SUPPORT, response_url="http://x")
     )

@@ -24,10 +24,11 @@ from fake_twilio import seed_candidates, wait_until
 from slack_signing import SECRET, SlackSender, block_action
 from sqlalchemy import func, select
 
-from bot import blocks, blocks_notices
-from bot.server import Wiring, http_server, listen, wire
-from bot.settings import Settings
-from bot.slack_text import FALLBACK_LIMIT, from_slack
+from bot.config import Settings
+from bot.runtime.server import Wiring, http_server, listen, wire
+from bot.slack.text import FALLBACK_LIMIT, from_slack
+from bot.slack.views import blocks
+from bot.slack.views import notices as blocks_notices
 from commands.reply import Reply
 from notifications.dispatch import Tuning, from_settings
 from store import clock

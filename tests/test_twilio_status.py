@@ -26,9 +26,9 @@ from test_dispatch import FAST, _settled, running_exam
 from test_inapp_page import Server
 from twilio.request_validator import RequestValidator
 
-from bot import web_twilio
 from bot.deps import Deps
-from bot.server import wire
+from bot.runtime.server import wire
+from bot.web import twilio_status as web_twilio
 from notifications.dispatch import start_dispatcher
 from store import clock
 from store.models import Delivery
@@ -177,7 +177,7 @@ def test_exam_overview_reads_right_after_callbacks(world, server, sent):
 
 
 class WebServer(Server):
-    """The real web app of `examdesk serve` (`bot.server.wire`) on a loopback socket."""
+    """The real web app of `examdesk serve` (`bot.runtime.server.wire`) on a loopback socket."""
 
     def __init__(self, settings, engine, session_factory) -> None:
         self.wiring = wire(settings, engine=engine, session_factory=session_factory)

@@ -1,5 +1,5 @@
 """The background work of `examdesk serve`: the notifier in every process, and the scheduler
-in the one process that wins the election (see `bot.leader`)."""
+in the one process that wins the election (see `bot.runtime.leader`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bot import scheduler
 from bot.deps import Deps
-from bot.leader import Leadership, elect
+from bot.runtime import scheduler
+from bot.runtime.errors import CliError
+from bot.runtime.leader import Leadership, elect
 
 
 class SchedulerDuty:
@@ -42,7 +43,6 @@ class SchedulerDuty:
 def start(deps: Deps) -> Callable[[], None]:
     """Start the notifier and join the scheduler election; returns the callable that stops
     both (the scheduler first, letting a running delivery finish)."""
-    from bot.cli import CliError
     from notifications.worker import start_dispatcher
 
     try:

@@ -1,6 +1,6 @@
 """The scheduled work of examdesk: automatic delivery (R9), registry refresh (R11), the
 notifier's retry sweep and the daily retention purge. Only the elected leader runs it (see
-`bot.leader`).
+`bot.runtime.leader`).
 
 Delivery runs two ways, both calling the idempotent `commands.delivery.deliver_due`:
 - a sweep every 30 s, which is the guarantee: any deadline, however it came about, is
@@ -31,7 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.settings import Settings
+from bot.config import Settings
 from commands import registry, retention
 from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR, deliver_due, scan

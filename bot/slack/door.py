@@ -291,7 +291,8 @@ def _check_object(item: dict[str, Any]) -> None:
             raise Refused(400, f"'{key}' is not an object")
     for key in _LISTS:
         value = item.get(key)
-        if value is not None and not (
+        # Present means a list: Bolt takes len() of response_urls, so null is refused too.
+        if key in item and not (
             isinstance(value, list) and all(isinstance(entry, dict) for entry in value)
         ):
             raise Refused(400, f"'{key}' is not a list of objects")

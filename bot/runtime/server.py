@@ -18,11 +18,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 
-from bot import background, doctor
-from bot.app import build_app
+from bot.config import Settings
 from bot.deps import Deps
-from bot.settings import Settings
-from bot.web import build_web_app
+from bot.runtime import background, doctor
+from bot.slack.app import build_app
+from bot.web.app import build_web_app
 from store.db import checkpoint_every
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.listeners import commands, home, question_errors
+from bot.slack.listeners import commands, home, question_errors
 
 MODULES = (commands, home, question_errors)
 

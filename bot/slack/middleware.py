@@ -20,8 +20,8 @@ from typing import Any
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 
-from bot import blocks
 from bot.deps import Deps
+from bot.slack.views import blocks
 
 log = logging.getLogger(__name__)
 

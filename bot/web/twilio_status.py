@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot.config import Settings
 from bot.deps import Deps
-from bot.settings import Settings
 from notifications import status_callback
 from store import clock
 from store.db import session_scope

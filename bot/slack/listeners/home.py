@@ -8,7 +8,7 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from bot.deps import Deps
-from bot.home_view import home_view
+from bot.slack.views.home import home_view
 from commands import home
 from store import clock
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.blocks import STATUS_LABELS
-from bot.slack_text import capped, escape, mention, mrkdwn, text_object
+from bot.slack.text import capped, escape, mention, mrkdwn, text_object
+from bot.slack.views.blocks import STATUS_LABELS
 from commands.home import Home, TestLine
 from commands.permissions import SUPPORT
 from commands.timeparse import format_time

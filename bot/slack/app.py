@@ -9,15 +9,10 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 
-from bot import listeners, middleware
+from bot.config import Settings
 from bot.deps import Deps
-from bot.settings import Settings
-
-
-def web_client(settings: Settings, *, with_token: bool = True) -> WebClient:
-    """A Web API client for SLACK_API_URL (tests point it at a local fake)."""
-    token = Settings.secret(settings.slack_bot_token) if with_token else None
-    return WebClient(base_url=settings.slack_api_base_url, token=token)
+from bot.slack import listeners, middleware
+from bot.slack.client import web_client
 
 
 class _OurClientWins(logging.Filter):

@@ -1,6 +1,6 @@
 """Block Kit for question-error reports, notices and their sending progress.
 
-Text goes through ``bot.slack_text``: what teachers typed and what providers answered shows
+Text goes through ``bot.slack.text``: what teachers typed and what providers answered shows
 as text, never as a mention, broadcast or link, and addresses in it are masked.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.slack_text import capped, escape, fallback, mention, text_object
+from bot.slack.text import capped, escape, fallback, mention, text_object
 from notifications.masking import scrub
 from notifications.progress import Progress
 

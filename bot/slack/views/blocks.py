@@ -1,7 +1,7 @@
 """Block Kit for command replies: a message with blocks and the reply's plain text as fallback.
 
 Everything shown comes from ``commands`` (``Reply.text`` and ``Reply.data``); this module only
-lays it out. All of it goes through ``bot.slack_text``: text that users typed (reasons,
+lays it out. All of it goes through ``bot.slack.text``: text that users typed (reasons,
 notices, names) cannot ping, broadcast or forge a link; the mentions the core declares
 (``Reply.mentions``) stay mentions.
 """
@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.slack_text import capped, escape, fallback, mrkdwn, text_object
+from bot.slack.text import capped, escape, fallback, mrkdwn, text_object
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time
 

@@ -39,11 +39,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine
 
-from bot.settings import Settings
+from bot.config import Settings
 from commands.timeparse import format_time, iso
 from store import clock
 
-MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yml"
+MANIFEST = Path(__file__).resolve().parents[2] / "manifest.yml"
 # The Slack SDK logs every failed request as an ERROR; here a failure is a finding, said once
 # in its check.
 _QUIET = logging.getLogger(f"{__name__}.slack_sdk")

@@ -14,9 +14,9 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot import blocks
 from bot.deps import Deps
-from bot.slack_text import from_slack
+from bot.slack.text import from_slack
+from bot.slack.views import blocks
 from commands import confirmations
 from commands.reply import Reply
 from store import clock

@@ -24,9 +24,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 
-from bot import blocks, blocks_notices
 from bot.deps import Deps
-from bot.slack_text import capped, fallback, from_slack, mention, mrkdwn
+from bot.slack.client import web_client
+from bot.slack.text import capped, fallback, from_slack, mention, mrkdwn
+from bot.slack.views import blocks
+from bot.slack.views import notices as blocks_notices
 from commands import notice, question_error
 from commands.context import Ctx
 from commands.permissions import require_support
@@ -57,8 +59,6 @@ def register(app: App, deps: Deps) -> None:
     app.action(blocks_notices.INCIDENT_ACTION)(on_incident_time)
     app.view(blocks_notices.MINUTES_MODAL)(on_minutes_submitted)
     if deps.notice_progress is None:
-        from bot.app import web_client
-
         deps.notice_progress = ProgressReporter(deps, web_client(deps.settings))
 
 
@@ -107,7 +107,7 @@ def _tell_user(
 
 
 def _thread(deps: Deps, report: dict[str, Any], text: str) -> None:
-    """Tell the teacher in the report's thread; ``text`` is mrkdwn (``bot.slack_text``)."""
+    """Tell the teacher in the report's thread; ``text`` is mrkdwn (``bot.slack.text``)."""
     if report.get("slack_channel") and report.get("slack_ts"):
         deps.slack(
             "chat_postMessage",

@@ -2,7 +2,7 @@
 
 The Bolt app is synchronous; each Slack request runs it in Starlette's thread pool so the
 event loop keeps serving other requests (health checks, notice pages) meanwhile. Bolt sees a
-request only once ``bot.slack_door`` has read, verified and parsed it, and only the first
+request only once ``bot.slack.door`` has read, verified and parsed it, and only the first
 time: a replay or one of Slack's retries is answered without being handled again.
 """
 
@@ -23,9 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import slack_door, web_notices, web_twilio
+from bot.config import Settings
 from bot.deps import Deps
-from bot.settings import Settings
+from bot.slack import door as slack_door
+from bot.web import notices as web_notices
+from bot.web import twilio_status as web_twilio
 from store import clock
 from store.db import raw_execute
 from store.models import Delivery
@@ -51,7 +53,7 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
             message = SOCKET_MODE if slack == "socket" else SLACK_OFF
             return JSONResponse({"ok": False, "error": message}, status_code=503)
         secret = Settings.secret(deps.settings.slack_signing_secret)
-        assert secret is not None  # Slack over HTTP needs it (bot.server.slack_mode)
+        assert secret is not None  # Slack over HTTP needs it (bot.runtime.server.slack_mode)
         try:
             raw = await slack_door.read_body(request)
             signed = slack_door.verify(secret, raw, request.headers, now=_real_now())

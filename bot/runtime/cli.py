@@ -14,13 +14,10 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from bot.runtime.errors import CliError
 from store import clock
 
 EXIT_OK, EXIT_REFUSED, EXIT_CONFIRM = 0, 1, 2
-
-
-class CliError(Exception):
-    """A problem to show the user as one line, exit 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,7 +137,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def load_settings():
-    from bot.settings import Settings
+    from bot.config import Settings
 
     try:
         return Settings()
@@ -210,7 +207,7 @@ def _with_ctx(settings, factory, actor: str, work: Callable):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from bot.server import serve
+    from bot.runtime.server import serve
 
     settings = load_settings()
     engine, factory = open_database(settings, migrate=True, checkpoint_apart=True)
@@ -435,7 +432,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from bot import doctor
+    from bot.runtime import doctor
 
     settings, problems = doctor.load_settings()
     checks = doctor.run(settings, problems)

@@ -1,0 +1,1 @@
+"""How examdesk runs: the CLI, the server, the scheduler, leader election, the notifier."""

@@ -1,0 +1,1 @@
+"""The Slack front door: the Bolt app, its middleware, listeners and Block Kit views."""

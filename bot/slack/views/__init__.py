@@ -1,0 +1,1 @@
+"""Block Kit views: one module per surface, sharing the helpers in `blocks`."""

@@ -1,0 +1,1 @@
+"""The HTTP routes: Slack's door, the candidates' page, Twilio's status callbacks, health."""
