@@ -26,7 +26,29 @@ def _fmt(moment: datetime) -> str:
 
 def load(ctx: Ctx) -> str:
     hour = ctx.now.astimezone(ctx.tz).replace(minute=0, second=0, microsecond=0)
-    tests = [
+    tests = _demo_tests(hour)
+    with tempfile.TemporaryDirectory() as folder:
+        tests_file, candidates_file = _write_files(Path(folder), tests, hour)
+        lines = [
+            registry.import_tests(ctx, tests_file).summary("demo tests"),
+            registry.import_candidates(ctx, candidates_file).summary("demo candidates"),
+        ]
+    _deliver_what_is_due(ctx)
+    lines.append(staff.add(ctx, user_id=SUPPORT_USER, role="support", test_codes=[]))
+    lines.append(
+        staff.add(
+            ctx, user_id=TEACHER_USER, role="teacher", test_codes=["DEMO-SCHOOL", "DEMO-HOME6"]
+        )
+    )
+    lines.append(f'Try: .venv/bin/examdesk run --as {SUPPORT_USER} "/candidate DEMO-SCHOOL 10001"')
+    return "\n".join(lines)
+
+
+DemoTest = tuple[str, str, str, datetime, datetime, str, str, str]
+
+
+def _demo_tests(hour: datetime) -> list[DemoTest]:
+    return [
         # code, title, kind, start, end, upload, auto_deliver, teachers
         (
             "DEMO-SCHOOL",
@@ -79,53 +101,42 @@ def load(ctx: Ctx) -> str:
             "",
         ),
     ]
-    with tempfile.TemporaryDirectory() as folder:
-        tests_file = Path(folder) / "tests.csv"
-        with tests_file.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(registry.TEST_COLUMNS)
-            for code, title, kind, start, end, upload, auto, teachers in tests:
-                writer.writerow([code, title, kind, _fmt(start), _fmt(end), upload, auto, teachers])
-        candidates_file = Path(folder) / "candidates.csv"
-        with candidates_file.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(registry.CANDIDATE_COLUMNS)
-            for code, *_ in tests:
-                for i in range(1, 21):
-                    number = f"{10000 + i}"
-                    status = (
-                        "submitted" if i % 7 == 0 else ("not_started" if i == 20 else "started")
-                    )
-                    extra = 30 if i % 5 == 0 else 0
-                    individual = (
-                        _fmt(hour + timedelta(days=7)) if code == "DEMO-THESIS" and i == 3 else ""
-                    )
-                    writer.writerow(
-                        [
-                            code,
-                            number,
-                            f"4{1000000 + i * 7919:07d}",
-                            f"cand{i}@example.org",
-                            "en" if i % 4 == 0 else "nb",
-                            extra,
-                            "",
-                            individual,
-                            status,
-                        ]
-                    )
-        lines = [
-            registry.import_tests(ctx, tests_file).summary("demo tests"),
-            registry.import_candidates(ctx, candidates_file).summary("demo candidates"),
-        ]
-    _deliver_what_is_due(ctx)
-    lines.append(staff.add(ctx, user_id=SUPPORT_USER, role="support", test_codes=[]))
-    lines.append(
-        staff.add(
-            ctx, user_id=TEACHER_USER, role="teacher", test_codes=["DEMO-SCHOOL", "DEMO-HOME6"]
-        )
-    )
-    lines.append(f'Try: .venv/bin/examdesk run --as {SUPPORT_USER} "/candidate DEMO-SCHOOL 10001"')
-    return "\n".join(lines)
+
+
+def _write_files(folder: Path, tests: list[DemoTest], hour: datetime) -> tuple[Path, Path]:
+    """The demo's registry export files, as the registry would write them."""
+    tests_file = folder / "tests.csv"
+    with tests_file.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(registry.TEST_COLUMNS)
+        for code, title, kind, start, end, upload, auto, teachers in tests:
+            writer.writerow([code, title, kind, _fmt(start), _fmt(end), upload, auto, teachers])
+    candidates_file = folder / "candidates.csv"
+    with candidates_file.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(registry.CANDIDATE_COLUMNS)
+        for code, *_ in tests:
+            for i in range(1, 21):
+                number = f"{10000 + i}"
+                status = "submitted" if i % 7 == 0 else ("not_started" if i == 20 else "started")
+                extra = 30 if i % 5 == 0 else 0
+                individual = (
+                    _fmt(hour + timedelta(days=7)) if code == "DEMO-THESIS" and i == 3 else ""
+                )
+                writer.writerow(
+                    [
+                        code,
+                        number,
+                        f"4{1000000 + i * 7919:07d}",
+                        f"cand{i}@example.org",
+                        "en" if i % 4 == 0 else "nb",
+                        extra,
+                        "",
+                        individual,
+                        status,
+                    ]
+                )
+    return tests_file, candidates_file
 
 
 def _deliver_what_is_due(ctx: Ctx) -> None:

@@ -643,48 +643,58 @@ def _slack_channel(settings: Settings, client: WebClient | None, identity: Any) 
 def check_twilio(settings: Settings, *, online: bool) -> list[Check]:
     sid = settings.twilio_account_sid
     token = Settings.secret(settings.twilio_auth_token)
+    offline = _twilio_configuration(settings, sid, token)
+    if offline is not None:
+        return [offline]
+    assert sid and token
+    if not online:
+        service = settings.twilio_messaging_service_sid
+        via = f"messaging service {service}" if service else f"sender {settings.twilio_from}"
+        return [Check("twilio", True, f"SMS through Twilio account {_sid(sid)}, {via}")]
+    return _twilio_online(settings, sid, token)
+
+
+def _twilio_configuration(settings: Settings, sid: str | None, token: str | None) -> Check | None:
+    """What is wrong or missing in the Twilio settings, or None when they are complete."""
     sender, service = settings.twilio_from, settings.twilio_messaging_service_sid
     if not sid and not token:
         if sender or service:
-            return [
-                Check(
-                    "twilio",
-                    False,
-                    "a sender is set but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not: SMS "
-                    "are written to the log only, never sent",
-                    _TWILIO_CREDENTIALS,
-                )
-            ]
-        return [
-            Check(
-                "twilio",
-                True,
-                NOT_CONFIGURED + "SMS are written to the log only, never sent (R13: candidates "
-                "are not told by SMS that a notice is waiting)",
-                "to send SMS, set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM or "
-                "TWILIO_MESSAGING_SERVICE_SID",
-            )
-        ]
-    if not sid or not token:
-        missing = "TWILIO_AUTH_TOKEN" if sid else "TWILIO_ACCOUNT_SID"
-        return [
-            Check(
+            return Check(
                 "twilio",
                 False,
-                f"{missing} is not set: SMS are written to the log only, never sent",
+                "a sender is set but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not: SMS "
+                "are written to the log only, never sent",
                 _TWILIO_CREDENTIALS,
             )
-        ]
-    if not online:
-        via = f"messaging service {service}" if service else f"sender {sender}"
-        if not sender and not service:
-            return [_no_sender()]
-        return [Check("twilio", True, f"SMS through Twilio account {_sid(sid)}, {via}")]
+        return Check(
+            "twilio",
+            True,
+            NOT_CONFIGURED + "SMS are written to the log only, never sent (R13: candidates "
+            "are not told by SMS that a notice is waiting)",
+            "to send SMS, set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM or "
+            "TWILIO_MESSAGING_SERVICE_SID",
+        )
+    if not sid or not token:
+        missing = "TWILIO_AUTH_TOKEN" if sid else "TWILIO_ACCOUNT_SID"
+        return Check(
+            "twilio",
+            False,
+            f"{missing} is not set: SMS are written to the log only, never sent",
+            _TWILIO_CREDENTIALS,
+        )
+    if not sender and not service:
+        return _no_sender()
+    return None
+
+
+def _twilio_online(settings: Settings, sid: str, token: str) -> list[Check]:
+    """Ask Twilio whether the account and the sender exist, as the notifier will use them."""
     from twilio.base.exceptions import TwilioException, TwilioRestException
     from twilio.rest import Client
 
     from notifications.sms import http_client
 
+    sender, service = settings.twilio_from, settings.twilio_messaging_service_sid
     try:
         client = Client(
             sid,
@@ -693,31 +703,10 @@ def check_twilio(settings: Settings, *, online: bool) -> list[Check]:
         )
     except ValueError as error:
         return [Check("twilio account", False, str(error), "correct TWILIO_API_URL or unset it")]
-
-    def failed(name: str, error: Exception, what: str) -> Check:
-        if isinstance(error, TwilioRestException):
-            if error.status == 401:
-                return Check(
-                    name,
-                    False,
-                    f"Twilio refused TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN ({error.code} "
-                    f"{_first_line(Exception(error.msg))})",
-                    _TWILIO_CREDENTIALS,
-                )
-            return Check(
-                name, False, f"Twilio answered {error.status} ({error.code}) for {what}", None
-            )
-        return Check(
-            name,
-            False,
-            f"cannot reach Twilio at {settings.twilio_api_url} ({_first_line(error)})",
-            "check this machine's network and proxy settings (and TWILIO_API_URL if set)",
-        )
-
     try:
         account = client.api.v2010.accounts(sid).fetch()
     except (TwilioException, OSError) as error:  # requests' errors are OSErrors
-        return [failed("twilio account", error, "the account")]
+        return [_twilio_failed(settings, "twilio account", error, "the account")]
     checks = [_account_check(account, sid)]
     try:
         checks.append(_sender_check(client, sender, service))
@@ -733,8 +722,29 @@ def check_twilio(settings: Settings, *, online: bool) -> list[Check]:
                 )
             )
         else:
-            checks.append(failed("twilio sender", error, "the sender"))
+            checks.append(_twilio_failed(settings, "twilio sender", error, "the sender"))
     return checks
+
+
+def _twilio_failed(settings: Settings, name: str, error: Exception, what: str) -> Check:
+    from twilio.base.exceptions import TwilioRestException
+
+    if isinstance(error, TwilioRestException):
+        if error.status == 401:
+            return Check(
+                name,
+                False,
+                f"Twilio refused TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN ({error.code} "
+                f"{_first_line(Exception(error.msg))})",
+                _TWILIO_CREDENTIALS,
+            )
+        return Check(name, False, f"Twilio answered {error.status} ({error.code}) for {what}", None)
+    return Check(
+        name,
+        False,
+        f"cannot reach Twilio at {settings.twilio_api_url} ({_first_line(error)})",
+        "check this machine's network and proxy settings (and TWILIO_API_URL if set)",
+    )
 
 
 _TWILIO_CREDENTIALS = (
