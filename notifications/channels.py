@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
+from notifications.config import NotifierConfig
 from notifications.sms import TwilioTransport
 from notifications.transports import LogTransport, SmtpTransport, Transport, secret_value
 from store.models import Test
@@ -26,7 +26,9 @@ def outside_channel(test: Test) -> str:
     return EMAIL
 
 
-def build_transports(settings: Any, *, send_timeout: float, pool_size: int) -> dict[str, Transport]:
+def build_transports(
+    settings: NotifierConfig, *, send_timeout: float, pool_size: int
+) -> dict[str, Transport]:
     transports: dict[str, Transport] = {}
     sid, token = settings.twilio_account_sid, secret_value(settings.twilio_auth_token)
     if sid and token:

@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifications import texts
 from notifications.channels import SMS, build_transports
+from notifications.config import NotifierConfig
 from notifications.ratelimit import SendSchedule
 from notifications.transports import (
     Message,
@@ -687,7 +688,7 @@ class Dispatcher:
 
 
 def from_settings(
-    settings: Any,
+    settings: NotifierConfig,
     session_factory: sessionmaker[Session],
     *,
     on_progress: ProgressCallback | None = None,
@@ -711,7 +712,7 @@ def from_settings(
 
 
 def start_dispatcher(
-    settings: Any,
+    settings: NotifierConfig,
     session_factory: sessionmaker[Session],
     *,
     on_progress: ProgressCallback | None = None,

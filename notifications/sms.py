@@ -18,6 +18,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from notifications.config import NotifierConfig
 from notifications.masking import mask_phone, scrub
 from notifications.transports import Message, OutcomeUnknown, TransportError, secret_value
 
@@ -147,7 +148,9 @@ class TwilioTransport:
         self.public_url = public_url
 
     @classmethod
-    def from_settings(cls, settings: Any, *, timeout: float, pool_size: int) -> TwilioTransport:
+    def from_settings(
+        cls, settings: NotifierConfig, *, timeout: float, pool_size: int
+    ) -> TwilioTransport:
         token = settings.twilio_auth_token
         return cls(
             account_sid=settings.twilio_account_sid,

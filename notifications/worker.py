@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifications.config import NotifierConfig
 from notifications.dispatch import from_settings, install_stop_signals, start_dispatcher
 
 __all__ = ["run_worker", "start_dispatcher"]
@@ -15,7 +15,9 @@ __all__ = ["run_worker", "start_dispatcher"]
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Any, *, engine: Engine, session_factory: sessionmaker[Session]) -> int:
+def run_worker(
+    settings: NotifierConfig, *, engine: Engine, session_factory: sessionmaker[Session]
+) -> int:
     """Send until SIGTERM or SIGINT; requests already out are finished and recorded."""
     try:
         dispatcher = from_settings(settings, session_factory)
