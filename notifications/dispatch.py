@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from notifications import texts
 from notifications.channels import SMS, build_transports
 from notifications.config import NotifierConfig
+from notifications.metrics import MESSAGES
 from notifications.ratelimit import SendSchedule
 from notifications.transports import (
     Message,
@@ -473,6 +474,7 @@ class Dispatcher:
                 transport = self.transports[job.channel]
                 provider_id = transport.send(job.message(self.public_url))
                 status = "logged" if transport.logs_only else "sent"
+                MESSAGES.labels(job.channel, status).inc()
                 values = {"status": status, "provider_id": provider_id, "sent_at": clock.now()}
                 values |= {"error_code": None, "error_message": None}
             except TransportError as error:
@@ -483,6 +485,7 @@ class Dispatcher:
                         else f"gave up after {attempts} tries: {error}"
                     )
                     values = {"status": "failed", "error_code": error.code, "error_message": reason}
+                    MESSAGES.labels(job.channel, "failed").inc()
                 else:
                     retry_at = clock.now() + timedelta(seconds=self.tuning.backoff(attempts))
                     values = {

@@ -22,6 +22,7 @@ from sqlalchemy import func, or_, update
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
+from notifications.metrics import CALLBACK_LAG
 from notifications.sms import DELIVERY_PARAM, PERMANENT_CODES, STATUS_PATH
 from store.models import Delivery
 
@@ -166,9 +167,14 @@ def apply(*, db_session: Session, callback: Callback, now: datetime) -> int | No
             Delivery.provider_id.is_(None), Delivery.provider_id == callback.sid
         )
         values["provider_id"] = func.coalesce(Delivery.provider_id, callback.sid)
-    return db_session.scalar(
+    changed = db_session.execute(
         update(Delivery)
         .where(row, Delivery.status.in_(REPLACES[ours]))
         .values(**values)
-        .returning(Delivery.notice_id)
-    )
+        .returning(Delivery.notice_id, Delivery.sent_at)
+    ).first()
+    if changed is None:
+        return None
+    if changed.sent_at is not None:
+        CALLBACK_LAG.observe(max((now - changed.sent_at).total_seconds(), 0.0))
+    return changed.notice_id

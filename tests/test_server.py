@@ -158,3 +158,58 @@ def test_serve_on_a_busy_port_fails_with_a_plain_message(start):
         assert server.proc.wait(30) == 1
     assert "cannot listen on port" in server.output()
     assert "Traceback" not in server.output()
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests_by_route_deliveries_by_state_and_the_scheduler(
+    start, cli, world: World
+):
+    world.add_test("MET-1", start="2026-12-01 09:00", end="2026-12-01 13:00")
+    world.add_candidates("MET-1", [1, 2, 3])
+    world.add_staff(SUPPORT)
+    server = start()
+    server.wait_healthy()
+    assert httpx.get(f"{server.url}/notices/not-a-real-token").status_code == 404
+    notice = cli("run", "--as", SUPPORT, "--yes", "/notice MET-1 Task 3 (b) reads 40 %, not 4 %.")
+    assert notice.returncode == 0, notice.stderr
+    deadline = time.monotonic() + 30
+    while True:
+        metrics = _scrape(server.url)
+        logged = metrics.get(
+            ("examdesk_messages_sent_total", (("channel", "sms"), ("outcome", "logged"))), 0
+        )
+        if logged == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    # Without Twilio the notifier writes SMS to the log: counted as logged, never as sent.
+    assert logged == 3, server.output()
+    assert metrics[("examdesk_deliveries", (("channel", "sms"), ("state", "logged")))] == 3
+    assert (
+        "examdesk_messages_sent_total",
+        (("channel", "sms"), ("outcome", "sent")),
+    ) not in metrics
+    # Routes are labelled by their template: a page token never becomes a label.
+    page = ("examdesk_http_requests_total", (("route", "/notices/{token}"), ("status", "404")))
+    assert metrics[page] == 1
+    assert not any("not-a-real-token" in str(key) for key in metrics)
+    assert (
+        metrics[("examdesk_http_requests_total", (("route", "/healthz"), ("status", "200")))] >= 1
+    )
+    assert metrics[("examdesk_scheduler_leader", ())] == 1
+    assert (
+        metrics[
+            ("examdesk_scheduler_job_runs_total", (("job", "deliver-sweep"), ("outcome", "ok")))
+        ]
+        >= 1
+    )
+    assert server.stop() == 0

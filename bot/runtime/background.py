@@ -12,6 +12,7 @@ from bot.deps import Deps
 from bot.runtime import scheduler
 from bot.runtime.errors import CliError
 from bot.runtime.leader import Leadership, elect
+from bot.web.metrics import LEADER
 
 
 class SchedulerDuty:
@@ -32,12 +33,14 @@ class SchedulerDuty:
                     session_factory=self.deps.session_factory,
                     cadence=self.cadence,
                 )
+                LEADER.set(1)
 
     def deposed(self) -> None:
         with self._lock:
             running, self._running = self._running, None
         if running is not None:
             scheduler.stop_scheduler(running)
+            LEADER.set(0)
 
 
 def start(deps: Deps) -> Callable[[], None]:

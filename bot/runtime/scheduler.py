@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
+from bot.web import metrics
 from commands import registry, retention
 from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR, deliver_due, scan
@@ -110,6 +111,7 @@ def start_scheduler(
     # Paused first, so that jobs left in the table by an earlier leader wait until the
     # runtime is in place and the job set is brought up to date.
     scheduler.start(paused=True)
+    scheduler.add_listener(metrics.job_ran, metrics.JOB_EVENTS)
     _runtime = _Runtime(
         tz=settings.tz,
         registry_dir=settings.registry_dir,
@@ -117,6 +119,22 @@ def start_scheduler(
         scheduler=scheduler,
         retention_days=settings.retention_days,
     )
+    _add_jobs(scheduler, settings, cadence)
+    scheduler.resume()
+    log.info(
+        "scheduler started: delivery sweep every %s s and at each deadline, registry refresh "
+        "%s, notifier sweep every %s s, retention purge every %s h (RETENTION_DAYS=%s)",
+        cadence.deliver_seconds,
+        f"every {cadence.registry_minutes} min" if settings.registry_dir else "off",
+        cadence.notifier_seconds,
+        cadence.retention_hours,
+        settings.retention_days,
+    )
+    return scheduler
+
+
+def _add_jobs(scheduler: BackgroundScheduler, settings: Settings, cadence: Cadence) -> None:
+    """Bring the job table up to date with this configuration."""
     # APScheduler keeps its own wall clock: the program's times are handed to it through
     # clock.wall, so a shifted clock (EXAMDESK_CLOCK_SHIFT) still fires jobs on time.
     now = clock.wall(clock.now())
@@ -155,17 +173,6 @@ def start_scheduler(
         replace_existing=True,
         next_run_time=now,
     )
-    scheduler.resume()
-    log.info(
-        "scheduler started: delivery sweep every %s s and at each deadline, registry refresh "
-        "%s, notifier sweep every %s s, retention purge every %s h (RETENTION_DAYS=%s)",
-        cadence.deliver_seconds,
-        f"every {cadence.registry_minutes} min" if settings.registry_dir else "off",
-        cadence.notifier_seconds,
-        cadence.retention_hours,
-        settings.retention_days,
-    )
-    return scheduler
 
 
 def stop_scheduler(scheduler: BackgroundScheduler) -> None:

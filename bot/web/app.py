@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,6 +27,7 @@ from starlette.routing import Route
 from bot.config import Settings
 from bot.deps import Deps
 from bot.slack import door as slack_door
+from bot.web import metrics
 from bot.web import notices as web_notices
 from bot.web import twilio_status as web_twilio
 from store import clock
@@ -128,11 +130,12 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics.metrics_endpoint(deps.engine), methods=["GET"]),
         Route("/slack/events", slack_events, methods=["POST"]),
         *web_notices.routes(deps),
         *web_twilio.routes(deps),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(metrics.RequestMetrics)])
 
 
 def _real_now() -> datetime:
