@@ -307,12 +307,6 @@ def report_texts(report: QuestionErrorReport) -> Texts:
     return Texts(nb=report.text_nb.strip(), en=report.text_en.strip())
 
 
-def report_preview(ctx: Ctx, *, report_id: int) -> fanout.Plan:
-    """The counts for a report's "Send to candidates" confirmation."""
-    report = get_report(ctx, report_id)
-    return fanout.plan(db_session=ctx.db_session, test=ctx.db_session.get(Test, report.test_id))
-
-
 def send(ctx: Ctx, *, report_id: int) -> Reply:
     """The report's "Send to candidates" button: its text to every candidate, once."""
     db = ctx.db_session

@@ -116,10 +116,6 @@ def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def local(moment: datetime, tz: ZoneInfo) -> datetime:
-    return moment.astimezone(tz)
-
-
 def format_time(moment: datetime | None, tz: ZoneInfo) -> str:
     """``2026-12-01 13:15 CET``: minute precision, zone abbreviation shows DST."""
     if moment is None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Row, func, insert, literal, select
+from sqlalchemy import Row, insert, literal, select
 from sqlalchemy.orm import Session
 
 from notifications import texts
@@ -155,8 +155,3 @@ def fan_out(
         db_session.execute(insert(deliveries), batch)
     return result
 
-
-def receipts_of(*, db_session: Session, notice_id: int) -> int:
-    return db_session.scalar(
-        select(func.count()).select_from(NoticeReceipt).where(NoticeReceipt.notice_id == notice_id)
-    )
