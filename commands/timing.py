@@ -8,6 +8,7 @@ from typing import NamedTuple, overload
 
 from sqlalchemy import and_
 
+from notifications.channels import SHORT_HOME_EXAM
 from store.models import (
     AnyCandidate,
     AnyReopening,
@@ -18,8 +19,6 @@ from store.models import (
     Reopening,
 )
 
-SIX_HOURS = timedelta(hours=6)
-
 
 def exam_duration(test: AnyTest) -> timedelta:
     return test.end - test.start
@@ -29,7 +28,7 @@ def upload_allowance_minutes(test: AnyTest) -> int:
     """R1: 30 min for home exams of 6 h or less with upload, 15 for school exams with upload."""
     if not test.has_upload:
         return 0
-    if test.kind == "home" and exam_duration(test) <= SIX_HOURS:
+    if test.kind == "home" and exam_duration(test) <= SHORT_HOME_EXAM:
         return 30
     if test.kind == "school":
         return 15

@@ -8,6 +8,7 @@ from store.models import Test
 
 SMS = "sms"
 EMAIL = "email"
+# A home exam this long or shorter gets the upload allowance (R1) and SMS notices (R13).
 SHORT_HOME_EXAM = timedelta(hours=6)
 
 
