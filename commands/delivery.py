@@ -15,7 +15,7 @@ from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
 from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
-from commands.reopen import close_reopening
+from commands.reopen import close_reopening, end_reopening
 from commands.status import candidate_status
 from commands.timing import (
     OPEN_REOPENING,
@@ -182,9 +182,7 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
     reopening = active_reopening(candidate)
     if reopening is not None:
         # The staff delivery is the new delivery: it ends the reopening, as closing it would.
-        reopening.closed_at = ctx.now
-        reopening.closed_by = ctx.actor
-        reopening.close_choice = "current"
+        end_reopening(ctx, reopening, choice="current")
     db.add(
         Submission(
             candidate_id=candidate.id,

@@ -276,10 +276,15 @@ def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
     )
 
 
-def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, choice: str) -> None:
+def end_reopening(ctx: Ctx, reopening: Reopening, *, choice: str) -> None:
+    """R8's end of a reopening, without the delivery that closing it makes."""
     reopening.closed_at = ctx.now
     reopening.closed_by = ctx.actor
     reopening.close_choice = choice
+
+
+def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, choice: str) -> None:
+    end_reopening(ctx, reopening, choice=choice)
     ctx.db_session.add(
         Submission(
             candidate_id=candidate.id,
