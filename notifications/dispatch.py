@@ -71,7 +71,8 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass(frozen=True)
 class Tuning:
-    """Knobs with production defaults; ``NOTIFIER_<NAME>`` environment variables override."""
+    """Knobs with production defaults; the settings' ``notifier_<name>`` (environment
+    variables ``NOTIFIER_<NAME>``) override."""
 
     batch: int = 200  # at most; a claim holds about batch_seconds of this sender's share
     batch_seconds: float = 2.0
@@ -88,13 +89,9 @@ class Tuning:
     in_flight: int = 0  # 0: enough to reach the rate when the provider answers in 300 ms
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Tuning:
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = environ.get(f"NOTIFIER_{f.name.upper()}")
-            if raw:
-                values[f.name] = int(raw) if f.type == "int" else float(raw)
-        return cls(**values)
+    def from_settings(cls, settings: Any) -> Tuning:
+        values = {f.name: getattr(settings, f"notifier_{f.name}", None) for f in fields(cls)}
+        return cls(**{name: value for name, value in values.items() if value is not None})
 
     def __post_init__(self) -> None:
         if self.heartbeat_seconds * 2 > self.lease_seconds:
@@ -695,7 +692,7 @@ def from_settings(
     tuning: Tuning | None = None,
     transports: Mapping[str, Transport] | None = None,
 ) -> Dispatcher:
-    tuning = tuning or Tuning.from_env()
+    tuning = tuning or Tuning.from_settings(settings)
     rate = float(settings.sms_per_second)
     if transports is None:
         transports = build_transports(
