@@ -26,6 +26,7 @@ from starlette.routing import Route
 from bot import slack_door, web_notices, web_twilio
 from bot.deps import Deps
 from bot.settings import Settings
+from notifications.delivery_states import NOT_DELIVERED, WAITING
 from store import clock
 from store.db import raw_execute
 from store.models import Delivery
@@ -152,8 +153,8 @@ def _answer(body: dict[str, Any], status: int, text: str) -> BoltResponse:
 
 def _outbox(deps: Deps) -> dict[str, int]:
     """Messages to candidates not yet handed to a provider, and those that failed."""
-    waiting = Delivery.status.in_(("pending", "sending", "unknown"))
-    failed = Delivery.status.in_(("failed", "undelivered"))
+    waiting = Delivery.status.in_(WAITING)
+    failed = Delivery.status.in_(NOT_DELIVERED)
     with deps.engine.connect() as conn:
         row = conn.execute(
             select(

@@ -38,6 +38,7 @@ from store.models import (
     CANDIDATE_WITH_OWN_END,
     AnyTest,
     Candidate,
+    CandidateStatus,
     Delivery,
     Notice,
     NoticeReceipt,
@@ -251,7 +252,7 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
         "exam_end": iso(test.end, tz),
         "ordinary_end": iso(ordinary_end, tz),
         "candidates": total,
-        "by_status": {s: counts.get(s, 0) for s in ("not_started", "started", "submitted")},
+        "by_status": {s: counts.get(s, 0) for s in CandidateStatus},
         "extra": extra,
         "incident": incident,
         "individual": individual,
@@ -276,7 +277,8 @@ def _grading(
     waiting = []
     for number, status, *plain in connection.execute(_MAY_STILL_WRITE, params):
         times = plain_deadlines(ordinary_end, *plain)
-        if times.reopen_mode is not None or (status != "submitted" and times.end > ctx.now):
+        writing = status != CandidateStatus.SUBMITTED and times.end > ctx.now
+        if times.reopen_mode is not None or writing:
             waiting.append(number)
     if not waiting:
         return {

@@ -25,7 +25,7 @@ from commands.permissions import require_support, require_support_or_teacher_of
 from commands.reply import Reply
 from commands.timeparse import format_time
 from notifications import fanout
-from store.models import QuestionErrorReport, Test
+from store.models import QuestionErrorReport, ReportState, Test
 
 USAGE = (
     "Usage: /question-error TEST [text]\n"
@@ -123,7 +123,7 @@ def report(
         text_nb=text_nb,
         text_en=text_en,
         suggested_minutes=minutes,
-        state="open",
+        state=ReportState.OPEN,
     )
     db.add(found)
     db.flush()
@@ -186,7 +186,7 @@ def show(ctx: Ctx, *, report_id: int) -> dict[str, Any]:
 def _open_report(ctx: Ctx, report_id: int) -> tuple[QuestionErrorReport, Test]:
     found = get_report(ctx, report_id, lock=True)
     test = ctx.db_session.get(Test, found.test_id)
-    if found.state != "open":
+    if found.state != ReportState.OPEN:
         raise Refused(f"Error report #{found.id} for {test.code} is already {found.state}.")
     return found, test
 
@@ -236,13 +236,13 @@ def reject(ctx: Ctx, *, report_id: int, reason: str = "") -> dict[str, Any]:
     """Support decides not to send it (not an error, or handled otherwise)."""
     require_support(db_session=ctx.db_session, user_id=ctx.actor, doing="reject error reports")
     found, test = _open_report(ctx, report_id)
-    found.state, found.handled_by, found.handled_at = "rejected", ctx.actor, ctx.now
+    found.state, found.handled_by, found.handled_at = ReportState.REJECTED, ctx.actor, ctx.now
     audit.record(
         ctx,
         action="question_error_rejected",
         reason=reason or f"report #{found.id}",
-        before={"state": "open"},
-        after={"state": "rejected"},
+        before={"state": ReportState.OPEN},
+        after={"state": ReportState.REJECTED},
         test=test,
     )
     ctx.db_session.flush()

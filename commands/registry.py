@@ -31,7 +31,7 @@ from commands.timeparse import format_duration, local_to_utc
 from commands.timing import ordinary_end_passed
 from notifications.addresses import usable_phone
 from notifications.masking import mask_email, mask_phone
-from store.models import Candidate, Staff, StaffTest, Test
+from store.models import Candidate, CandidateStatus, Staff, StaffTest, Test, TestKind
 
 T = TypeVar("T")
 
@@ -54,8 +54,8 @@ FILE_KINDS = {
     "tests": (TEST_COLUMNS, TEST_REQUIRED),
     "candidates": (CANDIDATE_COLUMNS, CANDIDATE_REQUIRED),
 }
-KINDS = ("school", "home", "assignment", "thesis")
-STATUSES = ("not_started", "started", "submitted")
+KINDS = tuple(TestKind)
+STATUSES = tuple(CandidateStatus)
 STATUS_RANK = {s: i for i, s in enumerate(STATUSES)}
 LANGUAGES = ("nb", "en")
 MAX_EXTRA_MINUTES = 24 * 60
@@ -589,7 +589,7 @@ def _store_candidates(ctx: Ctx, items: list[CandidateRow], tests: dict[str, Test
                     test_id=test.id,
                     number=item.number,
                     incident_minutes=0,
-                    status=item.status or "not_started",
+                    status=item.status or CandidateStatus.NOT_STARTED,
                     notice_token=secrets.token_urlsafe(32),
                     **{f: getattr(item, f) for f in REGISTRY_FIELDS},
                 )

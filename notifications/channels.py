@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from store.models import Test
+from store.models import Test, TestKind
 
 SMS = "sms"
 EMAIL = "email"
@@ -17,8 +17,8 @@ def outside_channel(test: Test) -> str:
 
     Everyone gets the in-app notice as well; this is the channel that says one is waiting.
     """
-    if test.kind == "school":
+    if test.kind == TestKind.SCHOOL:
         return SMS
-    if test.kind == "home" and test.end - test.start <= SHORT_HOME_EXAM:
+    if test.kind == TestKind.HOME and test.end - test.start <= SHORT_HOME_EXAM:
         return SMS
     return EMAIL

@@ -50,6 +50,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifications import texts
 from notifications.channels import SMS
+from notifications.delivery_states import (
+    FAILED,
+    LOGGED,
+    PENDING,
+    SENDING,
+    SENT,
+    UNKNOWN,
+    Step,
+    may_take,
+    to,
+)
 from notifications.ratelimit import SendSchedule
 from notifications.transports import (
     Message,
@@ -185,14 +196,14 @@ def sweep(*, db_session: Session, now: datetime) -> dict[str, int]:
     """
     released = db_session.execute(
         update(Delivery)
-        .where(Delivery.status == "pending", Delivery.claimed_by.is_not(None), _claim_over(now))
+        .where(may_take(Step.RELEASE), Delivery.claimed_by.is_not(None), _claim_over(now))
         .values(claimed_by=None, claimed_until=None)
     ).rowcount
     stuck = db_session.execute(
         update(Delivery)
-        .where(Delivery.status == "sending", _claim_over(now))
+        .where(may_take(Step.CUT_OFF), _claim_over(now))
         .values(
-            status="unknown",
+            status=to(Step.CUT_OFF, UNKNOWN),
             error_code="no_answer",
             error_message="the sender stopped before the provider answered; "
             "it may have been sent, so it is checked before any resend",
@@ -371,7 +382,7 @@ class Dispatcher:
         due = (
             select(Delivery.id)
             .where(
-                Delivery.status == "pending",
+                may_take(Step.CLAIM),
                 Delivery.next_attempt_at <= now,
                 Delivery.claimed_until.is_(None) | _claim_over(now),
                 Delivery.channel.in_(list(self.transports)),
@@ -426,11 +437,11 @@ class Dispatcher:
                 update(Delivery)
                 .where(
                     Delivery.id.in_([job.id for job in group]),
-                    Delivery.status == "pending",
+                    may_take(Step.MARK),
                     Delivery.claimed_by == self.worker_id,
                 )
                 .values(
-                    status="sending",
+                    status=to(Step.MARK, SENDING),
                     attempts=Delivery.attempts + 1,
                     claimed_until=now + self.tuning.sending_claim(),
                     updated_at=now,
@@ -449,11 +460,11 @@ class Dispatcher:
                     update(Delivery)
                     .where(
                         Delivery.id.in_(ids),
-                        Delivery.status == "sending",
+                        may_take(Step.UNMARK),
                         Delivery.claimed_by == self.worker_id,
                     )
                     .values(
-                        status="pending",
+                        status=to(Step.UNMARK, PENDING),
                         attempts=Delivery.attempts - 1,
                         claimed_by=None,
                         claimed_until=None,
@@ -469,7 +480,7 @@ class Dispatcher:
             try:
                 transport = self.transports[job.channel]
                 provider_id = transport.send(job.message(self.public_url))
-                status = "logged" if transport.logs_only else "sent"
+                status = LOGGED if transport.logs_only else SENT
                 values = {"status": status, "provider_id": provider_id, "sent_at": clock.now()}
                 values |= {"error_code": None, "error_message": None}
             except TransportError as error:
@@ -479,26 +490,27 @@ class Dispatcher:
                         if error.permanent
                         else f"gave up after {attempts} tries: {error}"
                     )
-                    values = {"status": "failed", "error_code": error.code, "error_message": reason}
+                    values = {"status": FAILED, "error_code": error.code, "error_message": reason}
                 else:
                     retry_at = clock.now() + timedelta(seconds=self.tuning.backoff(attempts))
                     values = {
-                        "status": "pending",
+                        "status": PENDING,
                         "next_attempt_at": retry_at,
                         "error_code": error.code,
                         "error_message": str(error),
                     }
             except OutcomeUnknown as error:
                 values = {
-                    "status": "unknown",
+                    "status": UNKNOWN,
                     "error_code": "no_answer",
                     "error_message": str(error),
                 }
             except Exception as error:
                 # A bug of ours may strike before or after the request: never guess 'unsent'.
                 log.exception("sending delivery %s failed unexpectedly", job.id)
-                values = {"status": "unknown", "error_code": "error", "error_message": repr(error)}
+                values = {"status": UNKNOWN, "error_code": "error", "error_message": repr(error)}
             values |= {"claimed_by": None, "claimed_until": None, "updated_at": clock.now()}
+            values["status"] = to(Step.RECORD, values["status"])
             self._results.put((job, values))
         finally:
             self.slots.release()
@@ -537,14 +549,12 @@ class Dispatcher:
                             update(Delivery)
                             .where(
                                 Delivery.id == job.id,
-                                # A sweep may have called it 'unknown' meanwhile; the answer
-                                # that did come is the truth.
-                                Delivery.status.in_(("sending", "unknown")),
+                                may_take(Step.RECORD),
                                 Delivery.provider_id.is_(None),
                             )
                             .values(**values)
                         ).rowcount
-                        if not recorded and values["status"] == "sent":
+                        if not recorded and values["status"] == SENT:
                             # Twilio's status callback came first (its URL names the
                             # delivery) and set the SID and a status: that status stays.
                             db_session.execute(
@@ -593,7 +603,7 @@ class Dispatcher:
                 for row in db_session.execute(
                     _job_query()
                     .where(
-                        Delivery.status == "unknown",
+                        may_take(Step.RECONCILE),
                         Delivery.channel.in_(channels),
                         Delivery.updated_at <= ripe,
                         Delivery.provider_id.is_(None),
@@ -612,17 +622,18 @@ class Dispatcher:
                 continue
             now = clock.now()
             if found:
-                values: dict[str, Any] = {"status": "sent", "provider_id": found, "sent_at": now}
+                values: dict[str, Any] = {"status": SENT, "provider_id": found, "sent_at": now}
                 values |= {"error_code": None, "error_message": None}
             elif job.attempts >= self.tuning.max_attempts:
-                values = {"status": "failed", "error_message": "not sent; out of tries"}
+                values = {"status": FAILED, "error_message": "not sent; out of tries"}
             else:
-                values = {"status": "pending", "next_attempt_at": now, "error_message": None}
+                values = {"status": PENDING, "next_attempt_at": now, "error_message": None}
                 values |= {"error_code": None}
+            values["status"] = to(Step.RECONCILE, values["status"])
             with session_scope(self.session_factory) as db_session:
                 settled += db_session.execute(
                     update(Delivery)
-                    .where(Delivery.id == job.id, Delivery.status == "unknown")
+                    .where(Delivery.id == job.id, may_take(Step.RECONCILE))
                     .values(**values, updated_at=now)
                 ).rowcount
             self._progress(job.notice_id)
@@ -632,7 +643,7 @@ class Dispatcher:
         try:
             with session_scope(self.session_factory) as db_session:
                 query = update(Delivery).where(
-                    Delivery.status == "pending", Delivery.claimed_by == self.worker_id
+                    may_take(Step.RELEASE), Delivery.claimed_by == self.worker_id
                 )
                 if ids is not None:
                     query = query.where(Delivery.id.in_(ids))

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from notifications import texts
 from notifications.addresses import NO_EMAIL, NO_NUMBER, usable_email, usable_phone
 from notifications.channels import SMS, outside_channel
-from store.models import Candidate, Delivery, Notice, NoticeReceipt, Test
+from store.models import Candidate, Delivery, DeliveryStatus, Notice, NoticeReceipt, Test
 
 CHUNK = 2000
 NO_ADDRESS_CODE = "no_address"
@@ -144,7 +144,7 @@ def fan_out(
                     "candidate_id": row.id,
                     "channel": channel,
                     "address": address,
-                    "status": "pending" if address else "failed",
+                    "status": DeliveryStatus.PENDING if address else DeliveryStatus.FAILED,
                     "attempts": 0,
                     "next_attempt_at": now,
                     "error_code": None if address else NO_ADDRESS_CODE,
