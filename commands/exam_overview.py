@@ -8,12 +8,14 @@ from typing import Any
 
 from sqlalchemy import (
     CompoundSelect,
+    String,
     bindparam,
     func,
     literal,
     null,
     select,
     text,
+    type_coerce,
     union,
     union_all,
 )
@@ -108,7 +110,8 @@ _OF_TEST = _notices.c.test_id == bindparam("test_id")
 # (and how many are read); deliveries per channel and status.
 STATUS, LIST, SENT, INAPP, DELIVERY = "status", "list", "sent", "inapp", "delivery"
 _COUNTS = union_all(
-    select(literal(STATUS), _c.status, null(), func.count(), literal(0))
+    # The key column also holds list names and channels: plain text, not a status.
+    select(literal(STATUS), type_coerce(_c.status, String), null(), func.count(), literal(0))
     .where(_IN_TEST)
     .group_by(_c.status),
     *(

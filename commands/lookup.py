@@ -53,7 +53,8 @@ def may_be_test_code(code: str) -> bool:
 def test_not_found(test_code: str) -> NotFound:
     return NotFound(
         f"There is no test {clip(test_code)}. Check the code (like TDT4100-2026H); "
-        "tests come from the student registry (`examdesk import tests FILE`)."
+        "tests come from the student registry (`examdesk import tests FILE`).",
+        field="test",
     )
 
 
