@@ -39,6 +39,20 @@ class Settings(BaseSettings):
     # is whsec_ + base64. Empty: no events.
     webhook_urls: str = ""
     webhook_secret: SecretStr | None = None
+    # The notifier's knobs (notifications.dispatch.Tuning); unset: its production defaults.
+    notifier_batch: int | None = None
+    notifier_batch_seconds: float | None = None
+    notifier_claim_seconds: float | None = None
+    notifier_send_timeout: float | None = None
+    notifier_max_attempts: int | None = None
+    notifier_backoff_base: float | None = None
+    notifier_backoff_cap: float | None = None
+    notifier_reconcile_after: float | None = None
+    notifier_poll_seconds: float | None = None
+    notifier_maintain_seconds: float | None = None
+    notifier_heartbeat_seconds: float | None = None
+    notifier_lease_seconds: float | None = None
+    notifier_in_flight: int | None = None
 
     @field_validator("examdesk_timezone")
     @classmethod
@@ -64,6 +78,19 @@ class Settings(BaseSettings):
         "mail_from",
         "registry_dir",
         "support_contact",
+        "notifier_batch",
+        "notifier_batch_seconds",
+        "notifier_claim_seconds",
+        "notifier_send_timeout",
+        "notifier_max_attempts",
+        "notifier_backoff_base",
+        "notifier_backoff_cap",
+        "notifier_reconcile_after",
+        "notifier_poll_seconds",
+        "notifier_maintain_seconds",
+        "notifier_heartbeat_seconds",
+        "notifier_lease_seconds",
+        "notifier_in_flight",
         mode="before",
     )
     @classmethod

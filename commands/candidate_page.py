@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from commands.timing import Timing, timing
 from notifications import inapp, texts
-from store.models import AnyTest, Candidate
+from store.models import AnyTest, Candidate, CandidateStatus, TestKind
 
 
 def delivered_automatically(test: AnyTest, t: Timing) -> bool:
@@ -16,7 +16,7 @@ def delivered_automatically(test: AnyTest, t: Timing) -> bool:
 
     A reopened answer is delivered at its reopen deadline even where the test does not
     deliver automatically; no-limit reopenings and theses never are."""
-    if test.kind == "thesis":
+    if test.kind == TestKind.THESIS:
         return False
     if t.reopening is not None:
         return t.reopen_deadline is not None
@@ -46,13 +46,13 @@ def page_data(
         reopen_deadline=t.reopen_deadline,
         deadline=t.deadline,
         automatic=delivered_automatically(test, t),
-        started=candidate.status == "started" or reopened,
+        started=candidate.status == CandidateStatus.STARTED or reopened,
         submitted_at=candidate.submitted_at
-        if candidate.status == "submitted" and not reopened
+        if candidate.status == CandidateStatus.SUBMITTED and not reopened
         else None,
         # Only a school exam has an invigilator, and only in the room while it runs; after
         # the candidate's own end (a new delivery later, say) support is the one to ask.
-        ask_invigilator=test.kind == "school" and now < t.end_time,
+        ask_invigilator=test.kind == TestKind.SCHOOL and now < t.end_time,
         support_contact=support_contact,
         notices=inapp.notices(db_session=db_session, candidate_id=candidate.id, language=language),
     )

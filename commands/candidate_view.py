@@ -14,7 +14,7 @@ from commands.status import candidate_status
 from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
 from commands.timing import timing
 from notifications.masking import mask_email, mask_phone
-from store.models import AnyCandidate, AnyTest, Delivery, NoticeReceipt
+from store.models import AnyCandidate, AnyTest, CandidateStatus, Delivery, NoticeReceipt
 
 USAGE = (
     "Usage: /candidate TEST CANDIDATE [history [page N]]\n"
@@ -23,7 +23,6 @@ USAGE = (
     "  Example: /candidate TDT4100-2026H 10023"
 )
 INAPP = "inapp"  # not a delivery channel: marks the in-app row of notice_summary's query
-STATUS_LABELS = {"not_started": "not started", "started": "started", "submitted": "submitted"}
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
@@ -55,7 +54,7 @@ def card(ctx: Ctx, test: AnyTest, candidate: AnyCandidate) -> Reply:
     data["notices"] = notice_summary(ctx, candidate)
     lines = [
         f"Candidate {candidate.number} · {test.code} ({test.kind} exam)",
-        f"Status: {STATUS_LABELS.get(candidate.status, candidate.status)}",
+        f"Status: {CandidateStatus(candidate.status).label}",
     ]
     if t.reopening is not None:
         if t.reopen_deadline is None:

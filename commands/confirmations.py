@@ -19,10 +19,11 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.context import Ctx
+from commands.errors import CommandError
 from commands.permissions import SUPPORT, role_of
 from commands.reply import Reply
 from commands.router import dispatch
-from commands.runner import execute, in_transaction
+from commands.runner import execute, in_transaction, refusal
 from commands.timeparse import format_time
 from store.models import Confirmation
 
@@ -113,14 +114,17 @@ def apply(
             return _not_claimable(ctx.db_session, token, tz)
         return dispatch(ctx, command, confirmed=True)
 
-    return in_transaction(
-        session_factory=session_factory,
-        actor=actor,
-        tz=tz,
-        work=claim_and_run,
-        registry_dir=registry_dir,
-        now=now,
-    )
+    try:
+        return in_transaction(
+            session_factory=session_factory,
+            actor=actor,
+            tz=tz,
+            work=claim_and_run,
+            registry_dir=registry_dir,
+            now=now,
+        )
+    except CommandError as error:
+        return refusal(error)
 
 
 def cancel(

@@ -15,7 +15,7 @@ from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
 from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
-from commands.reopen import close_reopening
+from commands.reopen import close_reopening, end_reopening
 from commands.status import candidate_status
 from commands.timing import (
     OPEN_REOPENING,
@@ -25,7 +25,7 @@ from commands.timing import (
     plain_deadlines,
     timing,
 )
-from store.models import Candidate, Reopening, Submission, Test
+from store.models import Candidate, CandidateStatus, Reopening, Submission, Test, TestKind
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 SYSTEM_ACTOR = "examdesk"
@@ -44,7 +44,9 @@ def _awaiting_delivery() -> Select[tuple[Candidate]]:
     return (
         select(Candidate)
         .join(Test, Test.id == Candidate.test_id)
-        .where(Test.kind != "thesis", or_(Candidate.status == "started", active))
+        .where(
+            Test.kind != TestKind.THESIS, or_(Candidate.status == CandidateStatus.STARTED, active)
+        )
         .options(selectinload(Candidate.reopenings), selectinload(Candidate.test))
     )
 
@@ -123,7 +125,7 @@ def deliver_due(ctx: Ctx, *, candidate_ids: list[int] | None = None) -> list[Del
             db.add(
                 Submission(candidate_id=candidate.id, at=ctx.now, source="automatic", by=ctx.actor)
             )
-            candidate.status = "submitted"
+            candidate.status = CandidateStatus.SUBMITTED
             candidate.submitted_at = ctx.now
             action = "auto_deliver"
         db.flush()
@@ -148,9 +150,12 @@ _AWAITING_PLAIN = (
             Reopening.__table__, OPEN_REOPENING
         )
     )
-    .where(_t.kind != "thesis", or_(_c.status == "started", _r.id.is_not(None)))
+    .where(
+        _t.kind != TestKind.THESIS,
+        or_(_c.status == CandidateStatus.STARTED, _r.id.is_not(None)),
+    )
 )
-_TESTS_AWAITING = select(Test).where(Test.kind != "thesis")
+_TESTS_AWAITING = select(Test).where(Test.kind != TestKind.THESIS)
 
 
 def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: str) -> str:
@@ -182,9 +187,7 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
     reopening = active_reopening(candidate)
     if reopening is not None:
         # The staff delivery is the new delivery: it ends the reopening, as closing it would.
-        reopening.closed_at = ctx.now
-        reopening.closed_by = ctx.actor
-        reopening.close_choice = "current"
+        end_reopening(ctx, reopening, choice="current")
     db.add(
         Submission(
             candidate_id=candidate.id,
@@ -196,7 +199,7 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
             sha256=digest.hexdigest(),
         )
     )
-    candidate.status = "submitted"
+    candidate.status = CandidateStatus.SUBMITTED
     candidate.submitted_at = ctx.now
     db.flush()
     audit.record(

@@ -14,7 +14,7 @@ from commands import registry, staff
 from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR
 from commands.timing import timing
-from store.models import Candidate, Submission, Test
+from store.models import Candidate, CandidateStatus, Submission, Test, TestKind
 
 SUPPORT_USER = "U0DEMOSUP1"
 TEACHER_USER = "U0DEMOTCH1"
@@ -53,7 +53,7 @@ def _demo_tests(hour: datetime) -> list[DemoTest]:
         (
             "DEMO-SCHOOL",
             "Demo school exam with upload",
-            "school",
+            TestKind.SCHOOL,
             hour - timedelta(hours=1),
             hour + timedelta(hours=3),
             "yes",
@@ -63,7 +63,7 @@ def _demo_tests(hour: datetime) -> list[DemoTest]:
         (
             "DEMO-HOME6",
             "Demo 6-hour home exam",
-            "home",
+            TestKind.HOME,
             hour - timedelta(hours=2),
             hour + timedelta(hours=4),
             "yes",
@@ -73,7 +73,7 @@ def _demo_tests(hour: datetime) -> list[DemoTest]:
         (
             "DEMO-HOME48",
             "Demo 48-hour home exam",
-            "home",
+            TestKind.HOME,
             hour - timedelta(hours=20),
             hour + timedelta(hours=28),
             "yes",
@@ -83,7 +83,7 @@ def _demo_tests(hour: datetime) -> list[DemoTest]:
         (
             "DEMO-PAST",
             "Demo school exam that has just ended",
-            "school",
+            TestKind.SCHOOL,
             hour - timedelta(hours=4),
             hour - timedelta(hours=1),
             "yes",
@@ -93,7 +93,7 @@ def _demo_tests(hour: datetime) -> list[DemoTest]:
         (
             "DEMO-THESIS",
             "Demo master thesis",
-            "thesis",
+            TestKind.THESIS,
             hour - timedelta(days=120),
             hour + timedelta(days=3),
             "yes",
@@ -118,7 +118,11 @@ def _write_files(folder: Path, tests: list[DemoTest], hour: datetime) -> tuple[P
         for code, *_ in tests:
             for i in range(1, 21):
                 number = f"{10000 + i}"
-                status = "submitted" if i % 7 == 0 else ("not_started" if i == 20 else "started")
+                status = (
+                    CandidateStatus.SUBMITTED
+                    if i % 7 == 0
+                    else (CandidateStatus.NOT_STARTED if i == 20 else CandidateStatus.STARTED)
+                )
                 extra = 30 if i % 5 == 0 else 0
                 individual = (
                     _fmt(hour + timedelta(days=7)) if code == "DEMO-THESIS" and i == 3 else ""
@@ -149,14 +153,14 @@ def _deliver_what_is_due(ctx: Ctx) -> None:
         .join(Test, Test.id == Candidate.test_id)
         .where(
             Test.code.like("DEMO-%"),
-            Candidate.status.in_(("started", "submitted")),
+            Candidate.status.in_((CandidateStatus.STARTED, CandidateStatus.SUBMITTED)),
             Candidate.submitted_at.is_(None),
         )
         .options(selectinload(Candidate.test), selectinload(Candidate.reopenings))
     ).all()
     for candidate in candidates:
         test = candidate.test
-        if candidate.status == "submitted":
+        if candidate.status == CandidateStatus.SUBMITTED:
             at, source, by = (
                 test.start + timedelta(minutes=30 + int(candidate.number) % 100),
                 "candidate",
@@ -164,10 +168,10 @@ def _deliver_what_is_due(ctx: Ctx) -> None:
             )
         else:
             at = timing(candidate, test).end_time
-            if test.kind == "thesis" or not test.auto_deliver or at > ctx.now:
+            if test.kind == TestKind.THESIS or not test.auto_deliver or at > ctx.now:
                 continue
             source, by = "automatic", SYSTEM_ACTOR
-        candidate.status = "submitted"
+        candidate.status = CandidateStatus.SUBMITTED
         candidate.submitted_at = at
         ctx.db_session.add(Submission(candidate_id=candidate.id, at=at, source=source, by=by))
     ctx.db_session.flush()

@@ -8,16 +8,26 @@ from __future__ import annotations
 
 
 class CommandError(Exception):
-    """Base of every refusal; ``message`` is shown as it is, ``usage`` after it."""
+    """Base of every refusal; ``message`` is shown as it is, ``usage`` after it.
+
+    ``field`` names the input the refusal concerns (``test``, ``text_nb``, ``minutes`` …), so
+    that a form shows it on that field; None: the request as a whole.
+    """
 
     def __init__(
-        self, message: str, usage: str | None = None, *, mentions: tuple[str, ...] = ()
+        self,
+        message: str,
+        usage: str | None = None,
+        *,
+        mentions: tuple[str, ...] = (),
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.usage = usage
         # As ``Reply.mentions``: the Slack users the message names on purpose.
         self.mentions = mentions
+        self.field = field
 
     def __str__(self) -> str:
         return f"{self.message}\n{self.usage}" if self.usage else self.message

@@ -8,12 +8,14 @@ from typing import Any
 
 from sqlalchemy import (
     CompoundSelect,
+    String,
     bindparam,
     func,
     literal,
     null,
     select,
     text,
+    type_coerce,
     union,
     union_all,
 )
@@ -38,6 +40,7 @@ from store.models import (
     CANDIDATE_WITH_OWN_END,
     AnyTest,
     Candidate,
+    CandidateStatus,
     Delivery,
     Notice,
     NoticeReceipt,
@@ -107,7 +110,8 @@ _OF_TEST = _notices.c.test_id == bindparam("test_id")
 # (and how many are read); deliveries per channel and status.
 STATUS, LIST, SENT, INAPP, DELIVERY = "status", "list", "sent", "inapp", "delivery"
 _COUNTS = union_all(
-    select(literal(STATUS), _c.status, null(), func.count(), literal(0))
+    # The key column also holds list names and channels: plain text, not a status.
+    select(literal(STATUS), type_coerce(_c.status, String), null(), func.count(), literal(0))
     .where(_IN_TEST)
     .group_by(_c.status),
     *(
@@ -251,7 +255,7 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
         "exam_end": iso(test.end, tz),
         "ordinary_end": iso(ordinary_end, tz),
         "candidates": total,
-        "by_status": {s: counts.get(s, 0) for s in ("not_started", "started", "submitted")},
+        "by_status": {s: counts.get(s, 0) for s in CandidateStatus},
         "extra": extra,
         "incident": incident,
         "individual": individual,
@@ -276,7 +280,8 @@ def _grading(
     waiting = []
     for number, status, *plain in connection.execute(_MAY_STILL_WRITE, params):
         times = plain_deadlines(ordinary_end, *plain)
-        if times.reopen_mode is not None or (status != "submitted" and times.end > ctx.now):
+        writing = status != CandidateStatus.SUBMITTED and times.end > ctx.now
+        if times.reopen_mode is not None or writing:
             waiting.append(number)
     if not waiting:
         return {

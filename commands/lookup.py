@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
 from commands.reply import listed
+from commands.text import clip
 from commands.timing import OPEN_REOPENING
 from store.db import has_row_locks
 from store.models import (
@@ -51,8 +52,9 @@ def may_be_test_code(code: str) -> bool:
 
 def test_not_found(test_code: str) -> NotFound:
     return NotFound(
-        f"There is no test {_clip(test_code)}. Check the code (like TDT4100-2026H); "
-        "tests come from the student registry (`examdesk import tests FILE`)."
+        f"There is no test {clip(test_code)}. Check the code (like TDT4100-2026H); "
+        "tests come from the student registry (`examdesk import tests FILE`).",
+        field="test",
     )
 
 
@@ -154,18 +156,14 @@ def parse_candidate_list(text: str) -> list[str] | None:
         )
     if not numbers or not all(is_candidate_number(n) for n in numbers):
         raise InvalidInput(
-            f"'{_clip(text)}' is not a list of candidates. Write {CANDIDATES_FORMS}."
+            f"'{clip(text)}' is not a list of candidates. Write {CANDIDATES_FORMS}."
         )
     return list(dict.fromkeys(numbers))
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_candidate_number(text: str) -> str:
     if not is_candidate_number(text):
         raise InvalidInput(
-            f"'{_clip(text)}' is not a candidate number. Write the number, e.g. 10023."
+            f"'{clip(text)}' is not a candidate number. Write the number, e.g. 10023."
         )
     return text

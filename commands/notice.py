@@ -23,7 +23,7 @@ from commands.reply import Confirm, Reply, listed
 from commands.timeparse import format_time
 from notifications import fanout
 from notifications.channels import SMS
-from store.models import QuestionErrorReport, Test
+from store.models import QuestionErrorReport, ReportState, Test
 
 USAGE = (
     "Usage: /notice TEST text   or   /notice TEST nb: TEKST en: TEXT\n"
@@ -307,19 +307,13 @@ def report_texts(report: QuestionErrorReport) -> Texts:
     return Texts(nb=report.text_nb.strip(), en=report.text_en.strip())
 
 
-def report_preview(ctx: Ctx, *, report_id: int) -> fanout.Plan:
-    """The counts for a report's "Send to candidates" confirmation."""
-    report = get_report(ctx, report_id)
-    return fanout.plan(db_session=ctx.db_session, test=ctx.db_session.get(Test, report.test_id))
-
-
 def send(ctx: Ctx, *, report_id: int) -> Reply:
     """The report's "Send to candidates" button: its text to every candidate, once."""
     db = ctx.db_session
     require_support(db_session=db, user_id=ctx.actor, doing="send notices to candidates")
     report = get_report(ctx, report_id, lock=True)
     test = db.get(Test, report.test_id)
-    if report.state != "open":
+    if report.state != ReportState.OPEN:
         by = f" by <@{report.handled_by}>" if report.handled_by else ""
         when = f" at {format_time(report.handled_at, ctx.tz)}" if report.handled_at else ""
         raise Refused(
@@ -333,8 +327,8 @@ def send(ctx: Ctx, *, report_id: int) -> Reply:
     # A double click: only the first UPDATE finds the report still open.
     taken = db.execute(
         update(QuestionErrorReport)
-        .where(QuestionErrorReport.id == report.id, QuestionErrorReport.state == "open")
-        .values(state="sent", handled_by=ctx.actor, handled_at=ctx.now),
+        .where(QuestionErrorReport.id == report.id, QuestionErrorReport.state == ReportState.OPEN)
+        .values(state=ReportState.SENT, handled_by=ctx.actor, handled_at=ctx.now),
         execution_options={"synchronize_session": False},
     ).rowcount
     if taken != 1:

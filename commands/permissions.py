@@ -87,7 +87,8 @@ def _check_support_or_teacher_of(
             return role
         raise NotAllowed(
             f"You are not registered as a teacher of {test.code}, so you cannot {doing}. "
-            "If you should be, ask exam support to add the test to your account."
+            "If you should be, ask exam support to add the test to your account.",
+            field="test",
         )
     raise _not_registered(db_session, user_id)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands import audit
+from commands import audit, incident_time
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
 from commands.lookup import get_test
@@ -25,7 +25,7 @@ from commands.permissions import require_support, require_support_or_teacher_of
 from commands.reply import Reply
 from commands.timeparse import format_time
 from notifications import fanout
-from store.models import QuestionErrorReport, Test
+from store.models import QuestionErrorReport, ReportState, Test
 
 USAGE = (
     "Usage: /question-error TEST [text]\n"
@@ -61,19 +61,24 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
 
 def check_minutes(value: int | None) -> int | None:
     if value is not None and not 0 <= value <= MAX_MINUTES:
-        raise InvalidInput(f"Suggested extra time must be 0–{MAX_MINUTES} minutes.")
+        raise InvalidInput(
+            f"Suggested extra time must be 0–{MAX_MINUTES} minutes.", field="minutes"
+        )
     return value or None
 
 
 def _check_texts(text_nb: str, text_en: str) -> tuple[str, str]:
     text_nb, text_en = text_nb.strip(), text_en.strip()
     if not text_nb and not text_en:
-        raise InvalidInput("Write the text for the candidates, in Norwegian and/or English.")
+        raise InvalidInput(
+            "Write the text for the candidates, in Norwegian and/or English.", field="text_nb"
+        )
     for text in (text_nb, text_en):
         if len(text) > MAX_TEXT:
             raise InvalidInput(
                 f"The text for the candidates is {len(text)} characters long; shorten it to "
-                f"{MAX_TEXT} characters or fewer."
+                f"{MAX_TEXT} characters or fewer.",
+                field="text_nb",
             )
     return text_nb, text_en
 
@@ -83,7 +88,8 @@ def _check_question(question: str) -> str:
     if len(question) > MAX_QUESTION:
         raise InvalidInput(
             f"The question or task is {len(question)} characters long; name it in "
-            f"{MAX_QUESTION} characters or fewer (e.g. Task 3b)."
+            f"{MAX_QUESTION} characters or fewer (e.g. Task 3b).",
+            field="question",
         )
     return question
 
@@ -123,7 +129,7 @@ def report(
         text_nb=text_nb,
         text_en=text_en,
         suggested_minutes=minutes,
-        state="open",
+        state=ReportState.OPEN,
     )
     db.add(found)
     db.flush()
@@ -186,7 +192,7 @@ def show(ctx: Ctx, *, report_id: int) -> dict[str, Any]:
 def _open_report(ctx: Ctx, report_id: int) -> tuple[QuestionErrorReport, Test]:
     found = get_report(ctx, report_id, lock=True)
     test = ctx.db_session.get(Test, found.test_id)
-    if found.state != "open":
+    if found.state != ReportState.OPEN:
         raise Refused(f"Error report #{found.id} for {test.code} is already {found.state}.")
     return found, test
 
@@ -236,13 +242,13 @@ def reject(ctx: Ctx, *, report_id: int, reason: str = "") -> dict[str, Any]:
     """Support decides not to send it (not an error, or handled otherwise)."""
     require_support(db_session=ctx.db_session, user_id=ctx.actor, doing="reject error reports")
     found, test = _open_report(ctx, report_id)
-    found.state, found.handled_by, found.handled_at = "rejected", ctx.actor, ctx.now
+    found.state, found.handled_by, found.handled_at = ReportState.REJECTED, ctx.actor, ctx.now
     audit.record(
         ctx,
         action="question_error_rejected",
         reason=reason or f"report #{found.id}",
-        before={"state": "open"},
-        after={"state": "rejected"},
+        before={"state": ReportState.OPEN},
+        after={"state": ReportState.REJECTED},
         test=test,
     )
     ctx.db_session.flush()
@@ -253,3 +259,17 @@ def place(ctx: Ctx, *, report_id: int, channel: str, ts: str) -> None:
     """Remember where Slack shows the report, so sending progress can update it."""
     found = get_report(ctx, report_id)
     found.slack_channel, found.slack_ts = channel, ts
+
+
+def give_incident_time(ctx: Ctx, *, report_id: int, minutes: int) -> Reply:
+    """R14: exam support's decision on a report, ``/incident-time TEST all add N``.
+
+    A change to all candidates is confirmed first; here the confirmation is the decision
+    itself: support pressed the report's incident-time button (with its suggested minutes)
+    or submitted its minutes form, having seen the report. Nothing outside ``commands``
+    decides that a change to all candidates is confirmed.
+    """
+    found = show(ctx, report_id=report_id)
+    reason = f"error in the question set (report #{report_id})"
+    args = [found["test"], "all", "add", str(minutes), *reason.split()]
+    return incident_time.run(ctx, args, confirmed=True)

@@ -26,11 +26,12 @@ from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import is_candidate_number
+from commands.text import CONTROL
 from commands.timeparse import format_duration, local_to_utc
 from commands.timing import ordinary_end_passed
 from notifications.addresses import usable_phone
 from notifications.masking import mask_email, mask_phone
-from store.models import Candidate, Staff, StaffTest, Test
+from store.models import Candidate, CandidateStatus, Staff, StaffTest, Test, TestKind
 
 T = TypeVar("T")
 
@@ -53,8 +54,8 @@ FILE_KINDS = {
     "tests": (TEST_COLUMNS, TEST_REQUIRED),
     "candidates": (CANDIDATE_COLUMNS, CANDIDATE_REQUIRED),
 }
-KINDS = ("school", "home", "assignment", "thesis")
-STATUSES = ("not_started", "started", "submitted")
+KINDS = tuple(TestKind)
+STATUSES = tuple(CandidateStatus)
 STATUS_RANK = {s: i for i, s in enumerate(STATUSES)}
 LANGUAGES = ("nb", "en")
 MAX_EXTRA_MINUTES = 24 * 60
@@ -66,9 +67,6 @@ _CODE = re.compile(r"[A-Z0-9][A-Z0-9_.-]{0,63}")
 _SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,31}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _DIGITS = re.compile(r"[0-9]+")
-# Line breaks and tabs may sit in quoted cells; other control characters (NUL above all,
-# which PostgreSQL cannot store) mean a broken export.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass
@@ -151,7 +149,7 @@ def read_rows(
             raise InvalidInput(
                 f"{path.name} line {line}: more cells than columns. Nothing was imported."
             )
-        if any(isinstance(v, str) and _CONTROL.search(v) for v in values):
+        if any(isinstance(v, str) and CONTROL.search(v) for v in values):
             raise InvalidInput(
                 f"{path.name} line {line}: a cell holds a control character (such as NUL); "
                 "export the file again as plain CSV UTF-8 or .xlsx. Nothing was imported."
@@ -591,7 +589,7 @@ def _store_candidates(ctx: Ctx, items: list[CandidateRow], tests: dict[str, Test
                     test_id=test.id,
                     number=item.number,
                     incident_minutes=0,
-                    status=item.status or "not_started",
+                    status=item.status or CandidateStatus.NOT_STARTED,
                     notice_token=secrets.token_urlsafe(32),
                     **{f: getattr(item, f) for f in REGISTRY_FIELDS},
                 )

@@ -36,7 +36,7 @@ from commands.timing import (
     reopen_deadline_from,
     timing,
 )
-from store.models import AnyTest, Candidate, Reopening, Submission
+from store.models import AnyTest, Candidate, CandidateStatus, Reopening, ReopenMode, Submission
 
 USAGE = (
     "Usage: /reopen TEST CANDIDATE until-close|at DATETIME|in DURATION|no-limit [reason]\n"
@@ -49,7 +49,7 @@ USAGE = (
     "delivered before reopening\n"
     "  Example: /reopen TDT4100-2026H 10023 in 30m upload failed"
 )
-MODES = ("until-close", "at", "in", "no-limit")
+MODES = tuple(ReopenMode)
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
@@ -117,7 +117,7 @@ def reopen(
     target = _target(connection, test, number)
     current = plain_deadlines(ordinary_end(test), *target.deadlines)
     _check_mode(ctx, test, number, current.end, mode, deadline)
-    if mode == "no-limit" and not confirmed:
+    if mode == ReopenMode.NO_LIMIT and not confirmed:
         return Reply(
             text=f"Reopening {number} of {test.code} with no time limit is not "
             "recommended: the answer is never delivered automatically, someone must close it "
@@ -199,13 +199,13 @@ def _target(connection: Connection, test: AnyTest, number: str) -> _Target:
 def _check_mode(ctx: Ctx, test: AnyTest, number: str, end: datetime, mode: str, deadline) -> None:
     closed = ordinary_end_passed(test, ctx.now)
     ordinary = format_time(ordinary_end(test), ctx.tz)
-    if mode == "until-close" and closed:
+    if mode == ReopenMode.UNTIL_CLOSE and closed:
         raise Refused(
             f"until-close is only possible before the ordinary end of {test.code} ({ordinary}), "
             f"which has passed. Use `/reopen {test.code} {number} in 30m` or "
             f"`at HH:MM` instead."
         )
-    if mode == "until-close" and end <= ctx.now:
+    if mode == ReopenMode.UNTIL_CLOSE and end <= ctx.now:
         raise Refused(
             f"Candidate {number}'s own end time ({format_time(end, ctx.tz)}) has passed, so "
             f"until-close would close at once. Use `/reopen {test.code} {number} at HH:MM` "
@@ -236,7 +236,8 @@ def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
         )
     # An earlier delivery is one recorded here, or a "submitted" status from the registry.
     delivered_before = (
-        reopening.submission_before_id is not None or reopening.status_before == "submitted"
+        reopening.submission_before_id is not None
+        or reopening.status_before == CandidateStatus.SUBMITTED
     )
     if choice == "reverted" and not delivered_before:
         raise Refused(
@@ -276,10 +277,15 @@ def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
     )
 
 
-def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, choice: str) -> None:
+def end_reopening(ctx: Ctx, reopening: Reopening, *, choice: str) -> None:
+    """R8's end of a reopening, without the delivery that closing it makes."""
     reopening.closed_at = ctx.now
     reopening.closed_by = ctx.actor
     reopening.close_choice = choice
+
+
+def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, choice: str) -> None:
+    end_reopening(ctx, reopening, choice=choice)
     ctx.db_session.add(
         Submission(
             candidate_id=candidate.id,
@@ -289,7 +295,7 @@ def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, cho
             copy_of_id=reopening.submission_before_id if choice == "reverted" else None,
         )
     )
-    candidate.status = "submitted"
+    candidate.status = CandidateStatus.SUBMITTED
     candidate.submitted_at = ctx.now
     ctx.db_session.flush()
 

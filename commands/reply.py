@@ -44,6 +44,8 @@ class Reply:
     # there that looks like a mention, a link or a broadcast came from what someone typed:
     # Slack shows it as text.
     mentions: tuple[str, ...] = ()
+    # A refusal's ``CommandError.field``: the input it concerns, for forms.
+    field: str | None = None
 
     @property
     def needs_confirmation(self) -> bool:

@@ -27,6 +27,15 @@ from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time
 from commands.timing import end_time, individual_end, ordinary_end, reopen_deadline_from
+from notifications.delivery_states import (
+    DELIVERED,
+    FAILED,
+    LOGGED,
+    PENDING,
+    SENT,
+    UNDELIVERED,
+    as_reported,
+)
 from store.models import (
     AnyTest,
     Candidate,
@@ -38,9 +47,8 @@ from store.models import (
 )
 
 # The delivery statuses a report counts (DESIGN.md); the notifier's passing states count
-# as pending: "sending" is in flight, "unknown" is checked with the provider before a resend.
-STATUSES = ("pending", "sent", "delivered", "failed", "undelivered", "logged")
-_AS_STATUS = {"sending": "pending", "unknown": "pending"}
+# as pending (delivery_states.as_reported).
+STATUSES = (PENDING, SENT, DELIVERED, FAILED, UNDELIVERED, LOGGED)
 CHANNELS = ("sms", "email")
 SUMMARY_ROWS = 10
 
@@ -295,7 +303,7 @@ def _notices(db_session: Session, test: AnyTest) -> list[NoticeFact]:
         .group_by(Delivery.notice_id, Delivery.channel, Delivery.status)
     ):
         counts = by_notice[notice_id].setdefault(channel, dict.fromkeys(STATUSES, 0))
-        shown = _AS_STATUS.get(status, status)
+        shown = as_reported(status)
         counts[shown] = counts.get(shown, 0) + count
     return [
         NoticeFact(

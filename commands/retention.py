@@ -23,12 +23,11 @@ from commands import audit
 from commands.context import Ctx
 from commands.timeparse import format_time
 from commands.timing import end_time, ordinary_end, reopen_deadline_from
+from notifications.delivery_states import FAILED, Step, may_take, to
 from notifications.masking import ERASED
 from store.models import Candidate, Change, Delivery, Test
 
 CONTACT_FIELDS = ("phone", "email")
-# Deliveries not yet sent can no longer be: their address is gone.
-UNSENT = ("pending", "unknown")
 CHUNK = 500  # ids per IN list: well within SQLite's and PostgreSQL's parameter limits
 
 
@@ -103,8 +102,9 @@ def _erase(ctx: Ctx, item: Due, days: int) -> None:
         )
         connection.execute(
             update(Delivery.__table__)
-            .where(Delivery.candidate_id.in_(ids), Delivery.status.in_(UNSENT))
-            .values(status="failed", error_code=ERASED, updated_at=ctx.now)
+            # Deliveries not yet sent can no longer be: their address is gone.
+            .where(Delivery.candidate_id.in_(ids), may_take(Step.ERASE))
+            .values(status=to(Step.ERASE, FAILED), error_code=ERASED, updated_at=ctx.now)
         )
         # A provider's error message may quote the number it refused.
         connection.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from commands import (
@@ -16,6 +15,7 @@ from commands import (
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.reply import Reply
+from commands.text import CONTROL
 
 Handler = Callable[..., Reply]
 
@@ -44,10 +44,6 @@ READS_ONLY: dict[str, ReadsOnly] = {
 }
 
 
-# Control characters other than tab and line breaks.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
 def split(command_line: str) -> tuple[str, list[str]]:
     """``"/reopen T 1 in 30m"`` → ``("/reopen", ["T", "1", "in", "30m"])``.
 
@@ -55,7 +51,7 @@ def split(command_line: str) -> tuple[str, list[str]]:
     A candidate list may have spaces after its commas ("10023, 10024"); only such number
     lists are joined again, so a reason's "network down, room 3" keeps its space.
     """
-    if _CONTROL.search(command_line):
+    if CONTROL.search(command_line):
         # NUL and friends are never typed on purpose, and PostgreSQL refuses to store NUL.
         raise InvalidInput("The command holds control characters; type it again as plain text.")
     words = command_line.split()

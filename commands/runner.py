@@ -28,13 +28,13 @@ def in_transaction(
     now: datetime,
     registry_dir: Path | None = None,
     reads_only: bool = False,
-) -> T | Reply:
-    """``work(ctx)`` applied whole or not at all.
+) -> T:
+    """``work(ctx)`` applied whole or not at all: its result, or its CommandError raised
+    again once everything is rolled back.
 
-    A refusal (CommandError) rolls everything back and comes back as a refusal Reply; so
-    does a Reply asking for confirmation, which must change nothing, not even a lock. A
-    preview stored as a pending confirmation (its ``confirm.token`` set) commits that one
-    row: a preview only reads.
+    A Reply asking for confirmation must change nothing, not even a lock: it is rolled back
+    too. A preview stored as a pending confirmation (its ``confirm.token`` set) commits that
+    one row: a preview only reads.
     """
     with session_factory() as db_session:
         if reads_only:
@@ -48,9 +48,9 @@ def in_transaction(
         )
         try:
             result = work(ctx)
-        except CommandError as error:
+        except CommandError:
             db_session.rollback()
-            return Reply(text=str(error), ok=False, kind="refusal", mentions=error.mentions)
+            raise
         if isinstance(result, Reply) and result.needs_confirmation and not _stored(result):
             db_session.rollback()
         else:
@@ -73,7 +73,10 @@ def execute(
     registry_dir: Path | None = None,
     store_preview: Callable[[Ctx, Reply], Reply] | None = None,
 ) -> Reply:
-    """``store_preview`` keeps a preview for a later confirmation, in the same transaction."""
+    """A command line's Reply, a refusal's included (the same text at every front door).
+
+    ``store_preview`` keeps a preview for a later confirmation, in the same transaction.
+    """
 
     def run(ctx: Ctx) -> Reply:
         reply = dispatch(ctx, command_line, confirmed=confirmed)
@@ -81,14 +84,24 @@ def execute(
             return store_preview(ctx, reply)
         return reply
 
-    return in_transaction(
-        session_factory=session_factory,
-        actor=actor,
-        tz=tz,
-        work=run,
-        registry_dir=registry_dir,
-        now=now,
-        reads_only=reads_only(
-            command_line, confirmed=confirmed, stores_preview=store_preview is not None
-        ),
+    try:
+        return in_transaction(
+            session_factory=session_factory,
+            actor=actor,
+            tz=tz,
+            work=run,
+            registry_dir=registry_dir,
+            now=now,
+            reads_only=reads_only(
+                command_line, confirmed=confirmed, stores_preview=store_preview is not None
+            ),
+        )
+    except CommandError as error:
+        return refusal(error)
+
+
+def refusal(error: CommandError) -> Reply:
+    """What a front door shows for a refusal."""
+    return Reply(
+        text=str(error), ok=False, kind="refusal", mentions=error.mentions, field=error.field
     )

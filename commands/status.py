@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from commands.timeparse import iso
 from commands.timing import timing
+from notifications.delivery_states import as_reported
 from store.models import AnyCandidate, AnyTest, Delivery, Notice, NoticeReceipt
 
 
@@ -34,9 +35,6 @@ def candidate_status(candidate: AnyCandidate, test: AnyTest, tz: ZoneInfo) -> di
     }
 
 
-# Delivery states as `examdesk status --json` names them (DESIGN.md): a send still under way,
-# or whose outcome is being found out, is pending.
-_STATUS_NAMES = {"sending": "pending", "unknown": "pending"}
 
 
 def test_notices(db_session: Session, test_id: int, tz: ZoneInfo) -> list[dict[str, Any]]:
@@ -72,6 +70,6 @@ def test_notices(db_session: Session, test_id: int, tz: ZoneInfo) -> list[dict[s
         .group_by(Delivery.notice_id, Delivery.channel, Delivery.status)
     ):
         counts = found[notice_id].setdefault(channel, {})
-        name = _STATUS_NAMES.get(status, status)
+        name = as_reported(status)
         counts[name] = counts.get(name, 0) + count
     return list(found.values())

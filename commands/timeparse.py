@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from commands.errors import InvalidInput
+from commands.text import clip
 
 MAX_DURATION_MINUTES = 7 * 24 * 60
 DURATION_FORMS = "minutes (15) or hours and minutes (1h30m, 45m, 2h)"
@@ -39,7 +40,7 @@ def parse_duration(text: str) -> int:
                 f"{format_duration(MAX_DURATION_MINUTES)}. Check the number and try again."
             )
         hint = " Durations are never negative." if raw.startswith("-") else ""
-        raise InvalidInput(f"'{_clip(text)}' is not a duration.{hint} Write {DURATION_FORMS}.")
+        raise InvalidInput(f"'{clip(text)}' is not a duration.{hint} Write {DURATION_FORMS}.")
     if match["bare"] is not None:
         minutes = int(match["bare"])
     else:
@@ -70,7 +71,7 @@ def parse_local_datetime(text: str, *, tz: ZoneInfo, now: datetime) -> datetime:
     elif len(parts) == 2:
         day, clock = _parse_date(parts[0]), parts[1]
     else:
-        raise InvalidInput(f"'{_clip(text)}' is not a date and time. Write {DATETIME_FORMS}.")
+        raise InvalidInput(f"'{clip(text)}' is not a date and time. Write {DATETIME_FORMS}.")
     return local_to_utc(day, _parse_time(clock, text), tz=tz)
 
 
@@ -94,7 +95,7 @@ def local_to_utc(day: date, clock: time, *, tz: ZoneInfo) -> datetime:
 def _parse_date(text: str) -> date:
     match = _DATE.match(text)
     if not match:
-        raise InvalidInput(f"'{_clip(text)}' is not a date. Write YYYY-MM-DD, e.g. 2026-12-01.")
+        raise InvalidInput(f"'{clip(text)}' is not a date. Write YYYY-MM-DD, e.g. 2026-12-01.")
     try:
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
@@ -104,20 +105,11 @@ def _parse_date(text: str) -> date:
 def _parse_time(text: str, whole: str) -> time:
     match = _TIME.match(text)
     if not match:
-        raise InvalidInput(f"'{_clip(whole)}' is not a date and time. Write {DATETIME_FORMS}.")
+        raise InvalidInput(f"'{clip(whole)}' is not a date and time. Write {DATETIME_FORMS}.")
     hour, minute = int(match[1]), int(match[2])
     if hour > 23 or minute > 59:
         raise InvalidInput(f"{text} is not a time of day. Use 00:00 to 23:59.")
     return time(hour, minute)
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    """User text quoted back in a message, cut short so a pasted essay stays readable."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def local(moment: datetime, tz: ZoneInfo) -> datetime:
-    return moment.astimezone(tz)
 
 
 def format_time(moment: datetime | None, tz: ZoneInfo) -> str:

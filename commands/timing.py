@@ -8,6 +8,7 @@ from typing import NamedTuple, overload
 
 from sqlalchemy import and_
 
+from notifications.channels import SHORT_HOME_EXAM
 from store.models import (
     AnyCandidate,
     AnyReopening,
@@ -16,9 +17,9 @@ from store.models import (
     PlainCandidate,
     PlainReopening,
     Reopening,
+    ReopenMode,
+    TestKind,
 )
-
-SIX_HOURS = timedelta(hours=6)
 
 
 def exam_duration(test: AnyTest) -> timedelta:
@@ -29,9 +30,9 @@ def upload_allowance_minutes(test: AnyTest) -> int:
     """R1: 30 min for home exams of 6 h or less with upload, 15 for school exams with upload."""
     if not test.has_upload:
         return 0
-    if test.kind == "home" and exam_duration(test) <= SIX_HOURS:
+    if test.kind == TestKind.HOME and exam_duration(test) <= SHORT_HOME_EXAM:
         return 30
-    if test.kind == "school":
+    if test.kind == TestKind.SCHOOL:
         return 15
     return 0
 
@@ -82,7 +83,7 @@ def reopen_deadline(
 
 def reopen_deadline_from(mode: str, deadline: datetime | None, end: datetime) -> datetime | None:
     """R6 on plain values, ``end`` being the candidate's end time (R3)."""
-    return end if mode == "until-close" else deadline
+    return end if mode == ReopenMode.UNTIL_CLOSE else deadline
 
 
 # What R2, R3 and R6 read of a candidate and its open reopening (mode and deadline are None

@@ -7,10 +7,11 @@ from datetime import timedelta
 from notifications.config import NotifierConfig
 from notifications.sms import TwilioTransport
 from notifications.transports import LogTransport, SmtpTransport, Transport, secret_value
-from store.models import Test
+from store.models import Test, TestKind
 
 SMS = "sms"
 EMAIL = "email"
+# A home exam this long or shorter gets the upload allowance (R1) and SMS notices (R13).
 SHORT_HOME_EXAM = timedelta(hours=6)
 
 
@@ -19,9 +20,9 @@ def outside_channel(test: Test) -> str:
 
     Everyone gets the in-app notice as well; this is the channel that says one is waiting.
     """
-    if test.kind == "school":
+    if test.kind == TestKind.SCHOOL:
         return SMS
-    if test.kind == "home" and test.end - test.start <= SHORT_HOME_EXAM:
+    if test.kind == TestKind.HOME and test.end - test.start <= SHORT_HOME_EXAM:
         return SMS
     return EMAIL
 

@@ -51,6 +51,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from notifications import texts
 from notifications.channels import SMS, build_transports
 from notifications.config import NotifierConfig
+from notifications.delivery_states import (
+    FAILED,
+    LOGGED,
+    PENDING,
+    SENDING,
+    SENT,
+    UNKNOWN,
+    Step,
+    may_take,
+    to,
+)
 from notifications.metrics import MESSAGES
 from notifications.ratelimit import SendSchedule
 from notifications.transports import (
@@ -72,7 +83,8 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass(frozen=True)
 class Tuning:
-    """Knobs with production defaults; ``NOTIFIER_<NAME>`` environment variables override."""
+    """Knobs with production defaults; the settings' ``notifier_<name>`` (environment
+    variables ``NOTIFIER_<NAME>``) override."""
 
     batch: int = 200  # at most; a claim holds about batch_seconds of this sender's share
     batch_seconds: float = 2.0
@@ -89,13 +101,9 @@ class Tuning:
     in_flight: int = 0  # 0: enough to reach the rate when the provider answers in 300 ms
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Tuning:
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = environ.get(f"NOTIFIER_{f.name.upper()}")
-            if raw:
-                values[f.name] = int(raw) if f.type == "int" else float(raw)
-        return cls(**values)
+    def from_settings(cls, settings: NotifierConfig) -> Tuning:
+        values = {f.name: getattr(settings, f"notifier_{f.name}", None) for f in fields(cls)}
+        return cls(**{name: value for name, value in values.items() if value is not None})
 
     def __post_init__(self) -> None:
         if self.heartbeat_seconds * 2 > self.lease_seconds:
@@ -189,14 +197,14 @@ def sweep(*, db_session: Session, now: datetime) -> dict[str, int]:
     """
     released = db_session.execute(
         update(Delivery)
-        .where(Delivery.status == "pending", Delivery.claimed_by.is_not(None), _claim_over(now))
+        .where(may_take(Step.RELEASE), Delivery.claimed_by.is_not(None), _claim_over(now))
         .values(claimed_by=None, claimed_until=None)
     ).rowcount
     stuck = db_session.execute(
         update(Delivery)
-        .where(Delivery.status == "sending", _claim_over(now))
+        .where(may_take(Step.CUT_OFF), _claim_over(now))
         .values(
-            status="unknown",
+            status=to(Step.CUT_OFF, UNKNOWN),
             error_code="no_answer",
             error_message="the sender stopped before the provider answered; "
             "it may have been sent, so it is checked before any resend",
@@ -375,7 +383,7 @@ class Dispatcher:
         due = (
             select(Delivery.id)
             .where(
-                Delivery.status == "pending",
+                may_take(Step.CLAIM),
                 Delivery.next_attempt_at <= now,
                 Delivery.claimed_until.is_(None) | _claim_over(now),
                 Delivery.channel.in_(list(self.transports)),
@@ -430,11 +438,11 @@ class Dispatcher:
                 update(Delivery)
                 .where(
                     Delivery.id.in_([job.id for job in group]),
-                    Delivery.status == "pending",
+                    may_take(Step.MARK),
                     Delivery.claimed_by == self.worker_id,
                 )
                 .values(
-                    status="sending",
+                    status=to(Step.MARK, SENDING),
                     attempts=Delivery.attempts + 1,
                     claimed_until=now + self.tuning.sending_claim(),
                     updated_at=now,
@@ -453,11 +461,11 @@ class Dispatcher:
                     update(Delivery)
                     .where(
                         Delivery.id.in_(ids),
-                        Delivery.status == "sending",
+                        may_take(Step.UNMARK),
                         Delivery.claimed_by == self.worker_id,
                     )
                     .values(
-                        status="pending",
+                        status=to(Step.UNMARK, PENDING),
                         attempts=Delivery.attempts - 1,
                         claimed_by=None,
                         claimed_until=None,
@@ -473,7 +481,7 @@ class Dispatcher:
             try:
                 transport = self.transports[job.channel]
                 provider_id = transport.send(job.message(self.public_url))
-                status = "logged" if transport.logs_only else "sent"
+                status = LOGGED if transport.logs_only else SENT
                 MESSAGES.labels(job.channel, status).inc()
                 values = {"status": status, "provider_id": provider_id, "sent_at": clock.now()}
                 values |= {"error_code": None, "error_message": None}
@@ -484,27 +492,28 @@ class Dispatcher:
                         if error.permanent
                         else f"gave up after {attempts} tries: {error}"
                     )
-                    values = {"status": "failed", "error_code": error.code, "error_message": reason}
-                    MESSAGES.labels(job.channel, "failed").inc()
+                    values = {"status": FAILED, "error_code": error.code, "error_message": reason}
+                    MESSAGES.labels(job.channel, FAILED).inc()
                 else:
                     retry_at = clock.now() + timedelta(seconds=self.tuning.backoff(attempts))
                     values = {
-                        "status": "pending",
+                        "status": PENDING,
                         "next_attempt_at": retry_at,
                         "error_code": error.code,
                         "error_message": str(error),
                     }
             except OutcomeUnknown as error:
                 values = {
-                    "status": "unknown",
+                    "status": UNKNOWN,
                     "error_code": "no_answer",
                     "error_message": str(error),
                 }
             except Exception as error:
                 # A bug of ours may strike before or after the request: never guess 'unsent'.
                 log.exception("sending delivery %s failed unexpectedly", job.id)
-                values = {"status": "unknown", "error_code": "error", "error_message": repr(error)}
+                values = {"status": UNKNOWN, "error_code": "error", "error_message": repr(error)}
             values |= {"claimed_by": None, "claimed_until": None, "updated_at": clock.now()}
+            values["status"] = to(Step.RECORD, values["status"])
             self._results.put((job, values))
         finally:
             self.slots.release()
@@ -543,14 +552,12 @@ class Dispatcher:
                             update(Delivery)
                             .where(
                                 Delivery.id == job.id,
-                                # A sweep may have called it 'unknown' meanwhile; the answer
-                                # that did come is the truth.
-                                Delivery.status.in_(("sending", "unknown")),
+                                may_take(Step.RECORD),
                                 Delivery.provider_id.is_(None),
                             )
                             .values(**values)
                         ).rowcount
-                        if not recorded and values["status"] == "sent":
+                        if not recorded and values["status"] == SENT:
                             # Twilio's status callback came first (its URL names the
                             # delivery) and set the SID and a status: that status stays.
                             db_session.execute(
@@ -599,7 +606,7 @@ class Dispatcher:
                 for row in db_session.execute(
                     _job_query()
                     .where(
-                        Delivery.status == "unknown",
+                        may_take(Step.RECONCILE),
                         Delivery.channel.in_(channels),
                         Delivery.updated_at <= ripe,
                         Delivery.provider_id.is_(None),
@@ -618,17 +625,18 @@ class Dispatcher:
                 continue
             now = clock.now()
             if found:
-                values: dict[str, Any] = {"status": "sent", "provider_id": found, "sent_at": now}
+                values: dict[str, Any] = {"status": SENT, "provider_id": found, "sent_at": now}
                 values |= {"error_code": None, "error_message": None}
             elif job.attempts >= self.tuning.max_attempts:
-                values = {"status": "failed", "error_message": "not sent; out of tries"}
+                values = {"status": FAILED, "error_message": "not sent; out of tries"}
             else:
-                values = {"status": "pending", "next_attempt_at": now, "error_message": None}
+                values = {"status": PENDING, "next_attempt_at": now, "error_message": None}
                 values |= {"error_code": None}
+            values["status"] = to(Step.RECONCILE, values["status"])
             with session_scope(self.session_factory) as db_session:
                 settled += db_session.execute(
                     update(Delivery)
-                    .where(Delivery.id == job.id, Delivery.status == "unknown")
+                    .where(Delivery.id == job.id, may_take(Step.RECONCILE))
                     .values(**values, updated_at=now)
                 ).rowcount
             self._progress(job.notice_id)
@@ -638,7 +646,7 @@ class Dispatcher:
         try:
             with session_scope(self.session_factory) as db_session:
                 query = update(Delivery).where(
-                    Delivery.status == "pending", Delivery.claimed_by == self.worker_id
+                    may_take(Step.RELEASE), Delivery.claimed_by == self.worker_id
                 )
                 if ids is not None:
                     query = query.where(Delivery.id.in_(ids))
@@ -698,7 +706,7 @@ def from_settings(
     tuning: Tuning | None = None,
     transports: Mapping[str, Transport] | None = None,
 ) -> Dispatcher:
-    tuning = tuning or Tuning.from_env()
+    tuning = tuning or Tuning.from_settings(settings)
     rate = float(settings.sms_per_second)
     if transports is None:
         transports = build_transports(

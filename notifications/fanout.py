@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Row, func, insert, literal, select
+from sqlalchemy import Row, insert, literal, select
 from sqlalchemy.orm import Session
 
 from notifications import texts
 from notifications.addresses import NO_EMAIL, NO_NUMBER, usable_email, usable_phone
 from notifications.channels import SMS, outside_channel
-from store.models import Candidate, Delivery, Notice, NoticeReceipt, Test
+from store.models import Candidate, Delivery, DeliveryStatus, Notice, NoticeReceipt, Test
 
 CHUNK = 2000
 NO_ADDRESS_CODE = "no_address"
@@ -144,7 +144,7 @@ def fan_out(
                     "candidate_id": row.id,
                     "channel": channel,
                     "address": address,
-                    "status": "pending" if address else "failed",
+                    "status": DeliveryStatus.PENDING if address else DeliveryStatus.FAILED,
                     "attempts": 0,
                     "next_attempt_at": now,
                     "error_code": None if address else NO_ADDRESS_CODE,
@@ -155,8 +155,3 @@ def fan_out(
         db_session.execute(insert(deliveries), batch)
     return result
 
-
-def receipts_of(*, db_session: Session, notice_id: int) -> int:
-    return db_session.scalar(
-        select(func.count()).select_from(NoticeReceipt).where(NoticeReceipt.notice_id == notice_id)
-    )

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from notifications.delivery_states import NOT_DELIVERED, PENDING, SENDING, UNKNOWN
 from store.models import Candidate, Delivery, Notice, NoticeReceipt, Test
 
-IN_PROGRESS = ("pending", "sending")
+IN_PROGRESS = (PENDING, SENDING)
 LISTED_FAILURES = 50
 
 
@@ -56,7 +57,7 @@ def progress(*, db_session: Session, notice_id: int) -> Progress | None:
         .group_by(Delivery.channel, Delivery.status)
     ):
         result.by_channel.setdefault(channel, {})[status] = count
-    bad = Delivery.status.in_(("failed", "undelivered", "unknown"))
+    bad = Delivery.status.in_((*NOT_DELIVERED, UNKNOWN))
     result.problem_count = db_session.scalar(
         select(func.count()).where(Delivery.notice_id == notice_id, bad)
     )

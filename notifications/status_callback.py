@@ -22,19 +22,28 @@ from sqlalchemy import func, or_, update
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
+from notifications.delivery_states import (
+    DELIVERED,
+    FAILED,
+    NOT_DELIVERED,
+    SENT,
+    UNDELIVERED,
+    Step,
+    may_take,
+    to,
+)
 from notifications.metrics import CALLBACK_LAG
 from notifications.sms import DELIVERY_PARAM, PERMANENT_CODES, STATUS_PATH
 from store.models import Delivery
 
-# Twilio's status → ours, and which of ours each may replace. A final status is never
-# replaced, and 'sent' never replaces a final one, so repeated and out-of-order callbacks
-# change nothing they should not.
-MAPPED = {s: s for s in ("sent", "delivered", "undelivered", "failed")}
-REPLACES = {
-    "sent": ("sending", "unknown"),
-    "delivered": ("sending", "unknown", "sent"),
-    "undelivered": ("sending", "unknown", "sent"),
-    "failed": ("sending", "unknown", "sent"),
+# Twilio's status → ours, and the step of the delivery state machine it takes (which of
+# ours it may replace).
+MAPPED = {status.value: status for status in (SENT, DELIVERED, UNDELIVERED, FAILED)}
+STEP = {
+    SENT: Step.CALLBACK_SENT,
+    DELIVERED: Step.CALLBACK_FINAL,
+    UNDELIVERED: Step.CALLBACK_FINAL,
+    FAILED: Step.CALLBACK_FINAL,
 }
 # Every MessageStatus Twilio documents; the ones not in MAPPED record nothing.
 KNOWN_STATUSES = frozenset(
@@ -152,8 +161,9 @@ def apply(*, db_session: Session, callback: Callback, now: datetime) -> int | No
     ours = MAPPED.get(callback.status)
     if ours is None:
         return None  # queued, sending, accepted …: nothing to record
-    values: dict[str, object] = {"status": ours, "updated_at": now}
-    if ours in ("undelivered", "failed"):
+    step = STEP[ours]
+    values: dict[str, object] = {"status": to(step, ours), "updated_at": now}
+    if ours in NOT_DELIVERED:
         code = callback.error_code
         values["error_code"] = code
         reason = PERMANENT_CODES.get(int(code)) if code else None
@@ -169,7 +179,7 @@ def apply(*, db_session: Session, callback: Callback, now: datetime) -> int | No
         values["provider_id"] = func.coalesce(Delivery.provider_id, callback.sid)
     changed = db_session.execute(
         update(Delivery)
-        .where(row, Delivery.status.in_(REPLACES[ours]))
+        .where(row, may_take(step))
         .values(**values)
         .returning(Delivery.notice_id, Delivery.sent_at)
     ).first()

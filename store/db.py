@@ -4,14 +4,12 @@ SQLite gets WAL, foreign keys, a generous busy timeout and ``BEGIN IMMEDIATE`` s
 processes changing the same candidate queue up instead of failing with "database is locked"
 half-way through a read-modify-write. A unit of work that only reads says so
 (``read_only``) and begins DEFERRED: in WAL mode it reads a snapshot and never waits for a
-writer. Threads of one process that write queue on a lock of their own first, so they wake
-up as soon as the writer before them commits instead of sleeping in SQLite's busy handler.
+writer.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,7 +44,7 @@ def make_engine(url: str, *, checkpoint_apart: bool = False, **kwargs: Any) -> E
         kwargs.setdefault("pool_size", SQLITE_POOL_SIZE)
         engine = create_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "factory": _queuing_class()},
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             **kwargs,
         )
         _tune_sqlite(engine, checkpoint_apart=checkpoint_apart)
@@ -132,65 +130,8 @@ def _tune_sqlite(engine: Engine, *, checkpoint_apart: bool) -> None:
         # when another writer got in between; IMMEDIATE takes the write lock up front
         # and waits for it (busy_timeout), which is what serialises concurrent commands.
         # Only units of work that never write may ask for DEFERRED (see ``read_only``).
-        # BEGIN goes to the driver directly: through exec_driver_sql it cost ~40 µs of
-        # SQLAlchemy's statement machinery per transaction, a tenth of a one-row command.
-        dbapi_connection = connection.connection.dbapi_connection
-        if connection.get_execution_options().get(SQLITE_BEGIN) == "DEFERRED":
-            dbapi_connection.execute("BEGIN DEFERRED")
-            return
-        queuing = isinstance(dbapi_connection, _QueuingConnection)
-        if queuing:
-            dbapi_connection.queue_for_writing()
-        try:
-            dbapi_connection.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            if queuing:
-                dbapi_connection.release_write_lock()
-            raise
-
-
-class _QueuingConnection(sqlite3.Connection):
-    """A SQLite connection whose writing transactions queue on the process's lock first.
-
-    SQLite's busy handler polls with sleeps of up to 100 ms, so with several threads waiting
-    the unlucky ones wait far longer than the work before them takes. Waiting on a lock
-    instead wakes the next writer as soon as COMMIT or ROLLBACK has finished. The wait is
-    bounded like the busy timeout; past it, SQLite decides as it always did.
-    """
-
-    write_lock: threading.Lock  # one per engine, set by the subclass ``_queuing_class`` makes
-    holds_write_lock = False
-
-    def queue_for_writing(self) -> None:
-        if not self.holds_write_lock:
-            self.holds_write_lock = self.write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-
-    def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            self.release_write_lock()
-
-    def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            self.release_write_lock()
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self.release_write_lock()
-
-    def release_write_lock(self) -> None:
-        if self.holds_write_lock:
-            self.holds_write_lock = False
-            self.write_lock.release()
-
-
-def _queuing_class() -> type[_QueuingConnection]:
-    return type("QueuingConnection", (_QueuingConnection,), {"write_lock": threading.Lock()})
+        begin = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        connection.connection.dbapi_connection.execute(f"BEGIN {begin}")
 
 
 def read_only(session: Session) -> Session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -19,7 +20,52 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from store.types import UTCDateTime
+from store.types import StrEnumColumn, UTCDateTime
+
+
+# The states and kinds the columns below hold. Their values are what the database stores.
+class TestKind(StrEnum):
+    SCHOOL = "school"  # written school exam
+    HOME = "home"  # home exam
+    ASSIGNMENT = "assignment"  # hand-in or portfolio
+    THESIS = "thesis"  # bachelor or master thesis
+
+
+class CandidateStatus(StrEnum):
+    NOT_STARTED = "not_started"
+    STARTED = "started"
+    SUBMITTED = "submitted"
+
+    @property
+    def label(self) -> str:
+        """As people read it: "not started"."""
+        return self.value.replace("_", " ")
+
+
+class ReopenMode(StrEnum):
+    UNTIL_CLOSE = "until-close"
+    AT = "at"
+    IN = "in"
+    NO_LIMIT = "no-limit"
+
+
+class ReportState(StrEnum):
+    OPEN = "open"
+    SENT = "sent"
+    REJECTED = "rejected"
+
+
+class DeliveryStatus(StrEnum):
+    """Where one message is; notifications.delivery_states says which step leads where."""
+
+    PENDING = "pending"  # waiting for its turn (or for a retry)
+    SENDING = "sending"  # claimed by a sender, request under way
+    SENT = "sent"  # the provider took it
+    LOGGED = "logged"  # the channel is not configured: written to the log, not sent
+    DELIVERED = "delivered"  # the provider says it arrived
+    UNDELIVERED = "undelivered"  # the provider says it did not arrive
+    FAILED = "failed"  # not sent, and will not be
+    UNKNOWN = "unknown"  # a request whose outcome is unclear; asked of the provider first
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -41,7 +87,7 @@ class Test(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(300), default="")
-    kind: Mapped[str] = mapped_column(String(16))  # school | home | assignment | thesis
+    kind: Mapped[TestKind] = mapped_column(StrEnumColumn(TestKind, 16))
     start: Mapped[datetime]
     end: Mapped[datetime]  # end of exam time as printed on the cover page
     has_upload: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -124,7 +170,9 @@ class Candidate(Base):
     individual_deadline: Mapped[datetime | None]
     # Staff-owned (R4); a refresh never touches it.
     incident_minutes: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="not_started")
+    status: Mapped[CandidateStatus] = mapped_column(
+        StrEnumColumn(CandidateStatus, 16), default=CandidateStatus.NOT_STARTED
+    )
     submitted_at: Mapped[datetime | None]
     # Secret for the candidate's notice page; unguessable, never shown in Slack. None once
     # erased (retention), so that no link reaches the page any more.
@@ -179,13 +227,13 @@ class Reopening(Base):
     candidate_id: Mapped[int] = mapped_column(
         ForeignKey("candidates.id", ondelete="CASCADE"), index=True
     )
-    mode: Mapped[str] = mapped_column(String(16))  # until-close | at | in | no-limit
+    mode: Mapped[ReopenMode] = mapped_column(StrEnumColumn(ReopenMode, 16))
     deadline: Mapped[datetime | None]
     opened_at: Mapped[datetime]
     opened_by: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text, default="")
     # What the candidate had before; R8 "reverted" goes back to it.
-    status_before: Mapped[str] = mapped_column(String(16))
+    status_before: Mapped[CandidateStatus] = mapped_column(StrEnumColumn(CandidateStatus, 16))
     submission_before_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"))
     closed_at: Mapped[datetime | None] = mapped_column(index=True)
     closed_by: Mapped[str | None] = mapped_column(String(64))
@@ -295,8 +343,9 @@ class QuestionErrorReport(Base):
     text_nb: Mapped[str] = mapped_column(Text, default="")
     text_en: Mapped[str] = mapped_column(Text, default="")
     suggested_minutes: Mapped[int | None] = mapped_column(Integer)
-    # open | sent | rejected
-    state: Mapped[str] = mapped_column(String(16), default="open")
+    state: Mapped[ReportState] = mapped_column(
+        StrEnumColumn(ReportState, 16), default=ReportState.OPEN
+    )
     handled_by: Mapped[str | None] = mapped_column(String(64))
     handled_at: Mapped[datetime | None]
     # Where the report is shown in Slack, so progress can update it.
@@ -354,8 +403,9 @@ class Delivery(Base):
     )
     channel: Mapped[str] = mapped_column(String(8))
     address: Mapped[str | None] = mapped_column(String(320))
-    # pending | sending | sent | delivered | undelivered | failed | unknown
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[DeliveryStatus] = mapped_column(
+        StrEnumColumn(DeliveryStatus, 16), default=DeliveryStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     claimed_by: Mapped[str | None] = mapped_column(String(64))

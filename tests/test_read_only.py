@@ -80,7 +80,8 @@ def test_a_write_in_a_read_only_session_is_refused_not_lost(sqlite_factory):
 
 
 def test_writer_threads_queue_and_each_sees_the_one_before(sqlite_factory):
-    """Eight threads read-modify-write one row: none is lost, and the lock is given back."""
+    """Eight threads read-modify-write one row: none is lost, none fails with "database is
+    locked" (BEGIN IMMEDIATE and the busy timeout queue them; no lock of our own)."""
     with sqlite_factory.begin() as s:
         s.execute(
             text(
@@ -107,9 +108,3 @@ def test_writer_threads_queue_and_each_sees_the_one_before(sqlite_factory):
     assert not errors, errors[:1]
     with sqlite_factory() as s:
         assert s.execute(text("SELECT added_by FROM staff")).scalar_one() == "80"
-    # Every COMMIT gave the process's write lock back.
-    raw = sqlite_factory.kw["bind"].raw_connection()
-    try:
-        assert not type(raw.dbapi_connection).write_lock.locked()
-    finally:
-        raw.close()

@@ -187,20 +187,20 @@ def _cli_actor() -> str:
 
 def _with_ctx(settings, factory, actor: str, work: Callable):
     """Run ``work(ctx)`` in one transaction; a refusal rolls back and exits 1."""
-    from commands.reply import Reply
+    from commands.errors import CommandError
     from commands.runner import in_transaction
 
-    result = in_transaction(
-        session_factory=factory,
-        actor=actor,
-        tz=settings.tz,
-        now=clock.now(),
-        work=work,
-        registry_dir=settings.registry_dir,
-    )
-    if isinstance(result, Reply) and not result.ok:
-        raise CliError(result.text)
-    return result
+    try:
+        return in_transaction(
+            session_factory=factory,
+            actor=actor,
+            tz=settings.tz,
+            now=clock.now(),
+            work=work,
+            registry_dir=settings.registry_dir,
+        )
+    except CommandError as error:
+        raise CliError(str(error)) from None
 
 
 # ---------------------------------------------------------------- commands

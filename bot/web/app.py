@@ -30,6 +30,7 @@ from bot.slack import door as slack_door
 from bot.web import metrics
 from bot.web import notices as web_notices
 from bot.web import twilio_status as web_twilio
+from notifications.delivery_states import NOT_DELIVERED, WAITING
 from store import clock
 from store.db import raw_execute
 from store.models import Delivery
@@ -157,8 +158,8 @@ def _answer(body: dict[str, Any], status: int, text: str) -> BoltResponse:
 
 def _outbox(deps: Deps) -> dict[str, int]:
     """Messages to candidates not yet handed to a provider, and those that failed."""
-    waiting = Delivery.status.in_(("pending", "sending", "unknown"))
-    failed = Delivery.status.in_(("failed", "undelivered"))
+    waiting = Delivery.status.in_(WAITING)
+    failed = Delivery.status.in_(NOT_DELIVERED)
     with deps.engine.connect() as conn:
         row = conn.execute(
             select(

@@ -31,9 +31,10 @@ from bot.slack.views import blocks
 from bot.slack.views import notices as blocks_notices
 from commands import notice, question_error
 from commands.context import Ctx
+from commands.errors import CommandError, NotFound
 from commands.permissions import require_support
 from commands.reply import Reply
-from commands.runner import execute, in_transaction
+from commands.runner import execute, in_transaction, refusal
 from notifications.progress import progress
 from store import clock
 from store.models import Notice
@@ -66,7 +67,7 @@ def register(app: App, deps: Deps) -> None:
 
 
 def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
-    """``work(ctx)`` applied whole or not at all; a CommandError comes back as a refusal."""
+    """``work(ctx)`` applied whole or not at all; a refusal raises CommandError."""
     return in_transaction(
         session_factory=deps.session_factory,
         actor=actor,
@@ -76,8 +77,16 @@ def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
     )
 
 
-def _report(deps: Deps, report_id: int) -> dict[str, Any] | Reply:
-    """The report, or the refusal saying there is none."""
+def _replied(deps: Deps, actor: str, work: Callable[[Ctx], Reply]) -> Reply:
+    """``_in_transaction`` for work that answers with a Reply: a refusal is one too."""
+    try:
+        return _in_transaction(deps, actor, work)
+    except CommandError as error:
+        return refusal(error)
+
+
+def _report(deps: Deps, report_id: int) -> dict[str, Any]:
+    """The report; CommandError when there is none."""
     return _in_transaction(
         deps, "system", lambda ctx: question_error.show(ctx, report_id=report_id)
     )
@@ -198,7 +207,7 @@ def on_report_submitted(
     except NotMinutes as error:
         ack(response_action="errors", errors={"minutes": str(error)})
         return
-    reply = _in_transaction(
+    reply = _replied(
         deps,
         context["actor"],
         lambda ctx: question_error.report(
@@ -211,8 +220,7 @@ def on_report_submitted(
         ),
     )
     if not reply.ok:
-        block = "test" if "test" in reply.text.lower() and "text" not in reply.text else "text_nb"
-        ack(response_action="errors", errors={block: reply.text[:150]})
+        ack(response_action="errors", errors={reply.field or "text_nb": reply.text[:150]})
         return
     ack()
     deps.later(post_report, deps, client, reply.data["report_id"])
@@ -232,12 +240,13 @@ def on_send(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     if report_id is None:
         _tell_user(deps, body, actor, NOT_A_REPORT)
         return
-    reply = _in_transaction(deps, actor, lambda ctx: notice.send(ctx, report_id=report_id))
+    reply = _replied(deps, actor, lambda ctx: notice.send(ctx, report_id=report_id))
     if not reply.ok:
         _tell_user(deps, body, actor, reply.text, reply.mentions)
         return
-    report = _report(deps, report_id)
-    if isinstance(report, Reply):
+    try:
+        report = _report(deps, report_id)
+    except CommandError:
         return  # sent, and the report gone since: nothing to show it on
     _thread(
         deps,
@@ -258,11 +267,12 @@ def on_edit(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebCli
         _tell_user(deps, body, actor, NOT_A_REPORT)
         return
     # Whoever may not edit it learns so now, not after filling in the form.
-    report = _in_transaction(
-        deps, actor, lambda ctx: question_error.for_editing(ctx, report_id=report_id)
-    )
-    if isinstance(report, Reply):
-        _tell_user(deps, body, actor, report.text, report.mentions)
+    try:
+        report = _in_transaction(
+            deps, actor, lambda ctx: question_error.for_editing(ctx, report_id=report_id)
+        )
+    except CommandError as error:
+        _tell_user(deps, body, actor, str(error), error.mentions)
         return
     if not body.get("trigger_id"):
         _tell_user(deps, body, actor, NO_TRIGGER)
@@ -282,20 +292,21 @@ def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> N
     except NotMinutes as error:
         ack(response_action="errors", errors={"minutes": str(error)})
         return
-    result = _in_transaction(
-        deps,
-        context["actor"],
-        lambda ctx: question_error.edit(
-            ctx,
-            report_id=report_id,
-            text_nb=values.get("text_nb") or "",
-            text_en=values.get("text_en") or "",
-            question=values.get("question") or "",
-            suggested_minutes=minutes,
-        ),
-    )
-    if isinstance(result, Reply):
-        ack(response_action="errors", errors={"text_nb": result.text[:150]})
+    try:
+        result = _in_transaction(
+            deps,
+            context["actor"],
+            lambda ctx: question_error.edit(
+                ctx,
+                report_id=report_id,
+                text_nb=values.get("text_nb") or "",
+                text_en=values.get("text_en") or "",
+                question=values.get("question") or "",
+                suggested_minutes=minutes,
+            ),
+        )
+    except CommandError as error:
+        ack(response_action="errors", errors={error.field or "text_nb": str(error)[:150]})
         return
     ack()
     _refresh(deps, result)
@@ -310,11 +321,12 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     if report_id is None:
         _tell_user(deps, body, actor, NOT_A_REPORT)
         return
-    result = _in_transaction(
-        deps, actor, lambda ctx: question_error.reject(ctx, report_id=report_id)
-    )
-    if isinstance(result, Reply):
-        _tell_user(deps, body, actor, result.text, result.mentions)
+    try:
+        result = _in_transaction(
+            deps, actor, lambda ctx: question_error.reject(ctx, report_id=report_id)
+        )
+    except CommandError as error:
+        _tell_user(deps, body, actor, str(error), error.mentions)
         return
     _refresh(deps, result)
     _thread(
@@ -327,14 +339,12 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
 
 def give_incident_time(deps: Deps, actor: str, report: dict[str, Any], minutes: int) -> Reply:
     """R14: the decision made, `/incident-time TEST all add N` through the one entry."""
-    reply = execute(
-        session_factory=deps.session_factory,
-        actor=actor,
-        command_line=f"/incident-time {report['test']} all add {minutes} "
-        f"error in the question set (report #{report['report_id']})",
-        tz=deps.settings.tz,
-        now=clock.now(),
-        confirmed=True,
+    reply = _replied(
+        deps,
+        actor,
+        lambda ctx: question_error.give_incident_time(
+            ctx, report_id=report["report_id"], minutes=minutes
+        ),
     )
     first_line = mrkdwn(reply.text.splitlines()[0] if reply.text else "", reply.mentions)
     _thread(
@@ -365,9 +375,10 @@ def on_incident_time(
         _tell_user(deps, body, actor, NOT_A_REPORT)
         return
     # Incident time is support's (R15): anyone else learns so before any form opens.
-    report = _in_transaction(deps, actor, lambda ctx: _for_support(ctx, report_id))
-    if isinstance(report, Reply):
-        _tell_user(deps, body, actor, report.text, report.mentions)
+    try:
+        report = _in_transaction(deps, actor, lambda ctx: _for_support(ctx, report_id))
+    except CommandError as error:
+        _tell_user(deps, body, actor, str(error), error.mentions)
         return
     if not report["suggested_minutes"]:
         if not body.get("trigger_id"):
@@ -397,10 +408,12 @@ def on_minutes_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -
         ack(response_action="errors", errors={"minutes": "Give a number of minutes above 0."})
         return
     report_id = _number(view.get("private_metadata"))
-    report = _report(deps, report_id) if report_id is not None else None
-    if not isinstance(report, dict):
-        refusal = report.text if isinstance(report, Reply) else NOT_A_REPORT
-        ack(response_action="errors", errors={"minutes": refusal[:150]})
+    try:
+        if report_id is None:
+            raise NotFound(NOT_A_REPORT)
+        report = _report(deps, report_id)
+    except CommandError as error:
+        ack(response_action="errors", errors={"minutes": str(error)[:150]})
         return
     reply = give_incident_time(deps, context["actor"], report, minutes)
     if not reply.ok:

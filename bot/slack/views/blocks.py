@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from bot.slack.text import capped, escape, fallback, mrkdwn, text_object
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time
+from store.models import CandidateStatus
 
 CONFIRM_ACTION = "examdesk_confirm"
 CANCEL_ACTION = "examdesk_cancel"
@@ -22,7 +23,6 @@ SECTION_LIMIT = 3000  # Slack's limit for a section's text
 # A message holds at most 50 blocks; long text is cut to this many sections.
 TEXT_SECTIONS = 10
 BUTTON_LIMIT = 75
-STATUS_LABELS = {"not_started": "not started", "started": "started", "submitted": "submitted"}
 
 
 def message(reply: Reply, *, tz: ZoneInfo) -> dict[str, Any]:
@@ -182,7 +182,7 @@ def _candidate(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
         _header(f"Candidate {d['candidate']} · {d['test']}"),
         _fields(
             [
-                ("Status", STATUS_LABELS.get(d["status"], d["status"])),
+                ("Status", CandidateStatus(d["status"]).label),
                 ("Deadline", deadline),
                 ("New delivery", delivery),
                 ("Submitted", _time(d["submitted_at"], tz) if d.get("submitted_at") else "not yet"),

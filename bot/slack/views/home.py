@@ -6,10 +6,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.slack.text import capped, escape, mention, mrkdwn, text_object
-from bot.slack.views.blocks import STATUS_LABELS
 from commands.home import Home, TestLine
 from commands.permissions import SUPPORT
 from commands.timeparse import format_time
+from store.models import CandidateStatus
 
 HELP = (
     "`/candidate TEST CANDIDATE` · `/exam TEST` · `/incident-time TEST CANDIDATES add 15 "
@@ -59,7 +59,7 @@ def _tests(title: str, tests: list[TestLine], tz: ZoneInfo, *, empty: str) -> li
     if not tests:
         return [*blocks, _context(empty)]
     for t in tests:
-        counts = ", ".join(f"{t.by_status.get(s, 0)} {label}" for s, label in STATUS_LABELS.items())
+        counts = ", ".join(f"{t.by_status.get(s, 0)} {s.label}" for s in CandidateStatus)
         blocks.append(
             _text(
                 f"*{escape(t.code)}* — {escape(t.title)} ({t.kind})\n"
