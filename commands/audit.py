@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from sqlalchemy import Insert, Integer, Select, String, bindparam, event, insert, null, select
@@ -10,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from commands.context import Ctx
 from commands.errors import InvalidInput
-from store.models import AnyTest, Candidate, Change
+from store.models import Candidate, Change, Test
 
 MAX_REASON = 500
 
@@ -32,7 +31,7 @@ def record(
     reason: str,
     before: dict[str, Any],
     after: dict[str, Any],
-    test: AnyTest | None = None,
+    test: Test | None = None,
     candidate: Candidate | None = None,
     candidate_id: int | None = None,
     batch: str | None = None,
@@ -41,21 +40,18 @@ def record(
     db = ctx.db_session
     # Rows the command added (a candidate, a reopening) get their ids first.
     db.flush()
-    # Inserted at once with Core: nothing reads it back, and the ORM's unit of work for one
-    # row cost more than the rest of a one-candidate command.
-    db.connection().execute(
-        _INSERT,
-        {
-            "at": ctx.now,
-            "actor": ctx.actor,
-            "action": action,
-            "test_id": test.id if test else (candidate.test_id if candidate else None),
-            "candidate_id": candidate.id if candidate else candidate_id,
-            "reason": reason,
-            "before": before,
-            "after": after,
-            "batch": batch,
-        },
+    db.add(
+        Change(
+            at=ctx.now,
+            actor=ctx.actor,
+            action=action,
+            test_id=test.id if test else (candidate.test_id if candidate else None),
+            candidate_id=candidate.id if candidate else candidate_id,
+            reason=reason,
+            before=before,
+            after=after,
+            batch=batch,
+        )
     )
 
 
@@ -66,7 +62,7 @@ def record_computed(
     reason: str,
     before_after: Select,
     params: dict[str, Any],
-    test: AnyTest,
+    test: Test,
     batch: str,
 ) -> None:
     """One record of a test-wide change whose before and after the database computes.
@@ -92,10 +88,8 @@ def record_computed(
 
 
 _changes = Change.__table__
-_INSERT = insert(_changes)
 
 
-@functools.cache
 def _insert_from(before_after: Select) -> Insert:
     computed = before_after.subquery()
     before, after = computed.c

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.context import Ctx
@@ -65,36 +65,26 @@ def _offered(ctx: Ctx, reply: Reply) -> Reply:
 def offer(*, db_session: Session, actor: str, command: str, now: datetime) -> str:
     """Store a pending confirmation of ``command`` and return its token."""
     token = secrets.token_urlsafe(24)
-    db_session.connection().execute(
-        _OFFER, {"token": token, "actor": actor, "command": command, "created_at": now}
-    )
+    db_session.add(Confirmation(token=token, actor=actor, command=command, created_at=now))
     return token
 
 
 def claim(*, db_session: Session, token: str, user: str, now: datetime) -> str | None:
     """Mark the confirmation used by ``user``; its command for exactly one caller per token,
     None for every other."""
-    return (
-        db_session.connection()
-        .execute(_CLAIM, {"claimed": token, "now": now, "user": user, "oldest": now - VALID_FOR})
-        .scalar()
+    # One UPDATE that only an unused, unexpired token matches: of two concurrent clicks,
+    # one gets the command back.
+    claimed = (
+        update(Confirmation)
+        .where(
+            Confirmation.token == token,
+            Confirmation.used_at.is_(None),
+            Confirmation.created_at >= now - VALID_FOR,
+        )
+        .values(used_at=now, used_by=user)
+        .returning(Confirmation.command)
     )
-
-
-# Built once: building a statement costs more than running it. An UPDATE's bind parameters
-# must not be named like the table's columns.
-_confirmations = Confirmation.__table__
-_OFFER = insert(_confirmations)
-_CLAIM = (
-    update(_confirmations)
-    .where(
-        _confirmations.c.token == bindparam("claimed"),
-        _confirmations.c.used_at.is_(None),
-        _confirmations.c.created_at >= bindparam("oldest"),
-    )
-    .values(used_at=bindparam("now"), used_by=bindparam("user"))
-    .returning(_confirmations.c.command)
-)
+    return db_session.execute(claimed, execution_options={"synchronize_session": False}).scalar()
 
 
 def apply(

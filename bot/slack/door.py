@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import Engine, bindparam, delete, insert
+from sqlalchemy import Engine, delete, insert
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
@@ -322,9 +322,9 @@ def first_time(engine: Engine, keys: list[str], *, signed_at: datetime, now: dat
     try:
         with engine.begin() as conn:
             if prune:
-                conn.execute(_PRUNE, {"oldest": now - KEEP})
+                conn.execute(delete(_seen).where(_seen.c.signed_at < now - KEEP))
             for key in keys:
-                conn.execute(_REMEMBER, {"key": key, "signed_at": signed_at})
+                conn.execute(insert(_seen).values(key=key, signed_at=signed_at))
     except IntegrityError:
         # Seen already: nothing of this transaction is kept, and nothing more was needed.
         return False
@@ -333,8 +333,5 @@ def first_time(engine: Engine, keys: list[str], *, signed_at: datetime, now: dat
     return True
 
 
-# Built once: building a statement costs more than running it.
 _seen = SeenSlackRequest.__table__
-_REMEMBER = insert(_seen)
-_PRUNE = delete(_seen).where(_seen.c.signed_at < bindparam("oldest"))
 _pruned_at = -math.inf
