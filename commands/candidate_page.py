@@ -8,10 +8,10 @@ from sqlalchemy.orm import Session
 
 from commands.timing import Timing, timing
 from notifications import inapp, texts
-from store.models import AnyTest, Candidate, CandidateStatus, TestKind
+from store.models import Candidate, CandidateStatus, Test, TestKind
 
 
-def delivered_automatically(test: AnyTest, t: Timing) -> bool:
+def delivered_automatically(test: Test, t: Timing) -> bool:
     """R9: at the deadline the answer is delivered for the candidate.
 
     A reopened answer is delivered at its reopen deadline even where the test does not

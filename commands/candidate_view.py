@@ -7,14 +7,14 @@ from sqlalchemy import bindparam, func, literal, null, select, union_all
 from commands import history
 from commands.context import Ctx
 from commands.errors import InvalidInput
-from commands.lookup import get_plain_candidate, parse_candidate_number
+from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
 from commands.status import candidate_status
 from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
 from commands.timing import timing
 from notifications.masking import mask_email, mask_phone
-from store.models import AnyCandidate, AnyTest, CandidateStatus, Delivery, NoticeReceipt
+from store.models import Candidate, CandidateStatus, Delivery, NoticeReceipt, Test
 
 USAGE = (
     "Usage: /candidate TEST CANDIDATE [history [page N]]\n"
@@ -40,11 +40,11 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
         db_session=db, user_id=ctx.actor, test_code=args[0], doing="see its candidates"
     )
     number = parse_candidate_number(args[1])
-    candidate = get_plain_candidate(db_session=db, test=test, number=number)
+    candidate = get_candidate(db_session=db, test=test, number=number)
     return card(ctx, test, candidate)
 
 
-def card(ctx: Ctx, test: AnyTest, candidate: AnyCandidate) -> Reply:
+def card(ctx: Ctx, test: Test, candidate: Candidate) -> Reply:
     tz = ctx.tz
     t = timing(candidate, test)
     data = candidate_status(candidate, test, tz)
@@ -86,7 +86,7 @@ def card(ctx: Ctx, test: AnyTest, candidate: AnyCandidate) -> Reply:
     return Reply(text="\n".join(lines), kind="candidate", data=data)
 
 
-def notice_summary(ctx: Ctx, candidate: AnyCandidate) -> dict:
+def notice_summary(ctx: Ctx, candidate: Candidate) -> dict:
     rows = ctx.db_session.connection().execute(_NOTICE_SUMMARY, {"candidate_id": candidate.id})
     inapp = read = 0
     by_channel: dict[str, dict[str, int]] = {"sms": {}, "email": {}}

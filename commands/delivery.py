@@ -10,21 +10,14 @@ from pathlib import Path
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from commands import audit
+from commands import audit, delivery_queries
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
 from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
 from commands.reopen import close_reopening, end_reopening
 from commands.status import candidate_status
-from commands.timing import (
-    OPEN_REOPENING,
-    PLAIN_COLUMNS,
-    active_reopening,
-    ordinary_end,
-    plain_deadlines,
-    timing,
-)
+from commands.timing import active_reopening, timing
 from store.models import Candidate, CandidateStatus, Reopening, Submission, Test, TestKind
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -60,30 +53,19 @@ class Scan:
 
 
 def scan(*, db_session: Session, now: datetime) -> Scan:
-    """R9 planning from plain columns, without locks: run it in a read-only transaction.
-
-    Every sweep looks at every candidate still awaiting delivery (100,000 on a busy day):
-    as ORM objects inside the writing transaction that took several seconds, and every
-    command that changes something waited for the database meanwhile. `deliver_due` checks
-    each due candidate again under lock, so a scan that is a moment old is still safe.
-    """
-    tests = {t.id: t for t in db_session.scalars(_TESTS_AWAITING)}
+    """R9 planning from plain rows (commands.delivery_queries), without locks: run it in a
+    read-only transaction. `deliver_due` checks each due candidate again under lock, so a
+    scan that is a moment old is still safe."""
     due: list[int] = []
     upcoming = None
-    for id_, test_id, *plain in db_session.connection().execute(_AWAITING_PLAIN):
-        test = tests[test_id]
-        times = plain_deadlines(ordinary_end(test), *plain)
-        if times.reopen_mode is not None:
-            deadline = times.reopen_deadline  # None: no-limit
-        elif test.auto_deliver:
-            deadline = times.end
-        else:
+    for candidate_id, test, reopened, deadline in delivery_queries.awaiting(db_session):
+        if not reopened and not test.auto_deliver:
             continue
         if deadline is None:
             continue
         deadline = max(deadline, test.start)  # nothing is delivered before the test starts
         if deadline <= now:
-            due.append(id_)
+            due.append(candidate_id)
         elif upcoming is None or deadline < upcoming:
             upcoming = deadline
     return Scan(due=due, upcoming=upcoming)
@@ -139,23 +121,6 @@ def deliver_due(ctx: Ctx, *, candidate_ids: list[int] | None = None) -> list[Del
         )
         done.append(Delivered(test.code, candidate.number, t.reopening is not None))
     return done
-
-
-# `_awaiting_delivery` as plain columns: the candidate's own times and its open reopening.
-_c, _r, _t = Candidate.__table__.c, Reopening.__table__.c, Test.__table__.c
-_AWAITING_PLAIN = (
-    select(_c.id, _c.test_id, *PLAIN_COLUMNS)
-    .select_from(
-        Candidate.__table__.join(Test.__table__, _t.id == _c.test_id).outerjoin(
-            Reopening.__table__, OPEN_REOPENING
-        )
-    )
-    .where(
-        _t.kind != TestKind.THESIS,
-        or_(_c.status == CandidateStatus.STARTED, _r.id.is_not(None)),
-    )
-)
-_TESTS_AWAITING = select(Test).where(Test.kind != TestKind.THESIS)
 
 
 def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: str) -> str:

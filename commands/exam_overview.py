@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     CompoundSelect,
     String,
+    and_,
     bindparam,
     func,
     literal,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     union,
     union_all,
 )
+from sqlalchemy.orm import Session, contains_eager, selectinload
 
 from commands import registry, report
 from commands.context import Ctx
@@ -27,24 +29,19 @@ from commands.lookup import get_test
 from commands.permissions import require_support, test_for_support_or_teacher
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time, iso, relative_to_ordinary_end
-from commands.timing import (
-    OPEN_REOPENING,
-    PLAIN_COLUMNS,
-    plain_deadlines,
-    upload_allowance_minutes,
-)
 from commands.timing import ordinary_end as ordinary_end_of
+from commands.timing import timing, upload_allowance_minutes
 from store.models import (
     CANDIDATE_WITH_EXTRA,
     CANDIDATE_WITH_INCIDENT,
     CANDIDATE_WITH_OWN_END,
-    AnyTest,
     Candidate,
     CandidateStatus,
     Delivery,
     Notice,
     NoticeReceipt,
     Reopening,
+    Test,
 )
 
 USAGE = (
@@ -131,38 +128,50 @@ _COUNTS = union_all(
     .where(_OF_TEST)
     .group_by(_deliveries.c.channel, _deliveries.c.status),
 )
-# The open reopenings: the first LISTED by number, with what their deadlines are made of,
-# each row with how many there are in all. Plain columns, not ORM objects: /exam runs often.
-_r = Reopening.__table__.c
-_REOPENED = (
-    select(_c.number, *PLAIN_COLUMNS, func.count().over())
-    .join(Reopening.__table__, _r.candidate_id == _c.id)
+
+
+def _reopened(db: Session, test: Test) -> tuple[list[Candidate], int]:
+    """The first LISTED candidates open for new delivery, by number, and how many there are."""
+    open_ = (Reopening.candidate_id == Candidate.id, Reopening.closed_at.is_(None))
     # "+ 0": SQLite would otherwise walk all the test's candidates by the test_id index and
     # probe each for a reopening; the open reopenings are few, so start from those.
-    .where(_c.test_id + 0 == bindparam("test_id"), _r.closed_at.is_(None))
-    .order_by(_c.number)
-    .limit(LISTED)
-)
+    of_test = Candidate.test_id + 0 == test.id
+    count = db.scalar(
+        select(func.count()).select_from(Reopening).join(Candidate, and_(*open_)).where(of_test)
+    )
+    if not count:
+        return [], 0
+    first = db.scalars(
+        select(Candidate)
+        .join(Reopening, and_(*open_))
+        .where(of_test)
+        .options(contains_eager(Candidate.reopenings))
+        .order_by(Candidate.number)
+        .limit(LISTED)
+    ).unique()
+    return list(first), count
 
 
-# After the ordinary end only a candidate with time of its own (extra or incident time, an
-# individual end) or an open reopening can still be writing: each of those comes from its
-# partial index or from the few open reopenings, never from the whole test.
-_MAY_STILL_WRITE = (
-    select(_c.number, _c.status, *PLAIN_COLUMNS)
-    .outerjoin(Reopening.__table__, OPEN_REOPENING)
-    .where(
-        _c.id.in_(
-            union(
-                *(select(_c.id).where(_IN_TEST, condition) for condition, _ in _LISTS.values()),
-                select(_r.candidate_id)
-                .join(Candidate.__table__, _c.id == _r.candidate_id)
-                .where(_c.test_id + 0 == bindparam("test_id"), _r.closed_at.is_(None)),
-            )
+def _may_still_write(db: Session, test: Test) -> list[Candidate]:
+    """After the ordinary end only a candidate with time of its own (extra or incident time,
+    an individual end) or an open reopening can still be writing: each of those comes from
+    its partial index or from the few open reopenings, never from the whole test."""
+    of_test = {"test_id": test.id}
+    ids = union(
+        *(select(_c.id).where(_IN_TEST, condition) for condition, _ in _LISTS.values()),
+        select(Reopening.candidate_id)
+        .join(Candidate, Candidate.id == Reopening.candidate_id)
+        .where(Candidate.test_id + 0 == bindparam("test_id"), Reopening.closed_at.is_(None)),
+    )
+    return list(
+        db.scalars(
+            select(Candidate)
+            .where(Candidate.id.in_(ids))
+            .options(selectinload(Candidate.reopenings))
+            .order_by(Candidate.number),
+            of_test,
         )
     )
-    .order_by(_c.number)
-)
 
 
 @functools.cache
@@ -179,7 +188,7 @@ def _firsts(keys: tuple[str, ...]) -> CompoundSelect:
     return union_all(*(select(first) for first in firsts))
 
 
-def overview(ctx: Ctx, test: AnyTest) -> Reply:
+def overview(ctx: Ctx, test: Test) -> Reply:
     db, tz = ctx.db_session, ctx.tz
     connection = db.connection()
     params = {"test_id": test.id}
@@ -204,7 +213,7 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
             listed[key]["first"].append([number] if key == "individual" else [number, value])
     total = sum(counts.values())
     extra, incident, individual = listed["extra"], listed["incident"], listed["individual"]
-    reopened = connection.execute(_REOPENED, params).all()
+    reopened, reopened_count = _reopened(db, test)
     ordinary_end = ordinary_end_of(test)
     allowance = upload_allowance_minutes(test)
 
@@ -221,22 +230,16 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
         _line("Individual end", individual, minutes=False),
     ]
     reopen_items = []
-    for number, *plain, _ in reopened:
-        mode, due = plain_deadlines(ordinary_end, *plain)[1:]
-        reopen_items.append(
-            {
-                "candidate": number,
-                "mode": mode,
-                "deadline": iso(due, tz),
-            }
-        )
+    for candidate in reopened:
+        number, t = candidate.number, timing(candidate, test)
+        mode, due = t.reopening.mode, t.reopen_deadline
+        reopen_items.append({"candidate": number, "mode": mode, "deadline": iso(due, tz)})
         when = (
             "no time limit"
             if due is None
             else (f"until {format_time(due, tz)} ({relative_to_ordinary_end(ordinary_end, due)})")
         )
         lines.append(f"New delivery: {number} allowed, {mode}, {when}")
-    reopened_count = reopened[0][-1] if reopened else 0
     if not reopened:
         lines.append("New delivery: none")
     elif reopened_count > len(reopened):
@@ -245,7 +248,7 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
             f"(`/candidate {test.code} NUMBER` for each)"
         )
     lines.append(_notice_line(notices))
-    grading = _grading(ctx, test, ordinary_end, connection, params)
+    grading = _grading(ctx, test, ordinary_end)
     lines.append(f"Grading: {grading['text']}")
     data: dict[str, Any] = {
         "test": test.code,
@@ -266,9 +269,7 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
     return Reply(text="\n".join(lines), kind="overview", data=data)
 
 
-def _grading(
-    ctx: Ctx, test: AnyTest, ordinary_end: datetime, connection: Any, params: dict[str, Any]
-) -> dict[str, Any]:
+def _grading(ctx: Ctx, test: Test, ordinary_end: datetime) -> dict[str, Any]:
     """Whether grading can start: not before the ordinary end, nor while anyone still
     writes (time left, R3) or is open for new delivery (R6)."""
     if ctx.now < ordinary_end:
@@ -278,11 +279,11 @@ def _grading(
             "text": f"not before the ordinary end ({format_time(ordinary_end, ctx.tz)})",
         }
     waiting = []
-    for number, status, *plain in connection.execute(_MAY_STILL_WRITE, params):
-        times = plain_deadlines(ordinary_end, *plain)
-        writing = status != CandidateStatus.SUBMITTED and times.end > ctx.now
-        if times.reopen_mode is not None or writing:
-            waiting.append(number)
+    for candidate in _may_still_write(ctx.db_session, test):
+        t = timing(candidate, test)
+        writing = candidate.status != CandidateStatus.SUBMITTED and t.end_time > ctx.now
+        if t.reopening is not None or writing:
+            waiting.append(candidate.number)
     if not waiting:
         return {
             "can_start": True,

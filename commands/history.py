@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 
 from commands.context import Ctx
 from commands.errors import InvalidInput
-from commands.lookup import get_plain_candidate, parse_candidate_number
+from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time, iso
 from notifications.masking import mask_email, mask_phone
-from store.models import AnyTest, Candidate, Change
+from store.models import Candidate, Change, Test
 
 USAGE = (
     "Usage: /candidate TEST CANDIDATE history [page N]\n"
@@ -120,7 +120,7 @@ class Entry:
         }
 
 
-def entries(db_session: Session, test: AnyTest, number: str | None = None) -> list[Entry]:
+def entries(db_session: Session, test: Test, number: str | None = None) -> list[Entry]:
     """The test's change record (or one candidate's part of it), oldest first."""
     if number is None:
         rows = db_session.execute(_OF_TEST, {"test_id": test.id})
@@ -196,7 +196,7 @@ def run(ctx: Ctx, test_code: str, number_text: str, rest: list[str]) -> Reply:
         db_session=db, user_id=ctx.actor, test_code=test_code, doing="see its change record"
     )
     number = parse_candidate_number(number_text)
-    get_plain_candidate(db_session=db, test=test, number=number)  # a clear "no such candidate"
+    get_candidate(db_session=db, test=test, number=number)  # a clear "no such candidate"
     found = entries(db, test, number)
     pages = max(1, -(-len(found) // PAGE))
     if page is None:
@@ -251,7 +251,7 @@ def _page_asked(rest: list[str]) -> int | None:
     raise InvalidInput("After `history`, give nothing or `page N` (N from 1).", USAGE)
 
 
-def log_text(db_session: Session, test: AnyTest, number: str | None, tz: ZoneInfo) -> str:
+def log_text(db_session: Session, test: Test, number: str | None, tz: ZoneInfo) -> str:
     """`examdesk log TEST [CANDIDATE]`: the whole record, oldest first, unpaged."""
     found = entries(db_session, test, number)
     whose = f"candidate {number} · {test.code}" if number else test.code

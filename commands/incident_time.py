@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, bindparam, case, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, Integer, Select, func, literal, not_, or_, select, update
+from sqlalchemy.orm import Session
 
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, NotFound, Refused
-from commands.lookup import parse_candidate_list
+from commands.lookup import get_candidates, parse_candidate_list
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply, listed
 from commands.timeparse import MAX_DURATION_MINUTES, format_duration, format_time, parse_duration
-from commands.timing import end_time_from, individual_end_from, ordinary_end, ordinary_end_passed
-from store.models import AnyTest, Candidate
+from commands.timing import end_time, ordinary_end, ordinary_end_passed
+from store.models import Candidate, Test
 from store.sql import json_object_agg
 
 USAGE = (
@@ -91,14 +93,17 @@ def change(
     action, batch = f"incident_time_{operation}", str(uuid.uuid4())
     if numbers is None:
         return _change_all(ctx, test, operation, minutes, what, reason, action, batch)
-    rows, own_ends = _locked_rows(ctx, test, numbers)
-    before = {number: incident for _, number, incident, _, _ in rows}
-    after = {
-        number: _new_total(incident, operation, minutes) for number, incident in before.items()
-    }
-    _refuse_below_zero([r for r in rows if after[r[1]] < 0], minutes)
-    _refuse_above_most([r for r in rows if after[r[1]] > MAX_TOTAL_MINUTES], minutes)
-    _apply(ctx, test, rows, numbers, operation, minutes)
+    candidates = get_candidates(
+        db_session=ctx.db_session, test=test, numbers=numbers, lock=True, not_found=_not_found
+    )
+    before = {c.number: c.incident_minutes for c in candidates}
+    after = {c.number: _new_total(c.incident_minutes, operation, minutes) for c in candidates}
+    _refuse_below_zero([c for c in candidates if after[c.number] < 0], minutes)
+    _refuse_above_most([c for c in candidates if after[c.number] > MAX_TOTAL_MINUTES], minutes)
+    shown = _shown(test, candidates)
+    for candidate in candidates:
+        candidate.incident_minutes = after[candidate.number]
+    ctx.db_session.flush()
     audit.record(
         ctx,
         action=action,
@@ -106,18 +111,16 @@ def change(
         before=before,
         after=after,
         test=test,
-        candidate_id=rows[0].id if len(rows) == 1 else None,
+        candidate_id=candidates[0].id if len(candidates) == 1 else None,
         batch=batch,
     )
-    latest = _latest_end(ordinary_end(test), rows, own_ends, after)
-    return _receipt(
-        ctx, test, rows, len(rows), own_ends, operation, minutes, what, reason, latest, all_=False
-    )
+    latest = max(end_time(c, test) for c in candidates)
+    return _receipt(ctx, test, shown, len(candidates), what, reason, latest, all_=False)
 
 
 def _change_all(
     ctx: Ctx,
-    test: AnyTest,
+    test: Test,
     operation: str,
     minutes: int,
     what: str,
@@ -126,47 +129,51 @@ def _change_all(
     batch: str,
 ) -> Reply:
     """Every candidate of the test, in the database: each candidate's before and after go
-    into the change record by SQL, and only the receipt's first lines come to Python."""
-    connection = ctx.db_session.connection()
-    params = {"of_test": test.id, "minutes": minutes}
+    into the change record by SQL, and only the receipt's first candidates are loaded."""
+    db = ctx.db_session
+    in_test = Candidate.test_id == test.id
     # Locks every row on PostgreSQL (SQLite's BEGIN IMMEDIATE already holds the database).
-    count = connection.execute(_LOCK_ALL, params).scalar_one()
+    count = db.scalar(
+        select(func.count()).select_from(
+            select(Candidate.id).where(in_test).with_for_update().subquery()
+        )
+    )
     if not count:
         _refuse_no_candidates(test)
-    if operation == "subtract":
-        _refuse_below_zero(connection.execute(_BELOW_ZERO_AFTER_SUBTRACT, params).all(), minutes)
-    if operation == "add":
-        _refuse_above_most(connection.execute(_ABOVE_MOST_AFTER_ADD, params).all(), minutes)
-    first, own_ends = _first_rows(connection, params)
+    _refuse_all_out_of_bounds(db, test, operation, minutes)
+    first = db.scalars(
+        select(Candidate).where(in_test).order_by(Candidate.number).limit(RECEIPT_LINES)
+    ).all()
+    shown = _shown(test, first)
     audit.record_computed(
         ctx,
         action=action,
         reason=reason,
-        before_after=_BEFORE_AFTER[operation],
-        params=params,
+        before_after=_before_after_of_all(test, operation, minutes),
+        params={},
         test=test,
         batch=batch,
     )
-    _apply(ctx, test, first, None, operation, minutes)
-    latest = _latest_end_of_test(connection, ordinary_end(test), params)
-    return _receipt(
-        ctx, test, first, count, own_ends, operation, minutes, what, reason, latest, all_=True
+    # One UPDATE for the whole test; the candidates loaded above follow it (synchronize).
+    db.execute(
+        update(Candidate)
+        .where(in_test)
+        .values(incident_minutes=_new_total_sql(operation, minutes)),
+        execution_options={"synchronize_session": "evaluate"},
     )
+    latest = _latest_end_of_test(db, test)
+    return _receipt(ctx, test, shown, count, what, reason, latest, all_=True)
 
 
 def _preview_all(
-    ctx: Ctx, test: AnyTest, operation: str, minutes: int, what: str, command: str
+    ctx: Ctx, test: Test, operation: str, minutes: int, what: str, command: str
 ) -> Reply:
     """The confirmation of `all`, from aggregates: a preview reads no row it won't show."""
     db = ctx.db_session
-    params = {"of_test": test.id, "minutes": minutes}
-    count = db.scalar(_COUNT, params)
+    count = db.scalar(select(func.count()).where(Candidate.test_id == test.id))
     if not count:
         _refuse_no_candidates(test)
-    if operation == "subtract":
-        _refuse_below_zero(db.execute(_BELOW_ZERO_AFTER_SUBTRACT, params).all(), minutes)
-    if operation == "add":
-        _refuse_above_most(db.execute(_ABOVE_MOST_AFTER_ADD, params).all(), minutes)
+    _refuse_all_out_of_bounds(db, test, operation, minutes)
     return Reply(
         text=f"This would {what} incident time for all {count} candidates of "
         f"{test.code}. Nothing is changed until you confirm.",
@@ -179,7 +186,26 @@ def _preview_all(
     )
 
 
-def _refuse_no_candidates(test: AnyTest) -> None:
+def _refuse_all_out_of_bounds(db: Session, test: Test, operation: str, minutes: int) -> None:
+    """Subtracting is the only way below zero (R4), adding the only way above the most (set
+    is bounded by parse_duration): those who would go there, for the refusal."""
+    if operation == "subtract":
+        below = Candidate.incident_minutes - minutes < 0
+        _refuse_below_zero(_numbers_where(db, test, below), minutes)
+    if operation == "add":
+        above = Candidate.incident_minutes + minutes > MAX_TOTAL_MINUTES
+        _refuse_above_most(_numbers_where(db, test, above), minutes)
+
+
+def _numbers_where(db: Session, test: Test, condition: ColumnElement[bool]) -> list[Any]:
+    return db.execute(
+        select(Candidate.number, Candidate.incident_minutes)
+        .where(Candidate.test_id == test.id, condition)
+        .order_by(Candidate.number)
+    ).all()
+
+
+def _refuse_no_candidates(test: Test) -> None:
     raise Refused(
         f"Test {test.code} has no candidates yet, so there is nothing to change. "
         "Import its candidates first (`examdesk import candidates FILE`)."
@@ -210,7 +236,7 @@ def _refuse_above_most(above: list, minutes: int) -> None:
         )
 
 
-def _refuse_after_ordinary_end(ctx: Ctx, test: AnyTest) -> None:
+def _refuse_after_ordinary_end(ctx: Ctx, test: Test) -> None:
     if ordinary_end_passed(test, ctx.now):
         raise Refused(
             f"The ordinary end of {test.code} ({format_time(ordinary_end(test), ctx.tz)}) has "
@@ -219,38 +245,23 @@ def _refuse_after_ordinary_end(ctx: Ctx, test: AnyTest) -> None:
         )
 
 
-def _locked_rows(
-    ctx: Ctx, test: AnyTest, numbers: list[str]
-) -> tuple[list[Any], dict[int, datetime]]:
-    """The candidates' rows (id, number, incident_minutes, extra_minutes, has_own_end),
-    locked, and the individual ends (R2) of the few that have one."""
-    # Through the session's connection: plain rows need none of the ORM's per-row work.
-    connection = ctx.db_session.connection()
-    rows = connection.execute(_LOCKED_ROWS, {"of_test": test.id, "numbers": numbers}).all()
-    missing = sorted(set(numbers) - {number for _, number, *_ in rows})
-    if missing:
-        raise NotFound(
-            f"Test {test.code} has no candidate {listed(missing)}. "
-            f"Check the numbers with `/exam {test.code}`. Nothing was changed."
-        )
-    return rows, _own_ends(connection, rows)
+def _not_found(test: Test, missing: Sequence[str]) -> NotFound:
+    return NotFound(
+        f"Test {test.code} has no candidate {listed(missing)}. "
+        f"Check the numbers with `/exam {test.code}`. Nothing was changed."
+    )
 
 
-def _first_rows(connection: Any, params: dict[str, Any]) -> tuple[list[Any], dict[int, datetime]]:
-    """The receipt's first candidates, as ``_locked_rows`` gives them, before the change."""
-    rows = connection.execute(_FIRST_ROWS, params).all()
-    return rows, _own_ends(connection, rows)
+class _Shown(NamedTuple):
+    """A candidate listed in the receipt, as it was before the change."""
+
+    candidate: Candidate
+    incident_minutes: int
+    end: datetime
 
 
-def _own_ends(connection: Any, rows: list[Any]) -> dict[int, datetime]:
-    """The individual ends (R2) of the few of ``rows`` that have one."""
-    with_own = [id_ for id_, _, _, _, has_own_end in rows if has_own_end]
-    if not with_own:
-        return {}
-    return {
-        id_: individual_end_from(postponed, individual)
-        for id_, postponed, individual in connection.execute(_OWN_ENDS, {"ids": with_own})
-    }
+def _shown(test: Test, candidates: Sequence[Candidate]) -> list[_Shown]:
+    return [_Shown(c, c.incident_minutes, end_time(c, test)) for c in candidates[:RECEIPT_LINES]]
 
 
 def _new_total(current: int, operation: str, minutes: int) -> int:
@@ -261,119 +272,39 @@ def _new_total(current: int, operation: str, minutes: int) -> int:
     return minutes
 
 
-def _apply(
-    ctx: Ctx,
-    test: AnyTest,
-    rows: list[Any],
-    numbers: list[str] | None,
-    operation: str,
-    minutes: int,
-) -> None:
-    """One statement for the whole batch: the rows are locked, so the totals we checked are
-    the totals being changed."""
-    ctx.db_session.connection().execute(
-        _UPDATE[operation, numbers is not None],
-        {"of_test": test.id, "minutes": minutes, "ids": [id_ for id_, *_ in rows]},
+def _new_total_sql(operation: str, minutes: int) -> ColumnElement[int]:
+    return {
+        "add": Candidate.incident_minutes + minutes,
+        "subtract": Candidate.incident_minutes - minutes,
+        "set": literal(minutes, Integer),
+    }[operation]
+
+
+def _before_after_of_all(test: Test, operation: str, minutes: int) -> Select:
+    """Each candidate's total before and after, keyed by number, as audit.record would
+    store them."""
+    return select(
+        json_object_agg(Candidate.number, Candidate.incident_minutes),
+        json_object_agg(Candidate.number, _new_total_sql(operation, minutes)),
+    ).where(Candidate.test_id == test.id)
+
+
+def _latest_end_of_test(db: Session, test: Test) -> datetime:
+    """R3's latest end time of every candidate of the test: candidates without an end of
+    their own share the ordinary end, so the most extra + incident minutes decide; the few
+    with one are loaded."""
+    own_end = or_(
+        Candidate.postponed_deadline.is_not(None), Candidate.individual_deadline.is_not(None)
     )
-    # Objects loaded earlier in this session must not keep the old total.
-    for obj in ctx.db_session.identity_map.values():
-        if isinstance(obj, Candidate) and obj.test_id == test.id:
-            ctx.db_session.expire(obj, ["incident_minutes"])
-
-
-def _latest_end(
-    ordinary: datetime, rows: list[Any], own_ends: dict[int, datetime], after: dict[str, int]
-) -> datetime:
-    """R3's latest end time after the change, of ``rows``: candidates without an end of
-    their own share the ordinary end, so the most extra + incident minutes decide."""
-    shared = [extra + after[number] for id_, number, _, extra, _ in rows if id_ not in own_ends]
-    ends = [ordinary + timedelta(minutes=max(shared))] if shared else []
-    ends += [
-        end_time_from(ordinary, own_ends[id_], extra, after[number])
-        for id_, number, _, extra, _ in rows
-        if id_ in own_ends
-    ]
-    return max(ends)
-
-
-def _latest_end_of_test(connection: Any, ordinary: datetime, params: dict[str, Any]) -> datetime:
-    """``_latest_end`` of every candidate of the test, after the change, from the database:
-    the most minutes among those sharing the ordinary end, and each of the few own ends."""
-    shared = connection.execute(_MOST_MINUTES_SHARED, params).scalar()
-    ends = [ordinary + timedelta(minutes=shared)] if shared is not None else []
-    ends += [
-        end_time_from(ordinary, individual_end_from(postponed, individual), extra, incident)
-        for extra, incident, postponed, individual in connection.execute(_WITH_OWN_END, params)
-    ]
-    return max(ends)
-
-
-# The statements are built once, with bind parameters: building one costs more than running
-# it. An INSERT's or UPDATE's bind parameters must not be named like its table's columns:
-# "of_test", not "test_id".
-_c = Candidate.__table__.c
-_IN_TEST = _c.test_id == bindparam("of_test")
-_MINUTES = bindparam("minutes", type_=Integer)
-_COUNT = select(func.count()).where(_IN_TEST)
-_LOCK_ALL = select(func.count()).select_from(
-    select(_c.id).where(_IN_TEST).with_for_update().subquery()
-)
-# Subtracting is the only way below zero (R4): those who would go there, for the refusal.
-_BELOW_ZERO_AFTER_SUBTRACT = (
-    select(_c.number, _c.incident_minutes)
-    .where(_IN_TEST, _c.incident_minutes - _MINUTES < 0)
-    .order_by(_c.number)
-)
-# Adding is the only way above the most (set is bounded by parse_duration).
-_ABOVE_MOST_AFTER_ADD = (
-    select(_c.number, _c.incident_minutes)
-    .where(_IN_TEST, _c.incident_minutes + _MINUTES > MAX_TOTAL_MINUTES)
-    .order_by(_c.number)
-)
-_HAS_OWN_END = or_(_c.postponed_deadline.is_not(None), _c.individual_deadline.is_not(None))
-_ROWS = (
-    select(
-        _c.id,
-        _c.number,
-        _c.incident_minutes,
-        _c.extra_minutes,
-        # 1/0 rather than a boolean: 2,000 rows skip the driver's bool conversion.
-        case((_HAS_OWN_END, 1), else_=0).label("has_own_end"),
+    in_test = Candidate.test_id == test.id
+    shared = db.scalar(
+        select(func.max(Candidate.extra_minutes + Candidate.incident_minutes)).where(
+            in_test, not_(own_end)
+        )
     )
-    .where(_IN_TEST)
-    .order_by(_c.number)
-)
-_LOCKED_ROWS = _ROWS.where(_c.number.in_(bindparam("numbers", expanding=True))).with_for_update()
-_FIRST_ROWS = _ROWS.limit(RECEIPT_LINES)
-_OWN_ENDS = select(_c.id, _c.postponed_deadline, _c.individual_deadline).where(
-    _c.id.in_(bindparam("ids", expanding=True))
-)
-_NEW_TOTAL = {
-    "add": _c.incident_minutes + _MINUTES,
-    "subtract": _c.incident_minutes - _MINUTES,
-    "set": _MINUTES,
-}
-# Each candidate's total before and after, keyed by number, as audit.record would store them.
-_BEFORE_AFTER = {
-    operation: select(
-        json_object_agg(_c.number, _c.incident_minutes), json_object_agg(_c.number, new_total)
-    ).where(_IN_TEST)
-    for operation, new_total in _NEW_TOTAL.items()
-}
-# By (operation, whether numbers are given).
-_UPDATE = {
-    (operation, by_number): update(Candidate.__table__)
-    .where(_IN_TEST, *([_c.id.in_(bindparam("ids", expanding=True))] if by_number else []))
-    .values(incident_minutes=new_total)
-    for operation, new_total in _NEW_TOTAL.items()
-    for by_number in (False, True)
-}
-_MOST_MINUTES_SHARED = select(func.max(_c.extra_minutes + _c.incident_minutes)).where(
-    _IN_TEST, not_(_HAS_OWN_END)
-)
-_WITH_OWN_END = select(
-    _c.extra_minutes, _c.incident_minutes, _c.postponed_deadline, _c.individual_deadline
-).where(_IN_TEST, _HAS_OWN_END)
+    ends = [ordinary_end(test) + timedelta(minutes=shared)] if shared is not None else []
+    ends += [end_time(c, test) for c in db.scalars(select(Candidate).where(in_test, own_end))]
+    return max(ends)
 
 
 def _describe(operation: str, minutes: int) -> str:
@@ -385,52 +316,44 @@ def _describe(operation: str, minutes: int) -> str:
 
 def _receipt(
     ctx: Ctx,
-    test: AnyTest,
-    listed: list[Any],
+    test: Test,
+    shown: list[_Shown],
     count: int,
-    own_ends: dict[int, datetime],
-    operation: str,
-    minutes: int,
     what: str,
     reason: str,
     latest: datetime,
     *,
     all_: bool,
 ) -> Reply:
-    """``listed``: the first candidates (at least the first RECEIPT_LINES) before the change;
-    the latest end time speaks for the rest."""
-    ordinary = ordinary_end(test)
-
-    def end_of(r: Any, incident: int) -> datetime:
-        return end_time_from(ordinary, own_ends.get(r.id), r.extra_minutes, incident)
-
+    """``shown``: the first RECEIPT_LINES candidates as they were before the change, now
+    changed; the latest end time speaks for the rest."""
     lines = []
     items = []
-    for r in listed[:RECEIPT_LINES]:
-        new_total = _new_total(r.incident_minutes, operation, minutes)
-        old_end, new_end = end_of(r, r.incident_minutes), end_of(r, new_total)
+    for candidate, before, old_end in shown:
+        new_total, new_end = candidate.incident_minutes, end_time(candidate, test)
         items.append(
             {
-                "candidate": r.number,
-                "before_minutes": r.incident_minutes,
+                "candidate": candidate.number,
+                "before_minutes": before,
                 "after_minutes": new_total,
                 "end_before": old_end,
                 "end_after": new_end,
             }
         )
         lines.append(
-            f"• {r.number}: {format_duration(r.incident_minutes)} → "
+            f"• {candidate.number}: {format_duration(before)} → "
             f"{format_duration(new_total)}; end time {format_time(old_end, ctx.tz)} → "
             f"{format_time(new_end, ctx.tz)}"
         )
     if count > RECEIPT_LINES:
         lines.append(f"…and {count - RECEIPT_LINES} more.")
+    numbers = [s.candidate.number for s in shown]
     if all_:
         whom = f"all {count} candidates"
     elif count == 1:
-        whom = f"candidate {listed[0].number}"
+        whom = f"candidate {numbers[0]}"
     else:
-        whom = f"candidates {', '.join(r.number for r in listed[:RECEIPT_LINES])}" + (
+        whom = f"candidates {', '.join(numbers)}" + (
             f" and {count - RECEIPT_LINES} more" if count > RECEIPT_LINES else ""
         )
     head = f"Incident time for {whom} of {test.code}: {what} (reason: {reason})."

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from sqlalchemy import ColumnElement, Connection, bindparam, select
+from sqlalchemy import ColumnElement, Connection, select
 from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
 from commands.reply import listed
 from commands.text import clip
-from commands.timing import OPEN_REOPENING
 from store.db import has_row_locks
-from store.models import (
-    PLAIN_CANDIDATE_COLUMNS,
-    AnyTest,
-    Candidate,
-    PlainCandidate,
-    PlainReopening,
-    Reopening,
-    Test,
-)
+from store.models import Candidate, Test
 
 CANDIDATES_FORMS = "'all' or candidate numbers separated by commas, e.g. 10023,10024"
 # More than any test has: a longer list is a mistake (and too many for one SQL statement).
@@ -58,90 +49,62 @@ def test_not_found(test_code: str) -> NotFound:
     )
 
 
-def get_candidate(
-    *, db_session: Session, test: AnyTest, number: str, lock: bool = False
-) -> Candidate:
+def get_candidate(*, db_session: Session, test: Test, number: str, lock: bool = False) -> Candidate:
     found = get_candidates(db_session=db_session, test=test, numbers=[number], lock=lock)
     return found[0]
 
 
-def get_plain_candidate(*, db_session: Session, test: AnyTest, number: str) -> PlainCandidate:
-    """``get_candidate`` for reading only: its columns and open reopening in one plain row."""
-    row = db_session.connection().execute(_PLAIN, {"test_id": test.id, "number": number}).first()
-    if row is None:
-        raise candidate_not_found(test, [number])
-    *columns, mode, deadline = row
-    open_ = (PlainReopening(mode, deadline, None),) if mode is not None else ()
-    return PlainCandidate._make((*columns, open_))
-
-
 def get_candidates(
-    *, db_session: Session, test: AnyTest, numbers: Sequence[str] | None, lock: bool = False
+    *,
+    db_session: Session,
+    test: Test,
+    numbers: Sequence[str] | None,
+    lock: bool = False,
+    not_found: Callable[[Test, Sequence[str]], NotFound] | None = None,
 ) -> list[Candidate]:
     """Candidates of ``test`` by number (all of them when ``numbers`` is None).
 
     ``lock`` takes row locks first (``lock_candidates``) so concurrent changes queue up.
     """
-    query = _CANDIDATES[numbers is not None]
-    params = {"test_id": test.id, "numbers": numbers or []}
     if lock:
         lock_candidates(db_session.connection(), test=test, numbers=numbers)
-    found = list(db_session.scalars(query, params).unique())
+    # Reopenings come in the same query (outer join): one round trip, not two.
+    query = (
+        select(Candidate)
+        .where(*_of_test(test, numbers))
+        .options(joinedload(Candidate.reopenings))
+        .order_by(Candidate.number)
+    )
+    found = list(db_session.scalars(query).unique())
     if numbers is not None:
         missing = sorted(set(numbers) - {c.number for c in found})
         if missing:
-            raise candidate_not_found(test, missing)
+            raise (not_found or candidate_not_found)(test, missing)
     return found
 
 
-def candidate_not_found(test: AnyTest, missing: Sequence[str]) -> NotFound:
+def candidate_not_found(test: Test, missing: Sequence[str]) -> NotFound:
     return NotFound(
         f"Test {test.code} has no candidate {listed(missing)}. "
         f"Check the number{'s' if len(missing) > 1 else ''} with `/exam {test.code}`."
     )
 
 
-def lock_candidates(
-    connection: Connection, *, test: AnyTest, numbers: Sequence[str] | None
-) -> None:
+def lock_candidates(connection: Connection, *, test: Test, numbers: Sequence[str] | None) -> None:
     """Row locks (PostgreSQL) on ``test``'s candidates (all when ``numbers`` is None), to be
     read by a statement of its own afterwards: PostgreSQL re-reads only the locked rows
     after waiting for a lock, not what the same query joins to them, so a reopening that
     another transaction committed meanwhile would be missed. SQLite needs none: its BEGIN
     IMMEDIATE already serialises writers."""
     if has_row_locks(connection):
-        params = {"test_id": test.id, "numbers": numbers or []}
-        connection.execute(_LOCK[numbers is not None], params)
+        connection.execute(select(Candidate.id).where(*_of_test(test, numbers)).with_for_update())
 
 
-def _where(*, by_number: bool) -> list[ColumnElement[bool]]:
-    where = [Candidate.test_id == bindparam("test_id")]
-    if by_number:
-        where.append(Candidate.number.in_(bindparam("numbers", expanding=True)))
+def _of_test(test: Test, numbers: Sequence[str] | None) -> list[ColumnElement[bool]]:
+    where = [Candidate.test_id == test.id]
+    if numbers is not None:
+        where.append(Candidate.number.in_(numbers))
     return where
-
-
-# Built once (building a statement costs more than running it), by "by number".
-_LOCK = {
-    by_number: select(Candidate.id).where(*_where(by_number=by_number)).with_for_update()
-    for by_number in (False, True)
-}
-# Reopenings come in the same query (outer join): one round trip, not two.
-_CANDIDATES = {
-    by_number: select(Candidate)
-    .where(*_where(by_number=by_number))
-    .options(joinedload(Candidate.reopenings))
-    .order_by(Candidate.number)
-    for by_number in (False, True)
-}
-
-
-_r = Reopening.__table__.c
-_PLAIN = (
-    select(*PLAIN_CANDIDATE_COLUMNS, _r.mode, _r.deadline)
-    .outerjoin(Reopening.__table__, OPEN_REOPENING)
-    .where(Candidate.test_id == bindparam("test_id"), Candidate.number == bindparam("number"))
-)
 
 
 def parse_candidate_list(text: str) -> list[str] | None:
@@ -155,9 +118,7 @@ def parse_candidate_list(text: str) -> list[str] | None:
             "or write 'all' for every candidate of the test."
         )
     if not numbers or not all(is_candidate_number(n) for n in numbers):
-        raise InvalidInput(
-            f"'{clip(text)}' is not a list of candidates. Write {CANDIDATES_FORMS}."
-        )
+        raise InvalidInput(f"'{clip(text)}' is not a list of candidates. Write {CANDIDATES_FORMS}.")
     return list(dict.fromkeys(numbers))
 
 

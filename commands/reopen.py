@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import select
 
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
-from commands.lookup import (
-    candidate_not_found,
-    get_candidate,
-    lock_candidates,
-    parse_candidate_number,
-)
+from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
 from commands.timeparse import (
@@ -26,17 +20,13 @@ from commands.timeparse import (
     relative_to_ordinary_end,
 )
 from commands.timing import (
-    OPEN_REOPENING,
-    PLAIN_COLUMNS,
-    PlainDeadlines,
     active_reopening,
+    end_time,
     ordinary_end,
     ordinary_end_passed,
-    plain_deadlines,
-    reopen_deadline_from,
     timing,
 )
-from store.models import AnyTest, Candidate, CandidateStatus, Reopening, ReopenMode, Submission
+from store.models import Candidate, CandidateStatus, Reopening, ReopenMode, Submission, Test
 
 USAGE = (
     "Usage: /reopen TEST CANDIDATE until-close|at DATETIME|in DURATION|no-limit [reason]\n"
@@ -113,10 +103,8 @@ def reopen(
     test = test_for_support(
         db_session=ctx.db_session, user_id=ctx.actor, test_code=test_code, doing="reopen delivery"
     )
-    connection = ctx.db_session.connection()
-    target = _target(connection, test, number)
-    current = plain_deadlines(ordinary_end(test), *target.deadlines)
-    _check_mode(ctx, test, number, current.end, mode, deadline)
+    candidate = get_candidate(db_session=ctx.db_session, test=test, number=number, lock=True)
+    _check_mode(ctx, test, number, end_time(candidate, test), mode, deadline)
     if mode == ReopenMode.NO_LIMIT and not confirmed:
         return Reply(
             text=f"Reopening {number} of {test.code} with no time limit is not "
@@ -131,21 +119,9 @@ def reopen(
             ),
         )
     reason = reason or "no reason given"
-    before = _state_from(ctx, target.status, current)
-    opened = {"mode": mode, "deadline": deadline, "opened_by": ctx.actor, "reason": reason}
-    if target.reopening_id is None:
-        opened |= {
-            "candidate_id": target.id,
-            "opened_at": ctx.now,
-            "status_before": target.status,
-            "submission_before_id": target.latest_submission_id,
-        }
-        connection.execute(_OPEN, opened)
-    else:
-        # Reopening again changes the open reopening; when it was opened stays.
-        connection.execute(_REOPEN_AGAIN, {"open_id": target.reopening_id, **opened})
-    reopen_by = reopen_deadline_from(mode, deadline, current.end)
-    after = _state_from(ctx, target.status, PlainDeadlines(current.end, mode, reopen_by))
+    before = _state(ctx, candidate, test)
+    _open(ctx, candidate, mode=mode, deadline=deadline, reason=reason)
+    after = _state(ctx, candidate, test)
     audit.record(
         ctx,
         action="reopen",
@@ -153,9 +129,9 @@ def reopen(
         before=before,
         after=after,
         test=test,
-        candidate_id=target.id,
+        candidate_id=candidate.id,
     )
-    due = _describe_deadline(ctx, reopen_by, test)
+    due = _describe_deadline(ctx, timing(candidate, test).reopen_deadline, test)
     return Reply(
         text=f"Candidate {number} of {test.code} is open for new delivery "
         f"({mode}) {due} (reason: {reason}).\nBefore: {_describe(before, ctx)}\nNow: "
@@ -175,28 +151,29 @@ def reopen(
     )
 
 
-class _Target(NamedTuple):
-    id: int
-    status: str
-    deadlines: tuple  # a row of timing.PLAIN_COLUMNS: R2, R3 and the open reopening (R6)
-    reopening_id: int | None
-    latest_submission_id: int | None
+def _open(ctx: Ctx, candidate: Candidate, *, mode: str, deadline, reason: str) -> None:
+    """Open ``candidate`` for new delivery; reopening again changes the open reopening, and
+    when it was opened stays."""
+    reopening = active_reopening(candidate)
+    if reopening is None:
+        latest_submission = ctx.db_session.scalar(
+            select(Submission.id)
+            .where(Submission.candidate_id == candidate.id)
+            .order_by(Submission.id.desc())
+            .limit(1)
+        )
+        reopening = Reopening(
+            opened_at=ctx.now,
+            status_before=candidate.status,
+            submission_before_id=latest_submission,
+        )
+        candidate.reopenings.append(reopening)
+    reopening.mode, reopening.deadline = ReopenMode(mode), deadline
+    reopening.opened_by, reopening.reason = ctx.actor, reason
+    ctx.db_session.flush()
 
 
-def _target(connection: Connection, test: AnyTest, number: str) -> _Target:
-    """The candidate to reopen as plain values: its deadlines, its open reopening and its
-    latest delivery, in one statement (reopening is one of the commands used most on exam
-    day, and each statement and ORM object costs more than the rest of it)."""
-    params = {"of_test": test.id, "number": number}
-    lock_candidates(connection, test=test, numbers=[number])
-    row = connection.execute(_TARGET, params).first()
-    if row is None:
-        raise candidate_not_found(test, [number])
-    id_, status, *deadlines, reopening_id, latest_submission_id = row
-    return _Target(id_, status, tuple(deadlines), reopening_id, latest_submission_id)
-
-
-def _check_mode(ctx: Ctx, test: AnyTest, number: str, end: datetime, mode: str, deadline) -> None:
+def _check_mode(ctx: Ctx, test: Test, number: str, end: datetime, mode: str, deadline) -> None:
     closed = ordinary_end_passed(test, ctx.now)
     ordinary = format_time(ordinary_end(test), ctx.tz)
     if mode == ReopenMode.UNTIL_CLOSE and closed:
@@ -300,59 +277,15 @@ def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, cho
     ctx.db_session.flush()
 
 
-# Built once: building a statement costs more than running it.
-_c, _r, _s = Candidate.__table__.c, Reopening.__table__.c, Submission.__table__.c
-_WHICH = and_(_c.test_id == bindparam("of_test"), _c.number == bindparam("number"))
-_TARGET = (
-    select(
-        _c.id,
-        _c.status,
-        *PLAIN_COLUMNS,
-        _r.id,
-        select(_s.id)
-        .where(_s.candidate_id == _c.id)
-        .order_by(_s.id.desc())
-        .limit(1)
-        .scalar_subquery(),
-    )
-    .select_from(Candidate.__table__.outerjoin(Reopening.__table__, OPEN_REOPENING))
-    .where(_WHICH)
-)
-_OPEN = insert(Reopening.__table__)
-_REOPEN_AGAIN = (
-    update(Reopening.__table__)
-    .where(_r.id == bindparam("open_id"))
-    .values(
-        mode=bindparam("mode"),
-        deadline=bindparam("deadline"),
-        opened_by=bindparam("opened_by"),
-        reason=bindparam("reason"),
-    )
-)
-
-
-def _state(ctx: Ctx, candidate: Candidate, test: AnyTest) -> dict:
-    t = timing(candidate, test)
-    reopening = t.reopening
-    return _state_from(
-        ctx,
-        candidate.status,
-        PlainDeadlines(t.end_time, reopening and reopening.mode, t.reopen_deadline),
-    )
-
-
-def _state_from(ctx: Ctx, status: str, deadlines: PlainDeadlines) -> dict:
+def _state(ctx: Ctx, candidate: Candidate, test: Test) -> dict:
     """What the change record keeps of a candidate's status and deadline (R7)."""
-    reopened = deadlines.reopen_mode is not None
+    t = timing(candidate, test)
     return {
-        "status": status,
-        "new_delivery": {
-            "mode": deadlines.reopen_mode,
-            "deadline": iso(deadlines.reopen_deadline, ctx.tz),
-        }
-        if reopened
+        "status": candidate.status,
+        "new_delivery": {"mode": t.reopening.mode, "deadline": iso(t.reopen_deadline, ctx.tz)}
+        if t.reopening
         else None,
-        "deadline": iso(deadlines.reopen_deadline if reopened else deadlines.end, ctx.tz),
+        "deadline": iso(t.deadline, ctx.tz),
     }
 
 
@@ -364,7 +297,7 @@ def _describe(state: dict, ctx: Ctx) -> str:
     return f"{state['status']}, {reopened}, deadline {deadline}"
 
 
-def _describe_deadline(ctx: Ctx, deadline, test: AnyTest) -> str:
+def _describe_deadline(ctx: Ctx, deadline, test: Test) -> str:
     if deadline is None:
         return "with no time limit"
     relative = relative_to_ordinary_end(ordinary_end(test), deadline)

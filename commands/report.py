@@ -26,7 +26,7 @@ from commands.delivery import SYSTEM_ACTOR
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time
-from commands.timing import end_time, individual_end, ordinary_end, reopen_deadline_from
+from commands.timing import end_time, individual_end, ordinary_end, reopen_deadline
 from notifications.delivery_states import (
     DELIVERED,
     FAILED,
@@ -37,13 +37,13 @@ from notifications.delivery_states import (
     as_reported,
 )
 from store.models import (
-    AnyTest,
     Candidate,
     Delivery,
     Notice,
     NoticeReceipt,
     Reopening,
     Submission,
+    Test,
 )
 
 # The delivery statuses a report counts (DESIGN.md); the notifier's passing states count
@@ -163,7 +163,7 @@ class Report:
         return {"candidates": self.candidates, "listed": len(self.rows), **counts}
 
 
-def build(db_session: Session, test: AnyTest, *, now: datetime) -> Report:
+def build(db_session: Session, test: Test, *, now: datetime) -> Report:
     """The report's facts from the database: the candidates with a deviation, in number order."""
     ordinary = ordinary_end(test)
     candidates = db_session.scalars(
@@ -188,7 +188,7 @@ def build(db_session: Session, test: AnyTest, *, now: datetime) -> Report:
             end_time=own_end,
             submitted_at=candidate.submitted_at,
             incident_changes=changes.get(candidate.number, []),
-            reopenings=[_reopening(r, own_end) for r in candidate.reopenings],
+            reopenings=[_reopening(r, candidate, test) for r in candidate.reopenings],
             deliveries=deliveries.get(candidate.id, []),
         )
         if candidate.submitted_at is not None and candidate.submitted_at > ordinary:
@@ -211,7 +211,7 @@ def build(db_session: Session, test: AnyTest, *, now: datetime) -> Report:
     )
 
 
-def _incident_changes(db_session: Session, test: AnyTest) -> dict[str, list[IncidentChange]]:
+def _incident_changes(db_session: Session, test: Test) -> dict[str, list[IncidentChange]]:
     """Each candidate's incident-time changes (R4), from the change record."""
     found: dict[str, list[IncidentChange]] = {}
     for entry in history.entries(db_session, test):
@@ -254,7 +254,7 @@ def _deliveries_for(db_session: Session, candidate_ids: list[int]) -> dict[int, 
     return found
 
 
-def _reopening(reopening: Reopening, own_end: datetime) -> ReopeningFact:
+def _reopening(reopening: Reopening, candidate: Candidate, test: Test) -> ReopeningFact:
     if reopening.closed_at is None:
         closed = "open"
     elif reopening.closed_by == SYSTEM_ACTOR:
@@ -263,7 +263,7 @@ def _reopening(reopening: Reopening, own_end: datetime) -> ReopeningFact:
         closed = reopening.close_choice or "current"
     return ReopeningFact(
         mode=reopening.mode,
-        deadline=reopen_deadline_from(reopening.mode, reopening.deadline, own_end),
+        deadline=reopen_deadline(reopening, candidate, test),
         opened_at=reopening.opened_at,
         opened_by=reopening.opened_by,
         reason=reopening.reason,
@@ -273,7 +273,7 @@ def _reopening(reopening: Reopening, own_end: datetime) -> ReopeningFact:
     )
 
 
-def _notices(db_session: Session, test: AnyTest) -> list[NoticeFact]:
+def _notices(db_session: Session, test: Test) -> list[NoticeFact]:
     notices = db_session.execute(
         select(Notice.id, Notice.created_at, Notice.created_by, Notice.text_nb, Notice.text_en)
         .where(Notice.test_id == test.id)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from commands import audit
 from commands.context import Ctx
 from commands.timeparse import format_time
-from commands.timing import end_time, ordinary_end, reopen_deadline_from
+from commands.timing import end_time, ordinary_end, reopen_deadline
 from notifications.delivery_states import FAILED, Step, may_take, to
 from notifications.masking import ERASED
 from store.models import Candidate, Change, Delivery, Test
@@ -77,7 +77,7 @@ def _ended(test: Test, candidates: Sequence[Candidate]) -> datetime | None:
         for reopening in candidate.reopenings:
             if reopening.closed_at is None:
                 return None
-            deadline = reopen_deadline_from(reopening.mode, reopening.deadline, own)
+            deadline = reopen_deadline(reopening, candidate, test)
             last = max(last, reopening.closed_at, deadline or reopening.closed_at)
     return last
 

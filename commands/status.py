@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from commands.timeparse import iso
 from commands.timing import timing
 from notifications.delivery_states import as_reported
-from store.models import AnyCandidate, AnyTest, Delivery, Notice, NoticeReceipt
+from store.models import Candidate, Delivery, Notice, NoticeReceipt, Test
 
 
-def candidate_status(candidate: AnyCandidate, test: AnyTest, tz: ZoneInfo) -> dict[str, Any]:
+def candidate_status(candidate: Candidate, test: Test, tz: ZoneInfo) -> dict[str, Any]:
     t = timing(candidate, test)
     return {
         "test": test.code,

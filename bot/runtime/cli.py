@@ -323,7 +323,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _log(args: argparse.Namespace) -> int:
     from commands import history
-    from commands.lookup import get_plain_candidate, get_test, parse_candidate_number
+    from commands.lookup import get_candidate, get_test, parse_candidate_number
 
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
@@ -333,7 +333,7 @@ def _log(args: argparse.Namespace) -> int:
         number = None
         if args.candidate is not None:
             number = parse_candidate_number(args.candidate)
-            get_plain_candidate(db_session=ctx.db_session, test=test, number=number)
+            get_candidate(db_session=ctx.db_session, test=test, number=number)
         if args.json:
             found = history.entries(ctx.db_session, test, number)
             return json.dumps(
