@@ -32,9 +32,6 @@ from commands.timeparse import format_duration, format_time, iso, relative_to_or
 from commands.timing import ordinary_end as ordinary_end_of
 from commands.timing import timing, upload_allowance_minutes
 from store.models import (
-    CANDIDATE_WITH_EXTRA,
-    CANDIDATE_WITH_INCIDENT,
-    CANDIDATE_WITH_OWN_END,
     Candidate,
     CandidateStatus,
     Delivery,
@@ -90,6 +87,11 @@ def reads_only(args: list[str], confirmed: bool) -> bool:
 # The statements are built once: building one costs more than running it.
 _c = Candidate.__table__.c
 _IN_TEST = _c.test_id == bindparam("test_id")
+# What /exam lists, as the WHERE of the candidates' partial indexes (store.models) word for
+# word: SQLite uses a partial index only for a query that repeats its condition.
+CANDIDATE_WITH_EXTRA = "extra_minutes > 0"
+CANDIDATE_WITH_INCIDENT = "incident_minutes != 0"
+CANDIDATE_WITH_OWN_END = "postponed_deadline IS NOT NULL OR individual_deadline IS NOT NULL"
 # Lists of candidates: (condition, the value listed with each number). Each condition is the
 # WHERE of a partial index (store.models), so counting a list reads only its index entries.
 _LISTS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -97,33 +97,6 @@ class Test(Base):
     candidates: Mapped[list[Candidate]] = relationship(back_populates="test")
 
 
-class PlainTest(NamedTuple):
-    """A test's columns as a plain tuple, for the paths that only read them: an ORM object
-    costs a command more than the query that loads it (identity map, instrumentation)."""
-
-    id: int
-    code: str
-    title: str
-    kind: str
-    start: datetime
-    end: datetime
-    has_upload: bool
-    auto_deliver: bool
-    updated_at: datetime
-
-
-# What reads a test's columns takes either form.
-AnyTest = Test | PlainTest
-# Select these and build ``PlainTest(*row[k:])`` from the rest of the row.
-PLAIN_TEST_COLUMNS = tuple(Test.__table__.c[name] for name in PlainTest._fields)
-
-
-# What /exam counts on every call, as SQL the partial indexes below are matched against.
-CANDIDATE_WITH_EXTRA = "extra_minutes > 0"
-CANDIDATE_WITH_INCIDENT = "incident_minutes != 0"
-CANDIDATE_WITH_OWN_END = "postponed_deadline IS NOT NULL OR individual_deadline IS NOT NULL"
-
-
 def _partial_index(name: str, where: str, *columns: str) -> Index:
     return Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))
 
@@ -139,18 +112,18 @@ class Candidate(Base):
         # number order, holding every column their condition reads: a list's count and its
         # first few entries come from the index alone, however sparse or dense the list.
         _partial_index(
-            "ix_candidates_with_extra", CANDIDATE_WITH_EXTRA, "test_id", "number", "extra_minutes"
+            "ix_candidates_with_extra", "extra_minutes > 0", "test_id", "number", "extra_minutes"
         ),
         _partial_index(
             "ix_candidates_with_incident",
-            CANDIDATE_WITH_INCIDENT,
+            "incident_minutes != 0",
             "test_id",
             "number",
             "incident_minutes",
         ),
         _partial_index(
             "ix_candidates_with_own_end",
-            CANDIDATE_WITH_OWN_END,
+            "postponed_deadline IS NOT NULL OR individual_deadline IS NOT NULL",
             "test_id",
             "number",
             "postponed_deadline",
@@ -240,40 +213,6 @@ class Reopening(Base):
     close_choice: Mapped[str | None] = mapped_column(String(16))  # current | reverted
 
     candidate: Mapped[Candidate] = relationship(back_populates="reopenings")
-
-
-class PlainReopening(NamedTuple):
-    """What a deadline reads of an open reopening (R6)."""
-
-    mode: str
-    deadline: datetime | None
-    closed_at: datetime | None
-
-
-class PlainCandidate(NamedTuple):
-    """A candidate's columns and its open reopening, for paths that only read them (as
-    PlainTest: an ORM object with its reopenings costs more than the query)."""
-
-    id: int
-    test_id: int
-    number: str
-    phone: str | None
-    email: str | None
-    language: str
-    extra_minutes: int
-    postponed_deadline: datetime | None
-    individual_deadline: datetime | None
-    incident_minutes: int
-    status: str
-    submitted_at: datetime | None
-    reopenings: tuple[PlainReopening, ...]  # the open one, if any
-
-
-# What reads a candidate's columns and deadlines takes either form.
-AnyCandidate = Candidate | PlainCandidate
-AnyReopening = Reopening | PlainReopening
-# Select these, then the open reopening's PlainReopening fields, and build a PlainCandidate.
-PLAIN_CANDIDATE_COLUMNS = tuple(Candidate.__table__.c[name] for name in PlainCandidate._fields[:-1])
 
 
 class Submission(Base):

@@ -83,3 +83,21 @@ def test_exam_counts_and_lists_read_the_candidate_indexes_alone(exam, engine, is
         assert f"COVERING INDEX ix_candidates_with_{name} " in counts, counts
         assert f"COVERING INDEX ix_candidates_with_{name} " in firsts, firsts
     assert "sqlite_autoindex" not in firsts and "B-TREE" not in firsts, firsts
+
+
+def test_exam_lists_repeat_the_partial_indexes_conditions():
+    """SQLite uses a partial index only for a query that repeats its WHERE: /exam's list
+    conditions (commands.exam_overview) are the candidates' partial indexes' (store.models)."""
+    from commands import exam_overview
+    from store.models import Candidate
+
+    where = {
+        index.name: str(index.dialect_options["sqlite"]["where"])
+        for index in Candidate.__table__.indexes
+        if index.dialect_options["sqlite"]["where"] is not None
+    }
+    assert where == {
+        "ix_candidates_with_extra": exam_overview.CANDIDATE_WITH_EXTRA,
+        "ix_candidates_with_incident": exam_overview.CANDIDATE_WITH_INCIDENT,
+        "ix_candidates_with_own_end": exam_overview.CANDIDATE_WITH_OWN_END,
+    }
