@@ -291,19 +291,9 @@ def _when(value: Any, column: str, tz: ZoneInfo, *, required: bool) -> datetime 
 # ---------------------------------------------------------------- tests
 
 
-@dataclass(frozen=True)
-class TestRow:
-    code: str
-    title: str
-    kind: str
-    start: datetime
-    end: datetime
-    has_upload: bool
-    auto_deliver: bool
-    teachers: tuple[str, ...]
-
-
-def _parse_test(row: dict[str, Any], tz: ZoneInfo) -> TestRow:
+def _parse_test(row: dict[str, Any], tz: ZoneInfo) -> tuple[Test, tuple[str, ...]]:
+    """The test a row describes (not in the session: the import compares it with the stored
+    one) and its teachers."""
     cells = _Cells()
     code = cells.get(lambda: _test_code(row))
     title = cells.get(lambda: _title(row))
@@ -317,16 +307,16 @@ def _parse_test(row: dict[str, Any], tz: ZoneInfo) -> TestRow:
     teachers = cells.get(lambda: _teachers(row))
     cells.done()
     assert code and title is not None and kind and start and end and teachers is not None
-    return TestRow(
+    described = Test(
         code=code,
         title=title,
-        kind=kind,
+        kind=TestKind(kind),
         start=start,
         end=end,
         has_upload=bool(upload),
         auto_deliver=bool(auto_deliver),
-        teachers=teachers,
     )
+    return described, teachers
 
 
 def _test_code(row: dict[str, Any]) -> str:
@@ -363,21 +353,22 @@ def import_tests(ctx: Ctx, path: Path) -> ImportResult:
     parsed, errors = _parse_rows(
         rows,
         lambda row: _parse_test(row, ctx.tz),
-        key=lambda t: t.code,
-        name=lambda t: f"test {t.code}",
+        key=lambda t: t[0].code,
+        name=lambda t: f"test {t[0].code}",
     )
     _raise_if(errors, path)
     return _store_tests(ctx, list(parsed.values()))
 
 
-def _store_tests(ctx: Ctx, items: list[TestRow]) -> ImportResult:
+def _store_tests(ctx: Ctx, items: list[tuple[Test, tuple[str, ...]]]) -> ImportResult:
     db = ctx.db_session
     result = ImportResult(kind="tests")
     existing = {
-        t.code: t for t in db.scalars(select(Test).where(Test.code.in_([i.code for i in items])))
+        t.code: t
+        for t in db.scalars(select(Test).where(Test.code.in_([i.code for i, _ in items])))
     }
     fields = ("title", "kind", "start", "end", "has_upload", "auto_deliver")
-    for item in items:
+    for item, teachers in items:
         test = existing.get(item.code)
         before: dict[str, Any] = {}
         if test is None:
@@ -390,7 +381,7 @@ def _store_tests(ctx: Ctx, items: list[TestRow]) -> ImportResult:
         for name, value in changed.items():
             setattr(test, name, value)
         db.flush()
-        new_links = _link_teachers(ctx, test, item.teachers, result)
+        new_links = _link_teachers(ctx, test, teachers, result)
         if before and not changed and not new_links:
             result.unchanged += 1
             continue
