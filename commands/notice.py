@@ -12,18 +12,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
-
 from commands import audit
 from commands.context import Ctx
-from commands.errors import InvalidInput, NotFound, Refused
+from commands.errors import InvalidInput, Refused
 from commands.lookup import get_test
 from commands.permissions import require_support
 from commands.reply import Confirm, Reply, listed
-from commands.timeparse import format_time
 from notifications import fanout
 from notifications.channels import SMS
-from store.models import QuestionErrorReport, ReportState, Test
+from store.models import Test
 
 USAGE = (
     "Usage: /notice TEST text   or   /notice TEST nb: TEKST en: TEXT\n"
@@ -291,58 +288,3 @@ def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut, texts: Texts) -> Rep
         ],
         mentions=(ctx.actor,),
     )
-
-
-def get_report(ctx: Ctx, report_id: int, *, lock: bool = False) -> QuestionErrorReport:
-    query = select(QuestionErrorReport).where(QuestionErrorReport.id == report_id)
-    if lock:
-        query = query.with_for_update()
-    report = ctx.db_session.scalar(query)
-    if report is None:
-        raise NotFound(f"There is no error report #{report_id}.")
-    return report
-
-
-def report_texts(report: QuestionErrorReport) -> Texts:
-    return Texts(nb=report.text_nb.strip(), en=report.text_en.strip())
-
-
-def send(ctx: Ctx, *, report_id: int) -> Reply:
-    """The report's "Send to candidates" button: its text to every candidate, once."""
-    db = ctx.db_session
-    require_support(db_session=db, user_id=ctx.actor, doing="send notices to candidates")
-    report = get_report(ctx, report_id, lock=True)
-    test = db.get(Test, report.test_id)
-    if report.state != ReportState.OPEN:
-        by = f" by <@{report.handled_by}>" if report.handled_by else ""
-        when = f" at {format_time(report.handled_at, ctx.tz)}" if report.handled_at else ""
-        raise Refused(
-            f"Error report #{report.id} for {test.code} was already {report.state}{by}{when}.",
-            mentions=(report.handled_by,) if report.handled_by else (),
-        )
-    if not (report.text_nb.strip() or report.text_en.strip()):
-        raise InvalidInput(
-            f"Error report #{report.id} has no text for the candidates. Edit it first."
-        )
-    # A double click: only the first UPDATE finds the report still open.
-    taken = db.execute(
-        update(QuestionErrorReport)
-        .where(QuestionErrorReport.id == report.id, QuestionErrorReport.state == ReportState.OPEN)
-        .values(state=ReportState.SENT, handled_by=ctx.actor, handled_at=ctx.now),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if taken != 1:
-        raise Refused(f"Error report #{report.id} is being sent already.")
-    db.expire(report)
-    result = publish(
-        ctx,
-        test=test,
-        text_nb=report.text_nb,
-        text_en=report.text_en,
-        report_id=report.id,
-        slack_channel=report.slack_channel,
-        slack_ts=report.slack_ts,
-    )
-    reply = receipt(ctx, test=test, result=result, texts=report_texts(report))
-    reply.data["report_id"] = report.id
-    return reply

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select, update
+
 from commands import audit, incident_time
 from commands.context import Ctx
-from commands.errors import InvalidInput, Refused
+from commands.errors import InvalidInput, NotFound, Refused
 from commands.lookup import get_test
 from commands.notice import (
     MAX_TEXT,
-    get_report,
+    Texts,
     language_note,
     parse_texts,
     plan_data,
-    report_texts,
+    publish,
+    receipt,
 )
 from commands.permissions import require_support, require_support_or_teacher_of
 from commands.reply import Reply
@@ -273,3 +276,58 @@ def give_incident_time(ctx: Ctx, *, report_id: int, minutes: int) -> Reply:
     reason = f"error in the question set (report #{report_id})"
     args = [found["test"], "all", "add", str(minutes), *reason.split()]
     return incident_time.run(ctx, args, confirmed=True)
+
+
+def get_report(ctx: Ctx, report_id: int, *, lock: bool = False) -> QuestionErrorReport:
+    query = select(QuestionErrorReport).where(QuestionErrorReport.id == report_id)
+    if lock:
+        query = query.with_for_update()
+    report = ctx.db_session.scalar(query)
+    if report is None:
+        raise NotFound(f"There is no error report #{report_id}.")
+    return report
+
+
+def report_texts(report: QuestionErrorReport) -> Texts:
+    return Texts(nb=report.text_nb.strip(), en=report.text_en.strip())
+
+
+def send(ctx: Ctx, *, report_id: int) -> Reply:
+    """The report's "Send to candidates" button: its text to every candidate, once."""
+    db = ctx.db_session
+    require_support(db_session=db, user_id=ctx.actor, doing="send notices to candidates")
+    report = get_report(ctx, report_id, lock=True)
+    test = db.get(Test, report.test_id)
+    if report.state != ReportState.OPEN:
+        by = f" by <@{report.handled_by}>" if report.handled_by else ""
+        when = f" at {format_time(report.handled_at, ctx.tz)}" if report.handled_at else ""
+        raise Refused(
+            f"Error report #{report.id} for {test.code} was already {report.state}{by}{when}.",
+            mentions=(report.handled_by,) if report.handled_by else (),
+        )
+    if not (report.text_nb.strip() or report.text_en.strip()):
+        raise InvalidInput(
+            f"Error report #{report.id} has no text for the candidates. Edit it first."
+        )
+    # A double click: only the first UPDATE finds the report still open.
+    taken = db.execute(
+        update(QuestionErrorReport)
+        .where(QuestionErrorReport.id == report.id, QuestionErrorReport.state == ReportState.OPEN)
+        .values(state=ReportState.SENT, handled_by=ctx.actor, handled_at=ctx.now),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if taken != 1:
+        raise Refused(f"Error report #{report.id} is being sent already.")
+    db.expire(report)
+    result = publish(
+        ctx,
+        test=test,
+        text_nb=report.text_nb,
+        text_en=report.text_en,
+        report_id=report.id,
+        slack_channel=report.slack_channel,
+        slack_ts=report.slack_ts,
+    )
+    reply = receipt(ctx, test=test, result=result, texts=report_texts(report))
+    reply.data["report_id"] = report.id
+    return reply

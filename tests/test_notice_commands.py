@@ -7,7 +7,7 @@ from conftest import OSLO, SUPPORT, TEACHER
 from sqlalchemy import func, select
 
 from commands.context import Ctx
-from commands.notice import send as send_report
+from commands.question_error import send as send_report
 from notifications import fanout
 from store.models import Change, Delivery, Notice, NoticeReceipt, QuestionErrorReport
 

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from commands import candidate_page
 from commands.context import Ctx
 from commands.errors import InvalidInput
-from commands.notice import Texts, guess_language, parse_texts, send
-from commands.question_error import report
+from commands.notice import Texts, guess_language, parse_texts
+from commands.question_error import report, send
 from notifications import inapp, texts
 from store.models import Candidate, Notice, QuestionErrorReport
 

@@ -29,7 +29,7 @@ from bot.slack.client import web_client
 from bot.slack.text import capped, fallback, from_slack, mention, mrkdwn
 from bot.slack.views import blocks
 from bot.slack.views import notices as blocks_notices
-from commands import notice, question_error
+from commands import question_error
 from commands.context import Ctx
 from commands.errors import CommandError, NotFound
 from commands.permissions import require_support
@@ -240,7 +240,7 @@ def on_send(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     if report_id is None:
         _tell_user(deps, body, actor, NOT_A_REPORT)
         return
-    reply = _replied(deps, actor, lambda ctx: notice.send(ctx, report_id=report_id))
+    reply = _replied(deps, actor, lambda ctx: question_error.send(ctx, report_id=report_id))
     if not reply.ok:
         _tell_user(deps, body, actor, reply.text, reply.mentions)
         return
