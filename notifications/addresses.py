@@ -15,9 +15,8 @@ NO_NUMBER = "no usable number"
 NO_EMAIL = "no e-mail address"
 
 
-# Checking a number costs ~25 µs, and a notice checks every candidate's number twice: in the
-# confirmation's count (fanout.plan) and again in the fan-out a moment later. Remembering the
-# answers (a pure function of the text) makes the fan-out of 10,000 candidates ~3× cheaper.
+# A notice checks every candidate's number twice: in the confirmation's count (fanout.plan)
+# and again in the fan-out a moment later; the answer is a pure function of the text.
 @lru_cache(maxsize=65_536)
 def usable_phone(raw: str | None) -> str | None:
     if not raw or not raw.strip():

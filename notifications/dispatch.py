@@ -98,7 +98,7 @@ class Tuning:
     maintain_seconds: float = 10.0
     heartbeat_seconds: float = 1.0
     lease_seconds: float = 5.0
-    in_flight: int = 0  # 0: enough to reach the rate when the provider answers in 300 ms
+    in_flight: int = 0  # 0: as many as reach the rate at the provider's usual answer time
 
     @classmethod
     def from_settings(cls, settings: NotifierConfig) -> Tuning:

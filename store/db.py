@@ -31,8 +31,7 @@ SQLITE_BEGIN = "sqlite_begin"
 def make_engine(url: str, *, checkpoint_apart: bool = False, **kwargs: Any) -> Engine:
     """``checkpoint_apart`` (SQLite): no commit copies the WAL back into the database file;
     the owner runs ``checkpoint_every`` instead (`examdesk serve` does). A commit that
-    checkpoints waits for the copy and its fsync, which made the slowest 1 % of changes
-    2–3× slower than the rest."""
+    checkpoints waits for the copy and its fsync, which slows the slowest changes."""
     if url.startswith("sqlite"):
         # Last in, first out: one request at a time keeps getting the connection whose page
         # cache is warm. SQLite empties a connection's cache when another one has written.

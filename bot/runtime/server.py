@@ -78,7 +78,7 @@ class PortUnavailable(Exception):
 
 def listen(port: int, host: str = HOST) -> socket.socket:
     # proto must be IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on such sockets, and
-    # without it every keep-alive response with a body waits ~40 ms for a delayed ACK.
+    # without it every keep-alive response with a body waits for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
