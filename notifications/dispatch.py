@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifications import texts
 from notifications.channels import SMS
-from notifications.ratelimit import SendSchedule
+from notifications.ratelimit import LATE, SendSchedule
 from notifications.transports import (
     Message,
     OutcomeUnknown,
@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 
 LEASE_PREFIX = "notifier:"
 READY_SECONDS = 0.5  # of sends marked ahead of their slots, at the whole rate
+ANY_TIME = math.inf  # the send slot of a message that has none (e-mail): never missed
 ProgressCallback = Callable[[int], None]
 
 
@@ -241,7 +242,8 @@ class Dispatcher:
         self._live_until = 0.0  # time.monotonic() until which our liveness row is current
         self._heart_stopping = threading.Event()
         # Marked jobs, from the loop (which waits for the database) to the pacer (which
-        # waits for send slots): enough that the pacer never runs dry while the loop claims.
+        # waits for send slots): enough that the pacer never runs dry while the loop claims,
+        # and that the schedule books as many slots as it may while there is work.
         ahead = max(self._group_size(), math.ceil(rate * READY_SECONDS))
         self._ready: queue.Queue[Job | None] = queue.Queue(maxsize=ahead)
         self._pacer = threading.Thread(target=self._pace, name="notifier-pace", daemon=True)
@@ -257,19 +259,20 @@ class Dispatcher:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> None:
-        """Until ``stop()``: claim due deliveries, send them, keep leases and sweep."""
+        """Until ``stop()``: claim due deliveries and send them; meanwhile, from threads of
+        their own, keep the liveness row, sweep and reconcile."""
         self._heartbeat_logged()
         heart = threading.Thread(target=self._beat, name="notifier-heartbeat", daemon=True)
         heart.start()
-        next_maintenance = 0.0
+        # Reconciliation asks the provider, one message at a time: never in the way of sending.
+        upkeep = threading.Thread(target=self._upkeep, name="notifier-upkeep", daemon=True)
+        upkeep.start()
         try:
             while not self.stopping.is_set():
-                if time.monotonic() >= next_maintenance:
-                    self.maintain()
-                    next_maintenance = time.monotonic() + self.tuning.maintain_seconds
                 if not self.dispatch_batch():
                     self.stopping.wait(self.tuning.poll_seconds)
         finally:
+            upkeep.join()
             # Let requests already out finish and be recorded: an abandoned 'sending' row
             # would become 'unknown' needlessly. The heartbeat goes on meanwhile.
             self.close()
@@ -280,6 +283,12 @@ class Dispatcher:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _upkeep(self) -> None:
+        while True:
+            self.maintain()
+            if self.stopping.wait(self.tuning.maintain_seconds):
+                return
 
     def maintain(self) -> None:
         try:
@@ -338,8 +347,9 @@ class Dispatcher:
         pending with the rest of the queue."""
         while (job := self._ready.get()) is not None:
             try:
-                if self._take_slot(job):
-                    self.pool.submit(self._send, job)
+                slot = self._take_slot(job)
+                if slot is not None:
+                    self.pool.submit(self._send_in_time, job, slot)
                     continue
             except Exception:
                 log.exception("could not send delivery %s; it goes back to pending", job.id)
@@ -408,15 +418,30 @@ class Dispatcher:
             ).all()
         return [_job(row) for row in rows]
 
-    def _take_slot(self, job: Job) -> bool:
-        """A free sending thread, then (SMS) this process's next send slot."""
+    def _take_slot(self, job: Job) -> float | None:
+        """A free sending thread, then (SMS) this process's next send slot: its time
+        (``ANY_TIME`` for other channels), or None when stopping or no slot can be had."""
         while not self.slots.acquire(timeout=0.2):
             if self.stopping.is_set():
-                return False
-        if job.channel == SMS and not self.schedule.acquire(self.stopping):
+                return None
+        if job.channel != SMS:
+            return ANY_TIME
+        slot = self.schedule.acquire(self.stopping, wanted=self._ready.qsize() + 1)
+        if slot is None:
             self.slots.release()
-            return False
-        return True
+        return slot
+
+    def _send_in_time(self, job: Job, slot: float) -> None:
+        # The sending thread may get the CPU late too: a send that would start more than
+        # LATE after its slot waits for another slot instead.
+        while time.monotonic() - slot > LATE:
+            next_slot = self.schedule.acquire(self.stopping)
+            if next_slot is None:
+                self.slots.release()
+                self._unmark([job.id])
+                return
+            slot = next_slot
+        self._send(job)
 
     def _group_size(self) -> int:
         # Marking a few at a time keeps the database's write load low at high rates; the

@@ -124,6 +124,9 @@ class TwilioTransport:
             auth_token,
             http_client=http_client(api_url, timeout=timeout, pool_size=pool_size),
         )
+        # The SDK imports its API modules when they are first used, which takes a moment:
+        # here, not in the way of the first SMS (and of those queued behind it).
+        self.client.messages  # noqa: B018
         self.sender = sender
         self.messaging_service_sid = messaging_service_sid
         self.status_callback = public_url.rstrip("/") + STATUS_PATH
