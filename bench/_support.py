@@ -14,9 +14,11 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from store import clock
 
 ROOT = Path(__file__).resolve().parent.parent
 # The loopback fakes of Slack and Twilio live with the tests; they are not a package.
@@ -103,7 +105,7 @@ def create_database(
         _reset_postgres(database_url)
     engine = make_engine(database_url)
     migrate.upgrade(engine)
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = clock.now().replace(microsecond=0)
     with engine.begin() as conn:
         conn.execute(
             insert(Staff),

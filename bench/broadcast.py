@@ -21,8 +21,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
+
+from store import clock
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -86,7 +87,7 @@ def measure_fanout(db, session_factory, test: Test, repeats: int) -> tuple[list[
         usable_phone.cache_clear()
         with session_factory() as session:
             plan(db_session=session, test=session.get(Test, test.id))
-        now = datetime.now(UTC)
+        now = clock.now()
         started = time.perf_counter()
         with session_factory() as session:
             result = fan_out(
@@ -115,7 +116,7 @@ def measure_raw(db, receipts: Table, deliveries: Table, test: Test, repeats: int
         conn.rollback()
     times = []
     for _ in range(repeats):
-        now = datetime.now(UTC)
+        now = clock.now()
         with db.engine.begin() as conn:
             notice_id = conn.execute(
                 insert(Notice)
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             text_nb="Oppgave 3 er rettet.",
             text_en="Question 3 is corrected.",
             created_by=SUPPORT_USER,
-            now=datetime.now(UTC),
+            now=clock.now(),
         )
         session.commit()
     expected = notice.reachable

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 
 from bot import listeners, middleware
@@ -17,6 +20,20 @@ def web_client(settings: Settings, *, with_token: bool = True) -> WebClient:
     return WebClient(base_url=settings.slack_api_base_url, token=token)
 
 
+class _OurClientWins(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself when no ``token`` is given,
+    and then warns that the ``client`` passed as well wins. It does, as meant: authorize()
+    gives every request that same token. Only that one false alarm is dropped."""
+
+    message = warning_client_prioritized_and_token_skipped()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.message
+
+
+_OUR_CLIENT_WINS = _OurClientWins()
+
+
 def build_app(deps: Deps, *, client: WebClient | None = None) -> App:
     settings = deps.settings
     bot_token = Settings.secret(settings.slack_bot_token)
@@ -27,6 +44,7 @@ def build_app(deps: Deps, *, client: WebClient | None = None) -> App:
         # which would add latency online and fail outright offline.
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=bot_token)
 
+    logging.getLogger(f"slack_bolt.{App.__name__}").addFilter(_OUR_CLIENT_WINS)
     app = App(
         name="examdesk",
         # Bolt gives each request a copy of this client holding the token from authorize().

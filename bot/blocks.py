@@ -1,32 +1,28 @@
 """Block Kit for command replies: a message with blocks and the reply's plain text as fallback.
 
 Everything shown comes from ``commands`` (``Reply.text`` and ``Reply.data``); this module only
-lays it out. Text that users typed (reasons, notices) is escaped so it cannot ping a channel
-or forge a link; the mentions the core writes itself (``<@U…>``) stay mentions.
+lays it out. All of it goes through ``bot.slack_text``: text that users typed (reasons,
+notices, names) cannot ping, broadcast or forge a link; the mentions the core declares
+(``Reply.mentions``) stay mentions.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.slack_text import capped, escape, fallback, mrkdwn, text_object
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time
 
 CONFIRM_ACTION = "examdesk_confirm"
 CANCEL_ACTION = "examdesk_cancel"
 SECTION_LIMIT = 3000  # Slack's limit for a section's text
+# A message holds at most 50 blocks; long text is cut to this many sections.
+TEXT_SECTIONS = 10
 BUTTON_LIMIT = 75
 STATUS_LABELS = {"not_started": "not started", "started": "started", "submitted": "submitted"}
-
-_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]+)&gt;")
-
-
-def escape(text: str) -> str:
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MENTION.sub(r"<@\1>", escaped)
 
 
 def message(reply: Reply, *, tz: ZoneInfo) -> dict[str, Any]:
@@ -38,30 +34,40 @@ def message(reply: Reply, *, tz: ZoneInfo) -> dict[str, Any]:
         blocks = _refusal(reply)
     else:
         blocks = render(reply, tz)
-    return {"text": reply.text, "blocks": blocks}
+    return {"text": fallback(reply.text, reply.mentions), "blocks": blocks}
+
+
+def _own(reply: Reply, text: str) -> str:
+    """``text`` of ``reply`` as mrkdwn, with the mentions the core made."""
+    return mrkdwn(text, reply.mentions)
 
 
 # ------------------------------------------------------------------ building blocks
 
 
 def _section(text: str) -> list[dict[str, Any]]:
-    """One section, or several when the text is longer than Slack allows in one."""
+    """Already-escaped ``text`` in one section, or several when it is longer than Slack
+    allows in one; the last of TEXT_SECTIONS says how many lines did not fit."""
     chunks, current = [], ""
-    for line in text.split("\n"):
-        line = line[:SECTION_LIMIT]
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        line = capped(line, SECTION_LIMIT)
         if current and len(current) + len(line) + 1 > SECTION_LIMIT:
             chunks.append(current)
+            if len(chunks) == TEXT_SECTIONS - 1:
+                current = f"… and {len(lines) - index} more lines"
+                break
             current = line
         else:
             current = f"{current}\n{line}" if current else line
     chunks.append(current or " ")
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks]
+    return [{"type": "section", "text": text_object(c)} for c in chunks]
 
 
 def _fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return {
         "type": "section",
-        "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in pairs[:10]],
+        "fields": [text_object(capped(f"*{k}*\n{v}", 2000)) for k, v in pairs[:10]],
     }
 
 
@@ -70,7 +76,7 @@ def _header(text: str) -> dict[str, Any]:
 
 
 def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}]}
+    return {"type": "context", "elements": [text_object(capped(text, SECTION_LIMIT))]}
 
 
 def _code(text: str) -> str:
@@ -85,7 +91,7 @@ def _time(value: str | None, tz: ZoneInfo) -> str:
 
 
 def _plain(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
-    return _section(escape(reply.text))
+    return _section(_own(reply, reply.text))
 
 
 def _usage(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
@@ -95,7 +101,7 @@ def _usage(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
 def _refusal(reply: Reply) -> list[dict[str, Any]]:
     # A CommandError's text is its message, then the usage when the input was malformed.
     problem, sep, usage = reply.text.partition("\nUsage:")
-    blocks = _section(":warning: " + escape(problem))
+    blocks = _section(":warning: " + _own(reply, problem))
     if sep:
         blocks += _section(_code("Usage:" + usage))
     return blocks
@@ -103,9 +109,9 @@ def _refusal(reply: Reply) -> list[dict[str, Any]]:
 
 def _receipt(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
     head, _, rest = reply.text.partition("\n")
-    blocks = _section(":white_check_mark: " + escape(head))
+    blocks = _section(":white_check_mark: " + _own(reply, head))
     if rest:
-        blocks += _section(escape(rest))
+        blocks += _section(_own(reply, rest))
     return blocks
 
 
@@ -114,7 +120,7 @@ def _confirm(reply: Reply) -> list[dict[str, Any]]:
     assert confirm is not None and confirm.token is not None, "a confirmation must be stored"
     token = confirm.token
     return [
-        *_section(":raising_hand: " + escape(reply.text)),
+        *_section(":raising_hand: " + _own(reply, reply.text)),
         {
             "type": "actions",
             "block_id": "examdesk_confirmation",
@@ -128,7 +134,7 @@ def _confirm(reply: Reply) -> list[dict[str, Any]]:
                     # Slack's own dialog: a second, deliberate click before anything changes.
                     "confirm": {
                         "title": {"type": "plain_text", "text": "Are you sure?"},
-                        "text": {"type": "mrkdwn", "text": escape(confirm.prompt)[:300]},
+                        "text": text_object(capped(_own(reply, confirm.prompt), 300)),
                         "confirm": {"type": "plain_text", "text": "Yes, apply it"},
                         "deny": {"type": "plain_text", "text": "No, go back"},
                         "style": "danger",
@@ -186,8 +192,10 @@ def _candidate(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
         _context(
             f"Notices: {notices.get('inapp', 0)} in the exam app, {notices.get('read', 0)} read"
             f" · SMS {notices.get('sms', 'none')} · e-mail {notices.get('email', 'none')}\n"
-            f"Phone {d.get('phone', '')} · e-mail {d.get('email', '')} · "
-            f"language {d.get('language', '')}"
+            + escape(
+                f"Phone {d.get('phone', '')} · e-mail {d.get('email', '')} · "
+                f"language {d.get('language', '')}"
+            )
         ),
     ]
 
@@ -209,7 +217,7 @@ def _overview(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     if not reply.text.startswith(d["test"]):
         # `/exam TEST refresh` puts the registry's summary before the overview.
-        blocks += _section(escape(reply.text.partition(f"\n{d['test']}")[0]))
+        blocks += _section(_own(reply, reply.text.partition(f"\n{d['test']}")[0]))
     blocks += [
         _header(f"{d['test']} — {d['title']}" if d.get("title") else d["test"]),
         _context(
@@ -255,6 +263,8 @@ def _overview(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
         )
     else:
         lines.append("*Notices:* none sent")
+    if d.get("grading"):
+        lines.append(f"*Grading:* {escape(d['grading']['text'])}")
     return blocks + _section("\n".join(lines))
 
 
@@ -270,13 +280,15 @@ _RENDERERS = {
 # ------------------------------------------------------------------ other messages
 
 
-def change_log(lines: list[str], *, via: str) -> dict[str, Any]:
-    """The support channel's record of a change: who, what, for whom, why, new deadline."""
+def change_log(lines: list[str], *, via: str, mentions: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The support channel's record of a change: who, what, for whom, why, new deadline.
+
+    ``mentions``: the users the lines name on purpose (``Reply.mentions``)."""
     text = "\n".join(lines)
     return {
-        "text": text,
+        "text": fallback(text, mentions),
         "blocks": [
-            *_section(":memo: " + escape(text)),
+            *_section(":memo: " + mrkdwn(text, mentions)),
             _context(f"examdesk change log · via {escape(via)}"),
         ],
     }

@@ -1,9 +1,15 @@
-"""Block Kit for question-error reports, notices and their sending progress."""
+"""Block Kit for question-error reports, notices and their sending progress.
+
+Text goes through ``bot.slack_text``: what teachers typed and what providers answered shows
+as text, never as a mention, broadcast or link, and addresses in it are masked.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from bot.slack_text import capped, escape, fallback, mention, text_object
+from notifications.masking import scrub
 from notifications.progress import Progress
 
 SEND_ACTION = "qe_send"
@@ -16,16 +22,13 @@ MINUTES_MODAL = "qe_minutes_modal"
 TEXT_LIMIT = 2900
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:TEXT_LIMIT]}}
+    """A section of already-escaped ``text``."""
+    return {"type": "section", "text": text_object(capped(text, TEXT_LIMIT))}
 
 
 def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:TEXT_LIMIT]}]}
+    return {"type": "context", "elements": [text_object(capped(text, TEXT_LIMIT))]}
 
 
 def _button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
@@ -45,19 +48,20 @@ def counts(plan: dict[str, Any]) -> str:
 
 
 def _quote(text: str) -> str:
-    return "\n".join("> " + line for line in _escape(text).splitlines() or [""])
+    return "\n".join("> " + line for line in escape(text).splitlines() or [""])
 
 
 def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
     """The report as posted to the support channel, with its buttons while it is open."""
     plan = report["plan"]
     head = (
-        f":warning: *Error in the question set of {report['test']}* (report #"
-        f"{report['report_id']}) from <@{report['reported_by']}> at {report['reported_at']}"
+        f":warning: *Error in the question set of {escape(report['test'])}* (report #"
+        f"{report['report_id']}) from {mention(report['reported_by'])} at "
+        f"{report['reported_at']}"
     )
     blocks: list[dict[str, Any]] = [_section(head)]
     if report["question"]:
-        blocks.append(_section(f"*Question or task:* {_escape(report['question'])}"))
+        blocks.append(_section(f"*Question or task:* {escape(report['question'])}"))
     if report["text_nb"]:
         blocks.append(_section("*Text for candidates (norsk):*\n" + _quote(report["text_nb"])))
     if report["text_en"]:
@@ -73,6 +77,7 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
             )
             + (f" · teacher suggests {minutes} min incident time for all" if minutes else "")
             + " · the set cannot be changed after the start (R12)"
+            + (f"\n{report['language_note']}" if report.get("language_note") else "")
         )
     )
     value = str(report["report_id"])
@@ -80,11 +85,10 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
         send = _button("Send to candidates", SEND_ACTION, value, "primary")
         send["confirm"] = {
             "title": {"type": "plain_text", "text": "Send to all candidates?"},
-            "text": {
-                "type": "mrkdwn",
-                "text": f"This sends {counts(plan)} to the candidates of {report['test']}. "
-                "It cannot be taken back.",
-            },
+            "text": text_object(
+                f"This sends {counts(plan)} to the candidates of {report['test']}. "
+                "It cannot be taken back."
+            ),
             "confirm": {"type": "plain_text", "text": "Send"},
             "deny": {"type": "plain_text", "text": "Cancel"},
         }
@@ -94,7 +98,7 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
             _button("Reject", REJECT_ACTION, value, "danger"),
         ]
     else:
-        who = f" by <@{report['handled_by']}>" if report["handled_by"] else ""
+        who = f" by {mention(report['handled_by'])}" if report["handled_by"] else ""
         blocks.append(_context(f"*{report['state'].capitalize()}*{who}"))
         elements = []
     if report["state"] != "rejected":
@@ -108,17 +112,21 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
         blocks.append({"type": "actions", "block_id": f"qe_{value}", "elements": elements})
     if progress is not None:
         blocks.extend(progress_blocks(progress))
-    return {"text": f"Error in the question set of {report['test']}", "blocks": blocks}
+    return {"text": fallback(f"Error in the question set of {report['test']}"), "blocks": blocks}
+
+
+# A logged message was written to the log because the channel is not configured.
+_SHOWN = {"logged": "only written to the log (not configured, not sent)"}
 
 
 def progress_line(progress: Progress) -> str:
-    parts = [f"in-app {progress.inapp}, read {progress.read}"]
+    parts = [f"in-app {progress.inapp}, read {progress.read} (opened {progress.opened})"]
     for channel, by_status in sorted(progress.by_channel.items()):
         label = "SMS" if channel == "sms" else "e-mail"
         queued = by_status.get("pending", 0) + by_status.get("sending", 0)
         shown = [f"{queued} queued"] + [
-            f"{by_status[s]} {s}"
-            for s in ("sent", "delivered", "undelivered", "failed", "unknown")
+            f"{by_status[s]} {_SHOWN.get(s, s)}"
+            for s in ("sent", "delivered", "undelivered", "failed", "unknown", "logged")
             if by_status.get(s)
         ]
         parts.append(f"{label}: " + ", ".join(shown))
@@ -140,7 +148,7 @@ def progress_blocks(progress: Progress) -> list[dict[str, Any]]:
 
 def failures_text(progress: Progress) -> str:
     lines = [
-        f"{number} ({'SMS' if channel == 'sms' else 'e-mail'} {status}: {_escape(reason)})"
+        f"{number} ({'SMS' if channel == 'sms' else 'e-mail'} {status}: {escape(scrub(reason))})"
         for number, channel, status, reason in progress.problems
     ]
     more = progress.problem_count - len(lines)
@@ -152,6 +160,7 @@ def failures_text(progress: Progress) -> str:
 
 
 def summary_text(progress: Progress) -> str:
+    """The summary in the notice's thread, as mrkdwn (a message's whole text)."""
     text = (
         f"Notice #{progress.notice_id} to {progress.test_code} is sent: {progress_line(progress)}."
     )
@@ -159,12 +168,14 @@ def summary_text(progress: Progress) -> str:
         text += "\n" + failures_text(progress)
     else:
         text += "\nEvery candidate was reached."
-    return text
+    return capped(text)
 
 
 def notice_progress_message(progress: Progress) -> dict[str, Any]:
     return {
-        "text": f"Notice #{progress.notice_id} to {progress.test_code}: {progress_line(progress)}",
+        "text": fallback(
+            f"Notice #{progress.notice_id} to {progress.test_code}: {progress_line(progress)}"
+        ),
         "blocks": progress_blocks(progress),
     }
 
@@ -302,7 +313,11 @@ def minutes_modal(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def modal_values(view: dict[str, Any]) -> dict[str, Any]:
-    """{block_id: value} from a submitted view's state."""
+    """{block_id: value} from a submitted view's state.
+
+    Plain-text inputs arrive as typed (Slack escapes message and command text, not input
+    values), so nothing is unescaped here.
+    """
     values: dict[str, Any] = {}
     for block_id, actions in view.get("state", {}).get("values", {}).items():
         action = actions.get("value") or next(iter(actions.values()), {})

@@ -65,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("candidate", nargs="?")
     status.add_argument("--json", action="store_true", help="JSON for scripts")
 
+    log = sub.add_parser("log", help="the change record of a test or a candidate, oldest first")
+    log.add_argument("test")
+    log.add_argument("candidate", nargs="?")
+    log.add_argument("--json", action="store_true", help="JSON for scripts")
+
+    report = sub.add_parser("report", help="the incident report of a test (CSV, XLSX, JSON)")
+    report.add_argument("test")
+    report.add_argument("--format", choices=["csv", "xlsx", "json"], default=None)
+    report.add_argument("--output", type=Path, help="file to write (default: standard output)")
+
+    purge = sub.add_parser(
+        "purge", help="erase contact data of tests that ended RETENTION_DAYS ago (retention)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
+
     deliver = sub.add_parser("deliver", help="deliver a file on a candidate's behalf (R10)")
     deliver.add_argument("test")
     deliver.add_argument("candidate")
@@ -73,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     deliver.add_argument("--reason", default="")
 
     sub.add_parser("demo", help="load a demo exam day with candidates and staff")
+
+    doctor = sub.add_parser("doctor", help="check the configuration before exam day")
+    doctor.add_argument("--json", action="store_true", help="JSON for scripts")
     return parser
 
 
@@ -109,7 +127,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         "run": _run,
         "status": _status,
         "deliver": _deliver,
+        "log": _log,
+        "report": _report,
+        "purge": _purge,
         "demo": _demo,
+        "doctor": _doctor,
     }
     return handlers[args.command](args)
 
@@ -273,7 +295,7 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from commands import candidate_view, exam_overview
     from commands.lookup import get_candidate, get_candidates, get_test, parse_candidate_number
-    from commands.status import candidate_status
+    from commands.status import candidate_status, test_notices
 
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
@@ -292,10 +314,94 @@ def _status(args: argparse.Namespace) -> int:
                 {
                     "test": test.code,
                     "candidates": [candidate_status(c, test, ctx.tz) for c in everyone],
+                    "notices": test_notices(ctx.db_session, test.id, ctx.tz),
                 },
                 ensure_ascii=False,
             )
         return exam_overview.overview(ctx, test).text
+
+    print(_with_ctx(settings, factory, _cli_actor(), work))
+    return EXIT_OK
+
+
+def _log(args: argparse.Namespace) -> int:
+    from commands import history
+    from commands.lookup import get_plain_candidate, get_test, parse_candidate_number
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+
+    def work(ctx) -> str:
+        test = get_test(db_session=ctx.db_session, test_code=args.test)
+        number = None
+        if args.candidate is not None:
+            number = parse_candidate_number(args.candidate)
+            get_plain_candidate(db_session=ctx.db_session, test=test, number=number)
+        if args.json:
+            found = history.entries(ctx.db_session, test, number)
+            return json.dumps(
+                {
+                    "test": test.code,
+                    "candidate": number,
+                    "changes": [entry.as_json(ctx.tz) for entry in found],
+                },
+                ensure_ascii=False,
+            )
+        return history.log_text(ctx.db_session, test, number, ctx.tz)
+
+    print(_with_ctx(settings, factory, _cli_actor(), work))
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from commands import report, report_files
+    from commands.lookup import get_test
+
+    fmt = args.format
+    if fmt is None:
+        suffix = args.output.suffix.lower().lstrip(".") if args.output else ""
+        fmt = suffix if suffix in report_files.FORMATS else "csv"
+    if fmt == "xlsx" and args.output is None:
+        raise CliError(
+            f"an XLSX file cannot go to the terminal; add --output {args.test}.xlsx "
+            "(or use --format csv or json)"
+        )
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+
+    def work(ctx) -> bytes:
+        test = get_test(db_session=ctx.db_session, test_code=args.test)
+        built = report.build(ctx.db_session, test, now=ctx.now)
+        if fmt == "json":
+            text = json.dumps(report_files.as_json(built, ctx.tz), ensure_ascii=False, indent=2)
+            return (text + "\n").encode("utf-8")
+        if fmt == "xlsx":
+            return report_files.as_xlsx(built, ctx.tz)
+        return report_files.as_csv(built, ctx.tz)
+
+    content = _with_ctx(settings, factory, _cli_actor(), work)
+    if args.output is None:
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+        return EXIT_OK
+    try:
+        args.output.write_bytes(content)
+    except OSError as error:
+        raise CliError(f"cannot write {args.output} ({error.strerror})") from None
+    print(f"Wrote the incident report of {args.test.upper()} to {args.output} ({fmt}).")
+    return EXIT_OK
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from commands import retention
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+    days = settings.retention_days
+
+    def work(ctx) -> str:
+        found = retention.purge(ctx, days=days, dry_run=args.dry_run)
+        return retention.summary(found, days=days, dry_run=args.dry_run, tz=ctx.tz)
 
     print(_with_ctx(settings, factory, _cli_actor(), work))
     return EXIT_OK
@@ -326,6 +432,15 @@ def _demo(args: argparse.Namespace) -> int:
     _, factory = open_database(settings, migrate=True)
     print(_with_ctx(settings, factory, _cli_actor(), demo.load))
     return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from bot import doctor
+
+    settings, problems = doctor.load_settings()
+    checks = doctor.run(settings, problems)
+    print(doctor.as_json(checks) if args.json else doctor.render(checks))
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_REFUSED
 
 
 if __name__ == "__main__":

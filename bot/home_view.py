@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.blocks import STATUS_LABELS, escape
+from bot.blocks import STATUS_LABELS
+from bot.slack_text import capped, escape, mention, mrkdwn, text_object
 from commands.home import Home, TestLine
 from commands.permissions import SUPPORT
 from commands.timeparse import format_time
@@ -25,7 +26,7 @@ def home_view(home: Home, *, tz: ZoneInfo) -> dict[str, Any]:
                 "examdesk helps exam support staff and teachers keep digital exams running: "
                 "extra time, new delivery, candidate status and notices to candidates."
             ),
-            _text(":lock: " + escape(home.explanation)),
+            _text(":lock: " + mrkdwn(home.explanation, home.mentions)),
         ]
     else:
         blocks = [_header("Exam day")]
@@ -45,11 +46,12 @@ def _header(text: str) -> dict[str, Any]:
 
 
 def _text(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    """A section of already-escaped ``text``."""
+    return {"type": "section", "text": text_object(capped(text, 3000))}
 
 
 def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+    return {"type": "context", "elements": [text_object(capped(text, 3000))]}
 
 
 def _tests(title: str, tests: list[TestLine], tz: ZoneInfo, *, empty: str) -> list[dict]:
@@ -91,7 +93,7 @@ def _changes(home: Home, tz: ZoneInfo) -> list[dict[str, Any]]:
     lines = []
     for c in home.changes:
         whom = " ".join(x for x in (c.test, c.candidate and f"candidate {c.candidate}") if x)
-        actor = f"<@{c.actor}>" if c.actor[:1] in ("U", "W") else escape(c.actor)
+        actor = mention(c.actor)
         reason = f" — {escape(c.reason)}" if c.reason else ""
         lines.append(
             f"• {format_time(c.at, tz)} · {actor} · {c.action.replace('_', ' ')} · "

@@ -1,5 +1,6 @@
-"""The scheduled work of examdesk: automatic delivery (R9), registry refresh (R11) and the
-notifier's retry sweep. Only the elected leader runs it (see `bot.leader`).
+"""The scheduled work of examdesk: automatic delivery (R9), registry refresh (R11), the
+notifier's retry sweep and the daily retention purge. Only the elected leader runs it (see
+`bot.leader`).
 
 Delivery runs two ways, both calling the idempotent `commands.delivery.deliver_due`:
 - a sweep every 30 s, which is the guarantee: any deadline, however it came about, is
@@ -31,7 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.settings import Settings
-from commands import registry
+from commands import registry, retention
 from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR, deliver_due, scan
 from commands.errors import CommandError
@@ -45,6 +46,7 @@ DELIVER_SWEEP = "deliver-sweep"
 DELIVER_AT = "deliver-at-"  # + the deadline; one-off jobs
 REGISTRY_REFRESH = "registry-refresh"
 NOTIFIER_SWEEP = "notifier-sweep"
+RETENTION_PURGE = "retention-purge"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Cadence:
     deliver_seconds: float = 30
     registry_minutes: float = 30  # R11
     notifier_seconds: float = 30
+    retention_hours: float = 24
 
 
 @dataclass
@@ -60,6 +63,7 @@ class _Runtime:
     registry_dir: Path | None
     session_factory: sessionmaker[Session]
     scheduler: BackgroundScheduler
+    retention_days: int
     # APScheduler's shutdown holds its job-store lock while it waits for running jobs, so a
     # job that calls the scheduler then would wait forever. Jobs plan under this lock and not
     # at all once stopping is set.
@@ -111,6 +115,7 @@ def start_scheduler(
         registry_dir=settings.registry_dir,
         session_factory=session_factory,
         scheduler=scheduler,
+        retention_days=settings.retention_days,
     )
     # APScheduler keeps its own wall clock: the program's times are handed to it through
     # clock.wall, so a shifted clock (EXAMDESK_CLOCK_SHIFT) still fires jobs on time.
@@ -142,13 +147,23 @@ def start_scheduler(
         replace_existing=True,
         next_run_time=now,
     )
+    scheduler.add_job(
+        retention_job,
+        "interval",
+        hours=cadence.retention_hours,
+        id=RETENTION_PURGE,
+        replace_existing=True,
+        next_run_time=now,
+    )
     scheduler.resume()
     log.info(
         "scheduler started: delivery sweep every %s s and at each deadline, registry refresh "
-        "%s, notifier sweep every %s s",
+        "%s, notifier sweep every %s s, retention purge every %s h (RETENTION_DAYS=%s)",
         cadence.deliver_seconds,
         f"every {cadence.registry_minutes} min" if settings.registry_dir else "off",
         cadence.notifier_seconds,
+        cadence.retention_hours,
+        settings.retention_days,
     )
     return scheduler
 
@@ -229,6 +244,20 @@ def notifier_job() -> None:
         counts = sweep(db_session=db_session, now=clock.now())
     if any(counts.values()):
         log.info("notifier sweep: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def retention_job() -> None:
+    """Erase the contact data of tests that ended RETENTION_DAYS ago."""
+    runtime = _current()
+    if runtime is None:
+        return
+    days = runtime.retention_days
+    with session_scope(runtime.session_factory) as db_session:
+        ctx = Ctx(db_session=db_session, actor=SYSTEM_ACTOR, tz=runtime.tz, now=clock.now())
+        found = retention.purge(ctx, days=days)
+        text = retention.summary(found, days=days, dry_run=False, tz=runtime.tz)
+    if found:
+        log.info("retention: %s", text.replace("\n", " |"))
 
 
 # ---------------------------------------------------------------- planning

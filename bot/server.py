@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 
-from bot import background
+from bot import background, doctor
 from bot.app import build_app
 from bot.deps import Deps
 from bot.settings import Settings
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 HOST = "0.0.0.0"
 SOCKET_RETRY_SECONDS = 30
 SWITCH_INTERVAL_S = 0.0005
-HOW_TO_CONNECT = (
-    "To connect a workspace, create the Slack app from manifest.yml and set SLACK_BOT_TOKEN "
-    "plus either SLACK_APP_TOKEN (Socket Mode, no public URL needed) or SLACK_SIGNING_SECRET "
-    "(HTTP: Slack posts to <public URL>/slack/events)."
-)
 
 
 @dataclass
@@ -47,37 +42,18 @@ class Wiring:
     web: Starlette
 
 
-def slack_mode(settings: Settings) -> str:
-    """How Slack is connected, logging in plain words what is missing for the rest."""
-    bot_token = settings.slack_bot_token is not None
-    if settings.slack_app_token is not None and bot_token:
-        mode = "socket"
-    elif bot_token and settings.slack_signing_secret is not None:
-        mode = "http"
-    else:
-        mode = "off"
-        if not bot_token:
-            missing = "SLACK_BOT_TOKEN is not set"
-        else:
-            missing = "SLACK_BOT_TOKEN is set, but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET"
-        log.warning(
-            "Slack is off (%s): slash commands and the App Home are unavailable; health, web "
-            "pages and background work run as usual. %s",
-            missing,
-            HOW_TO_CONNECT,
-        )
-    if mode != "off" and settings.slack_support_channel is None:
-        log.warning(
-            "SLACK_SUPPORT_CHANNEL is not set: the change log goes to this log only. Set it to "
-            "the support channel's id (C…) and invite the bot to that channel."
-        )
-    return mode
+def wire(
+    settings: Settings,
+    *,
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    slack_refused: bool = False,
+) -> Wiring:
+    """Everything `serve` runs, built but not started (tests serve it on a socket of theirs).
 
-
-def wire(settings: Settings, *, engine: Engine, session_factory: sessionmaker[Session]) -> Wiring:
-    """Everything `serve` runs, built but not started (tests serve it on a socket of theirs)."""
+    ``slack_refused``: Slack has refused the bot token, so Slack is off whatever is set."""
     deps = Deps(settings=settings, engine=engine, session_factory=session_factory)
-    mode = slack_mode(settings)
+    mode = "off" if slack_refused else doctor.slack_mode(settings)
     bolt_app = build_app(deps) if mode != "off" else None
     web = build_web_app(deps, bolt_app if mode == "http" else None, slack=mode)
     return Wiring(deps=deps, mode=mode, bolt_app=bolt_app, web=web)
@@ -125,7 +101,13 @@ def serve(settings: Settings, *, engine: Engine, session_factory: sessionmaker[S
     except PortUnavailable as error:
         print(f"examdesk: {error}", file=sys.stderr)
         return 1
-    wiring = wire(settings, engine=engine, session_factory=session_factory)
+    facts = doctor.at_start(settings, engine)
+    wiring = wire(
+        settings,
+        engine=engine,
+        session_factory=session_factory,
+        slack_refused=facts.slack_refused,
+    )
     stop_background = background.start(wiring.deps)
     # Requests never checkpoint SQLite's WAL (cli opens the engine with checkpoint_apart).
     stop_checkpoints = checkpoint_every(engine) if engine.dialect.name == "sqlite" else None
@@ -148,11 +130,12 @@ def serve(settings: Settings, *, engine: Engine, session_factory: sessionmaker[S
                 name="socket-mode-connect",
                 daemon=True,
             ).start()
-        log.info(
-            "examdesk is serving on port %s (Slack: %s); health at /healthz",
-            settings.port,
-            {"socket": "Socket Mode", "http": "HTTP at /slack/events", "off": "off"}[wiring.mode],
+        slack = {"socket": "Socket Mode", "http": "HTTP at /slack/events", "off": "off"}
+        headline = (
+            f"examdesk is serving on port {settings.port} (Slack: {slack[wiring.mode]}); "
+            "health at /healthz. What is live:"
         )
+        log.log(facts.level, facts.block(headline))
         http_server(wiring.web).run(sockets=[sock])
     finally:
         stop_socket.set()

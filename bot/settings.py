@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:3000"
     port: int = Field(default=3000, ge=1, le=65535)
     registry_dir: Path | None = None
+    # Days after a test's end until its candidates' contact data is erased (retention).
+    retention_days: int = Field(default=60, ge=1, le=3650)
+    # How candidates reach exam support: a phone number, an e-mail address, a URL or words.
+    support_contact: str | None = None
+    # Receivers of every change as a Standard Webhooks event, separated by spaces; the secret
+    # is whsec_ + base64. Empty: no events.
+    webhook_urls: str = ""
+    webhook_secret: SecretStr | None = None
 
     @field_validator("examdesk_timezone")
     @classmethod
@@ -55,6 +63,7 @@ class Settings(BaseSettings):
         "smtp_url",
         "mail_from",
         "registry_dir",
+        "support_contact",
         mode="before",
     )
     @classmethod

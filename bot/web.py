@@ -1,14 +1,21 @@
 """The web side of `examdesk serve`: Slack's request URL, health, and the feature routes.
 
 The Bolt app is synchronous; each Slack request runs it in Starlette's thread pool so the
-event loop keeps serving other requests (health checks, notice pages) meanwhile.
+event loop keeps serving other requests (health checks, notice pages) meanwhile. Bolt sees a
+request only once ``bot.slack_door`` has read, verified and parsed it, and only the first
+time: a replay or one of Slack's retries is answered without being handled again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import datetime
+from typing import Any
 
-from slack_bolt import App, BoltRequest
+from slack_bolt import App, BoltRequest, BoltResponse
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -16,9 +23,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import web_notices, web_twilio
+from bot import slack_door, web_notices, web_twilio
 from bot.deps import Deps
+from bot.settings import Settings
+from store import clock
 from store.db import raw_execute
+from store.models import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +37,9 @@ SLACK_OFF = (
     "(or SLACK_APP_TOKEN to use Socket Mode instead)."
 )
 SOCKET_MODE = "Slack is connected over Socket Mode (SLACK_APP_TOKEN); this URL is not used."
+# The answer to a slash command signed and sent again (Slack never resends one itself).
+ALREADY_HANDLED = "This request was already handled; nothing more was changed."
+NO_DATABASE = "examdesk cannot reach its database right now; nothing was changed. Try again soon."
 
 
 def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None) -> Starlette:
@@ -37,12 +50,31 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
         if bolt_app is None:
             message = SOCKET_MODE if slack == "socket" else SLACK_OFF
             return JSONResponse({"ok": False, "error": message}, status_code=503)
-        body = (await request.body()).decode("utf-8")
+        secret = Settings.secret(deps.settings.slack_signing_secret)
+        assert secret is not None  # Slack over HTTP needs it (bot.server.slack_mode)
+        try:
+            raw = await slack_door.read_body(request)
+            signed = slack_door.verify(secret, raw, request.headers, now=_real_now())
+            body = slack_door.parse(raw, request.headers.get("content-type"))
+        except slack_door.Refused as refused:
+            # One line in our own words: a forged body can write nothing into the log.
+            log.warning("Slack request refused (%s): %s", refused.status, refused.reason)
+            headers = {"connection": "close"} if refused.status == 413 else None
+            return JSONResponse(
+                {"ok": False, "error": refused.reason},
+                status_code=refused.status,
+                headers=headers,
+            )
         bolt_request = BoltRequest(
-            body=body, query=request.url.query, headers=dict(request.headers)
+            body=body,
+            query=request.url.query,
+            headers=dict(request.headers),
+            # Bolt skips its own signature check in this mode only; the door has checked
+            # the raw bytes, and Bolt gets the very payload the door parsed and checked.
+            mode="socket_mode",
         )
         bolt_response, held = await run_in_threadpool(
-            deps.holding_later, bolt_app.dispatch, bolt_request
+            deps.holding_later, handle, bolt_request, signed
         )
         return Response(
             content=bolt_response.body,
@@ -51,13 +83,43 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
             background=BackgroundTask(deps.release, held) if held else None,
         )
 
+    def handle(bolt_request: BoltRequest, signed: slack_door.Signed) -> BoltResponse:
+        assert bolt_app is not None
+        body = bolt_request.body
+        if body.get("type") != "url_verification" and "ssl_check" not in body:
+            try:
+                fresh = slack_door.first_time(
+                    deps.engine,
+                    slack_door.seen_keys(signed, body),
+                    signed_at=signed.signed_at,
+                    now=_real_now(),
+                )
+            except SQLAlchemyError as error:
+                log.error(
+                    "Slack request not handled: database unreachable (%s)", type(error).__name__
+                )
+                return _answer(body, 503, NO_DATABASE)
+            if not fresh:
+                log.info("Slack request already handled (a replay or a retry): not applied again")
+                return _answer(body, 200, ALREADY_HANDLED)
+        return bolt_app.dispatch(bolt_request)
+
+    settings = deps.settings
+    # Which channels really send: "log" means messages are only written to the log.
+    sms = "twilio" if settings.twilio_account_sid and settings.twilio_auth_token else "log"
+    email = "smtp" if settings.smtp_url else "log"
+
     async def healthz(request: Request) -> JSONResponse:
         problem = await run_in_threadpool(_database_problem, deps)
+        outbox = await run_in_threadpool(_outbox, deps) if problem is None else None
         return JSONResponse(
             {
                 "status": "ok" if problem is None else "failing",
                 "database": "ok" if problem is None else problem,
                 "slack": slack,
+                "sms": sms,
+                "email": email,
+                "outbox": outbox,
             },
             status_code=200 if problem is None else 503,
         )
@@ -69,6 +131,37 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
         *web_twilio.routes(deps),
     ]
     return Starlette(routes=routes)
+
+
+def _real_now() -> datetime:
+    # Slack signs with the real time: the program's clock without its test shift.
+    return clock.wall(clock.now())
+
+
+def _answer(body: dict[str, Any], status: int, text: str) -> BoltResponse:
+    """A slash command's answer is shown to the user (so always 200); other requests get
+    only the status."""
+    if "command" not in body:
+        return BoltResponse(status=status, body="")
+    return BoltResponse(
+        status=200,
+        body=json.dumps({"response_type": "ephemeral", "text": text}),
+        headers={"content-type": "application/json;charset=utf-8"},
+    )
+
+
+def _outbox(deps: Deps) -> dict[str, int]:
+    """Messages to candidates not yet handed to a provider, and those that failed."""
+    waiting = Delivery.status.in_(("pending", "sending", "unknown"))
+    failed = Delivery.status.in_(("failed", "undelivered"))
+    with deps.engine.connect() as conn:
+        row = conn.execute(
+            select(
+                func.count().filter(waiting).label("pending"),
+                func.count().filter(failed).label("failed"),
+            ).select_from(Delivery)
+        ).one()
+    return {"pending": row.pending, "failed": row.failed}
 
 
 def _database_problem(deps: Deps) -> str | None:

@@ -1,27 +1,100 @@
-"""`GET /notices/{token}`: a candidate's in-app notices (logic in `notifications.inapp`)."""
+"""The candidate's page: `GET /notices/{token}` and `POST /notices/{token}/read`.
+
+The token in the path is the credential, for reading and for confirming alike. Showing the
+page never marks anything read; only the candidate's button does (a plain form, no
+JavaScript). The first time the candidate's own browser shows the page is kept as
+"opened": not for HEAD requests, prefetches or link-preview robots (SMS apps, chat apps,
+mail scanners), which fetch links without a person reading them.
+"""
 
 from __future__ import annotations
 
+from crawleruseragents import is_crawler
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.deps import Deps
+from commands import candidate_page
 from notifications import inapp
 from store import clock
-from store.db import session_scope
+from store.db import read_only, session_scope
+
+# Headers with which browsers mark a fetch made ahead of the person asking for the page.
+PREFETCH = {"purpose": "prefetch", "sec-purpose": "prefetch", "x-purpose": "preview"}
+# Link previewers that the crawler list does not name (iMessage; Outlook's own fetches).
+PREVIEWERS = ("linkpreview", "microsoft office", "ms-office")
+
+
+def opened_by_a_person(method: str, headers: Headers) -> bool:
+    """Whether a request for the page counts as the candidate's browser opening it."""
+    if method != "GET":
+        return False
+    agent = headers.get("user-agent", "")
+    if not agent or is_crawler(agent) or any(p in agent.lower() for p in PREVIEWERS):
+        return False
+    if any(headers.get(name, "").lower().startswith(value) for name, value in PREFETCH.items()):
+        return False
+    # Browsers say what a fetch is for; only a top-level page view counts.
+    return headers.get("sec-fetch-dest", "document") == "document"
+
+
+def _html(page: inapp.Page) -> HTMLResponse:
+    return HTMLResponse(page.html, status_code=page.status, headers=inapp.HEADERS)
 
 
 def routes(deps: Deps) -> list[Route]:
-    def render(token: str) -> inapp.Page:
+    settings = deps.settings
+
+    def show(token: str, opened: bool) -> inapp.Page:
+        now = clock.now()
         with session_scope(deps.session_factory) as db_session:
-            return inapp.page(
-                db_session=db_session, token=token, now=clock.now(), tz=deps.settings.tz
+            read_only(db_session)
+            candidate = inapp.find_candidate(db_session=db_session, token=token)
+            if candidate is None:
+                return inapp.not_found()
+            data = candidate_page.page_data(
+                db_session=db_session,
+                candidate=candidate,
+                now=now,
+                support_contact=settings.support_contact,
+            )
+            page = inapp.render(data, token=token, tz=settings.tz, now=now)
+            candidate_id = candidate.id
+            opened = opened and inapp.unopened(db_session=db_session, candidate_id=candidate_id) > 0
+        if opened:
+            # A write only the first time: a notice to thousands of candidates brings as
+            # many page views in a few minutes.
+            with session_scope(deps.session_factory) as db_session:
+                inapp.record_opened(db_session=db_session, candidate_id=candidate_id, now=now)
+        return page
+
+    async def page(request: Request) -> Response:
+        opened = opened_by_a_person(request.method, request.headers)
+        return _html(await run_in_threadpool(show, request.path_params["token"], opened))
+
+    def confirm(token: str, notice_id: int) -> bool:
+        with session_scope(deps.session_factory) as db_session:
+            return inapp.confirm_read(
+                db_session=db_session, token=token, notice_id=notice_id, now=clock.now()
             )
 
-    async def notices(request: Request) -> HTMLResponse:
-        page = await run_in_threadpool(render, request.path_params["token"])
-        return HTMLResponse(page.html, status_code=page.status, headers=inapp.HEADERS)
+    async def read(request: Request) -> Response:
+        token = request.path_params["token"]
+        form = await request.form()
+        notice = str(form.get("notice", ""))
+        if not inapp.valid_token(token) or not notice.isdigit() or len(notice) > 18:
+            return _html(inapp.not_found())
+        if not await run_in_threadpool(confirm, token, int(notice)):
+            return _html(inapp.not_found())
+        # Relative, so that it holds behind a proxy that serves the app under a path too.
+        return RedirectResponse(
+            f"../{token}#n{notice}", status_code=303, headers={"Cache-Control": "no-store"}
+        )
 
-    return [Route("/notices/{token}", notices, methods=["GET"])]
+    return [
+        Route("/notices/{token}", page, methods=["GET", "HEAD"]),
+        Route("/notices/{token}/read", read, methods=["POST"]),
+    ]

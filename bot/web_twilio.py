@@ -1,12 +1,17 @@
-"""`POST /twilio/status`: Twilio's delivery reports (logic in `notifications.status_callback`)."""
+"""`POST /twilio/status`: Twilio's delivery reports (logic in `notifications.status_callback`).
+
+The body is read up to a limit, verified, checked and stored, in that order; 204 only once
+the callback is committed, so that a database failure answers 503 and Twilio may try again.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.deps import Deps
@@ -17,31 +22,61 @@ from store.db import session_scope
 
 log = logging.getLogger(__name__)
 
+# A status callback is a form of a dozen short fields; nothing near this size is one.
+MAX_BODY_BYTES = 64 * 1024
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it is known to exceed ``limit`` (by its Content-Length,
+    or while it streams in): nothing more of it is read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
 
 def routes(deps: Deps) -> list[Route]:
     settings = deps.settings
 
-    def handle(params: dict[str, str], signature: str | None) -> status_callback.Outcome:
+    def store(callback: status_callback.Callback) -> int | None:
         with session_scope(deps.session_factory) as db_session:
-            return status_callback.handle(
-                db_session=db_session,
-                auth_token=Settings.secret(settings.twilio_auth_token),
-                public_url=settings.public_url,
-                params=params,
-                signature=signature,
-                now=clock.now(),
-            )
+            return status_callback.apply(db_session=db_session, callback=callback, now=clock.now())
 
     async def twilio_status(request: Request) -> Response:
-        form = await request.form()
-        params = {key: str(value) for key, value in form.items()}
-        signature = request.headers.get("X-Twilio-Signature")
-        outcome = await run_in_threadpool(handle, params, signature)
-        if outcome.status_code == 403:
-            log.warning("Twilio status callback with a bad or missing signature refused")
-            return Response("signature does not match", status_code=403)
-        if outcome.notice_id is not None and deps.notice_progress is not None:
-            deps.later(deps.notice_progress, outcome.notice_id)
+        body = await read_body(request, MAX_BODY_BYTES)
+        if body is None:
+            log.warning("Twilio status callback refused (413): body over %d bytes", MAX_BODY_BYTES)
+            return PlainTextResponse("request body too large", status_code=413)
+        try:
+            callback = status_callback.verify(
+                body=body,
+                query=request.url.query,
+                signature=request.headers.get("X-Twilio-Signature"),
+                auth_token=Settings.secret(settings.twilio_auth_token),
+                account_sid=settings.twilio_account_sid,
+                public_url=settings.public_url,
+            )
+        except status_callback.Refused as refusal:
+            log.warning(
+                "Twilio status callback refused (%d): %s", refusal.status_code, refusal.reason
+            )
+            return PlainTextResponse(refusal.reason, status_code=refusal.status_code)
+        try:
+            notice_id = await run_in_threadpool(store, callback)
+        except SQLAlchemyError as error:
+            log.warning(
+                "Twilio status callback for %s not stored (%s); answered 503 for a retry",
+                callback.sid,
+                type(error).__name__,
+            )
+            return PlainTextResponse("not stored; try again", status_code=503)
+        if notice_id is not None and deps.notice_progress is not None:
+            deps.later(deps.notice_progress, notice_id)
         return Response(status_code=204)
 
     return [Route("/twilio/status", twilio_status, methods=["POST"])]

@@ -9,7 +9,20 @@ from sqlalchemy import Insert, Integer, Select, String, bindparam, event, insert
 from sqlalchemy.orm import Session
 
 from commands.context import Ctx
+from commands.errors import InvalidInput
 from store.models import AnyTest, Candidate, Change
+
+MAX_REASON = 500
+
+
+def check_reason(reason: str) -> str:
+    """A reason as typed for a change, refused when longer than MAX_REASON characters."""
+    if len(reason) > MAX_REASON:
+        raise InvalidInput(
+            f"The reason is {len(reason)} characters long; shorten the reason to {MAX_REASON} "
+            "characters or fewer. Nothing was changed."
+        )
+    return reason
 
 
 def record(

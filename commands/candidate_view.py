@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, func, literal, null, select, union_all
 
+from commands import history
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import get_plain_candidate, parse_candidate_number
-from commands.masking import mask_email, mask_phone
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
 from commands.status import candidate_status
 from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
 from commands.timing import timing
+from notifications.masking import mask_email, mask_phone
 from store.models import AnyCandidate, AnyTest, Delivery, NoticeReceipt
 
 USAGE = (
-    "Usage: /candidate TEST CANDIDATE\n"
-    "  Shows status, deadline and how it is made up, new delivery and notices.\n"
+    "Usage: /candidate TEST CANDIDATE [history [page N]]\n"
+    "  Shows status, deadline and how it is made up, new delivery and notices;\n"
+    "  `history` shows the candidate's change record (who, when, what, why).\n"
     "  Example: /candidate TDT4100-2026H 10023"
 )
 INAPP = "inapp"  # not a delivery channel: marks the in-app row of notice_summary's query
@@ -25,9 +27,13 @@ STATUS_LABELS = {"not_started": "not started", "started": "started", "submitted"
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
+    if len(args) >= 3 and args[2].lower() == "history":
+        return history.run(ctx, args[0], args[1], args[3:])
     if len(args) != 2:
         raise InvalidInput(
-            "Give a test and one candidate number." if len(args) < 2 else "Too many parts.",
+            "Give a test and one candidate number."
+            if len(args) < 2
+            else "Too many parts: after the candidate number only `history` may follow.",
             USAGE,
         )
     db = ctx.db_session

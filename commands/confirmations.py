@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from commands.context import Ctx
+from commands.permissions import SUPPORT, role_of
 from commands.reply import Reply
 from commands.router import dispatch
 from commands.runner import execute, in_transaction
@@ -130,8 +131,23 @@ def cancel(
     tz: ZoneInfo,
     now: datetime,
 ) -> Reply:
-    """Use up the confirmation without running it."""
+    """Use up the confirmation without running it: only the user who asked for it, or
+    support staff, may (R15)."""
     with session_factory() as db_session:
+        asked_by = db_session.scalar(select(Confirmation.actor).where(Confirmation.token == token))
+        if (
+            asked_by is not None
+            and actor != asked_by
+            and role_of(db_session=db_session, user_id=actor) != SUPPORT
+        ):
+            db_session.rollback()
+            return Reply(
+                text=f"Only <@{asked_by}>, who asked for this, or exam support staff may "
+                "cancel it. Nothing was changed.",
+                ok=False,
+                kind="refusal",
+                mentions=(asked_by,),
+            )
         if claim(db_session=db_session, token=token, user=actor, now=now) is None:
             db_session.rollback()
             return _not_claimable(db_session, token, tz)
@@ -147,6 +163,7 @@ def cancel(
 
 def _not_claimable(db_session: Session, token: str, tz: ZoneInfo) -> Reply:
     row = db_session.get(Confirmation, token)
+    mentions: tuple[str, ...] = ()
     if row is None:
         text = "This confirmation is unknown. Run the command again to get a new one."
     elif row.used_at is None:
@@ -162,4 +179,5 @@ def _not_claimable(db_session: Session, token: str, tz: ZoneInfo) -> Reply:
             f"This was already {done} by <@{by}> at {format_time(row.used_at, tz)}; "
             "it takes effect once only. Nothing more was changed."
         )
-    return Reply(text=text, ok=False, kind="refusal")
+        mentions = (by,)
+    return Reply(text=text, ok=False, kind="refusal", mentions=mentions)

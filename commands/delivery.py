@@ -157,6 +157,7 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
     """R10: staff deliver a file for the candidate (at most 50 MB); status becomes submitted."""
     db = ctx.db_session
     require_support(db_session=db, user_id=ctx.actor, doing="deliver for a candidate")
+    audit.check_reason(reason)
     test = get_test(db_session=db, test_code=test_code)
     candidate = get_candidate(
         db_session=db, test=test, number=parse_candidate_number(number), lock=True

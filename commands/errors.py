@@ -10,10 +10,14 @@ from __future__ import annotations
 class CommandError(Exception):
     """Base of every refusal; ``message`` is shown as it is, ``usage`` after it."""
 
-    def __init__(self, message: str, usage: str | None = None) -> None:
+    def __init__(
+        self, message: str, usage: str | None = None, *, mentions: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.usage = usage
+        # As ``Reply.mentions``: the Slack users the message names on purpose.
+        self.mentions = mentions
 
     def __str__(self) -> str:
         return f"{self.message}\n{self.usage}" if self.usage else self.message

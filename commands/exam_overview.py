@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CompoundSelect, bindparam, func, literal, null, select, text, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    bindparam,
+    func,
+    literal,
+    null,
+    select,
+    text,
+    union,
+    union_all,
+)
 
-from commands import registry
+from commands import registry, report
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import get_test
 from commands.permissions import require_support, test_for_support_or_teacher
 from commands.reply import Reply
-from commands.timeparse import format_duration, format_time, relative_to_ordinary_end
-from commands.timing import PLAIN_COLUMNS, plain_deadlines, upload_allowance_minutes
+from commands.timeparse import format_duration, format_time, iso, relative_to_ordinary_end
+from commands.timing import (
+    OPEN_REOPENING,
+    PLAIN_COLUMNS,
+    plain_deadlines,
+    upload_allowance_minutes,
+)
 from commands.timing import ordinary_end as ordinary_end_of
 from store.models import (
     CANDIDATE_WITH_EXTRA,
@@ -29,17 +45,23 @@ from store.models import (
 )
 
 USAGE = (
-    "Usage: /exam TEST [refresh]\n"
+    "Usage: /exam TEST [refresh|report]\n"
     "  Overview of a test: candidates per status, extra and incident time, individual ends,\n"
-    "  new deliveries and notices. `refresh` (support) re-reads the student registry now.\n"
+    "  new deliveries and notices. `refresh` (support) re-reads the student registry now;\n"
+    "  `report` summarises the incident report (the file: `examdesk report TEST`).\n"
     "  Example: /exam TDT4100-2026H"
 )
 LISTED = 10
+SUBCOMMANDS = ("refresh", "report")
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
-    if not args or len(args) > 2 or (len(args) == 2 and args[1].lower() != "refresh"):
-        raise InvalidInput("Give one test code, optionally followed by `refresh`.", USAGE)
+    if not args or len(args) > 2 or (len(args) == 2 and args[1].lower() not in SUBCOMMANDS):
+        raise InvalidInput(
+            "Give one test code, optionally followed by `refresh` or `report`.", USAGE
+        )
+    if len(args) == 2 and args[1].lower() == "report":
+        return report.run(ctx, args[0])
     db = ctx.db_session
     prefix = ""
     if len(args) == 2:
@@ -61,8 +83,8 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
 
 
 def reads_only(args: list[str], confirmed: bool) -> bool:
-    """`refresh` writes what the registry says; the overview itself only reads."""
-    return len(args) < 2
+    """`refresh` writes what the registry says; the overview and the report only read."""
+    return len(args) < 2 or args[1].lower() != "refresh"
 
 
 # The statements are built once: building one costs more than running it.
@@ -116,6 +138,26 @@ _REOPENED = (
     .where(_c.test_id + 0 == bindparam("test_id"), _r.closed_at.is_(None))
     .order_by(_c.number)
     .limit(LISTED)
+)
+
+
+# After the ordinary end only a candidate with time of its own (extra or incident time, an
+# individual end) or an open reopening can still be writing: each of those comes from its
+# partial index or from the few open reopenings, never from the whole test.
+_MAY_STILL_WRITE = (
+    select(_c.number, _c.status, *PLAIN_COLUMNS)
+    .outerjoin(Reopening.__table__, OPEN_REOPENING)
+    .where(
+        _c.id.in_(
+            union(
+                *(select(_c.id).where(_IN_TEST, condition) for condition, _ in _LISTS.values()),
+                select(_r.candidate_id)
+                .join(Candidate.__table__, _c.id == _r.candidate_id)
+                .where(_c.test_id + 0 == bindparam("test_id"), _r.closed_at.is_(None)),
+            )
+        )
+    )
+    .order_by(_c.number)
 )
 
 
@@ -181,7 +223,7 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
             {
                 "candidate": number,
                 "mode": mode,
-                "deadline": None if due is None else due.astimezone(tz).isoformat(),
+                "deadline": iso(due, tz),
             }
         )
         when = (
@@ -199,13 +241,15 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
             f"(`/candidate {test.code} NUMBER` for each)"
         )
     lines.append(_notice_line(notices))
+    grading = _grading(ctx, test, ordinary_end, connection, params)
+    lines.append(f"Grading: {grading['text']}")
     data: dict[str, Any] = {
         "test": test.code,
         "title": test.title,
         "kind": test.kind,
-        "start": test.start.astimezone(tz).isoformat(),
-        "exam_end": test.end.astimezone(tz).isoformat(),
-        "ordinary_end": ordinary_end.astimezone(tz).isoformat(),
+        "start": iso(test.start, tz),
+        "exam_end": iso(test.end, tz),
+        "ordinary_end": iso(ordinary_end, tz),
         "candidates": total,
         "by_status": {s: counts.get(s, 0) for s in ("not_started", "started", "submitted")},
         "extra": extra,
@@ -213,8 +257,43 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
         "individual": individual,
         "reopened": {"count": reopened_count, "first": reopen_items},
         "notices": notices,
+        "grading": grading,
     }
     return Reply(text="\n".join(lines), kind="overview", data=data)
+
+
+def _grading(
+    ctx: Ctx, test: AnyTest, ordinary_end: datetime, connection: Any, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Whether grading can start: not before the ordinary end, nor while anyone still
+    writes (time left, R3) or is open for new delivery (R6)."""
+    if ctx.now < ordinary_end:
+        return {
+            "can_start": False,
+            "waiting": None,
+            "text": f"not before the ordinary end ({format_time(ordinary_end, ctx.tz)})",
+        }
+    waiting = []
+    for number, status, *plain in connection.execute(_MAY_STILL_WRITE, params):
+        times = plain_deadlines(ordinary_end, *plain)
+        if times.reopen_mode is not None or (status != "submitted" and times.end > ctx.now):
+            waiting.append(number)
+    if not waiting:
+        return {
+            "can_start": True,
+            "waiting": {"count": 0, "first": []},
+            "text": "can start: nobody is still writing or open for new delivery "
+            f"(who delivered late: `/exam {test.code} report`)",
+        }
+    first = waiting[:LISTED]
+    more = len(waiting) - len(first)
+    return {
+        "can_start": False,
+        "waiting": {"count": len(waiting), "first": first},
+        "text": f"wait: {len(waiting)} still writing or open ({', '.join(first)}"
+        + (f" … and {more} more" if more else "")
+        + ")",
+    }
 
 
 def _line(label: str, listed: dict[str, Any], *, minutes: bool) -> str:

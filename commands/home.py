@@ -56,6 +56,8 @@ class Home:
     role: str | None
     # For someone without a role: the core's own explanation of whom to ask (R15).
     explanation: str = ""
+    # The Slack users the explanation names (``Reply.mentions``).
+    mentions: tuple[str, ...] = ()
     running: list[TestLine] = field(default_factory=list)
     upcoming: list[TestLine] = field(default_factory=list)
     open_deliveries: list[OpenDelivery] = field(default_factory=list)
@@ -68,7 +70,7 @@ def build(*, db_session: Session, user_id: str, now: datetime) -> Home:
         try:
             require_support(db_session=db_session, user_id=user_id, doing="see this page")
         except NotAllowed as refusal:
-            return Home(role=None, explanation=refusal.message)
+            return Home(role=None, explanation=refusal.message, mentions=refusal.mentions)
     own = None if role == SUPPORT else _own_test_ids(db_session, user_id)
     home = Home(
         role=role,

@@ -13,8 +13,8 @@ from commands.context import Ctx
 from commands.errors import InvalidInput, NotFound, Refused
 from commands.lookup import parse_candidate_list
 from commands.permissions import test_for_support
-from commands.reply import Confirm, Reply
-from commands.timeparse import format_duration, format_time, parse_duration
+from commands.reply import Confirm, Reply, listed
+from commands.timeparse import MAX_DURATION_MINUTES, format_duration, format_time, parse_duration
 from commands.timing import end_time_from, individual_end_from, ordinary_end, ordinary_end_passed
 from store.models import AnyTest, Candidate
 from store.sql import json_object_agg
@@ -28,6 +28,8 @@ USAGE = (
 )
 OPERATIONS = ("add", "subtract", "set")
 RECEIPT_LINES = 15
+# R4: a candidate's total incident time is bounded like one change is.
+MAX_TOTAL_MINUTES = MAX_DURATION_MINUTES
 
 
 def parse(args: list[str]) -> tuple[str, list[str] | None, str, int, str]:
@@ -41,7 +43,7 @@ def parse(args: list[str]) -> tuple[str, list[str] | None, str, int, str]:
         parse_candidate_list(who),
         operation.lower(),
         parse_duration(amount),
-        " ".join(reason),
+        audit.check_reason(" ".join(reason)),
     )
 
 
@@ -95,6 +97,7 @@ def change(
         number: _new_total(incident, operation, minutes) for number, incident in before.items()
     }
     _refuse_below_zero([r for r in rows if after[r[1]] < 0], minutes)
+    _refuse_above_most([r for r in rows if after[r[1]] > MAX_TOTAL_MINUTES], minutes)
     _apply(ctx, test, rows, numbers, operation, minutes)
     audit.record(
         ctx,
@@ -132,7 +135,9 @@ def _change_all(
         _refuse_no_candidates(test)
     if operation == "subtract":
         _refuse_below_zero(connection.execute(_BELOW_ZERO_AFTER_SUBTRACT, params).all(), minutes)
-    listed, own_ends = _first_rows(connection, params)
+    if operation == "add":
+        _refuse_above_most(connection.execute(_ABOVE_MOST_AFTER_ADD, params).all(), minutes)
+    first, own_ends = _first_rows(connection, params)
     audit.record_computed(
         ctx,
         action=action,
@@ -142,10 +147,10 @@ def _change_all(
         test=test,
         batch=batch,
     )
-    _apply(ctx, test, listed, None, operation, minutes)
+    _apply(ctx, test, first, None, operation, minutes)
     latest = _latest_end_of_test(connection, ordinary_end(test), params)
     return _receipt(
-        ctx, test, listed, count, own_ends, operation, minutes, what, reason, latest, all_=True
+        ctx, test, first, count, own_ends, operation, minutes, what, reason, latest, all_=True
     )
 
 
@@ -158,10 +163,10 @@ def _preview_all(
     count = db.scalar(_COUNT, params)
     if not count:
         _refuse_no_candidates(test)
-    below = []
     if operation == "subtract":
-        below = db.execute(_BELOW_ZERO_AFTER_SUBTRACT, params).all()
-    _refuse_below_zero(below, minutes)
+        _refuse_below_zero(db.execute(_BELOW_ZERO_AFTER_SUBTRACT, params).all(), minutes)
+    if operation == "add":
+        _refuse_above_most(db.execute(_ABOVE_MOST_AFTER_ADD, params).all(), minutes)
     return Reply(
         text=f"This would {what} incident time for all {count} candidates of "
         f"{test.code}. Nothing is changed until you confirm.",
@@ -181,12 +186,27 @@ def _refuse_no_candidates(test: AnyTest) -> None:
     )
 
 
+def _has(rows: list) -> str:
+    return listed([f"{r.number} has {format_duration(r.incident_minutes)}" for r in rows])
+
+
 def _refuse_below_zero(below: list, minutes: int) -> None:
     if below:
-        listed = ", ".join(f"{r.number} has {format_duration(r.incident_minutes)}" for r in below)
         raise Refused(
             f"Subtracting {format_duration(minutes)} would take incident time below zero "
-            f"({listed}). Nothing was changed. Subtract less, or use `set 0`."
+            f"for {len(below)} candidate{'s' if len(below) > 1 else ''} ({_has(below)}). "
+            "Nothing was changed. Subtract less, or use `set 0`."
+        )
+
+
+def _refuse_above_most(above: list, minutes: int) -> None:
+    if above:
+        most = format_duration(MAX_TOTAL_MINUTES)
+        raise Refused(
+            f"Adding {format_duration(minutes)} would take incident time above {most}, the "
+            f"most a candidate can have (R4), for {len(above)} "
+            f"candidate{'s' if len(above) > 1 else ''} ({_has(above)}). Nothing was changed. "
+            f"Add less, or use `set` with a total of at most {most}."
         )
 
 
@@ -210,7 +230,7 @@ def _locked_rows(
     missing = sorted(set(numbers) - {number for _, number, *_ in rows})
     if missing:
         raise NotFound(
-            f"Test {test.code} has no candidate {', '.join(missing)}. "
+            f"Test {test.code} has no candidate {listed(missing)}. "
             f"Check the numbers with `/exam {test.code}`. Nothing was changed."
         )
     return rows, _own_ends(connection, rows)
@@ -302,6 +322,12 @@ _LOCK_ALL = select(func.count()).select_from(
 _BELOW_ZERO_AFTER_SUBTRACT = (
     select(_c.number, _c.incident_minutes)
     .where(_IN_TEST, _c.incident_minutes - _MINUTES < 0)
+    .order_by(_c.number)
+)
+# Adding is the only way above the most (set is bounded by parse_duration).
+_ABOVE_MOST_AFTER_ADD = (
+    select(_c.number, _c.incident_minutes)
+    .where(_IN_TEST, _c.incident_minutes + _MINUTES > MAX_TOTAL_MINUTES)
     .order_by(_c.number)
 )
 _HAS_OWN_END = or_(_c.postponed_deadline.is_not(None), _c.individual_deadline.is_not(None))
@@ -425,4 +451,5 @@ def _receipt(
             "latest_end": latest,
         },
         log=[log],
+        mentions=(ctx.actor,),
     )

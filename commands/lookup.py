@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Connection, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
+from commands.reply import listed
 from commands.timing import OPEN_REOPENING
 from store.db import has_row_locks
 from store.models import (
@@ -22,6 +23,8 @@ from store.models import (
 )
 
 CANDIDATES_FORMS = "'all' or candidate numbers separated by commas, e.g. 10023,10024"
+# More than any test has: a longer list is a mistake (and too many for one SQL statement).
+MAX_CANDIDATES = 10_000
 _CODE = re.compile(r"[A-Z0-9][A-Z0-9_.-]{0,63}")
 # ASCII digits: str.isdigit() also takes superscripts and other scripts' digits.
 _NUMBER = re.compile(r"[0-9]{1,12}")
@@ -91,7 +94,7 @@ def get_candidates(
 
 def candidate_not_found(test: AnyTest, missing: Sequence[str]) -> NotFound:
     return NotFound(
-        f"Test {test.code} has no candidate {', '.join(missing)}. "
+        f"Test {test.code} has no candidate {listed(missing)}. "
         f"Check the number{'s' if len(missing) > 1 else ''} with `/exam {test.code}`."
     )
 
@@ -144,6 +147,11 @@ def parse_candidate_list(text: str) -> list[str] | None:
     if text.lower() == "all":
         return None
     numbers = [part.strip() for part in text.split(",")]
+    if len(numbers) > MAX_CANDIDATES:
+        raise InvalidInput(
+            f"That is a list of {len(numbers)} candidates; name at most {MAX_CANDIDATES}, "
+            "or write 'all' for every candidate of the test."
+        )
     if not numbers or not all(is_candidate_number(n) for n in numbers):
         raise InvalidInput(
             f"'{_clip(text)}' is not a list of candidates. Write {CANDIDATES_FORMS}."

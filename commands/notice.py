@@ -8,6 +8,8 @@ delivery row marked failed "no usable number", so they are listed in every summa
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -17,21 +19,126 @@ from commands.context import Ctx
 from commands.errors import InvalidInput, NotFound, Refused
 from commands.lookup import get_test
 from commands.permissions import require_support
-from commands.reply import Confirm, Reply
+from commands.reply import Confirm, Reply, listed
 from commands.timeparse import format_time
 from notifications import fanout
 from notifications.channels import SMS
 from store.models import QuestionErrorReport, Test
 
 USAGE = (
-    "Usage: /notice TEST text\n"
+    "Usage: /notice TEST text   or   /notice TEST nb: TEKST en: TEXT\n"
     "  Sends the text to every candidate of the test: in the exam app, plus an SMS saying a\n"
     "  notice is waiting (school exams, home exams of 6 hours or less) or an e-mail (longer\n"
     "  home exams, assignments, theses) (R13). Shows the counts and asks to confirm first.\n"
-    "  Example: /notice TDT4100-2026H Task 3b: use n = 10, not n = 100."
+    "  With `nb:` and `en:` each candidate reads their language; a text in one language\n"
+    "  only is shown to everybody as written.\n"
+    "  Example: /notice TDT4100-2026H nb: Oppgave 3b: bruk n = 10. en: Task 3b: use n = 10."
 )
 MAX_TEXT = 2000
 LISTED = 20
+LANGUAGE_NAMES = {"nb": "Norwegian", "en": "English"}
+# `nb:` or `en:` where a word starts: the start of each language's text.
+_MARKER = re.compile(r"(?i)(?<!\S)(nb|en):")
+
+
+# Common words of one language and not the other, to tell which one an unmarked text is in.
+def _common(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_WORDS = {
+    "nb": _common(
+        "og ikke er på skal det som med til av har kan må du dere alle oppgave oppgaven "
+        "oppgavene svaret svar bruk eksamen feil riktig står gjelder ved være blir eller fra "
+        "etter før denne dette skulle mellom enn også nå ny nye spørsmål en et"
+    ),
+    "en": _common(
+        "the and not is are on should it with of has can must you all task tasks question "
+        "answer use exam error wrong correct says applies be or from after before this that "
+        "instead please also now new read than"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Texts:
+    """A notice's text in each language; empty where it was not written."""
+
+    nb: str
+    en: str
+    # No `nb:`/`en:` was written: the one text's language was told from its words.
+    guessed: bool = False
+
+    @property
+    def languages(self) -> list[str]:
+        return [language for language in ("nb", "en") if getattr(self, language)]
+
+
+def guess_language(text: str) -> str:
+    """nb or en, from the text's letters and common words; Norwegian when unsure."""
+    words = re.findall(r"[a-zæøå]+", text.lower())
+    if any(letter in text.lower() for letter in "æøå"):
+        return "nb"
+    scores = {language: sum(w in common for w in words) for language, common in _WORDS.items()}
+    return "en" if scores["en"] > scores["nb"] else "nb"
+
+
+def parse_texts(text: str) -> Texts:
+    """``nb: TEKST en: TEXT`` (either order, either alone) or one unmarked text."""
+    text = text.strip()
+    first = _MARKER.match(text)
+    if first is None:
+        text = check_text(text)
+        language = guess_language(text)
+        return Texts(**{language: text, "nb" if language == "en" else "en": ""}, guessed=True)
+    language = first.group(1).lower()
+    other = "en" if language == "nb" else "nb"
+    second = next(
+        (m for m in _MARKER.finditer(text, first.end()) if m.group(1).lower() == other), None
+    )
+    parts = {
+        language: text[first.end() : second.start() if second else None],
+        other: text[second.end() :] if second else "",
+    }
+    for name, part in parts.items():
+        if (name == language or second) and not part.strip():
+            raise InvalidInput(
+                f"The {LANGUAGE_NAMES[name]} text after `{name}:` is empty. Write it, or leave "
+                f"`{name}:` out to send the other text to everybody."
+            )
+    return Texts(
+        nb=check_text(parts["nb"]) if parts["nb"].strip() else "",
+        en=check_text(parts["en"]) if parts["en"].strip() else "",
+    )
+
+
+def _candidates(n: int) -> str:
+    return f"{n} candidate" if n == 1 else f"{n} candidates"
+
+
+def language_note(plan: fanout.Plan, texts: Texts) -> str:
+    """Who reads which text: the confirmation says it before anything is sent."""
+    counts = plan.languages
+    if not texts.languages:
+        return ""
+    if len(texts.languages) == 2:
+        return (
+            f"Norwegian text for {_candidates(counts['nb'])}, English text for "
+            f"{_candidates(counts['en'])}."
+        )
+    language = texts.languages[0]
+    other = "en" if language == "nb" else "nb"
+    name, other_name = LANGUAGE_NAMES[language], LANGUAGE_NAMES[other]
+    note = f"The text is in {name} only"
+    if texts.guessed:
+        note += f" (judged from its words; start it with `{other}:` if it is {other_name})"
+    if not counts[other]:
+        return note + f": all candidates have {name} as their language."
+    return (
+        note + f": all candidates see it as written, also the {_candidates(counts[other])} "
+        f"whose language is {other_name}. To give them a text of their own: "
+        "`nb: TEKST en: TEXT`."
+    )
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
@@ -41,12 +148,12 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     db = ctx.db_session
     require_support(db_session=db, user_id=ctx.actor, doing="send notices to candidates")
     test = get_test(db_session=db, test_code=test_code)
-    text = check_text(" ".join(words))
+    texts = parse_texts(" ".join(words))
     command = " ".join(["/notice", *args])
     if not confirmed:
-        return preview(ctx, test=test, text=text, command=command)
-    result = publish(ctx, test=test, text_nb=text, text_en=text)
-    return receipt(ctx, test=test, result=result)
+        return preview(ctx, test=test, texts=texts, command=command)
+    result = publish(ctx, test=test, text_nb=texts.nb, text_en=texts.en)
+    return receipt(ctx, test=test, result=result, texts=texts)
 
 
 def check_text(text: str) -> str:
@@ -55,16 +162,10 @@ def check_text(text: str) -> str:
         raise InvalidInput("The notice has no text. Write what the candidates should read.")
     if len(text) > MAX_TEXT:
         raise InvalidInput(
-            f"The notice is {len(text)} characters; keep it under {MAX_TEXT} so it reads well "
-            "on a phone."
+            f"The notice is {len(text)} characters long; shorten it to {MAX_TEXT} characters "
+            "or fewer, so it reads well on a phone. Nothing was sent."
         )
     return text
-
-
-def _listed(numbers: list[str]) -> str:
-    shown = ", ".join(numbers[:LISTED])
-    more = len(numbers) - LISTED
-    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def counts_text(plan: fanout.Plan) -> str:
@@ -73,8 +174,7 @@ def counts_text(plan: fanout.Plan) -> str:
     if plan.unreachable:
         what = "phone number" if plan.channel == SMS else "e-mail address"
         line += (
-            f"\nNo usable {what} ({len(plan.unreachable)}, in-app only): "
-            f"{_listed(plan.unreachable)}"
+            f"\nNo usable {what} ({len(plan.unreachable)}, in-app only): {listed(plan.unreachable)}"
         )
     return line
 
@@ -87,7 +187,14 @@ def plan_data(plan: fanout.Plan) -> dict[str, Any]:
         "email": plan.emails,
         "channel": plan.channel,
         "unreachable": plan.unreachable,
+        "languages": plan.languages,
     }
+
+
+def _shown(texts: Texts) -> str:
+    if len(texts.languages) == 1:
+        return f"> {texts.nb or texts.en}"
+    return f"nb:\n> {texts.nb}\nen:\n> {texts.en}"
 
 
 def _plan_or_refuse(ctx: Ctx, test: Test) -> fanout.Plan:
@@ -100,16 +207,23 @@ def _plan_or_refuse(ctx: Ctx, test: Test) -> fanout.Plan:
     return plan
 
 
-def preview(ctx: Ctx, *, test: Test, text: str, command: str) -> Reply:
+def preview(ctx: Ctx, *, test: Test, texts: Texts, command: str) -> Reply:
     plan = _plan_or_refuse(ctx, test)
+    note = language_note(plan, texts)
     prompt = (
         f"Send this notice to all {plan.candidates} candidates of {test.code}?\n"
-        f"{counts_text(plan)}\n> {text}"
+        f"{counts_text(plan)}\n{note}\n{_shown(texts)}"
     )
     return Reply(
         text=prompt + "\nNothing is sent until you confirm.",
         kind="confirm",
-        data=plan_data(plan) | {"text": text},
+        data=plan_data(plan)
+        | {
+            "text": texts.nb or texts.en,
+            "text_nb": texts.nb,
+            "text_en": texts.en,
+            "language_note": note,
+        },
         confirm=Confirm(
             prompt=prompt,
             command=command,
@@ -152,15 +266,16 @@ def publish(
     return result
 
 
-def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut) -> Reply:
+def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut, texts: Texts) -> Reply:
     queued = f"{result.reachable} {'SMS' if result.channel == SMS else 'e-mails'}"
+    note = language_note(result, texts)
     text = (
         f"Notice #{result.notice_id} to {test.code}: {result.candidates} in-app notices "
-        f"are up, {queued} queued."
+        f"are up, {queued} queued.\n{note}"
     )
     if result.unreachable:
         what = "phone number" if result.channel == SMS else "e-mail address"
-        text += f"\nNo usable {what} (in-app only): {_listed(result.unreachable)}"
+        text += f"\nNo usable {what} (in-app only): {listed(result.unreachable)}"
     text += (
         f"\nIf the error cost the candidates time, give it to all of them (R14): "
         f"`/incident-time {test.code} all add MINUTES reason`."
@@ -168,11 +283,13 @@ def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut) -> Reply:
     return Reply(
         text=text,
         kind="receipt",
-        data={"action": "notice", "notice_id": result.notice_id} | plan_data(result),
+        data={"action": "notice", "notice_id": result.notice_id, "language_note": note}
+        | plan_data(result),
         log=[
             f"<@{ctx.actor}> sent notice #{result.notice_id} to {result.candidates} "
             f"candidates of {test.code} ({queued}, {len(result.unreachable)} unreachable)"
         ],
+        mentions=(ctx.actor,),
     )
 
 
@@ -184,6 +301,10 @@ def get_report(ctx: Ctx, report_id: int, *, lock: bool = False) -> QuestionError
     if report is None:
         raise NotFound(f"There is no error report #{report_id}.")
     return report
+
+
+def report_texts(report: QuestionErrorReport) -> Texts:
+    return Texts(nb=report.text_nb.strip(), en=report.text_en.strip())
 
 
 def report_preview(ctx: Ctx, *, report_id: int) -> fanout.Plan:
@@ -202,7 +323,8 @@ def send(ctx: Ctx, *, report_id: int) -> Reply:
         by = f" by <@{report.handled_by}>" if report.handled_by else ""
         when = f" at {format_time(report.handled_at, ctx.tz)}" if report.handled_at else ""
         raise Refused(
-            f"Error report #{report.id} for {test.code} was already {report.state}{by}{when}."
+            f"Error report #{report.id} for {test.code} was already {report.state}{by}{when}.",
+            mentions=(report.handled_by,) if report.handled_by else (),
         )
     if not (report.text_nb.strip() or report.text_en.strip()):
         raise InvalidInput(
@@ -227,6 +349,6 @@ def send(ctx: Ctx, *, report_id: int) -> Reply:
         slack_channel=report.slack_channel,
         slack_ts=report.slack_ts,
     )
-    reply = receipt(ctx, test=test, result=result)
+    reply = receipt(ctx, test=test, result=result, texts=report_texts(report))
     reply.data["report_id"] = report.id
     return reply

@@ -23,13 +23,22 @@ def teaches(*, db_session: Session, user_id: str, test: AnyTest) -> bool:
     return db_session.get(StaffTest, (user_id, test.id)) is not None
 
 
-def _whom_to_ask(db_session: Session) -> str:
-    support = db_session.scalars(
-        select(Staff.user_id).where(Staff.role == SUPPORT).order_by(Staff.added_at).limit(3)
-    ).all()
-    if not support:
-        return "Ask the exam office to add you (`examdesk staff add USER --role …`)."
-    return "Ask exam support to add you: " + ", ".join(f"<@{u}>" for u in support) + "."
+def _not_registered(db_session: Session, user_id: str) -> NotAllowed:
+    """The refusal for someone without a role, naming whom to ask."""
+    support = tuple(
+        db_session.scalars(
+            select(Staff.user_id).where(Staff.role == SUPPORT).order_by(Staff.added_at).limit(3)
+        )
+    )
+    ask = (
+        "Ask exam support to add you: " + ", ".join(f"<@{u}>" for u in support) + "."
+        if support
+        else "Ask the exam office to add you (`examdesk staff add USER --role …`)."
+    )
+    return NotAllowed(
+        f"You ({user_id}) are not registered as exam support staff or teacher in examdesk. " + ask,
+        mentions=support,
+    )
 
 
 def require_support(*, db_session: Session, user_id: str, doing: str) -> None:
@@ -45,10 +54,7 @@ def _check_support(db_session: Session, user_id: str, role: str | None, doing: s
             "`/exam` and `/candidate`, and report errors with `/question-error`; "
             "exam support acts on them."
         )
-    raise NotAllowed(
-        f"You ({user_id}) are not registered as exam support staff or teacher in examdesk. "
-        + _whom_to_ask(db_session)
-    )
+    raise _not_registered(db_session, user_id)
 
 
 def require_support_or_teacher_of(
@@ -83,10 +89,7 @@ def _check_support_or_teacher_of(
             f"You are not registered as a teacher of {test.code}, so you cannot {doing}. "
             "If you should be, ask exam support to add the test to your account."
         )
-    raise NotAllowed(
-        f"You ({user_id}) are not registered as exam support staff or teacher in examdesk. "
-        + _whom_to_ask(db_session)
-    )
+    raise _not_registered(db_session, user_id)
 
 
 # The hot paths below answer "which test, and may this user act on it" in one query instead

@@ -13,7 +13,14 @@ from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
 from commands.lookup import get_test
-from commands.notice import MAX_TEXT, get_report, plan_data
+from commands.notice import (
+    MAX_TEXT,
+    get_report,
+    language_note,
+    parse_texts,
+    plan_data,
+    report_texts,
+)
 from commands.permissions import require_support, require_support_or_teacher_of
 from commands.reply import Reply
 from commands.timeparse import format_time
@@ -24,7 +31,8 @@ USAGE = (
     "Usage: /question-error TEST [text]\n"
     "  Report an error in the question set of a running test. The set cannot be changed once\n"
     "  the test has started (R12), so exam support sends your text to every candidate (R13,\n"
-    "  R14). Without text, Slack opens a form (question, text in Norwegian and/or English,\n"
+    "  R14). `nb: TEKST en: TEXT` gives both languages; each candidate reads theirs.\n"
+    "  Without text, Slack opens a form (question, text in Norwegian and/or English,\n"
     "  suggested extra time).\n"
     "  Example: /question-error TDT4100-2026H Task 3b: n = 10, not n = 100."
 )
@@ -47,7 +55,8 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
             f"`/question-error {test.code} Task 3b: n = 10, not n = 100`. "
             "In Slack, `/question-error TEST` alone opens a form."
         )
-    return report(ctx, test_code=test_code, text_nb=" ".join(words))
+    texts = parse_texts(" ".join(words))
+    return report(ctx, test_code=test_code, text_nb=texts.nb, text_en=texts.en)
 
 
 def check_minutes(value: int | None) -> int | None:
@@ -62,8 +71,21 @@ def _check_texts(text_nb: str, text_en: str) -> tuple[str, str]:
         raise InvalidInput("Write the text for the candidates, in Norwegian and/or English.")
     for text in (text_nb, text_en):
         if len(text) > MAX_TEXT:
-            raise InvalidInput(f"Keep each text under {MAX_TEXT} characters.")
+            raise InvalidInput(
+                f"The text for the candidates is {len(text)} characters long; shorten it to "
+                f"{MAX_TEXT} characters or fewer."
+            )
     return text_nb, text_en
+
+
+def _check_question(question: str) -> str:
+    question = question.strip()
+    if len(question) > MAX_QUESTION:
+        raise InvalidInput(
+            f"The question or task is {len(question)} characters long; name it in "
+            f"{MAX_QUESTION} characters or fewer (e.g. Task 3b)."
+        )
+    return question
 
 
 def _require_started(ctx: Ctx, test: Test) -> None:
@@ -91,7 +113,7 @@ def report(
     )
     _require_started(ctx, test)
     text_nb, text_en = _check_texts(text_nb, text_en)
-    question = question.strip()[:MAX_QUESTION]
+    question = _check_question(question)
     minutes = check_minutes(suggested_minutes)
     found = QuestionErrorReport(
         test_id=test.id,
@@ -127,6 +149,7 @@ def report(
             f"<@{ctx.actor}> reported an error in the question set of {test.code} "
             f"(report #{found.id})"
         ],
+        mentions=(ctx.actor,),
     )
 
 
@@ -151,6 +174,7 @@ def view(
         "slack_channel": found.slack_channel,
         "slack_ts": found.slack_ts,
         "plan": plan_data(plan),
+        "language_note": language_note(plan, report_texts(found)),
     }
 
 
@@ -165,6 +189,15 @@ def _open_report(ctx: Ctx, report_id: int) -> tuple[QuestionErrorReport, Test]:
     if found.state != "open":
         raise Refused(f"Error report #{found.id} for {test.code} is already {found.state}.")
     return found, test
+
+
+def for_editing(ctx: Ctx, *, report_id: int) -> dict[str, Any]:
+    """The report, for someone who may edit it now (as ``edit`` checks)."""
+    found, test = _open_report(ctx, report_id)
+    require_support_or_teacher_of(
+        db_session=ctx.db_session, user_id=ctx.actor, test=test, doing="edit its error reports"
+    )
+    return view(ctx, found, test=test)
 
 
 def edit(
@@ -185,7 +218,7 @@ def edit(
     before = {"text_nb": found.text_nb, "text_en": found.text_en}
     found.text_nb, found.text_en = text_nb, text_en
     if question is not None:
-        found.question = question.strip()[:MAX_QUESTION]
+        found.question = _check_question(question)
     found.suggested_minutes = check_minutes(suggested_minutes)
     audit.record(
         ctx,

@@ -29,6 +29,7 @@ from commands.lookup import is_candidate_number
 from commands.timeparse import format_duration, local_to_utc
 from commands.timing import ordinary_end_passed
 from notifications.addresses import usable_phone
+from notifications.masking import mask_email, mask_phone
 from store.models import Candidate, Staff, StaffTest, Test
 
 T = TypeVar("T")
@@ -47,12 +48,17 @@ CANDIDATE_COLUMNS = (
     "status",
 )
 CANDIDATE_REQUIRED = ("test", "candidate")
+# The two kinds of export file: name → (columns, required columns).
+FILE_KINDS = {
+    "tests": (TEST_COLUMNS, TEST_REQUIRED),
+    "candidates": (CANDIDATE_COLUMNS, CANDIDATE_REQUIRED),
+}
 KINDS = ("school", "home", "assignment", "thesis")
 STATUSES = ("not_started", "started", "submitted")
 STATUS_RANK = {s: i for i, s in enumerate(STATUSES)}
 LANGUAGES = ("nb", "en")
 MAX_EXTRA_MINUTES = 24 * 60
-MAX_ERRORS_SHOWN = 20
+MAX_PROBLEMS_SHOWN = 50
 MAX_TITLE = 300  # Test.title
 MAX_EMAIL = 320  # Candidate.email
 
@@ -72,13 +78,25 @@ class ImportResult:
     updated: int = 0
     unchanged: int = 0
     warnings: list[str] = field(default_factory=list)
+    # Staff accounts the tests file's teachers column created: user id → test codes.
+    new_teachers: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self, source: str) -> str:
         head = (
             f"Imported {self.kind} from {source}: {self.created} new, {self.updated} updated, "
             f"{self.unchanged} unchanged."
         )
-        return "\n".join([head, *(f"  note: {w}" for w in self.warnings)])
+        lines = [head, *(f"  note: {w}" for w in self.warnings)]
+        if self.new_teachers:
+            accounts = ", ".join(
+                f"{user} ({', '.join(codes)})" for user, codes in self.new_teachers.items()
+            )
+            lines.append(
+                f"  new teacher account{'s' if len(self.new_teachers) > 1 else ''} from the "
+                f"teachers column: {accounts}; `examdesk staff list` shows every account, "
+                "`examdesk staff remove USER` removes one"
+            )
+        return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- reading files
@@ -110,6 +128,8 @@ def read_rows(
     unknown = [h for h in header if h not in columns]
     missing = [c for c in required if c not in header]
     expected = ",".join(columns)
+    if unknown or missing:
+        _refuse_other_kind(path, header, columns)
     if unknown:
         raise InvalidInput(
             f"{path.name}: unknown column{'s' if len(unknown) > 1 else ''} "
@@ -139,6 +159,23 @@ def read_rows(
         row = {h: values[i] if i < len(values) else None for i, h in enumerate(header)}
         out.append((line, row))
     return out
+
+
+def _refuse_other_kind(path: Path, header: list[str], columns: tuple[str, ...]) -> None:
+    """A tests file given as candidates (or the other way round) is named as such, not as a
+    list of unknown columns."""
+    this = next((k for k, (c, _) in FILE_KINDS.items() if c == columns), None)
+    for kind, (other_columns, other_required) in FILE_KINDS.items():
+        if other_columns == columns:
+            continue
+        if all(c in header for c in other_required) and sum(
+            h in other_columns for h in header
+        ) > sum(h in columns for h in header):
+            raise InvalidInput(
+                f"{path.name} looks like a {kind} file (columns {', '.join(header)}), not a "
+                f"{this or 'matching'} file: use `examdesk import {kind} {path.name}`. Nothing "
+                "was imported."
+            )
 
 
 def _read_csv(path: Path) -> tuple[list[Any], list[tuple[int, list[Any]]]]:
@@ -185,6 +222,32 @@ def _read_xlsx(path: Path) -> tuple[list[Any], list[tuple[int, list[Any]]]]:
 
 class _BadCell(Exception):
     pass
+
+
+class _BadRow(Exception):
+    """Every problem of one row, in the order of the file's columns."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class _Cells:
+    """Parses one row's cells, keeping every problem rather than stopping at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def get(self, parse: Callable[[], T]) -> T | None:
+        try:
+            return parse()
+        except _BadCell as error:
+            self.problems.append(str(error))
+            return None
+
+    def done(self) -> None:
+        if self.problems:
+            raise _BadRow(self.problems)
 
 
 def _text(value: Any) -> str:
@@ -243,34 +306,58 @@ class TestRow:
 
 
 def _parse_test(row: dict[str, Any], tz: ZoneInfo) -> TestRow:
-    code = _text(row.get("code")).upper()
-    if not _CODE.fullmatch(code):
-        raise _BadCell(f"code '{code[:40]}' is not a test code like TDT4100-2026H")
-    kind = _text(row.get("kind")).lower()
-    if kind not in KINDS:
-        raise _BadCell(f"kind '{kind}' is not one of {'|'.join(KINDS)}")
-    start = _when(row.get("start"), "start", tz, required=True)
-    end = _when(row.get("end"), "end", tz, required=True)
-    assert start is not None and end is not None
-    if end <= start:
-        raise _BadCell("end is not after start")
-    teachers = tuple(_text(row.get("teachers")).split())
-    bad = [t for t in teachers if not _SLACK_USER.fullmatch(t)]
-    if bad:
-        raise _BadCell(f"teachers {', '.join(bad)} are not Slack user ids like U0123ABCD")
-    title = _text(row.get("title"))
-    if len(title) > MAX_TITLE:
-        raise _BadCell(f"title is {len(title)} characters long; at most {MAX_TITLE} fit")
+    cells = _Cells()
+    code = cells.get(lambda: _test_code(row))
+    title = cells.get(lambda: _title(row))
+    kind = cells.get(lambda: _kind(row))
+    start = cells.get(lambda: _when(row.get("start"), "start", tz, required=True))
+    end = cells.get(lambda: _when(row.get("end"), "end", tz, required=True))
+    if start is not None and end is not None and end <= start:
+        cells.problems.append("end is not after start")
+    upload = cells.get(lambda: _yes_no(row.get("upload"), "upload"))
+    auto_deliver = cells.get(lambda: _yes_no(row.get("auto_deliver"), "auto_deliver"))
+    teachers = cells.get(lambda: _teachers(row))
+    cells.done()
+    assert code and title is not None and kind and start and end and teachers is not None
     return TestRow(
         code=code,
         title=title,
         kind=kind,
         start=start,
         end=end,
-        has_upload=_yes_no(row.get("upload"), "upload"),
-        auto_deliver=_yes_no(row.get("auto_deliver"), "auto_deliver"),
+        has_upload=bool(upload),
+        auto_deliver=bool(auto_deliver),
         teachers=teachers,
     )
+
+
+def _test_code(row: dict[str, Any]) -> str:
+    code = _text(row.get("code")).upper()
+    if not _CODE.fullmatch(code):
+        raise _BadCell(f"code '{code[:40]}' is not a test code like TDT4100-2026H")
+    return code
+
+
+def _title(row: dict[str, Any]) -> str:
+    title = _text(row.get("title"))
+    if len(title) > MAX_TITLE:
+        raise _BadCell(f"title is {len(title)} characters long; at most {MAX_TITLE} fit")
+    return title
+
+
+def _kind(row: dict[str, Any]) -> str:
+    kind = _text(row.get("kind")).lower()
+    if kind not in KINDS:
+        raise _BadCell(f"kind '{kind}' is not one of {'|'.join(KINDS)}")
+    return kind
+
+
+def _teachers(row: dict[str, Any]) -> tuple[str, ...]:
+    teachers = tuple(_text(row.get("teachers")).split())
+    bad = [t for t in teachers if not _SLACK_USER.fullmatch(t)]
+    if bad:
+        raise _BadCell(f"teachers {', '.join(bad)} are not Slack user ids like U0123ABCD")
+    return teachers
 
 
 def import_tests(ctx: Ctx, path: Path) -> ImportResult:
@@ -305,7 +392,7 @@ def _store_tests(ctx: Ctx, items: list[TestRow]) -> ImportResult:
         for name, value in changed.items():
             setattr(test, name, value)
         db.flush()
-        new_links = _link_teachers(ctx, test, item.teachers)
+        new_links = _link_teachers(ctx, test, item.teachers, result)
         if before and not changed and not new_links:
             result.unchanged += 1
             continue
@@ -327,13 +414,20 @@ def _store_tests(ctx: Ctx, items: list[TestRow]) -> ImportResult:
     return result
 
 
-def _link_teachers(ctx: Ctx, test: Test, teachers: Iterable[str]) -> list[str]:
+def _link_teachers(
+    ctx: Ctx, test: Test, teachers: Iterable[str], result: ImportResult
+) -> list[str]:
+    """Link the test's teachers, creating a teacher account for a user examdesk does not
+    know yet (said in the import's summary: an account is a permission, R15)."""
     db = ctx.db_session
     added = []
     for user in teachers:
         if db.get(Staff, user) is None:
             db.add(Staff(user_id=user, role="teacher", added_at=ctx.now, added_by=ctx.actor))
             db.flush()
+            result.new_teachers[user] = []
+        if user in result.new_teachers:
+            result.new_teachers[user].append(test.code)
         if db.get(StaffTest, (user, test.id)) is None:
             db.add(StaffTest(user_id=user, test_id=test.id))
             added.append(user)
@@ -358,69 +452,109 @@ class CandidateRow:
 
 
 def _parse_candidate(row: dict[str, Any], tz: ZoneInfo) -> CandidateRow:
-    test = _text(row.get("test")).upper()
-    if not test:
-        raise _BadCell("test is empty")
-    number = _text(row.get("candidate"))
-    if not is_candidate_number(number):
-        raise _BadCell(
-            f"candidate '{number[:40]}' is not a candidate number (1 to 12 digits, e.g. 10023)"
-        )
+    cells = _Cells()
+    test = cells.get(lambda: _candidate_test(row))
+    number = cells.get(lambda: _candidate_number(row))
     raw_phone = _text(row.get("phone"))
     phone = usable_phone(raw_phone) if raw_phone else None
+    email = cells.get(lambda: _email(row))
+    language = cells.get(lambda: _language(row))
+    extra_minutes = cells.get(lambda: _extra_minutes(row))
+    postponed = cells.get(
+        lambda: _when(row.get("postponed_deadline"), "postponed_deadline", tz, required=False)
+    )
+    individual = cells.get(
+        lambda: _when(row.get("individual_deadline"), "individual_deadline", tz, required=False)
+    )
+    status = cells.get(lambda: _status(row))
+    cells.done()
+    assert test and number and language and extra_minutes is not None
     warning = None
     if raw_phone and phone is None:
-        warning = f"candidate {number} of {test}: phone '{raw_phone}' is not a usable number"
-    email = _text(row.get("email")) or None
-    if email and (len(email) > MAX_EMAIL or not _EMAIL.fullmatch(email)):
-        raise _BadCell(f"email '{email[:60]}' is not an e-mail address")
-    language = _text(row.get("language")).lower() or "nb"
-    if language == "nn":
-        language = "nb"  # the exam app has no Nynorsk; Bokmål is the closest
-    if language not in LANGUAGES:
-        raise _BadCell(f"language '{language}' is not nb or en")
-    extra_text = _text(row.get("extra_minutes")) or "0"
-    if not _DIGITS.fullmatch(extra_text) or int(extra_text) > MAX_EXTRA_MINUTES:
-        raise _BadCell(
-            f"extra_minutes '{extra_text}' is not a whole number of minutes from 0 to "
-            f"{MAX_EXTRA_MINUTES}"
+        warning = (
+            f"candidate {number} of {test}: phone '{mask_phone(raw_phone)}' is not a usable number"
         )
-    status = _text(row.get("status")).lower() or None
-    if status is not None and status not in STATUSES:
-        raise _BadCell(f"status '{status}' is not one of {'|'.join(STATUSES)}")
     return CandidateRow(
         test=test,
         number=number,
         phone=phone,
         email=email,
         language=language,
-        extra_minutes=int(extra_text),
-        postponed_deadline=_when(
-            row.get("postponed_deadline"), "postponed_deadline", tz, required=False
-        ),
-        individual_deadline=_when(
-            row.get("individual_deadline"), "individual_deadline", tz, required=False
-        ),
+        extra_minutes=extra_minutes,
+        postponed_deadline=postponed,
+        individual_deadline=individual,
         status=status,
         warning=warning,
     )
 
 
+def _candidate_test(row: dict[str, Any]) -> str:
+    test = _text(row.get("test")).upper()
+    if not test:
+        raise _BadCell("test is empty")
+    return test
+
+
+def _candidate_number(row: dict[str, Any]) -> str:
+    number = _text(row.get("candidate"))
+    if not is_candidate_number(number):
+        raise _BadCell(
+            f"candidate '{number[:40]}' is not a candidate number (1 to 12 digits, e.g. 10023)"
+        )
+    return number
+
+
+def _email(row: dict[str, Any]) -> str | None:
+    email = _text(row.get("email")) or None
+    if email and (len(email) > MAX_EMAIL or not _EMAIL.fullmatch(email)):
+        shown = f"'{mask_email(email[:60])}'" if "@" in email else "(it has no @)"
+        raise _BadCell(f"email {shown} is not an e-mail address")
+    return email
+
+
+def _language(row: dict[str, Any]) -> str:
+    language = _text(row.get("language")).lower() or "nb"
+    if language == "nn":
+        language = "nb"  # the exam app has no Nynorsk; Bokmål is the closest
+    if language not in LANGUAGES:
+        raise _BadCell(f"language '{language}' is not nb or en")
+    return language
+
+
+def _extra_minutes(row: dict[str, Any]) -> int:
+    extra_text = _text(row.get("extra_minutes")) or "0"
+    if not _DIGITS.fullmatch(extra_text) or int(extra_text) > MAX_EXTRA_MINUTES:
+        raise _BadCell(
+            f"extra_minutes '{extra_text}' is not a whole number of minutes from 0 to "
+            f"{MAX_EXTRA_MINUTES}"
+        )
+    return int(extra_text)
+
+
+def _status(row: dict[str, Any]) -> str | None:
+    status = _text(row.get("status")).lower() or None
+    if status is not None and status not in STATUSES:
+        raise _BadCell(f"status '{status}' is not one of {'|'.join(STATUSES)}")
+    return status
+
+
 def import_candidates(ctx: Ctx, path: Path) -> ImportResult:
     rows = read_rows(path, CANDIDATE_COLUMNS, CANDIDATE_REQUIRED)
-    parsed, errors = _parse_rows(
+    codes = sorted({_text(row.get("test")).upper() for _, row in rows} - {""})
+    tests = {t.code: t for t in ctx.db_session.scalars(select(Test).where(Test.code.in_(codes)))}
+    # The test column comes first, so its problem does too (the sort below keeps the order).
+    errors = [
+        (line, f"there is no test {code[:40]}; import the tests file first")
+        for line, row in rows
+        if (code := _text(row.get("test")).upper()) and code not in tests
+    ]
+    parsed, problems = _parse_rows(
         rows,
         lambda row: _parse_candidate(row, ctx.tz),
         key=lambda c: (c.test, c.number),
         name=lambda c: f"candidate {c.number} of {c.test}",
     )
-    codes = sorted({k[0] for k in parsed})
-    tests = {t.code: t for t in ctx.db_session.scalars(select(Test).where(Test.code.in_(codes)))}
-    for line, row in rows:
-        code = _text(row.get("test")).upper()
-        if code and code not in tests and (code, _text(row.get("candidate"))) in parsed:
-            errors.append(f"line {line}: there is no test {code}; import the tests file first")
-    _raise_if(errors, path)
+    _raise_if(errors + problems, path)
     return _store_candidates(ctx, list(parsed.values()), tests)
 
 
@@ -532,32 +666,55 @@ def _parse_rows(
     *,
     key: Callable[[T], Hashable],
     name: Callable[[T], str],
-) -> tuple[dict[Any, T], list[str]]:
+) -> tuple[dict[Any, T], list[tuple[int, str]]]:
     """Every row parsed, or every problem with its line: a file is taken whole or not at all."""
     parsed: dict[Any, T] = {}
-    errors: list[str] = []
+    errors: list[tuple[int, str]] = []
     for line, row in rows:
         try:
             item = parse(row)
-        except _BadCell as error:
-            errors.append(f"line {line}: {error}")
+        except _BadRow as bad:
+            errors.extend((line, problem) for problem in bad.problems)
             continue
         if key(item) in parsed:
-            errors.append(f"line {line}: {name(item)} appears twice")
+            errors.append((line, f"{name(item)} appears twice"))
         parsed[key(item)] = item
     return parsed, errors
 
 
-def _raise_if(errors: list[str], path: Path) -> None:
+def _raise_if(errors: list[tuple[int, str]], path: Path) -> None:
+    """Every problem, by line in the file's order, the first MAX_PROBLEMS_SHOWN of them."""
     if not errors:
         return
-    shown = errors[:MAX_ERRORS_SHOWN]
-    more = len(errors) - len(shown)
+    by_line: dict[int, list[str]] = {}
+    for line, problem in sorted(errors, key=lambda e: e[0]):
+        by_line.setdefault(line, []).append(problem)
+    rows, problems = len(by_line), len(errors)
+    shown: list[str] = []
+    budget = MAX_PROBLEMS_SHOWN
+    rows_shown = 0
+    for line, items in by_line.items():
+        if budget <= 0:
+            break
+        label = f"line {line}: "
+        for i, problem in enumerate(items[:budget]):
+            shown.append(f"  {label if i == 0 else ' ' * len(label)}{problem}")
+        budget -= len(items)
+        rows_shown += 1
+    rest = problems - min(problems, MAX_PROBLEMS_SHOWN)
+    tail = []
+    if rest:
+        more_rows = rows - rows_shown
+        tail.append(
+            f"  …and {rest} more problem{'s' if rest > 1 else ''}"
+            + (f" in {more_rows} more row{'s' if more_rows > 1 else ''}" if more_rows else "")
+        )
+    counted = f"{rows} bad row{'s' if rows > 1 else ''}"
+    if problems > rows:
+        counted += f" ({problems} problems)"
     raise InvalidInput(
-        f"{path.name} has {len(errors)} bad row{'s' if len(errors) > 1 else ''}; nothing was "
-        "imported. Fix them and import the file again:\n"
-        + "\n".join(f"  {e}" for e in shown)
-        + (f"\n  …and {more} more" if more else "")
+        f"{path.name} has {counted}; nothing was imported. Fix {'them' if rows > 1 else 'it'} "
+        "and import the file again:\n" + "\n".join(shown + tail)
     )
 
 

@@ -85,7 +85,7 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
         number=number,
         mode=mode,
         deadline=deadline,
-        reason=" ".join(rest),
+        reason=audit.check_reason(" ".join(rest)),
         confirmed=confirmed,
         command=" ".join(["/reopen", *args]),
     )
@@ -171,6 +171,7 @@ def reopen(
         log=[
             f"<@{ctx.actor}> reopened {test.code} candidate {number} ({mode}) {due}; why: {reason}"
         ],
+        mentions=(ctx.actor,),
     )
 
 
@@ -271,6 +272,7 @@ def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
             f"<@{ctx.actor}> closed new delivery for {test.code} candidate "
             f"{candidate.number}, delivered {which}"
         ],
+        mentions=(ctx.actor,),
     )
 
 

@@ -50,7 +50,7 @@ def in_transaction(
             result = work(ctx)
         except CommandError as error:
             db_session.rollback()
-            return Reply(text=str(error), ok=False, kind="refusal")
+            return Reply(text=str(error), ok=False, kind="refusal", mentions=error.mentions)
         if isinstance(result, Reply) and result.needs_confirmation and not _stored(result):
             db_session.rollback()
         else:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
 from commands.timeparse import iso
 from commands.timing import timing
-from store.models import AnyCandidate, AnyTest
+from store.models import AnyCandidate, AnyTest, Delivery, Notice, NoticeReceipt
 
 
 def candidate_status(candidate: AnyCandidate, test: AnyTest, tz: ZoneInfo) -> dict[str, Any]:
@@ -29,3 +32,46 @@ def candidate_status(candidate: AnyCandidate, test: AnyTest, tz: ZoneInfo) -> di
         "deadline": iso(t.deadline, tz),
         "submitted_at": iso(candidate.submitted_at, tz),
     }
+
+
+# Delivery states as `examdesk status --json` names them (DESIGN.md): a send still under way,
+# or whose outcome is being found out, is pending.
+_STATUS_NAMES = {"sending": "pending", "unknown": "pending"}
+
+
+def test_notices(db_session: Session, test_id: int, tz: ZoneInfo) -> list[dict[str, Any]]:
+    """The test's notices, oldest first: in-app count, how many were opened and how many
+    confirmed read (`read`), and each outside channel's deliveries by status."""
+    found: dict[int, dict[str, Any]] = {}
+    for notice_id, sent_at, inapp, opened, read in db_session.execute(
+        select(
+            Notice.id,
+            Notice.created_at,
+            func.count(NoticeReceipt.id),
+            func.count(NoticeReceipt.opened_at),
+            func.count(NoticeReceipt.read_at),
+        )
+        .outerjoin(NoticeReceipt, NoticeReceipt.notice_id == Notice.id)
+        .where(Notice.test_id == test_id)
+        .group_by(Notice.id, Notice.created_at)
+        .order_by(Notice.id)
+    ):
+        found[notice_id] = {
+            "id": notice_id,
+            "sent_at": iso(sent_at, tz),
+            "inapp": inapp,
+            "opened": opened,
+            "read": read,
+            "sms": {},
+            "email": {},
+        }
+    for notice_id, channel, status, count in db_session.execute(
+        select(Delivery.notice_id, Delivery.channel, Delivery.status, func.count())
+        .join(Notice, Notice.id == Delivery.notice_id)
+        .where(Notice.test_id == test_id)
+        .group_by(Delivery.notice_id, Delivery.channel, Delivery.status)
+    ):
+        counts = found[notice_id].setdefault(channel, {})
+        name = _STATUS_NAMES.get(status, status)
+        counts[name] = counts.get(name, 0) + count
+    return list(found.values())

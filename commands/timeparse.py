@@ -129,7 +129,10 @@ def format_time(moment: datetime | None, tz: ZoneInfo) -> str:
 
 
 def iso(moment: datetime | None, tz: ZoneInfo) -> str | None:
-    return None if moment is None else moment.astimezone(tz).isoformat()
+    """ISO 8601 with the offset, to the minute like every time examdesk shows."""
+    if moment is None:
+        return None
+    return moment.astimezone(tz).replace(second=0, microsecond=0).isoformat()
 
 
 def relative_to_ordinary_end(ordinary_end: datetime, moment: datetime) -> str:

@@ -41,12 +41,3 @@ def usable_email(raw: str | None) -> str | None:
     if not at or not local or "." not in domain or any(c.isspace() for c in raw):
         return None
     return raw
-
-
-def mask_phone(phone: str | None) -> str:
-    """A phone number as logs and Slack may show it: all but the last two digits hidden."""
-    if not phone:
-        return "none"
-    digits = phone.lstrip("+")
-    keep = 2
-    return "+" + "•" * max(len(digits) - keep, 0) + digits[-keep:]

@@ -70,8 +70,6 @@ ANY_TIME = math.inf  # the send slot of a message that has none (e-mail): never 
 ProgressCallback = Callable[[int], None]
 
 
-
-
 @dataclass(frozen=True)
 class Tuning:
     """Knobs with production defaults; ``NOTIFIER_<NAME>`` environment variables override."""
@@ -497,8 +495,10 @@ class Dispatcher:
         values: dict[str, Any]
         try:
             try:
-                provider_id = self.transports[job.channel].send(job.message(self.public_url))
-                values = {"status": "sent", "provider_id": provider_id, "sent_at": clock.now()}
+                transport = self.transports[job.channel]
+                provider_id = transport.send(job.message(self.public_url))
+                status = "logged" if transport.logs_only else "sent"
+                values = {"status": status, "provider_id": provider_id, "sent_at": clock.now()}
                 values |= {"error_code": None, "error_message": None}
             except TransportError as error:
                 if error.permanent or attempts >= self.tuning.max_attempts:
@@ -561,7 +561,7 @@ class Dispatcher:
             try:
                 with session_scope(self.session_factory) as db_session:
                     for job, values in items:
-                        db_session.execute(
+                        recorded = db_session.execute(
                             update(Delivery)
                             .where(
                                 Delivery.id == job.id,
@@ -571,7 +571,20 @@ class Dispatcher:
                                 Delivery.provider_id.is_(None),
                             )
                             .values(**values)
-                        )
+                        ).rowcount
+                        if not recorded and values["status"] == "sent":
+                            # Twilio's status callback came first (its URL names the
+                            # delivery) and set the SID and a status: that status stays.
+                            db_session.execute(
+                                update(Delivery)
+                                .where(
+                                    Delivery.id == job.id,
+                                    Delivery.provider_id == values["provider_id"],
+                                )
+                                .values(
+                                    sent_at=values["sent_at"], claimed_by=None, claimed_until=None
+                                )
+                            )
                 return
             except Exception:
                 log.exception("recording %d deliveries failed (try %d)", len(items), attempt + 1)

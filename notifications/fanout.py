@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import Row, func, insert, literal, select
 from sqlalchemy.orm import Session
 
+from notifications import texts
 from notifications.addresses import NO_EMAIL, NO_NUMBER, usable_email, usable_phone
 from notifications.channels import SMS, outside_channel
 from store.models import Candidate, Delivery, Notice, NoticeReceipt, Test
@@ -33,6 +34,8 @@ class Plan:
     reachable: int = 0
     # Candidate numbers with no usable phone number (SMS) or e-mail address.
     unreachable: list[str] = field(default_factory=list)
+    # Candidates by the language they read (nb | en), for a notice written in one only.
+    languages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(texts.LANGUAGES, 0))
 
     @property
     def sms(self) -> int:
@@ -61,7 +64,9 @@ def _candidates(db_session: Session, test_id: int) -> Iterator[list[Row]]:
     last = 0
     while True:
         rows = db_session.execute(
-            select(Candidate.id, Candidate.number, Candidate.phone, Candidate.email)
+            select(
+                Candidate.id, Candidate.number, Candidate.phone, Candidate.email, Candidate.language
+            )
             .where(Candidate.test_id == test_id, Candidate.id > last)
             .order_by(Candidate.id)
             .limit(CHUNK)
@@ -77,6 +82,7 @@ def plan(*, db_session: Session, test: Test) -> Plan:
     for rows in _candidates(db_session, test.id):
         for row in rows:
             result.candidates += 1
+            result.languages[texts.language_of(row.language)] += 1
             if _address(result.channel, row.phone, row.email):
                 result.reachable += 1
             else:
@@ -125,6 +131,7 @@ def fan_out(
         for row in rows:
             address = _address(channel, row.phone, row.email)
             result.candidates += 1
+            result.languages[texts.language_of(row.language)] += 1
             if address:
                 result.reachable += 1
             else:

@@ -1,4 +1,4 @@
-"""How far a notice has come: in-app, read, and each outside channel's deliveries by status."""
+"""How far a notice has come: in-app, opened, confirmed read, each channel's deliveries."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ class Progress:
     notice_id: int
     test_code: str
     inapp: int
-    read: int
+    read: int  # confirmed by the candidate's button
+    opened: int = 0  # shown by the candidate's browser, read or not
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
     # (candidate number, channel, status, reason) of failed, undelivered and unknown ones.
     problems: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -39,12 +40,16 @@ def progress(*, db_session: Session, notice_id: int) -> Progress | None:
     ).first()
     if found is None:
         return None
-    inapp, read = db_session.execute(
-        select(func.count(NoticeReceipt.id), func.count(NoticeReceipt.read_at)).where(
-            NoticeReceipt.notice_id == notice_id
-        )
+    inapp, opened, read = db_session.execute(
+        select(
+            func.count(NoticeReceipt.id),
+            func.count(NoticeReceipt.opened_at),
+            func.count(NoticeReceipt.read_at),
+        ).where(NoticeReceipt.notice_id == notice_id)
     ).one()
-    result = Progress(notice_id=notice_id, test_code=found.code, inapp=inapp, read=read)
+    result = Progress(
+        notice_id=notice_id, test_code=found.code, inapp=inapp, read=read, opened=opened
+    )
     for channel, status, count in db_session.execute(
         select(Delivery.channel, Delivery.status, func.count())
         .where(Delivery.notice_id == notice_id)

@@ -18,7 +18,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from notifications.addresses import mask_phone
+from notifications.masking import mask_phone, scrub
 from notifications.transports import Message, OutcomeUnknown, TransportError
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,14 @@ TWILIO_API = "https://api.twilio.com"
 # A notice that has waited this long in Twilio's queue is stale: Twilio drops it.
 VALIDITY_SECONDS = 30 * 60
 STATUS_PATH = "/twilio/status"
+# The callback URL of each message names its delivery: the row exists before the request goes
+# out, so a callback that comes before the send's MessageSid is recorded still finds it.
+DELIVERY_PARAM = "delivery"
+# The SDK logs every request's parameters at INFO, and those of a look-up carry the number.
+_SDK_LOG = logging.getLogger(__name__ + ".http")
+_SDK_LOG.setLevel(logging.WARNING)
+# A run of 7+ digits, spaces, dots or dashes allowed between them: a phone number as Twilio's
+# error texts quote it ("'To' and 'From' number cannot be the same: +4741234567").
 
 # Errors that no retry can fix (Twilio error dictionary).
 PERMANENT_CODES = {
@@ -52,7 +60,7 @@ class PooledHttpClient(TwilioHttpClient):
     """Keeps as many connections open as requests are in flight (default pools hold 10)."""
 
     def __init__(self, *, timeout: float, pool_size: int) -> None:
-        super().__init__(timeout=timeout)
+        super().__init__(timeout=timeout, logger=_SDK_LOG)
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         assert self.session is not None
         self.session.mount("https://", adapter)
@@ -92,9 +100,18 @@ def _reached_server(error: requests.RequestException) -> bool:
     return True
 
 
-def classify(status: int, code: int | None, text: str) -> TransportError:
-    """Twilio's refusal as a transport error: only 429 and 5xx are worth trying again."""
+def status_callback_url(public_url: str, delivery_id: int) -> str:
+    return f"{public_url.rstrip('/')}{STATUS_PATH}?{DELIVERY_PARAM}={delivery_id}"
+
+
+def classify(status: int, code: int | None, text: str, *, to: str) -> TransportError:
+    """Twilio's refusal as a transport error: only 429 and 5xx are worth trying again.
+
+    Twilio's texts may quote the number (21266, 21211): it is masked, since the error goes
+    to the delivery record, the logs and Slack.
+    """
     label = str(code or status)
+    text = scrub(text, address=to)
     if status == 429 or status >= 500:
         return TransportError(f"Twilio answered {status}: {text}", permanent=False, code=label)
     reason = PERMANENT_CODES.get(code or 0) or text
@@ -104,6 +121,7 @@ def classify(status: int, code: int | None, text: str) -> TransportError:
 class TwilioTransport:
     channel = "sms"
     can_look_up = True
+    logs_only = False
 
     def __init__(
         self,
@@ -129,7 +147,7 @@ class TwilioTransport:
         self.client.messages  # noqa: B018
         self.sender = sender
         self.messaging_service_sid = messaging_service_sid
-        self.status_callback = public_url.rstrip("/") + STATUS_PATH
+        self.public_url = public_url
 
     @classmethod
     def from_settings(cls, settings: Any, *, timeout: float, pool_size: int) -> TwilioTransport:
@@ -168,20 +186,20 @@ class TwilioTransport:
             created = self.client.messages.create(
                 to=message.address,
                 body=message.body,
-                status_callback=self.status_callback,
+                status_callback=status_callback_url(self.public_url, message.delivery_id),
                 validity_period=VALIDITY_SECONDS,
                 **sender,
             )
         except TwilioRestException as error:
-            raise classify(error.status, error.code, str(error.msg)) from error
+            raise classify(error.status, error.code, str(error.msg), to=message.address) from error
         except TwilioServiceException as error:
             text = f"{error.title}: {error.detail or ''}"
-            raise classify(error.status, error.code, text) from error
+            raise classify(error.status, error.code, text, to=message.address) from error
         except requests.RequestException as error:
             if _reached_server(error):
-                raise OutcomeUnknown(f"no answer from Twilio: {error}") from error
+                raise OutcomeUnknown(scrub(f"no answer from Twilio: {error}")) from error
             raise TransportError(
-                f"cannot reach Twilio: {error}", permanent=False, code="connect"
+                scrub(f"cannot reach Twilio: {error}"), permanent=False, code="connect"
             ) from error
         return created.sid
 

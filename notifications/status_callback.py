@@ -1,16 +1,28 @@
-"""Twilio's status callbacks: delivered / undelivered / failed for a message we sent."""
+"""Twilio's status callbacks: delivered / undelivered / failed for a message we sent.
+
+A callback is verified before anything in it is believed: the signature (HMAC with the auth
+token over the exact callback URL and every form field), then that it is for our account,
+then that each value is of the shape Twilio gives it. Only then is it applied.
+
+Each message's callback URL names its delivery (``?delivery=ID``, see ``sms``), and that row
+is saved before the request goes out, so a callback that comes before the dispatcher has
+recorded the MessageSid still finds its row and is applied at once: nothing is parked, and
+nothing waits for the send's own record (which keeps a status the callback set). Callbacks
+for messages sent before the URL named the delivery are matched by MessageSid.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import parse_qsl
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
-from notifications.sms import PERMANENT_CODES, STATUS_PATH
+from notifications.sms import DELIVERY_PARAM, PERMANENT_CODES, STATUS_PATH
 from store.models import Delivery
 
 # Twilio's status → ours, and which of ours each may replace. A final status is never
@@ -23,61 +35,140 @@ REPLACES = {
     "undelivered": ("sending", "unknown", "sent"),
     "failed": ("sending", "unknown", "sent"),
 }
+# Every MessageStatus Twilio documents; the ones not in MAPPED record nothing.
+KNOWN_STATUSES = frozenset(
+    {
+        "accepted",
+        "scheduled",
+        "canceled",
+        "queued",
+        "sending",
+        "sent",
+        "failed",
+        "delivered",
+        "undelivered",
+        "receiving",
+        "received",
+        "read",
+        "partially_delivered",
+    }
+)
+MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
+# Twilio's error codes have five digits; error_code is a String(32).
+ERROR_CODE = re.compile(r"[0-9]{1,8}")
+DELIVERY_QUERY = re.compile(DELIVERY_PARAM + r"=([1-9][0-9]{0,17})")
+
+
+class Refused(Exception):
+    """Not applied: ``status_code`` for the answer, ``reason`` for it and the log (short,
+    never anything the request contained)."""
+
+    def __init__(self, status_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status_code = status_code
+        self.reason = reason
 
 
 @dataclass(frozen=True)
-class Outcome:
-    status_code: int
-    notice_id: int | None = None
+class Callback:
+    """A verified callback's values, each in the shape Twilio gives it."""
+
+    sid: str
+    status: str
+    error_code: str | None
+    delivery_id: int | None  # None: sent before callback URLs named the delivery
 
 
-def callback_url(public_url: str) -> str:
-    return public_url.rstrip("/") + STATUS_PATH
+class _Form(dict[str, list[str]]):
+    """Form fields with every value; RequestValidator signs repeated fields through getall."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
 
 
-def is_signed(*, auth_token: str, url: str, params: Mapping[str, str], signature: str) -> bool:
-    return bool(signature) and RequestValidator(auth_token).validate(url, dict(params), signature)
+def _form(body: bytes, errors: str) -> _Form:
+    """``errors="strict"`` raises UnicodeDecodeError for a body or escape that is not UTF-8."""
+    form = _Form()
+    text = body.decode("utf-8", errors)
+    for name, value in parse_qsl(text, keep_blank_values=True, errors=errors):
+        form.setdefault(name, []).append(value)
+    return form
 
 
-def apply(*, db_session: Session, params: Mapping[str, str], now: datetime) -> int | None:
-    """Apply one (already validated) callback; the notice it concerns, if any changed."""
-    sid = params.get("MessageSid") or params.get("SmsSid") or ""
-    ours = MAPPED.get((params.get("MessageStatus") or params.get("SmsStatus") or "").lower())
-    if not sid or ours is None:
+def verify(
+    *,
+    body: bytes,
+    query: str,
+    signature: str | None,
+    auth_token: str | None,
+    account_sid: str | None,
+    public_url: str,
+) -> Callback:
+    """The callback in ``body`` (the raw form) as Twilio sent it to ``PUBLIC_URL/twilio/status
+    ?query``, or ``Refused``: 401 unless Twilio signed exactly this, 403 for another account,
+    400 for values Twilio would not send."""
+    if not auth_token or not account_sid:
+        raise Refused(401, "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set here")
+    if not signature:
+        raise Refused(401, "no X-Twilio-Signature")
+    # Decoded leniently only to check the signature: any body that is not what Twilio signed
+    # is refused as unsigned, whatever it holds.
+    url = public_url.rstrip("/") + STATUS_PATH + (f"?{query}" if query else "")
+    if not RequestValidator(auth_token).validate(url, _form(body, "replace"), signature):
+        raise Refused(401, "X-Twilio-Signature does not match")
+
+    try:
+        form = _form(body, "strict")
+    except UnicodeDecodeError:
+        raise Refused(400, "the form is not UTF-8") from None
+    if any(len(values) > 1 for values in form.values()):
+        raise Refused(400, "a form field is repeated")
+    fields = {name: values[0] for name, values in form.items()}
+    if fields.get("AccountSid") != account_sid:
+        raise Refused(403, "AccountSid is not this account's (TWILIO_ACCOUNT_SID)")
+    delivery = DELIVERY_QUERY.fullmatch(query) if query else None
+    if query and delivery is None:
+        raise Refused(400, f"the callback URL's query is not {DELIVERY_PARAM}=ID")
+    sid = fields.get("MessageSid") or fields.get("SmsSid") or ""
+    if not MESSAGE_SID.fullmatch(sid):
+        raise Refused(400, "MessageSid is not SM or MM and 32 hex digits")
+    status = fields.get("MessageStatus") or fields.get("SmsStatus") or ""
+    if status not in KNOWN_STATUSES:
+        raise Refused(400, "MessageStatus is not one of Twilio's")
+    code = fields.get("ErrorCode") or None
+    if code is not None and not ERROR_CODE.fullmatch(code):
+        raise Refused(400, "ErrorCode is not a Twilio error code (1 to 8 digits)")
+    return Callback(
+        sid=sid,
+        status=status,
+        error_code=code,
+        delivery_id=int(delivery.group(1)) if delivery else None,
+    )
+
+
+def apply(*, db_session: Session, callback: Callback, now: datetime) -> int | None:
+    """Record a verified callback; the notice it concerns, if its delivery changed."""
+    ours = MAPPED.get(callback.status)
+    if ours is None:
         return None  # queued, sending, accepted …: nothing to record
     values: dict[str, object] = {"status": ours, "updated_at": now}
-    code = params.get("ErrorCode")
     if ours in ("undelivered", "failed"):
-        values["error_code"] = code or None
-        # isascii: str.isdigit() also accepts "²", which int() refuses.
-        known = code is not None and code.isascii() and code.isdigit()
-        reason = PERMANENT_CODES.get(int(code)) if known else None
+        code = callback.error_code
+        values["error_code"] = code
+        reason = PERMANENT_CODES.get(int(code)) if code else None
         values["error_message"] = f"{reason or 'not delivered'} (Twilio {code or ours})"
-    changed = db_session.execute(
+    if callback.delivery_id is None:
+        row = Delivery.provider_id == callback.sid
+    else:
+        # Another SID on the row is another message for it (a resend after an unclear
+        # outcome): its callbacks do not speak for the one recorded.
+        row = (Delivery.id == callback.delivery_id) & or_(
+            Delivery.provider_id.is_(None), Delivery.provider_id == callback.sid
+        )
+        values["provider_id"] = func.coalesce(Delivery.provider_id, callback.sid)
+    return db_session.scalar(
         update(Delivery)
-        .where(Delivery.provider_id == sid, Delivery.status.in_(REPLACES[ours]))
+        .where(row, Delivery.status.in_(REPLACES[ours]))
         .values(**values)
-    ).rowcount
-    if not changed:
-        return None
-    return db_session.scalar(select(Delivery.notice_id).where(Delivery.provider_id == sid))
-
-
-def handle(
-    *,
-    db_session: Session,
-    auth_token: str | None,
-    public_url: str,
-    params: Mapping[str, str],
-    signature: str | None,
-    now: datetime,
-) -> Outcome:
-    """403 and nothing changed unless Twilio signed exactly these parameters for our URL."""
-    if not auth_token or not is_signed(
-        auth_token=auth_token,
-        url=callback_url(public_url),
-        params=params,
-        signature=signature or "",
-    ):
-        return Outcome(403)
-    return Outcome(200, apply(db_session=db_session, params=params, now=now))
+        .returning(Delivery.notice_id)
+    )

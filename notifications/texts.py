@@ -28,8 +28,17 @@ def language_of(value: str | None) -> str:
 
 def notice_text(*, text_nb: str, text_en: str, language: str) -> str:
     """The text in the candidate's language, else the one that was written."""
-    preferred, other = (text_en, text_nb) if language == "en" else (text_nb, text_en)
-    return preferred.strip() or other.strip()
+    return notice_in(text_nb=text_nb, text_en=text_en, language=language)[0]
+
+
+def notice_in(*, text_nb: str, text_en: str, language: str) -> tuple[str, str]:
+    """``notice_text`` and the language it is in."""
+    language = language_of(language)
+    texts = {"nb": text_nb.strip(), "en": text_en.strip()}
+    if texts[language]:
+        return texts[language], language
+    other = "nb" if language == "en" else "en"
+    return texts[other], other
 
 
 def notice_link(*, public_url: str, token: str, notice_id: int) -> str:

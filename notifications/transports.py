@@ -19,6 +19,8 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
+from notifications.masking import mask_address, scrub
+
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +48,9 @@ class Transport(Protocol):
     channel: str
     # Whether ``find_sent`` can ask the provider what became of an uncertain send.
     can_look_up: bool
+    # Writes the message to the log instead of sending it: its deliveries are `logged`,
+    # never `sent`, so nobody believes a candidate was told.
+    logs_only: bool
 
     def send(self, message: Message) -> str: ...
 
@@ -56,9 +61,11 @@ class Transport(Protocol):
 
 class LogTransport:
     """NOT A REAL CHANNEL: writes the message to the log when no provider is configured,
-    so the bot runs anywhere (a laptop, CI) without sending anything."""
+    so the bot runs anywhere (a laptop, CI) without sending anything. The address and the
+    page link in the body are masked: a log is no place for them."""
 
     can_look_up = False
+    logs_only = True
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
@@ -67,9 +74,9 @@ class LogTransport:
         log.warning(
             "%s not configured, logged instead of sent: to=%s subject=%r body=%r",
             self.channel,
-            message.address,
-            message.subject,
-            message.body,
+            mask_address(message.address),
+            scrub(message.subject, address=message.address),
+            scrub(message.body, address=message.address),
         )
         return f"log-{uuid.uuid4().hex}"
 
@@ -86,6 +93,7 @@ class SmtpTransport:
 
     channel = "email"
     can_look_up = False
+    logs_only = False
 
     def __init__(self, url: str, mail_from: str, *, timeout: float = 20) -> None:
         parts = urlsplit(url)
@@ -125,25 +133,33 @@ class SmtpTransport:
             raise TransportError(
                 f"cannot reach the mail server: {error}", permanent=False, code="connect"
             ) from error
+        # The server's answers may quote the address: the errors keep them masked.
+        address = message.address
         try:
             if self.user:
                 smtp.login(self.user, self.password or "")
             smtp.send_message(email)
         except smtplib.SMTPRecipientsRefused as error:
-            raise TransportError(f"address refused: {error}", permanent=True, code="550") from error
+            raise TransportError(
+                scrub(f"address refused: {error}", address=address), permanent=True, code="550"
+            ) from error
         except smtplib.SMTPAuthenticationError as error:
             raise TransportError(
-                f"mail server refused the login: {error}", permanent=True, code=str(error.smtp_code)
+                scrub(f"mail server refused the login: {error}", address=address),
+                permanent=True,
+                code=str(error.smtp_code),
             ) from error
         except smtplib.SMTPResponseException as error:
             raise TransportError(
-                f"mail server said {error.smtp_code} {error.smtp_error!r}",
+                scrub(f"mail server said {error.smtp_code} {error.smtp_error!r}", address=address),
                 permanent=error.smtp_code >= 500,
                 code=str(error.smtp_code),
             ) from error
         except (OSError, smtplib.SMTPServerDisconnected) as error:
             # The message may have been handed over before the connection broke.
-            raise OutcomeUnknown(f"mail server stopped answering: {error}") from error
+            raise OutcomeUnknown(
+                scrub(f"mail server stopped answering: {error}", address=address)
+            ) from error
         finally:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 smtp.quit()

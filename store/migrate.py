@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions. Kept here so that checking a database costs one
 # query instead of loading every migration script; a test keeps it equal to Alembic's head.
-HEAD = "0003"
+HEAD = "0007"
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -45,10 +46,37 @@ def is_up_to_date(engine: Engine) -> bool:
     return current_revision(engine) == HEAD
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
+    _migrate(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
+    _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
     config = alembic_config(engine)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            with conn.begin():
+                config.attributes["connection"] = conn
+                step(config, revision)
+            return
+        # A batch migration rebuilds a SQLite table (copy, drop, rename). With foreign keys
+        # on, dropping the old table would delete every row that refers to it (receipts,
+        # deliveries, reopenings …). The pragma only takes effect outside a transaction.
+        driver = conn.connection.dbapi_connection
+        driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                config.attributes["connection"] = conn
+                step(config, revision)
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if broken is not None:
+                    raise RuntimeError(f"migration left a dangling reference: {tuple(broken)}")
+        finally:
+            driver.execute("PRAGMA foreign_keys=ON")

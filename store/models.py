@@ -126,8 +126,11 @@ class Candidate(Base):
     incident_minutes: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="not_started")
     submitted_at: Mapped[datetime | None]
-    # Secret for the candidate's notice page; unguessable, never shown in Slack.
-    notice_token: Mapped[str] = mapped_column(String(64), unique=True)
+    # Secret for the candidate's notice page; unguessable, never shown in Slack. None once
+    # erased (retention), so that no link reaches the page any more.
+    notice_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # When retention erased the phone number, e-mail address and page token.
+    purged_at: Mapped[datetime | None]
 
     test: Mapped[Test] = relationship(back_populates="candidates")
     reopenings: Mapped[list[Reopening]] = relationship(
@@ -319,7 +322,8 @@ class Notice(Base):
 
 
 class NoticeReceipt(Base):
-    """The in-app notice of one candidate, with its read receipt."""
+    """The in-app notice of one candidate: when their browser first opened the page with it
+    (a hint: a person may not have read it) and when they confirmed having read it."""
 
     __tablename__ = "notice_receipts"
     __table_args__ = (UniqueConstraint("notice_id", "candidate_id"),)
@@ -329,6 +333,8 @@ class NoticeReceipt(Base):
     candidate_id: Mapped[int] = mapped_column(
         ForeignKey("candidates.id", ondelete="CASCADE"), index=True
     )
+    opened_at: Mapped[datetime | None]
+    # Set only by the candidate's "I have read this" (POST), never by opening the page.
     read_at: Mapped[datetime | None]
 
 
@@ -369,3 +375,15 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime]
+
+
+class SeenSlackRequest(Base):
+    """A signed Slack request (or an event id) already taken in, so that a replay or a retry
+    is recognised by every process sharing the database. Rows live as long as a replay of
+    them could still pass the signature check."""
+
+    __tablename__ = "seen_slack_requests"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # Slack's timestamp (real time, as the signature window is measured), not the program's.
+    signed_at: Mapped[datetime] = mapped_column(index=True)

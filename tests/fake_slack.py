@@ -29,6 +29,11 @@ class FakeSlack:
         self._lock = threading.Condition()
         # Answers for methods that should fail, e.g. {"apps.connections.open": {...}}.
         self.answers: dict[str, dict[str, Any]] = {}
+        # The bot token's scopes, sent in every Web API answer's x-oauth-scopes header as
+        # Slack does.
+        self.scopes = ["commands", "chat:write", "channels:read", "groups:read"]
+        # Channels conversations.info knows: id → the channel object's fields.
+        self.channels: dict[str, dict[str, Any]] = {}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +54,8 @@ class FakeSlack:
                 self.send_response(200)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
+                if method != "response_url":
+                    self.send_header("x-oauth-scopes", ",".join(fake.scopes))
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -86,13 +93,25 @@ class FakeSlack:
         if method in self.answers:
             return self.answers[method]
         if method == "auth.test":
-            return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1"}
+            return {
+                "ok": True,
+                "user": "examdesk",
+                "user_id": "UBOT",
+                "bot_id": "BBOT",
+                "team": "Exam Office",
+                "team_id": "T1",
+            }
         if method == "chat.postMessage":
             return {"ok": True, "channel": body.get("channel"), "ts": f"{time.time():.6f}"}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{time.time():.6f}"}
         if method.startswith("views."):
             return {"ok": True, "view": {"id": "V1", **(body.get("view") or {})}}
+        if method == "conversations.info":
+            channel = body.get("channel")
+            if channel not in self.channels:
+                return {"ok": False, "error": "channel_not_found"}
+            return {"ok": True, "channel": {"id": channel, **self.channels[channel]}}
         if method == "chat.update":
             return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts")}
         return {"ok": True}
@@ -111,6 +130,11 @@ class FakeSlack:
             if contains is None or contains in json.dumps(call.body):
                 counted[call.method] = counted.get(call.method, 0) + 1
         return counted
+
+    def clear(self) -> None:
+        """Forget the calls so far (a fake shared by several tests)."""
+        with self._lock:
+            self.calls.clear()
 
     def of(self, method: str) -> list[Call]:
         with self._lock:

@@ -3,22 +3,38 @@
 It answers ``POST /2010-04-01/Accounts/{Sid}/Messages.json`` like Twilio (201 and a message
 resource), or with a scripted failure per phone number: an HTTP status with a Twilio error
 code (429, 5xx, 21211, 21610, …), a delay, or a dropped connection after reading the request.
-``GET …/Messages.json?To=`` lists what it accepted, as reconciliation asks Twilio.
+``GET …/Messages.json?To=`` lists what it accepted, as reconciliation asks Twilio. For
+`examdesk doctor` it also answers ``GET /2010-04-01/Accounts/{Sid}.json`` (the account, with
+the credentials checked), ``…/IncomingPhoneNumbers.json?PhoneNumber=``, ``…/SMS/ShortCodes.json``
+and Messaging's ``GET /v1/Services/{Sid}``.
+
+Given ``callbacks_to`` (the base URL the server under test listens on), it also plays
+Twilio's status callbacks: for every accepted message it POSTs its scripted reports,
+signed with the auth token over the message's ``StatusCallback`` URL as Twilio signs them,
+each ``after`` seconds from the moment it accepted the message (before the API answer is
+even written), and records how the server answered each one.
 """
 
 from __future__ import annotations
 
+import base64
+import heapq
+import itertools
 import json
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from twilio.request_validator import RequestValidator
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -35,11 +51,39 @@ class Fail:
     code: int | None = None
     drop: bool = False
     delay: float = 0.0
+    # Twilio's text for the error; some quote the number (21266).
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """One status callback for an accepted message: ``status`` ``after`` seconds later."""
+
+    status: str
+    after: float = 0.0
+    error_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A status callback the fake posted, and the server's answer (None: no answer)."""
+
+    sid: str
+    to: str
+    status: str
+    error_code: int | None
+    answer: int | None
 
 
 @dataclass
 class FakeTwilio:
     delay: float = 0.0
+    # Where the server under test listens; the StatusCallback URL's path and query go there.
+    callbacks_to: str | None = None
+    # Status callbacks for every accepted message, unless ``reports_for`` has its number.
+    reports: list[Report] = field(default_factory=list)
+    reports_for: dict[str, list[Report]] = field(default_factory=dict)
+    reported: list[Reported] = field(default_factory=list)
     # Per phone number: answers to give, in order, before accepting.
     script: dict[str, list[Fail]] = field(default_factory=lambda: defaultdict(list))
     # Per phone number: this error for every request.
@@ -47,6 +91,12 @@ class FakeTwilio:
     accepted: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The account as `examdesk doctor` finds it.
+    account_status: str = "active"
+    account_type: str = "Full"
+    numbers: list[str] = field(default_factory=lambda: ["+4759440000"])
+    short_codes: list[str] = field(default_factory=list)
+    services: dict[str, str] = field(default_factory=dict)  # MG… → friendly name
 
     def __post_init__(self) -> None:
         fake = self
@@ -66,6 +116,13 @@ class FakeTwilio:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._due: list[tuple[float, int, dict[str, str], str]] = []
+        self._due_changed = threading.Condition(self.lock)
+        self._order = itertools.count()
+        self._closing = False
+        self._posters = ThreadPoolExecutor(32, thread_name_prefix="fake-twilio-callback")
+        self._http = httpx.Client(timeout=30)
+        self._scheduler = threading.Thread(target=self._post_when_due, daemon=True)
 
     @property
     def url(self) -> str:
@@ -73,11 +130,18 @@ class FakeTwilio:
 
     def __enter__(self) -> FakeTwilio:
         self.thread.start()
+        self._scheduler.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+        with self.lock:
+            self._closing = True
+            self._due_changed.notify()
+        self._scheduler.join()
+        self._posters.shutdown(wait=True)
+        self._http.close()
 
     # ---------------------------------------------------------------- queries
 
@@ -89,6 +153,15 @@ class FakeTwilio:
     def bodies(self) -> list[str]:
         with self.lock:
             return [m["body"] for m in self.accepted]
+
+    def callbacks_due(self) -> int:
+        """Status callbacks scripted for the messages accepted so far."""
+        with self.lock:
+            return sum(len(self.reports_for.get(m["to"], self.reports)) for m in self.accepted)
+
+    def answers(self) -> Counter[int | None]:
+        with self.lock:
+            return Counter(r.answer for r in self.reported)
 
     # ---------------------------------------------------------------- HTTP
 
@@ -136,7 +209,7 @@ class FakeTwilio:
                 answer.status,
                 {
                     "code": answer.code,
-                    "message": f"scripted error {answer.code or answer.status}",
+                    "message": answer.message or f"scripted error {answer.code or answer.status}",
                     "more_info": f"https://www.twilio.com/docs/errors/{answer.code}",
                     "status": answer.status,
                 },
@@ -162,10 +235,87 @@ class FakeTwilio:
         }
         with self.lock:
             self.accepted.append(message)
+            self._schedule_reports(message, form.get("StatusCallback"))
         self._reply(handler, 201, message)
 
+    # ---------------------------------------------------------------- status callbacks
+
+    def _schedule_reports(self, message: dict[str, Any], callback: str | None) -> None:
+        """Under the lock: queue this message's status callbacks."""
+        if not callback or self.callbacks_to is None:
+            return
+        accepted_at = time.monotonic()
+        for report in self.reports_for.get(message["to"], self.reports):
+            params = {
+                "AccountSid": ACCOUNT_SID,
+                "ApiVersion": "2010-04-01",
+                "From": message["from"] or "",
+                "To": message["to"],
+                "MessageSid": message["sid"],
+                "SmsSid": message["sid"],
+                "MessageStatus": report.status,
+                "SmsStatus": report.status,
+            }
+            if report.error_code is not None:
+                params["ErrorCode"] = str(report.error_code)
+            entry = (accepted_at + report.after, next(self._order), params, callback)
+            heapq.heappush(self._due, entry)
+        self._due_changed.notify()
+
+    def _post_when_due(self) -> None:
+        with self.lock:
+            while not self._closing:
+                if not self._due:
+                    self._due_changed.wait()
+                    continue
+                wait = self._due[0][0] - time.monotonic()
+                if wait > 0:
+                    self._due_changed.wait(wait)
+                    continue
+                _, _, params, callback = heapq.heappop(self._due)
+                self._posters.submit(self._post_report, params, callback)
+
+    def _post_report(self, params: dict[str, str], callback: str) -> None:
+        assert self.callbacks_to is not None
+        parts = urlsplit(callback)
+        target = (
+            self.callbacks_to.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
+        )
+        signature = RequestValidator(AUTH_TOKEN).compute_signature(callback, params)
+        try:
+            answer: int | None = self._http.post(
+                target, data=params, headers={"X-Twilio-Signature": signature}
+            ).status_code
+        except httpx.HTTPError:
+            answer = None
+        code = params.get("ErrorCode")
+        with self.lock:
+            self.reported.append(
+                Reported(
+                    params["MessageSid"],
+                    params["To"],
+                    params["MessageStatus"],
+                    int(code) if code else None,
+                    answer,
+                )
+            )
+
+    def _authorized(self, handler: BaseHTTPRequestHandler) -> bool:
+        expected = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+        if handler.headers.get("Authorization") == f"Basic {expected}":
+            return True
+        self._reply(handler, 401, {"code": 20003, "message": "Authenticate", "status": 401})
+        return False
+
     def _get(self, handler: BaseHTTPRequestHandler) -> None:
-        query = parse_qs(urlsplit(handler.path).query)
+        url = urlsplit(handler.path)
+        account = f"/2010-04-01/Accounts/{ACCOUNT_SID}"
+        if url.path != f"{account}/Messages.json":
+            if not self._authorized(handler):
+                return
+            self._get_resource(handler, url.path, parse_qs(url.query), account)
+            return
+        query = parse_qs(url.query)
         to = query.get("To", [None])[0]
         with self.lock:
             found = [m for m in reversed(self.accepted) if to is None or m["to"] == to]
@@ -180,6 +330,52 @@ class FakeTwilio:
                 "uri": handler.path,
             },
         )
+
+    def _get_resource(
+        self, handler: BaseHTTPRequestHandler, path: str, query: dict, account: str
+    ) -> None:
+        def page(key: str, items: list[dict]) -> dict:
+            return {key: items, "next_page_uri": None, "page": 0, "page_size": 50, "uri": path}
+
+        if path == f"{account}.json":
+            self._reply(
+                handler,
+                200,
+                {
+                    "sid": ACCOUNT_SID,
+                    "friendly_name": "Exam office",
+                    "status": self.account_status,
+                    "type": self.account_type,
+                    "uri": path,
+                },
+            )
+        elif path == f"{account}/IncomingPhoneNumbers.json":
+            wanted = query.get("PhoneNumber", [None])[0]
+            found = [
+                {"sid": "PN" + "0" * 32, "phone_number": n, "capabilities": {"sms": True}}
+                for n in self.numbers
+                if wanted is None or n == wanted
+            ]
+            self._reply(handler, 200, page("incoming_phone_numbers", found))
+        elif path == f"{account}/SMS/ShortCodes.json":
+            wanted = query.get("ShortCode", [None])[0]
+            found = [
+                {"sid": "SC" + "0" * 32, "short_code": c}
+                for c in self.short_codes
+                if wanted is None or c == wanted
+            ]
+            self._reply(handler, 200, page("short_codes", found))
+        elif path.startswith("/v1/Services/") and path.removeprefix("/v1/Services/") in (
+            self.services
+        ):
+            sid = path.removeprefix("/v1/Services/")
+            self._reply(handler, 200, {"sid": sid, "friendly_name": self.services[sid]})
+        else:
+            self._reply(
+                handler,
+                404,
+                {"code": 20404, "message": f"The requested resource {path} was not found"},
+            )
 
 
 # -------------------------------------------------------------------- test helpers

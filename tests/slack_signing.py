@@ -15,13 +15,14 @@ SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TEAM = "T1"
 
 
-def signature(secret: str, timestamp: str, body: str) -> str:
-    base = f"v0:{timestamp}:{body}".encode()
+def signature(secret: str, timestamp: str, body: str | bytes) -> str:
+    raw = body.encode() if isinstance(body, str) else body
+    base = f"v0:{timestamp}:".encode() + raw
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
 def signed_headers(
-    body: str, *, secret: str = SECRET, timestamp: int | None = None, content_type: str
+    body: str | bytes, *, secret: str = SECRET, timestamp: int | None = None, content_type: str
 ) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     return {

@@ -202,7 +202,7 @@ BAD_FILES = [
         "candidates",
         "c.csv",
         f"{CAND_HEADER}\n{GOOD_CANDIDATE.replace(',,nb', ',a@b,nb')}\n",
-        ["line 2: email 'a@b' is not an e-mail address"],
+        ["line 2: email 'a•••@b' is not an e-mail address"],
     ),
     (
         "candidates",

@@ -110,7 +110,7 @@ def test_status_json_for_a_candidate_and_for_a_test(running, cli):
     assert data["deadline"] == data["end_time"]
 
     everyone = json.loads(cli("status", CODE, "--json").stdout)
-    assert set(everyone) == {"test", "candidates"} and everyone["test"] == CODE
+    assert set(everyone) == {"test", "candidates", "notices"} and everyone["test"] == CODE
     assert [c["candidate"] for c in everyone["candidates"]] == ["10023", "10024"]
     assert everyone["candidates"][0] == data
 

@@ -102,7 +102,9 @@ def test_r13_every_candidate_gets_one_sms_with_link_callback_and_validity(world,
         assert delivery.status == "sent" and delivery.attempts == 1
         assert delivery.provider_id.startswith("SM") and delivery.sent_at is not None
         assert form["From"] == "+4759440000"
-        assert form["StatusCallback"] == "https://exams.example.org/twilio/status"
+        assert form["StatusCallback"] == (
+            f"https://exams.example.org/twilio/status?delivery={delivery.id}"
+        )
         assert form["ValidityPeriod"] == "1800"
         body = form["Body"]
         assert f"https://exams.example.org/notices/{tokens[number]}#n" in body

@@ -38,16 +38,13 @@ def test_migrations_build_exactly_the_models_schema(engine):
 
 def test_upgrading_a_0001_database_keeps_its_rows_and_adds_the_overview_indexes(tmp_path):
     """A database made before the overview indexes is upgraded in place, rows untouched."""
-    from alembic import command
     from sqlalchemy import text
 
     from store.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    config = migrate.alembic_config(engine)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0001")
+    migrate.alembic_config(engine)
+    migrate.upgrade(engine, "0001")
     _add_one_candidate(engine)
     assert migrate.current_revision(engine) == "0001"
     migrate.upgrade(engine)
@@ -69,18 +66,15 @@ def test_upgrading_a_0001_database_keeps_its_rows_and_adds_the_overview_indexes(
 def test_0003_puts_the_list_indexes_in_number_order_and_downgrades_back(tmp_path):
     """0003 rebuilds the three partial list indexes on (test_id, number, the condition's
     columns), keeping their conditions and the rows; its downgrade restores 0002's."""
-    from alembic import command
     from sqlalchemy import text
 
     from store.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    config = migrate.alembic_config(engine)
+    migrate.alembic_config(engine)
 
-    def to(revision: str, step=command.upgrade) -> None:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            step(config, revision)
+    def to(revision: str, step=migrate.upgrade) -> None:
+        step(engine, revision)
 
     def list_indexes() -> dict[str, list[str]]:
         return {
@@ -108,11 +102,44 @@ def test_0003_puts_the_list_indexes_in_number_order_and_downgrades_back(tmp_path
         assert conn.execute(
             text(listed.format("ix_candidates_with_incident", "incident_minutes != 0"))
         ).all() == [("10023",)]
-    to("0002", command.downgrade)
+    to("0002", migrate.downgrade)
     assert set(map(tuple, list_indexes().values())) == {("test_id",)}
     with engine.connect() as conn:
         row = conn.execute(text("SELECT number, extra_minutes, incident_minutes FROM candidates"))
         assert row.all() == [("10023", 30, 5)]
+    engine.dispose()
+
+
+def test_0004_adds_the_seen_slack_requests_and_downgrades_back(tmp_path):
+    """0004 adds the table of seen Slack requests (replays and retries, across processes)
+    with its index for pruning; the rows of a 0003 database stay, and the downgrade drops
+    only the new table."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = migrate.alembic_config(engine)
+
+    def to(revision: str, step=command.upgrade) -> None:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            step(config, revision)
+
+    to("0003")
+    _add_one_candidate(engine)
+    assert not inspect(engine).has_table("seen_slack_requests")
+    migrate.upgrade(engine)
+    assert migrate.is_up_to_date(engine)
+    indexes = {
+        ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("seen_slack_requests")
+    }
+    assert indexes == {"ix_seen_slack_requests_signed_at": ["signed_at"]}
+    to("0003", command.downgrade)
+    assert not inspect(engine).has_table("seen_slack_requests")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT number FROM candidates")).all() == [("10023",)]
     engine.dispose()
 
 
@@ -136,3 +163,38 @@ def _add_one_candidate(engine) -> None:
                 "'started', 'tok')"
             )
         )
+
+
+def test_0007_makes_the_page_token_erasable_and_downgrades_with_fresh_tokens(tmp_path):
+    """Retention: 0007 adds purged_at and lets the page token be erased (NULL), keeping the
+    rows and the partial indexes; its downgrade gives an erased token a new, unsent one."""
+    from sqlalchemy import text
+
+    from store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.alembic_config(engine)
+
+    def to(revision: str, step=migrate.upgrade) -> None:
+        step(engine, revision)
+
+    to("0003")
+    _add_one_candidate(engine)
+    to("0007")
+    columns = {c["name"]: c for c in inspect(engine).get_columns("candidates")}
+    assert columns["notice_token"]["nullable"] and columns["purged_at"]["nullable"]
+    assert {ix["name"] for ix in inspect(engine).get_indexes("candidates")} >= {
+        "ix_candidates_with_extra",
+        "ix_candidates_with_incident",
+        "ix_candidates_with_own_end",
+    }
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT number, notice_token FROM candidates")).all() == [
+            ("10023", "tok")
+        ]
+        conn.execute(text("UPDATE candidates SET notice_token = NULL, phone = NULL"))
+    to("0003", migrate.downgrade)
+    with engine.connect() as conn:
+        (token,) = conn.execute(text("SELECT notice_token FROM candidates")).one()
+    assert token and token != "tok" and len(token) >= 40
+    engine.dispose()

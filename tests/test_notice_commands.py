@@ -149,7 +149,8 @@ def test_r14_report_is_sent_once_even_on_a_double_click(world):
         report = s.get(QuestionErrorReport, report_id)
         notice = s.scalars(select(Notice)).one()
     assert report.state == "sent" and report.handled_by == SUPPORT
-    assert notice.report_id == report_id and notice.text_nb.startswith("Task 2")
+    # Written in English without `en:`: stored as the English text, shown to everybody.
+    assert notice.report_id == report_id and notice.text_en.startswith("Task 2")
 
 
 def test_exam_overview_counts_notices(world):

@@ -87,7 +87,14 @@ def test_serve_without_slack_starts_and_says_what_to_set(start):
     server = start()
     health = server.wait_healthy()
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "database": "ok", "slack": "off"}
+    assert health.json() == {
+        "status": "ok",
+        "database": "ok",
+        "slack": "off",
+        "sms": "log",
+        "email": "log",
+        "outbox": {"pending": 0, "failed": 0},
+    }
     events = httpx.post(f"{server.url}/slack/events", content="x")
     assert events.status_code == 503 and "SLACK_SIGNING_SECRET" in events.json()["error"]
     assert server.stop() == 0

@@ -453,7 +453,14 @@ def test_unexpected_error_gets_a_friendly_reply_and_is_logged(served, exam, monk
 def test_healthz_reports_database_and_slack(served):
     response = served.slack.http.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "slack": "http"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "slack": "http",
+        "sms": "log",
+        "email": "log",
+        "outbox": {"pending": 0, "failed": 0},
+    }
 
 
 def test_without_slack_configuration_events_say_what_to_set(engine, session_factory):

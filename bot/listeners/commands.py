@@ -16,6 +16,7 @@ from slack_bolt import Ack, App, BoltContext
 
 from bot import blocks
 from bot.deps import Deps
+from bot.slack_text import from_slack
 from commands import confirmations
 from commands.reply import Reply
 from store import clock
@@ -36,7 +37,8 @@ def register(app: App, deps: Deps) -> None:
 def on_command(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
     deps: Deps = context["deps"]
     settings = deps.settings
-    command_line = f"{command['command']} {command.get('text', '')}".strip()
+    # Slack escapes the text (&amp; &lt; &gt;, mentions and links as <…>): undone here, once.
+    command_line = f"{command['command']} {from_slack(command.get('text', ''))}".strip()
     reply = confirmations.run_offering(
         session_factory=deps.session_factory,
         actor=context["actor"],
@@ -85,7 +87,11 @@ def post_change_log(deps: Deps, reply: Reply, *, via: str) -> None:
     if channel is None:
         log.info("change log (SLACK_SUPPORT_CHANNEL unset): %s", " | ".join(reply.log))
         return
-    deps.slack("chat_postMessage", channel=channel, **blocks.change_log(reply.log, via=via))
+    deps.slack(
+        "chat_postMessage",
+        channel=channel,
+        **blocks.change_log(reply.log, via=via, mentions=reply.mentions),
+    )
 
 
 def _answer_button(deps: Deps, body: dict[str, Any], reply: Reply, *, replace: bool) -> None:

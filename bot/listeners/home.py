@@ -21,7 +21,8 @@ def on_home_opened(event: dict[str, Any], context: BoltContext, client: WebClien
     if event.get("tab", "home") != "home":
         return
     # The event is acknowledged at once; the view is built and published off that path.
-    context["deps"].later(publish, context["deps"], client, event["user"])
+    # The user is the one the middleware checked (the event's own).
+    context["deps"].later(publish, context["deps"], client, context["actor"])
 
 
 def publish(deps: Deps, client: WebClient, user_id: str) -> None:

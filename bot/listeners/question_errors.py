@@ -6,6 +6,9 @@ candidates* (Slack asks to confirm, with the counts), *Edit text*, *Reject*, *Gi
 candidates incident time*. The teacher hears in the message's thread what was done. While a
 notice goes out the dispatcher calls ``ProgressReporter``, which updates the message at most
 every 2 s and ends with a summary that lists the candidates not reached.
+
+A button or form whose report id is not one (``_report_id``, ``private_metadata``) or whose
+report is gone gets a plain refusal, like any other refusal.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -23,8 +26,10 @@ from sqlalchemy import update
 
 from bot import blocks, blocks_notices
 from bot.deps import Deps
+from bot.slack_text import capped, fallback, from_slack, mention, mrkdwn
 from commands import notice, question_error
 from commands.context import Ctx
+from commands.permissions import require_support
 from commands.reply import Reply
 from commands.runner import execute, in_transaction
 from notifications.progress import progress
@@ -33,6 +38,13 @@ from store.models import Notice
 
 log = logging.getLogger(__name__)
 UPDATE_EVERY = 2.0
+# Whole numbers from Slack (report ids, minutes) fit the database's integer columns.
+MAX_DIGITS = 9
+NOT_A_REPORT = (
+    "This button or form does not name an error report, so nothing was changed. "
+    "Use the buttons on the report in the support channel."
+)
+NO_TRIGGER = "Slack did not send what is needed to open the form. Please press the button again."
 
 
 def register(app: App, deps: Deps) -> None:
@@ -64,30 +76,44 @@ def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
     )
 
 
-def _report(deps: Deps, report_id: int) -> dict[str, Any]:
+def _report(deps: Deps, report_id: int) -> dict[str, Any] | Reply:
+    """The report, or the refusal saying there is none."""
     return _in_transaction(
         deps, "system", lambda ctx: question_error.show(ctx, report_id=report_id)
     )
 
 
-def _report_id(body: dict[str, Any]) -> int:
-    return int(body["actions"][0]["value"])
+def _number(value: Any) -> int | None:
+    """``value`` as a whole number if it is written as one (ASCII digits only), else None."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value) if len(value) <= MAX_DIGITS else None
+    return None
 
 
-def _tell_user(deps: Deps, body: dict[str, Any], text: str) -> None:
-    user = body["user"]["id"]
-    channel = (body.get("channel") or {}).get("id") or deps.settings.slack_support_channel
-    deps.slack("chat_postEphemeral", channel=channel or user, user=user, text=text)
+def _report_id(body: dict[str, Any]) -> int | None:
+    """The report a button is for (the middleware has checked that it has a value)."""
+    return _number(body["actions"][0]["value"])
+
+
+def _tell_user(
+    deps: Deps, body: dict[str, Any], user: str, text: str, mentions: Iterable[str] = ()
+) -> None:
+    channel = body.get("channel")
+    channel_id = channel.get("id") if isinstance(channel, dict) else None
+    channel_id = channel_id or deps.settings.slack_support_channel
+    deps.slack(
+        "chat_postEphemeral", channel=channel_id or user, user=user, text=fallback(text, mentions)
+    )
 
 
 def _thread(deps: Deps, report: dict[str, Any], text: str) -> None:
-    """Tell the teacher in the report's thread."""
+    """Tell the teacher in the report's thread; ``text`` is mrkdwn (``bot.slack_text``)."""
     if report.get("slack_channel") and report.get("slack_ts"):
         deps.slack(
             "chat_postMessage",
             channel=report["slack_channel"],
             thread_ts=report["slack_ts"],
-            text=f"<@{report['reported_by']}> {text}",
+            text=capped(f"{mention(report['reported_by'])} {text}"),
         )
 
 
@@ -123,8 +149,13 @@ def post_report(deps: Deps, client: WebClient, report_id: int) -> None:
 
 def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     deps: Deps = context["deps"]
-    words = command.get("text", "").split()
+    # Slack escapes the text (&amp; &lt; &gt;, mentions and links as <…>): undone here, once.
+    text = from_slack(command.get("text", ""))
+    words = text.split()
     if len(words) == 1 and words[0].lower() not in ("help", "-h", "--help"):
+        if not command.get("trigger_id"):
+            ack(response_type="ephemeral", text=NO_TRIGGER)
+            return
         # The trigger_id lives 3 seconds: open the form before anything else.
         client.views_open(
             trigger_id=command["trigger_id"],
@@ -135,7 +166,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
     reply = execute(
         session_factory=deps.session_factory,
         actor=context["actor"],
-        command_line=f"/question-error {command.get('text', '')}".strip(),
+        command_line=f"/question-error {text}".strip(),
         tz=deps.settings.tz,
         now=clock.now(),
     )
@@ -144,8 +175,17 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         deps.later(post_report, deps, client, reply.data["report_id"])
 
 
+class NotMinutes(ValueError):
+    """A minutes field holding something else than a whole number."""
+
+
 def _minutes(value: Any) -> int | None:
-    return int(value) if value not in (None, "") else None
+    if value in (None, ""):
+        return None
+    minutes = _number(value)
+    if minutes is None:
+        raise NotMinutes("Give the extra time as a whole number of minutes, e.g. 10.")
+    return minutes
 
 
 def on_report_submitted(
@@ -153,6 +193,11 @@ def on_report_submitted(
 ) -> None:
     deps: Deps = context["deps"]
     values = blocks_notices.modal_values(view)
+    try:
+        minutes = _minutes(values.get("minutes"))
+    except NotMinutes as error:
+        ack(response_action="errors", errors={"minutes": str(error)})
+        return
     reply = _in_transaction(
         deps,
         context["actor"],
@@ -162,7 +207,7 @@ def on_report_submitted(
             question=values.get("question") or "",
             text_nb=values.get("text_nb") or "",
             text_en=values.get("text_en") or "",
-            suggested_minutes=_minutes(values.get("minutes")),
+            suggested_minutes=minutes,
         ),
     )
     if not reply.ok:
@@ -171,8 +216,9 @@ def on_report_submitted(
         return
     ack()
     deps.later(post_report, deps, client, reply.data["report_id"])
-    user = body["user"]["id"]
-    deps.slack("chat_postMessage", channel=user, text=reply.text)
+    deps.slack(
+        "chat_postMessage", channel=context["actor"], text=fallback(reply.text, reply.mentions)
+    )
 
 
 # ---------------------------------------------------------------- the report's buttons
@@ -181,18 +227,22 @@ def on_report_submitted(
 def on_send(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     deps: Deps = context["deps"]
+    actor = context["actor"]
     report_id = _report_id(body)
-    reply = _in_transaction(
-        deps, context["actor"], lambda ctx: notice.send(ctx, report_id=report_id)
-    )
+    if report_id is None:
+        _tell_user(deps, body, actor, NOT_A_REPORT)
+        return
+    reply = _in_transaction(deps, actor, lambda ctx: notice.send(ctx, report_id=report_id))
     if not reply.ok:
-        _tell_user(deps, body, reply.text)
+        _tell_user(deps, body, actor, reply.text, reply.mentions)
         return
     report = _report(deps, report_id)
+    if isinstance(report, Reply):
+        return  # sent, and the report gone since: nothing to show it on
     _thread(
         deps,
         report,
-        f"<@{context['actor']}> is sending your text to the {reply.data['inapp']} candidates "
+        f"{mention(context['actor'])} is sending your text to the {reply.data['inapp']} candidates "
         f"of {report['test']} ({blocks_notices.counts(reply.data)}). Progress is shown above.",
     )
     if deps.notice_progress is not None:
@@ -202,14 +252,36 @@ def on_send(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
 def on_edit(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     ack()
     deps: Deps = context["deps"]
-    report = _report(deps, _report_id(body))
+    actor = context["actor"]
+    report_id = _report_id(body)
+    if report_id is None:
+        _tell_user(deps, body, actor, NOT_A_REPORT)
+        return
+    # Whoever may not edit it learns so now, not after filling in the form.
+    report = _in_transaction(
+        deps, actor, lambda ctx: question_error.for_editing(ctx, report_id=report_id)
+    )
+    if isinstance(report, Reply):
+        _tell_user(deps, body, actor, report.text, report.mentions)
+        return
+    if not body.get("trigger_id"):
+        _tell_user(deps, body, actor, NO_TRIGGER)
+        return
     client.views_open(trigger_id=body["trigger_id"], view=blocks_notices.edit_modal(report))
 
 
 def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
     deps: Deps = context["deps"]
     values = blocks_notices.modal_values(view)
-    report_id = int(view["private_metadata"])
+    report_id = _number(view.get("private_metadata"))
+    if report_id is None:
+        ack(response_action="errors", errors={"text_nb": NOT_A_REPORT})
+        return
+    try:
+        minutes = _minutes(values.get("minutes"))
+    except NotMinutes as error:
+        ack(response_action="errors", errors={"minutes": str(error)})
+        return
     result = _in_transaction(
         deps,
         context["actor"],
@@ -219,7 +291,7 @@ def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> N
             text_nb=values.get("text_nb") or "",
             text_en=values.get("text_en") or "",
             question=values.get("question") or "",
-            suggested_minutes=_minutes(values.get("minutes")),
+            suggested_minutes=minutes,
         ),
     )
     if isinstance(result, Reply):
@@ -227,24 +299,28 @@ def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> N
         return
     ack()
     _refresh(deps, result)
-    _thread(deps, result, f"<@{context['actor']}> edited the text for candidates.")
+    _thread(deps, result, f"{mention(context['actor'])} edited the text for candidates.")
 
 
 def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     ack()
     deps: Deps = context["deps"]
+    actor = context["actor"]
     report_id = _report_id(body)
+    if report_id is None:
+        _tell_user(deps, body, actor, NOT_A_REPORT)
+        return
     result = _in_transaction(
-        deps, context["actor"], lambda ctx: question_error.reject(ctx, report_id=report_id)
+        deps, actor, lambda ctx: question_error.reject(ctx, report_id=report_id)
     )
     if isinstance(result, Reply):
-        _tell_user(deps, body, result.text)
+        _tell_user(deps, body, actor, result.text, result.mentions)
         return
     _refresh(deps, result)
     _thread(
         deps,
         result,
-        f"<@{context['actor']}> decided not to send this report to the candidates. "
+        f"{mention(context['actor'])} decided not to send this report to the candidates. "
         "Ask in this thread if you disagree.",
     )
 
@@ -260,19 +336,20 @@ def give_incident_time(deps: Deps, actor: str, report: dict[str, Any], minutes: 
         now=clock.now(),
         confirmed=True,
     )
-    first_line = reply.text.splitlines()[0] if reply.text else ""
+    first_line = mrkdwn(reply.text.splitlines()[0] if reply.text else "", reply.mentions)
     _thread(
         deps,
         report,
-        f"<@{actor}> gave all candidates {minutes} min incident time: {first_line}"
+        f"{mention(actor)} gave all candidates {minutes} min incident time: {first_line}"
         if reply.ok
-        else f"<@{actor}> tried to give incident time, refused: {reply.text}",
+        else f"{mention(actor)} tried to give incident time, refused: "
+        + mrkdwn(reply.text, reply.mentions),
     )
     if reply.ok and reply.log and deps.settings.slack_support_channel:
         deps.slack(
             "chat_postMessage",
             channel=deps.settings.slack_support_channel,
-            **blocks.change_log(reply.log, via="an error report"),
+            **blocks.change_log(reply.log, via="an error report", mentions=reply.mentions),
         )
     return reply
 
@@ -282,22 +359,49 @@ def on_incident_time(
 ) -> None:
     ack()
     deps: Deps = context["deps"]
-    report = _report(deps, _report_id(body))
+    actor = context["actor"]
+    report_id = _report_id(body)
+    if report_id is None:
+        _tell_user(deps, body, actor, NOT_A_REPORT)
+        return
+    # Incident time is support's (R15): anyone else learns so before any form opens.
+    report = _in_transaction(deps, actor, lambda ctx: _for_support(ctx, report_id))
+    if isinstance(report, Reply):
+        _tell_user(deps, body, actor, report.text, report.mentions)
+        return
     if not report["suggested_minutes"]:
+        if not body.get("trigger_id"):
+            _tell_user(deps, body, actor, NO_TRIGGER)
+            return
         client.views_open(trigger_id=body["trigger_id"], view=blocks_notices.minutes_modal(report))
         return
-    reply = give_incident_time(deps, context["actor"], report, report["suggested_minutes"])
+    reply = give_incident_time(deps, actor, report, report["suggested_minutes"])
     if not reply.ok:
-        _tell_user(deps, body, reply.text)
+        _tell_user(deps, body, actor, reply.text, reply.mentions)
+
+
+def _for_support(ctx: Ctx, report_id: int) -> dict[str, Any]:
+    require_support(
+        db_session=ctx.db_session, user_id=ctx.actor, doing="give candidates incident time"
+    )
+    return question_error.show(ctx, report_id=report_id)
 
 
 def on_minutes_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
     deps: Deps = context["deps"]
-    minutes = _minutes(blocks_notices.modal_values(view).get("minutes"))
+    try:
+        minutes = _minutes(blocks_notices.modal_values(view).get("minutes"))
+    except NotMinutes:
+        minutes = None
     if not minutes:
         ack(response_action="errors", errors={"minutes": "Give a number of minutes above 0."})
         return
-    report = _report(deps, int(view["private_metadata"]))
+    report_id = _number(view.get("private_metadata"))
+    report = _report(deps, report_id) if report_id is not None else None
+    if not isinstance(report, dict):
+        refusal = report.text if isinstance(report, Reply) else NOT_A_REPORT
+        ack(response_action="errors", errors={"minutes": refusal[:150]})
+        return
     reply = give_incident_time(deps, context["actor"], report, minutes)
     if not reply.ok:
         ack(response_action="errors", errors={"minutes": reply.text[:150]})

@@ -1,0 +1,151 @@
+"""Read receipts that mean "read" (R13): "opened" (the candidate's browser showed the page) is
+kept apart from "read" (the candidate pressed "I have read this"), in the progress shown in
+Slack, in `examdesk status TEST --json` and across the 0006 migration."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import OSLO
+from sqlalchemy import inspect, select, text
+from starlette.datastructures import Headers
+
+from bot.blocks_notices import progress_line
+from bot.web_notices import opened_by_a_person
+from notifications import inapp
+from notifications.progress import progress
+from store import migrate
+from store.models import Candidate, Notice
+
+CODE = "TDT4100-2026H"
+PHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1"
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "counts"),
+    [
+        ("GET", {"user-agent": PHONE, "sec-fetch-dest": "document"}, True),
+        ("GET", {"user-agent": PHONE}, True),  # a browser too old to say what it fetches
+        ("HEAD", {"user-agent": PHONE}, False),
+        ("GET", {"user-agent": PHONE, "sec-purpose": "prefetch;prerender"}, False),
+        ("GET", {"user-agent": PHONE, "purpose": "prefetch"}, False),
+        ("GET", {"user-agent": PHONE, "sec-fetch-dest": "iframe"}, False),
+        ("GET", {}, False),
+        (
+            "GET",
+            {"user-agent": "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"},
+            False,
+        ),
+        ("GET", {"user-agent": "facebookexternalhit/1.1"}, False),
+        ("GET", {"user-agent": "WhatsApp/2.23.20.0 A"}, False),
+        ("GET", {"user-agent": "Twitterbot/1.0"}, False),
+        ("GET", {"user-agent": "TelegramBot (like TwitterBot)"}, False),
+        ("GET", {"user-agent": "Mozilla/5.0 (Windows NT 6.1; WOW64) SkypeUriPreview"}, False),
+        ("GET", {"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1)"}, False),
+        ("GET", {"user-agent": "Mozilla/5.0 (compatible; bingbot/2.0)"}, False),
+        ("GET", {"user-agent": "iMessageLinkPreview"}, False),
+        ("GET", {"user-agent": "Microsoft Office/16.0 (Microsoft Outlook 16.0.12026)"}, False),
+    ],
+)
+def test_r13_only_a_persons_browser_counts_as_opening_the_page(method, headers, counts):
+    assert opened_by_a_person(method, Headers(headers)) is counts
+
+
+def _sent(world) -> tuple[int, dict[str, str]]:
+    world.add_test(CODE)
+    world.add_candidates(CODE, ["10001", "10002", "10003"])
+    reply = world.run(f"/notice {CODE} Oppgave 2: bruk kg.", confirmed=True)
+    assert reply.ok, reply.text
+    with world.factory() as s:
+        tokens = {c.number: c.notice_token for c in s.scalars(select(Candidate))}
+        ids = {c.number: c.id for c in s.scalars(select(Candidate))}
+        for number in ("10001", "10002"):
+            inapp.record_opened(db_session=s, candidate_id=ids[number], now=world.now)
+        assert inapp.confirm_read(
+            db_session=s, token=tokens["10001"], notice_id=reply.data["notice_id"], now=world.now
+        )
+        s.commit()
+    return reply.data["notice_id"], tokens
+
+
+def test_r13_progress_in_slack_shows_opened_apart_from_read(world):
+    notice_id, _ = _sent(world)
+    with world.factory() as s:
+        found = progress(db_session=s, notice_id=notice_id)
+    assert (found.inapp, found.opened, found.read) == (3, 2, 1)
+    assert progress_line(found).startswith("in-app 3, read 1 (opened 2)")
+
+
+def test_r13_status_json_lists_each_notice_with_opened_and_read(world, cli):
+    notice_id, _ = _sent(world)
+    result = cli("status", CODE, "--json")
+    assert result.returncode == 0, result.stderr
+    (notice,) = json.loads(result.stdout)["notices"]
+    with world.factory() as s:
+        sent_at = s.get(Notice, notice_id).created_at
+    assert notice == {
+        "id": notice_id,
+        "sent_at": sent_at.astimezone(OSLO).isoformat(),
+        "inapp": 3,
+        "opened": 2,
+        "read": 1,
+        "sms": {"pending": 3},
+        "email": {},
+    }
+    assert notice["sent_at"] == "2026-12-01T10:00:00+01:00"
+
+
+def test_0006_moves_what_a_page_view_marked_read_to_opened_and_downgrades_back(tmp_path):
+    """Before 0006 a page view set read_at; that was an opening, not a confirmation."""
+
+    from store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.alembic_config(engine)
+
+    def to(revision: str, step=migrate.upgrade) -> None:
+        step(engine, revision)
+
+    to("0003")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                'INSERT INTO tests (id, code, title, kind, start, "end", has_upload, '
+                "auto_deliver, updated_at) VALUES (1, 'T-1', 'T', 'school', "
+                "'2026-12-01 08:00:00', '2026-12-01 12:00:00', 1, 1, '2026-11-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO candidates (id, test_id, number, language, extra_minutes, "
+                "incident_minutes, status, notice_token) VALUES "
+                "(1, 1, '1', 'nb', 0, 0, 'started', 'a'), (2, 1, '2', 'nb', 0, 0, 'started', 'b')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO notices (id, test_id, text_nb, text_en, created_by, created_at) "
+                "VALUES (1, 1, 'x', '', 'U1', '2026-12-01 09:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO notice_receipts (notice_id, candidate_id, read_at) VALUES "
+                "(1, 1, '2026-12-01 09:05:00'), (1, 2, NULL)"
+            )
+        )
+    migrate.upgrade(engine)
+    assert migrate.is_up_to_date(engine)
+    rows = "SELECT candidate_id, opened_at, read_at FROM notice_receipts ORDER BY candidate_id"
+    with engine.connect() as conn:
+        assert conn.execute(text(rows)).all() == [(1, "2026-12-01 09:05:00", None), (2, None, None)]
+    to("0003", migrate.downgrade)
+    assert "opened_at" not in {c["name"] for c in inspect(engine).get_columns("notice_receipts")}
+    with engine.connect() as conn:
+        back = "SELECT candidate_id, read_at FROM notice_receipts ORDER BY candidate_id"
+        assert conn.execute(text(back)).all() == [(1, "2026-12-01 09:05:00"), (2, None)]
+    engine.dispose()
