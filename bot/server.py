@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 # every interface; with Socket Mode only health and the notice pages are served here.
 HOST = "0.0.0.0"
 SOCKET_RETRY_SECONDS = 30
-SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -114,10 +113,6 @@ def serve(settings: Settings, *, engine: Engine, session_factory: sessionmaker[S
     # What is built by now lives as long as the process: keeping it out of the collector's
     # full passes spares requests their occasional multi-millisecond stall (p99).
     gc.freeze()
-    # Each database call releases the GIL; getting it back waits up to the switch interval
-    # (5 ms by default) while another request's thread computes. With 8 requests at once
-    # that wait, not the work, made the p50 of database-heavy commands.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     stop_socket = threading.Event()
     handler = None
     try:

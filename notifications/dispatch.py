@@ -36,6 +36,7 @@ import queue
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -50,7 +51,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifications import texts
 from notifications.channels import SMS
-from notifications.ratelimit import LATE, SendSchedule
+from notifications.ratelimit import SendSchedule
 from notifications.transports import (
     Message,
     OutcomeUnknown,
@@ -66,7 +67,11 @@ log = logging.getLogger(__name__)
 
 LEASE_PREFIX = "notifier:"
 READY_SECONDS = 0.5  # of sends marked ahead of their slots, at the whole rate
-ANY_TIME = math.inf  # the send slot of a message that has none (e-mail): never missed
+# An SMS goes to its sending thread this long before its slot; that thread waits for the
+# slot itself, so that nothing but its own wakeup stands between the slot and the request,
+# and only a few threads wait at a time.
+HAND_OVER_SECONDS = 0.05
+SWITCH_INTERVAL_SECONDS = 0.0005
 ProgressCallback = Callable[[int], None]
 
 
@@ -259,6 +264,12 @@ class Dispatcher:
     def run(self) -> None:
         """Until ``stop()``: claim due deliveries and send them; meanwhile, from threads of
         their own, keep the liveness row, sweep and reconcile."""
+        # Process-wide, for the send slots: a sending thread that wakes at its slot waits for
+        # the GIL while another thread of this process computes, up to the switch interval.
+        # At Python's default (5 ms) such waits make it miss slots (the deployment falls
+        # short of its rate) and, after the slot's last check, can carry a request into the
+        # next second of sends (over SMS_PER_SECOND at the provider). The only such setting.
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self._heartbeat_logged()
         heart = threading.Thread(target=self._beat, name="notifier-heartbeat", daemon=True)
         heart.start()
@@ -341,13 +352,11 @@ class Dispatcher:
                     return False
 
     def _pace(self) -> None:
-        """Each marked job at its send slot to a sending thread; once stopping, back to
-        pending with the rest of the queue."""
+        """Each marked job to a sending thread (SMS: shortly before its send slot); once
+        stopping, back to pending with the rest of the queue."""
         while (job := self._ready.get()) is not None:
             try:
-                slot = self._take_slot(job)
-                if slot is not None:
-                    self.pool.submit(self._send_in_time, job, slot)
+                if self._hand_to_thread(job):
                     continue
             except Exception:
                 log.exception("could not send delivery %s; it goes back to pending", job.id)
@@ -416,24 +425,28 @@ class Dispatcher:
             ).all()
         return [_job(row) for row in rows]
 
-    def _take_slot(self, job: Job) -> float | None:
-        """A free sending thread, then (SMS) this process's next send slot: its time
-        (``ANY_TIME`` for other channels), or None when stopping or no slot can be had."""
+    def _hand_to_thread(self, job: Job) -> bool:
+        """A free sending thread for the job and (SMS) its send slot; False when stopping or
+        no slot can be had."""
         while not self.slots.acquire(timeout=0.2):
             if self.stopping.is_set():
-                return None
+                return False
         if job.channel != SMS:
-            return ANY_TIME
-        slot = self.schedule.acquire(self.stopping, wanted=self._ready.qsize() + 1)
-        if slot is None:
+            self.pool.submit(self._send, job)
+            return True
+        slot = self.schedule.take(self.stopping, wanted=self._ready.qsize() + 1)
+        if slot is None or self.stopping.wait(
+            max(0.0, slot - HAND_OVER_SECONDS - time.monotonic())
+        ):
             self.slots.release()
-        return slot
+            return False
+        self.pool.submit(self._send_at, job, slot)
+        return True
 
-    def _send_in_time(self, job: Job, slot: float) -> None:
-        # The sending thread may get the CPU late too: a send that would start more than
-        # LATE after its slot waits for another slot instead.
-        while time.monotonic() - slot > LATE:
-            next_slot = self.schedule.acquire(self.stopping)
+    def _send_at(self, job: Job, slot: float) -> None:
+        # A thread that wakes too late for its slot sends at the next one instead.
+        while not self.schedule.wait_for(slot, self.stopping):
+            next_slot = self.schedule.take(self.stopping)
             if next_slot is None:
                 self.slots.release()
                 self._unmark([job.id])
@@ -596,8 +609,8 @@ class Dispatcher:
         record their outcomes."""
         self._ready.put(None)
         self._pacer.join()
-        self.schedule.close()
         self.pool.shutdown(wait=True)
+        self.schedule.close()
         self._results.put(None)
         self._writer.join()
 

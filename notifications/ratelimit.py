@@ -83,8 +83,8 @@ def book(session_factory: sessionmaker[Session], *, count: int, interval: timede
 class SendSchedule:
     """The slots this process has booked, handed out in order.
 
-    Bookings run in a thread of their own, ahead of need, so that a thread waiting for its
-    slot never waits for the database meanwhile and misses it.
+    Bookings run in a thread of their own, ahead of need, so that taking a slot does not wait
+    for the database, and the thread that sends at that slot waits for nothing else.
     """
 
     def __init__(self, session_factory: sessionmaker[Session], rate: float) -> None:
@@ -96,22 +96,22 @@ class SendSchedule:
         self._booker = ThreadPoolExecutor(1, thread_name_prefix="notifier-book")
         self._booking: Future[tuple[float, int]] | None = None
 
-    def acquire(self, stop: threading.Event, *, wanted: int = 1) -> float | None:
-        """Wait for this process's next slot and return it (a ``time.monotonic()`` value);
-        None if ``stop`` was set meanwhile, or no slot could be booked (the database is
-        unreachable). ``wanted``: the SMS this process has waiting, this one included; no
-        slots are booked beyond those, which would go unused."""
-        while not stop.is_set():
-            with self._lock:
-                slot = self._next(stop, wanted)
-            if slot is None:
-                return None
-            delay = slot - time.monotonic()
-            if delay > 0 and stop.wait(delay):
-                return None
-            if time.monotonic() - slot <= LATE:
-                return slot
-        return None
+    def take(self, stop: threading.Event, *, wanted: int = 1) -> float | None:
+        """This process's next slot not yet missed (a ``time.monotonic()`` value), without
+        waiting for it; None if ``stop`` was set meanwhile, or no slot could be booked (the
+        database is unreachable). ``wanted``: the SMS this process has waiting, this one
+        included; no slots are booked beyond those, which would go unused."""
+        with self._lock:
+            return None if stop.is_set() else self._next(stop, wanted)
+
+    @staticmethod
+    def wait_for(slot: float, stop: threading.Event) -> bool:
+        """Wait until ``slot``: True if this thread got there in time to send (within
+        ``LATE``), False if it woke later (the slot is given up) or ``stop`` was set."""
+        delay = slot - time.monotonic()
+        if delay > 0 and stop.wait(delay):
+            return False
+        return time.monotonic() - slot <= LATE
 
     def close(self) -> None:
         self._booker.shutdown(wait=True, cancel_futures=True)

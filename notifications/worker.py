@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import logging
-import sys
 from typing import Any
 
 from sqlalchemy import Engine
@@ -16,10 +14,6 @@ __all__ = ["run_worker", "start_dispatcher"]
 
 log = logging.getLogger(__name__)
 
-# The thread waiting for the next send slot must get the GIL back within a fraction of a
-# slot, which Python's default switch interval (5 ms) is not at 100 SMS a second.
-SWITCH_INTERVAL_S = 0.0005
-
 
 def run_worker(settings: Any, *, engine: Engine, session_factory: sessionmaker[Session]) -> int:
     """Send until SIGTERM or SIGINT; requests already out are finished and recorded."""
@@ -29,11 +23,6 @@ def run_worker(settings: Any, *, engine: Engine, session_factory: sessionmaker[S
         log.error("notifier cannot start: %s", error)
         return 1
     install_stop_signals(dispatcher.stop)
-    # What is built by now lives as long as the process. Kept out of the collector's full
-    # passes, it no longer stalls every thread at once now and then, the one waiting for the
-    # next send slot included.
-    gc.freeze()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     log.info(
         "notifier %s running on %s, SMS_PER_SECOND=%s (shared by all running notifiers)",
         dispatcher.worker_id,
