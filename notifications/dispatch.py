@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
@@ -55,6 +56,7 @@ from notifications.ratelimit import SendSchedule
 from notifications.transports import (
     Message,
     OutcomeUnknown,
+    SlotMissed,
     Transport,
     TransportError,
     build_transports,
@@ -67,9 +69,9 @@ log = logging.getLogger(__name__)
 
 LEASE_PREFIX = "notifier:"
 READY_SECONDS = 0.5  # of sends marked ahead of their slots, at the whole rate
-# An SMS goes to its sending thread this long before its slot; that thread waits for the
-# slot itself, so that nothing but its own wakeup stands between the slot and the request,
-# and only a few threads wait at a time.
+# An SMS goes to its sending thread this long before its slot: the thread builds the request
+# and waits for the slot at the wire (the transport's gate), so that nothing but its own
+# wakeup stands between the slot and the request; only a few threads wait at a time.
 HAND_OVER_SECONDS = 0.05
 SWITCH_INTERVAL_SECONDS = 0.0005
 ProgressCallback = Callable[[int], None]
@@ -440,19 +442,8 @@ class Dispatcher:
         ):
             self.slots.release()
             return False
-        self.pool.submit(self._send_at, job, slot)
+        self.pool.submit(self._send, job, slot)
         return True
-
-    def _send_at(self, job: Job, slot: float) -> None:
-        # A thread that wakes too late for its slot sends at the next one instead.
-        while not self.schedule.wait_for(slot, self.stopping):
-            next_slot = self.schedule.take(self.stopping)
-            if next_slot is None:
-                self.slots.release()
-                self._unmark([job.id])
-                return
-            slot = next_slot
-        self._send(job)
 
     def _group_size(self) -> int:
         # Marking a few at a time keeps the database's write load low at high rates; the
@@ -503,46 +494,61 @@ class Dispatcher:
         except Exception:
             log.exception("could not put unsent deliveries back; the sweep settles them")
 
-    def _send(self, job: Job) -> None:
-        attempts = job.attempts + 1
-        values: dict[str, Any]
+    def _send(self, job: Job, slot: float | None = None) -> None:
+        """Send ``job`` (an SMS at ``slot``), record the outcome, free the sending thread."""
         try:
-            try:
-                transport = self.transports[job.channel]
-                provider_id = transport.send(job.message(self.public_url))
-                status = "logged" if transport.logs_only else "sent"
-                values = {"status": status, "provider_id": provider_id, "sent_at": clock.now()}
-                values |= {"error_code": None, "error_message": None}
-            except TransportError as error:
-                if error.permanent or attempts >= self.tuning.max_attempts:
-                    reason = (
-                        str(error)
-                        if error.permanent
-                        else f"gave up after {attempts} tries: {error}"
-                    )
-                    values = {"status": "failed", "error_code": error.code, "error_message": reason}
-                else:
-                    retry_at = clock.now() + timedelta(seconds=self.tuning.backoff(attempts))
-                    values = {
-                        "status": "pending",
-                        "next_attempt_at": retry_at,
-                        "error_code": error.code,
-                        "error_message": str(error),
-                    }
-            except OutcomeUnknown as error:
-                values = {
-                    "status": "unknown",
-                    "error_code": "no_answer",
-                    "error_message": str(error),
-                }
-            except Exception as error:
-                # A bug of ours may strike before or after the request: never guess 'unsent'.
-                log.exception("sending delivery %s failed unexpectedly", job.id)
-                values = {"status": "unknown", "error_code": "error", "error_message": repr(error)}
-            values |= {"claimed_by": None, "claimed_until": None, "updated_at": clock.now()}
-            self._results.put((job, values))
+            values = self._attempt(job, slot)
+            if values is None:
+                self._unmark([job.id])
+            else:
+                values |= {"claimed_by": None, "claimed_until": None, "updated_at": clock.now()}
+                self._results.put((job, values))
         finally:
             self.slots.release()
+
+    def _attempt(self, job: Job, slot: float | None) -> dict[str, Any] | None:
+        """The outcome's values for the row; None when stopping before the request left."""
+        attempts = job.attempts + 1
+        try:
+            transport = self.transports[job.channel]
+            message = job.message(self.public_url)
+            while True:
+                gate = None
+                if slot is not None:
+                    gate = partial(self.schedule.wait_for, slot, self.stopping)
+                try:
+                    provider_id = transport.send(message, gate)
+                    break
+                except SlotMissed:
+                    # Ready too late for its slot (the thread woke late): the next one.
+                    slot = self.schedule.take(self.stopping)
+                    if slot is None:
+                        return None
+        except TransportError as error:
+            if error.permanent or attempts >= self.tuning.max_attempts:
+                reason = (
+                    str(error) if error.permanent else f"gave up after {attempts} tries: {error}"
+                )
+                return {"status": "failed", "error_code": error.code, "error_message": reason}
+            return {
+                "status": "pending",
+                "next_attempt_at": clock.now() + timedelta(seconds=self.tuning.backoff(attempts)),
+                "error_code": error.code,
+                "error_message": str(error),
+            }
+        except OutcomeUnknown as error:
+            return {"status": "unknown", "error_code": "no_answer", "error_message": str(error)}
+        except Exception as error:
+            # A bug of ours may strike before or after the request: never guess 'unsent'.
+            log.exception("sending delivery %s failed unexpectedly", job.id)
+            return {"status": "unknown", "error_code": "error", "error_message": repr(error)}
+        return {
+            "status": "logged" if transport.logs_only else "sent",
+            "provider_id": provider_id,
+            "sent_at": clock.now(),
+            "error_code": None,
+            "error_message": None,
+        }
 
     def _write_results(self) -> None:
         """One writer records outcomes in batches: a transaction per ~0.1 s, not per SMS."""

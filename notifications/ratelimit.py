@@ -39,6 +39,7 @@ SCHEDULE = "sms-schedule"
 # Slots are 1 / (rate × (1 − HEADROOM)) apart: the average stays within HEADROOM of the rate.
 HEADROOM = 0.03
 LATE = 0.010  # seconds; a slot missed by more is given up
+PAIRED = 0.0002  # seconds; two clock readings at most this far apart were made together
 # Seconds of slots booked at a time. A process books one such chunk whenever it has fewer
 # than CHUNKS_AHEAD left (and SMS waiting for them): one booking per chunk used, so processes
 # with work get equal shares, and a booking has that many chunks' time to come back. A
@@ -142,4 +143,19 @@ class SendSchedule:
 
     def _book(self, count: int) -> tuple[float, int]:
         start = book(self.session_factory, count=count, interval=timedelta(seconds=self.interval))
-        return time.monotonic() + (start - clock.now()).total_seconds(), count
+        return monotonic_at(start), count
+
+
+def monotonic_at(moment: datetime) -> float:
+    """``moment`` (a time of day, as ``clock.now()`` gives) on ``time.monotonic()``'s scale.
+
+    Every sender maps the slots it books so: the two clocks are read as a pair no other
+    thread came between (else this chunk of slots would be off by that thread's turn).
+    """
+    for _ in range(5):
+        before = time.monotonic()
+        now = clock.now()
+        after = time.monotonic()
+        if after - before <= PAIRED:
+            break
+    return (before + after) / 2 + (moment - now).total_seconds()
