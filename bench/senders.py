@@ -324,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     rows = [
         ["senders", f"{args.serve} serve + {args.workers} worker"],
+        ["candidates", f"{n:,}"],
         [
             "SMS deliveries / statuses",
             f"{expected:,} / " + ", ".join(f"{k} {v}" for k, v in sorted(final.items())),
@@ -373,15 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         "duplicates": duplicates,
         "lost": lost,
         "stall_after_kill_s": round(stall, 2) if killed else None,
-        "candidates": n,
-        "serve": args.serve,
-        "workers": args.workers,
-        "shares": shares,
-        "killed": [s.name for s in killed],
-        "leader_takeover_s": round(takeover, 2) if killed else None,
-        "resent_after_kill": resent if killed else None,
-        "machine": machine(),
     }
+    print(f"machine: {json.dumps(machine())}")
     return finish(result, targets, check=args.check)
 
 

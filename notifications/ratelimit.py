@@ -11,9 +11,10 @@ schedule, and each gets slots as it has work to send.
 Why no one-second window holds more than ``rate`` sends: slots are a little more than
 ``1 / rate`` apart (``HEADROOM``), so any ``rate`` of them in a row span more than a second
 by a margin. A send that starts late by less than that margin cannot bring one more into a
-window. A slot missed by more than ``LATE`` (the thread woke late) is given up, never used
-late; the rest of the margin covers the way to the provider. The hosts' clocks must agree
-(NTP): slots are times of day.
+window. The slot is kept where the request leaves (the transport's gate, once the request is
+built); a slot missed there by more than ``LATE`` (the thread woke late) is given up, never
+used late; the rest of the margin covers the last step onto the wire. The hosts' clocks must
+agree (NTP): slots are times of day.
 """
 
 from __future__ import annotations
