@@ -268,9 +268,9 @@ class Dispatcher:
         their own, keep the liveness row, sweep and reconcile."""
         # Process-wide, for the send slots: a sending thread that wakes at its slot waits for
         # the GIL while another thread of this process computes, up to the switch interval.
-        # At Python's default (5 ms) such waits make it miss slots (the deployment falls
-        # short of its rate) and, after the slot's last check, can carry a request into the
-        # next second of sends (over SMS_PER_SECOND at the provider). The only such setting.
+        # At Python's default (5 ms) such waits make it miss more of its slots, and a notice
+        # goes out further below SMS_PER_SECOND. Set here only, for every process that
+        # sends (serve and worker).
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self._heartbeat_logged()
         heart = threading.Thread(target=self._beat, name="notifier-heartbeat", daemon=True)
