@@ -230,9 +230,11 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
         "nproc": os.cpu_count(),
         "cpu": cpu,
+        "memory_gib": round(memory, 1),
         "python": platform.python_version(),
     }
 

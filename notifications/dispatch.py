@@ -36,6 +36,7 @@ import queue
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -43,6 +44,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
@@ -67,6 +69,7 @@ from notifications.ratelimit import SendSchedule
 from notifications.transports import (
     Message,
     OutcomeUnknown,
+    SlotMissed,
     Transport,
     TransportError,
 )
@@ -78,6 +81,11 @@ log = logging.getLogger(__name__)
 
 LEASE_PREFIX = "notifier:"
 READY_SECONDS = 0.5  # of sends marked ahead of their slots, at the whole rate
+# An SMS goes to its sending thread this long before its slot: the thread builds the request
+# and waits for the slot at the wire (the transport's gate), so that nothing but its own
+# wakeup stands between the slot and the request; only a few threads wait at a time.
+HAND_OVER_SECONDS = 0.05
+SWITCH_INTERVAL_SECONDS = 0.0005
 ProgressCallback = Callable[[int], None]
 
 
@@ -248,7 +256,8 @@ class Dispatcher:
         self._live_until = 0.0  # time.monotonic() until which our liveness row is current
         self._heart_stopping = threading.Event()
         # Marked jobs, from the loop (which waits for the database) to the pacer (which
-        # waits for send slots): enough that the pacer never runs dry while the loop claims.
+        # waits for send slots): enough that the pacer never runs dry while the loop claims,
+        # and that the schedule books as many slots as it may while there is work.
         ahead = max(self._group_size(), math.ceil(rate * READY_SECONDS))
         self._ready: queue.Queue[Job | None] = queue.Queue(maxsize=ahead)
         self._pacer = threading.Thread(target=self._pace, name="notifier-pace", daemon=True)
@@ -264,19 +273,26 @@ class Dispatcher:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> None:
-        """Until ``stop()``: claim due deliveries, send them, keep leases and sweep."""
+        """Until ``stop()``: claim due deliveries and send them; meanwhile, from threads of
+        their own, keep the liveness row, sweep and reconcile."""
+        # Process-wide, for the send slots: a sending thread that wakes at its slot waits for
+        # the GIL while another thread of this process computes, up to the switch interval.
+        # At Python's default (5 ms) such waits make it miss more of its slots, and a notice
+        # goes out further below SMS_PER_SECOND. Set here only, for every process that
+        # sends (serve and worker).
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self._heartbeat_logged()
         heart = threading.Thread(target=self._beat, name="notifier-heartbeat", daemon=True)
         heart.start()
-        next_maintenance = 0.0
+        # Reconciliation asks the provider, one message at a time: never in the way of sending.
+        upkeep = threading.Thread(target=self._upkeep, name="notifier-upkeep", daemon=True)
+        upkeep.start()
         try:
             while not self.stopping.is_set():
-                if time.monotonic() >= next_maintenance:
-                    self.maintain()
-                    next_maintenance = time.monotonic() + self.tuning.maintain_seconds
                 if not self.dispatch_batch():
                     self.stopping.wait(self.tuning.poll_seconds)
         finally:
+            upkeep.join()
             # Let requests already out finish and be recorded: an abandoned 'sending' row
             # would become 'unknown' needlessly. The heartbeat goes on meanwhile.
             self.close()
@@ -287,6 +303,12 @@ class Dispatcher:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _upkeep(self) -> None:
+        while True:
+            self.maintain()
+            if self.stopping.wait(self.tuning.maintain_seconds):
+                return
 
     def maintain(self) -> None:
         try:
@@ -341,12 +363,11 @@ class Dispatcher:
                     return False
 
     def _pace(self) -> None:
-        """Each marked job at its send slot to a sending thread; once stopping, back to
-        pending with the rest of the queue."""
+        """Each marked job to a sending thread (SMS: shortly before its send slot); once
+        stopping, back to pending with the rest of the queue."""
         while (job := self._ready.get()) is not None:
             try:
-                if self._take_slot(job):
-                    self.pool.submit(self._send, job)
+                if self._hand_to_thread(job):
                     continue
             except Exception:
                 log.exception("could not send delivery %s; it goes back to pending", job.id)
@@ -415,14 +436,22 @@ class Dispatcher:
             ).all()
         return [_job(row) for row in rows]
 
-    def _take_slot(self, job: Job) -> bool:
-        """A free sending thread, then (SMS) this process's next send slot."""
+    def _hand_to_thread(self, job: Job) -> bool:
+        """A free sending thread for the job and (SMS) its send slot; False when stopping or
+        no slot can be had."""
         while not self.slots.acquire(timeout=0.2):
             if self.stopping.is_set():
                 return False
-        if job.channel == SMS and not self.schedule.acquire(self.stopping):
+        if job.channel != SMS:
+            self.pool.submit(self._send, job)
+            return True
+        slot = self.schedule.take(self.stopping, wanted=self._ready.qsize() + 1)
+        if slot is None or self.stopping.wait(
+            max(0.0, slot - HAND_OVER_SECONDS - time.monotonic())
+        ):
             self.slots.release()
             return False
+        self.pool.submit(self._send, job, slot)
         return True
 
     def _group_size(self) -> int:
@@ -474,49 +503,65 @@ class Dispatcher:
         except Exception:
             log.exception("could not put unsent deliveries back; the sweep settles them")
 
-    def _send(self, job: Job) -> None:
-        attempts = job.attempts + 1
-        values: dict[str, Any]
+    def _send(self, job: Job, slot: float | None = None) -> None:
+        """Send ``job`` (an SMS at ``slot``), record the outcome, free the sending thread."""
         try:
-            try:
-                transport = self.transports[job.channel]
-                provider_id = transport.send(job.message(self.public_url))
-                status = LOGGED if transport.logs_only else SENT
-                MESSAGES.labels(job.channel, status).inc()
-                values = {"status": status, "provider_id": provider_id, "sent_at": clock.now()}
-                values |= {"error_code": None, "error_message": None}
-            except TransportError as error:
-                if error.permanent or attempts >= self.tuning.max_attempts:
-                    reason = (
-                        str(error)
-                        if error.permanent
-                        else f"gave up after {attempts} tries: {error}"
-                    )
-                    values = {"status": FAILED, "error_code": error.code, "error_message": reason}
-                    MESSAGES.labels(job.channel, FAILED).inc()
-                else:
-                    retry_at = clock.now() + timedelta(seconds=self.tuning.backoff(attempts))
-                    values = {
-                        "status": PENDING,
-                        "next_attempt_at": retry_at,
-                        "error_code": error.code,
-                        "error_message": str(error),
-                    }
-            except OutcomeUnknown as error:
-                values = {
-                    "status": UNKNOWN,
-                    "error_code": "no_answer",
-                    "error_message": str(error),
-                }
-            except Exception as error:
-                # A bug of ours may strike before or after the request: never guess 'unsent'.
-                log.exception("sending delivery %s failed unexpectedly", job.id)
-                values = {"status": UNKNOWN, "error_code": "error", "error_message": repr(error)}
-            values |= {"claimed_by": None, "claimed_until": None, "updated_at": clock.now()}
-            values["status"] = to(Step.RECORD, values["status"])
-            self._results.put((job, values))
+            values = self._attempt(job, slot)
+            if values is None:
+                self._unmark([job.id])
+            else:
+                values |= {"claimed_by": None, "claimed_until": None, "updated_at": clock.now()}
+                values["status"] = to(Step.RECORD, values["status"])
+                self._results.put((job, values))
         finally:
             self.slots.release()
+
+    def _attempt(self, job: Job, slot: float | None) -> dict[str, Any] | None:
+        """The outcome's values for the row; None when stopping before the request left."""
+        attempts = job.attempts + 1
+        try:
+            transport = self.transports[job.channel]
+            message = job.message(self.public_url)
+            while True:
+                gate = None
+                if slot is not None:
+                    gate = partial(self.schedule.wait_for, slot, self.stopping)
+                try:
+                    provider_id = transport.send(message, gate)
+                    break
+                except SlotMissed:
+                    # Ready too late for its slot (the thread woke late): the next one.
+                    slot = self.schedule.take(self.stopping)
+                    if slot is None:
+                        return None
+        except TransportError as error:
+            if error.permanent or attempts >= self.tuning.max_attempts:
+                reason = (
+                    str(error) if error.permanent else f"gave up after {attempts} tries: {error}"
+                )
+                MESSAGES.labels(job.channel, FAILED).inc()
+                return {"status": FAILED, "error_code": error.code, "error_message": reason}
+            return {
+                "status": PENDING,
+                "next_attempt_at": clock.now() + timedelta(seconds=self.tuning.backoff(attempts)),
+                "error_code": error.code,
+                "error_message": str(error),
+            }
+        except OutcomeUnknown as error:
+            return {"status": UNKNOWN, "error_code": "no_answer", "error_message": str(error)}
+        except Exception as error:
+            # A bug of ours may strike before or after the request: never guess 'unsent'.
+            log.exception("sending delivery %s failed unexpectedly", job.id)
+            return {"status": UNKNOWN, "error_code": "error", "error_message": repr(error)}
+        status = LOGGED if transport.logs_only else SENT
+        MESSAGES.labels(job.channel, status).inc()
+        return {
+            "status": status,
+            "provider_id": provider_id,
+            "sent_at": clock.now(),
+            "error_code": None,
+            "error_message": None,
+        }
 
     def _write_results(self) -> None:
         """One writer records outcomes in batches: a transaction per ~0.1 s, not per SMS."""
@@ -581,8 +626,8 @@ class Dispatcher:
         record their outcomes."""
         self._ready.put(None)
         self._pacer.join()
-        self.schedule.close()
         self.pool.shutdown(wait=True)
+        self.schedule.close()
         self._results.put(None)
         self._writer.join()
 

@@ -7,6 +7,7 @@ HTTP client that rewrites the scheme and host of every request URL; the SDK buil
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,7 +21,14 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from notifications.config import NotifierConfig
 from notifications.masking import mask_phone, scrub
-from notifications.transports import Message, OutcomeUnknown, TransportError, secret_value
+from notifications.transports import (
+    Gate,
+    Message,
+    OutcomeUnknown,
+    TransportError,
+    pass_gate,
+    secret_value,
+)
 
 log = logging.getLogger(__name__)
 # The SDK logs every request and answer at INFO, headers included, several lines per SMS;
@@ -57,12 +65,32 @@ PERMANENT_CODES = {
 }
 
 
+class _Wire(threading.local):
+    gate: Gate | None = None  # the gate of the next request this thread makes
+
+
+class GatedAdapter(HTTPAdapter):
+    """Holds a request at its thread's gate once the SDK has built it, just before urllib3
+    writes it out: an SMS leaves at its send slot, not whenever the SDK is done."""
+
+    def __init__(self, wire: _Wire, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.wire = wire
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any):  # type: ignore[override]
+        gate, self.wire.gate = self.wire.gate, None
+        pass_gate(gate)
+        return super().send(request, *args, **kwargs)
+
+
 class PooledHttpClient(TwilioHttpClient):
-    """Keeps as many connections open as requests are in flight (default pools hold 10)."""
+    """Keeps as many connections open as requests are in flight (default pools hold 10), and
+    holds each at its thread's gate (``wire``), if any."""
 
     def __init__(self, *, timeout: float, pool_size: int) -> None:
         super().__init__(timeout=timeout, logger=_SDK_LOG)
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self.wire = _Wire()
+        adapter = GatedAdapter(self.wire, pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         assert self.session is not None
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
@@ -84,7 +112,7 @@ class RewritingHttpClient(PooledHttpClient):
         return super().request(method, url, *args, **kwargs)
 
 
-def http_client(api_url: str, *, timeout: float, pool_size: int) -> TwilioHttpClient:
+def http_client(api_url: str, *, timeout: float, pool_size: int) -> PooledHttpClient:
     if api_url.rstrip("/") == TWILIO_API:
         return PooledHttpClient(timeout=timeout, pool_size=pool_size)
     return RewritingHttpClient(api_url, timeout=timeout, pool_size=pool_size)
@@ -138,11 +166,12 @@ class TwilioTransport:
     ) -> None:
         if not sender and not messaging_service_sid:
             raise ValueError("set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID to send SMS")
-        self.client = Client(
-            account_sid,
-            auth_token,
-            http_client=http_client(api_url, timeout=timeout, pool_size=pool_size),
-        )
+        http = http_client(api_url, timeout=timeout, pool_size=pool_size)
+        self.wire = http.wire
+        self.client = Client(account_sid, auth_token, http_client=http)
+        # The SDK imports its API modules when they are first used, which takes a moment:
+        # here, not in the way of the first SMS (and of those queued behind it).
+        self.client.messages  # noqa: B018
         self.sender = sender
         self.messaging_service_sid = messaging_service_sid
         self.public_url = public_url
@@ -163,8 +192,9 @@ class TwilioTransport:
             pool_size=pool_size,
         )
 
-    def send(self, message: Message) -> str:
+    def send(self, message: Message, gate: Gate | None = None) -> str:
         to = mask_phone(message.address)
+        self.wire.gate = gate
         try:
             sid = self._create(message)
         except TransportError as error:
@@ -173,6 +203,8 @@ class TwilioTransport:
         except OutcomeUnknown:
             log.info("SMS to %s: no answer from Twilio, checked before any resend", to)
             raise
+        finally:
+            self.wire.gate = None
         log.info("SMS to %s accepted: %s", to, sid)
         return sid
 

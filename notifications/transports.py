@@ -13,6 +13,7 @@ import logging
 import smtplib
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -44,6 +45,20 @@ class OutcomeUnknown(Exception):
     """The request may have reached the provider; whether it was accepted is not known."""
 
 
+# Waits for a message's send slot, called right before the message goes out: False when the
+# slot has passed meanwhile (or the sender is stopping).
+Gate = Callable[[], bool]
+
+
+class SlotMissed(Exception):
+    """The message's send slot passed before it could go out: nothing was sent."""
+
+
+def pass_gate(gate: Gate | None) -> None:
+    if gate is not None and not gate():
+        raise SlotMissed
+
+
 class Transport(Protocol):
     channel: str
     # Whether ``find_sent`` can ask the provider what became of an uncertain send.
@@ -52,7 +67,10 @@ class Transport(Protocol):
     # never `sent`, so nobody believes a candidate was told.
     logs_only: bool
 
-    def send(self, message: Message) -> str: ...
+    def send(self, message: Message, gate: Gate | None = None) -> str:
+        """Send ``message``; with a ``gate``, it goes out only once the gate opens (as close
+        to the wire as the transport can), or ``SlotMissed`` is raised."""
+        ...
 
     def find_sent(self, message: Message, *, since: datetime) -> str | None:
         """The provider id of ``message`` if the provider has it, None if it surely has not."""
@@ -70,7 +88,8 @@ class LogTransport:
     def __init__(self, channel: str) -> None:
         self.channel = channel
 
-    def send(self, message: Message) -> str:
+    def send(self, message: Message, gate: Gate | None = None) -> str:
+        pass_gate(gate)
         log.warning(
             "%s not configured, logged instead of sent: to=%s subject=%r body=%r",
             self.channel,
@@ -119,7 +138,7 @@ class SmtpTransport:
             smtp.ehlo()
         return smtp
 
-    def send(self, message: Message) -> str:
+    def send(self, message: Message, gate: Gate | None = None) -> str:
         email = EmailMessage()
         email["From"] = self.mail_from
         email["To"] = message.address
@@ -138,6 +157,7 @@ class SmtpTransport:
         try:
             if self.user:
                 smtp.login(self.user, self.password or "")
+            pass_gate(gate)
             smtp.send_message(email)
         except smtplib.SMTPRecipientsRefused as error:
             raise TransportError(

@@ -189,8 +189,11 @@ class FakeTwilio:
                 {"code": 21604, "message": "A 'To' phone number is required.", "status": 400},
             )
             return
+        # A handler may know when the request's bytes arrived (bench/_fake_twilio.py asks
+        # the kernel); else it is now, once the request is read.
+        received_at = getattr(handler, "received_at", None) or time.monotonic()
         with self.lock:
-            self.requests.append((time.monotonic(), to, form))
+            self.requests.append((received_at, to, form))
             answer = self.always.get(to) or (self.script[to].pop(0) if self.script[to] else None)
         time.sleep(self.delay + (answer.delay if answer else 0))
         if not handler.headers.get("Authorization", "").startswith("Basic "):

@@ -21,7 +21,7 @@ from test_dispatch_crash import start_worker, worker_env
 
 from notifications.dispatch import LEASE_PREFIX, Dispatcher, Tuning, sweep
 from notifications.sms import TwilioTransport
-from notifications.transports import Message, TransportError
+from notifications.transports import Gate, Message, SlotMissed, TransportError, pass_gate
 from store import clock
 from store.models import Delivery, Lease
 
@@ -35,24 +35,25 @@ FAST = Tuning(poll_seconds=0.05, maintain_seconds=0.2, reconcile_after=3600)
 
 
 class Recorder:
-    """A provider that takes ``delay`` per message (or waits for ``gate``) and records when
+    """A provider that takes ``delay`` per message (or waits for ``hold``) and records when
     each send began."""
 
     channel = "sms"
     can_look_up = False
     logs_only = False
 
-    def __init__(self, delay: float = 0.05, gate: threading.Event | None = None) -> None:
+    def __init__(self, delay: float = 0.05, hold: threading.Event | None = None) -> None:
         self.delay = delay
-        self.gate = gate
+        self.hold = hold
         self.lock = threading.Lock()
         self.times: list[float] = []
 
-    def send(self, message: Message) -> str:
+    def send(self, message: Message, gate: Gate | None = None) -> str:
+        pass_gate(gate)
         with self.lock:
             self.times.append(time.monotonic())
-        if self.gate is not None:
-            self.gate.wait()
+        if self.hold is not None:
+            self.hold.wait()
         time.sleep(self.delay)
         return "SM" + uuid.uuid4().hex
 
@@ -136,8 +137,8 @@ def test_a_sender_stuck_in_a_slow_batch_stays_alive_and_keeps_its_claim(world):
     """Every send hangs for longer than a liveness row lasts: the sender's heartbeat renews
     it all the same, so another sender takes none of the rows it has claimed."""
     _notice(world, 20)
-    gate = threading.Event()
-    stuck = Recorder(gate=gate)
+    hold = threading.Event()
+    stuck = Recorder(hold=hold)
     tuning = Tuning(poll_seconds=0.05, heartbeat_seconds=0.2, lease_seconds=1.0)
     busy = _dispatcher(world, stuck, rate=10, tuning=tuning)
     other = _dispatcher(world, Recorder(), rate=10, tuning=tuning)
@@ -152,7 +153,7 @@ def test_a_sender_stuck_in_a_slow_batch_stays_alive_and_keeps_its_claim(world):
             with world.factory() as s:
                 assert s.get(Lease, LEASE_PREFIX + busy.worker_id).expires_at > clock.now()
     finally:
-        gate.set()
+        hold.set()
         busy.stop()
         thread.join(timeout=30)
         other.close()
@@ -179,35 +180,36 @@ def test_a_killed_senders_rows_are_free_within_seconds(world, database_url, tmp_
                 worker.kill()
         killed = time.monotonic()
         with world.factory() as s:
-            held = dict(
-                s.execute(
-                    select(Delivery.status, func.count())
-                    .where(Delivery.claimed_by.like(f"%:{worker.pid}:%"))
-                    .group_by(Delivery.status)
-                ).all()
-            )
-        assert held.get("pending", 0) > 0 and held.get("sending", 0) > 0
-        assert sum(held.values()) == 20
+            rows = s.execute(
+                select(Delivery.id, Delivery.status).where(
+                    Delivery.claimed_by.like(f"%:{worker.pid}:%")
+                )
+            ).all()
+        pending = {id_ for id_, status in rows if status == "pending"}
+        sending = {id_ for id_, status in rows if status == "sending"}
+        assert pending and sending and len(rows) == 20
 
         other = _dispatcher(world, Recorder(), rate=10)
+        taken: list[int] = []
+        released_after: list[float] = []
+
+        # A claim is a share of the rate: while the dead sender still counts as live, the
+        # first claim may be half of its rows. The rest follow; none is taken twice.
+        def take() -> bool:
+            jobs = other._claim()
+            if jobs and not released_after:
+                released_after.append(time.monotonic() - killed)
+            taken.extend(job.id for job in jobs)
+            return set(taken) >= pending
+
         try:
-            taken: list[int] = []
-            wait_until(lambda: taken.extend(job.id for job in other._claim()) or taken, timeout=60)
-            released_after = time.monotonic() - killed
-            # A claim is a share of the rate: while the dead sender still counts as live, the
-            # first claim may be half of its rows. The rest follow; none is taken twice.
-            wait_until(
-                lambda: (
-                    taken.extend(job.id for job in other._claim()) or len(taken) >= held["pending"]
-                ),
-                timeout=30,
-            )
+            wait_until(take, timeout=60)
         finally:
             other.close()
-        assert released_after <= defaults.lease_seconds + 2
-        assert len(taken) == len(set(taken)) == held["pending"]
+        assert released_after[0] <= defaults.lease_seconds + 2
+        assert len(taken) == len(set(taken)) and set(taken) == pending
         with world.factory.begin() as s:
-            assert sweep(db_session=s, now=clock.now())["unknown"] == held["sending"]
+            assert sweep(db_session=s, now=clock.now())["unknown"] == len(sending)
 
 
 def test_several_senders_together_keep_the_rate_in_every_one_second_window(world):
@@ -259,6 +261,32 @@ def test_each_sms_is_logged_once_with_the_number_masked(caplog):
         ),
         ("notifications.sms", logging.INFO, "SMS to +••••••••02 not accepted: 21211"),
     ]
+
+
+def test_an_sms_waits_for_its_slot_at_the_wire_and_a_missed_slot_sends_nothing():
+    """The SDK builds the request before the gate is asked (the slot is kept where the request
+    leaves, not where the SDK starts); a gate that says the slot has passed sends nothing."""
+    with FakeTwilio() as fake:
+        transport = TwilioTransport(
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            public_url="https://exams.example.org",
+            sender="+4759440000",
+            api_url=fake.url,
+        )
+        asked: list[int] = []
+
+        def gate(open_: bool) -> Gate:
+            return lambda: asked.append(len(fake.requests)) or open_
+
+        with pytest.raises(SlotMissed):
+            transport.send(Message(1, "sms", "+4741000001", "first"), gate(False))
+        assert asked == [0] and fake.requests == []
+        transport.send(Message(1, "sms", "+4741000001", "first"), gate(True))
+        transport.send(Message(2, "sms", "+4741000002", "second"))  # no gate: at once
+        transport.find_sent(Message(2, "sms", "+4741000002", "second"), since=clock.now())
+    assert asked == [0, 0]
+    assert [m["body"] for m in fake.accepted] == ["first", "second"]
 
 
 def test_a_heartbeat_slower_than_half_the_liveness_is_refused_with_the_fix(cli):

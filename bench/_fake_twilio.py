@@ -1,0 +1,93 @@
+"""The fake Twilio of bench/senders.py, in a process of its own, timing requests by the kernel.
+
+The real Twilio is on other machines: a fake inside the benchmark process would time the
+requests it receives under the GIL of the process that also watches the database. Even in a
+process of its own, a request is read when the fake's thread gets the CPU, which on a busy
+machine can be tens of milliseconds after it arrived; so each request's time is the one the
+kernel stamped on its first bytes (``SO_TIMESTAMPNS``): when the sender sent it.
+
+Run as ``python -m bench._fake_twilio DELAY OUT``: it prints its URL, answers every message
+after DELAY seconds (tests/fake_twilio.py), and on SIGTERM writes to the file OUT what it
+received: ``{"requests": [[time.monotonic(), to], …], "accepted": [[to, body], …]}``. On
+Linux the monotonic clock is one for all processes, so those times compare with the
+benchmark's.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench._support import FakeTwilio
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value
+
+
+def kernel_timed(
+    handler_class: type, realtime_minus_monotonic: float, unstamped: list[int]
+) -> type:
+    """``handler_class`` that sets ``received_at`` (monotonic) for each request it reads;
+    ``unstamped[0]`` counts those the kernel gave no stamp for (timed when read instead)."""
+
+    class KernelTimed(handler_class):  # type: ignore[misc, valid-type]
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            # The answer's headers and body are written apart; Nagle would hold the body back
+            # until the client's delayed ACK, some 40 ms after the DELAY.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def handle_one_request(self) -> None:
+            # The client sends its next request only after our answer, so nothing of it is
+            # buffered yet: peeking waits for its first bytes and returns their stamp.
+            self.received_at = None
+            try:
+                first, ancillary, _, _ = self.connection.recvmsg(
+                    1, socket.CMSG_SPACE(16), socket.MSG_PEEK
+                )
+            except OSError:
+                first, ancillary = b"", []
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = struct.unpack("qq", data[:16])
+                    self.received_at = seconds + nanoseconds / 1e9 - realtime_minus_monotonic
+            if first and self.received_at is None:
+                unstamped[0] += 1
+            super().handle_one_request()
+
+    return KernelTimed
+
+
+def main(delay: float, out: Path) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    twilio = FakeTwilio(delay=delay)
+    offset = time.time() - time.monotonic()
+    unstamped = [0]
+    twilio.server.RequestHandlerClass = kernel_timed(
+        twilio.server.RequestHandlerClass, offset, unstamped
+    )
+    # Accepted connections inherit it, so bytes that arrive before accept() are stamped too.
+    twilio.server.socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    with twilio:
+        print(twilio.url, flush=True)
+        while not stop.wait(0.5):
+            pass
+        with twilio.lock:
+            received = {
+                "requests": [[at, to] for at, to, _ in twilio.requests],
+                "unstamped": unstamped[0],
+                "accepted": [[m["to"], m["body"]] for m in twilio.accepted],
+            }
+    out.write_text(json.dumps(received))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(float(sys.argv[1]), Path(sys.argv[2])))
