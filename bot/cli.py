@@ -200,6 +200,7 @@ def _with_ctx(settings, factory, actor: str, work: Callable):
         now=clock.now(),
         work=work,
         registry_dir=settings.registry_dir,
+        outside=settings.outside,
     )
     if isinstance(result, Reply) and not result.ok:
         raise CliError(result.text)
@@ -281,6 +282,7 @@ def _run(args: argparse.Namespace) -> int:
         now=clock.now(),
         confirmed=args.yes,
         registry_dir=settings.registry_dir,
+        outside=settings.outside,
     )
     if not reply.ok:
         print(reply.text, file=sys.stderr)

@@ -14,6 +14,7 @@ from commands.context import Ctx
 from commands.errors import CommandError
 from commands.reply import Reply
 from commands.router import dispatch, reads_only
+from notifications.channels import Outside
 from store.db import read_only
 
 T = TypeVar("T")
@@ -28,6 +29,7 @@ def in_transaction(
     now: datetime,
     registry_dir: Path | None = None,
     reads_only: bool = False,
+    outside: Outside | None = None,
 ) -> T | Reply:
     """``work(ctx)`` applied whole or not at all.
 
@@ -45,6 +47,7 @@ def in_transaction(
             tz=tz,
             now=now,
             registry_dir=registry_dir,
+            outside=outside or Outside(),
         )
         try:
             result = work(ctx)
@@ -72,6 +75,7 @@ def execute(
     confirmed: bool = False,
     registry_dir: Path | None = None,
     store_preview: Callable[[Ctx, Reply], Reply] | None = None,
+    outside: Outside | None = None,
 ) -> Reply:
     """``store_preview`` keeps a preview for a later confirmation, in the same transaction."""
 
@@ -91,4 +95,5 @@ def execute(
         reads_only=reads_only(
             command_line, confirmed=confirmed, stores_preview=store_preview is not None
         ),
+        outside=outside,
     )

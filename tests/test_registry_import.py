@@ -169,8 +169,8 @@ def test_r11_refresh_never_undoes_staff_work_and_statuses_only_move_forward(
 ):
     """R11: incident time, reopenings and a staff delivery survive a refresh."""
     loaded.at("2026-12-01 10:00")
-    assert loaded.run(f"/incident-time {CODE} 10023 add 20").ok
-    assert loaded.run(f"/reopen {CODE} 10024 until-close").ok
+    assert loaded.run(f"/incident-time {CODE} 10023 add 20 test reason").ok
+    assert loaded.run(f"/reopen {CODE} 10024 until-close test reason").ok
     answer = tmp_path / "answer.pdf"
     answer.write_bytes(b"answer")
     with loaded.factory() as s:

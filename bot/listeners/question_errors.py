@@ -73,6 +73,7 @@ def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
         tz=deps.settings.tz,
         now=clock.now(),
         work=work,
+        outside=deps.settings.outside,
     )
 
 
@@ -169,6 +170,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         command_line=f"/question-error {text}".strip(),
         tz=deps.settings.tz,
         now=clock.now(),
+        outside=deps.settings.outside,
     )
     ack(response_type="ephemeral", **blocks.message(reply, tz=deps.settings.tz))
     if reply.ok and reply.data.get("post_to_support"):
@@ -335,6 +337,7 @@ def give_incident_time(deps: Deps, actor: str, report: dict[str, Any], minutes: 
         tz=deps.settings.tz,
         now=clock.now(),
         confirmed=True,
+        outside=deps.settings.outside,
     )
     first_line = mrkdwn(reply.text.splitlines()[0] if reply.text else "", reply.mentions)
     _thread(
