@@ -121,12 +121,20 @@ def change(
     )
     latest = _latest_end(ordinary_end(test), rows, own_ends, after)
     told = 0 if quiet else tell(ctx, test=test, candidate_ids=[r.id for r in rows], change=CHANGE)
-    reply = _receipt(
-        ctx, test, rows, len(rows), own_ends, operation, minutes, what, reason, latest, all_=False
+    return _receipt(
+        ctx,
+        test,
+        rows,
+        len(rows),
+        own_ends,
+        operation,
+        minutes,
+        what,
+        reason,
+        latest,
+        all_=False,
+        note=told_line(told, quiet=quiet),
     )
-    if line := told_line(told, quiet=quiet):
-        reply.text += "\n" + line
-    return reply
 
 
 def _change_all(
@@ -164,9 +172,19 @@ def _change_all(
     _apply(ctx, test, first, None, operation, minutes)
     latest = _latest_end_of_test(connection, ordinary_end(test), params)
     reply = _receipt(
-        ctx, test, first, count, own_ends, operation, minutes, what, reason, latest, all_=True
+        ctx,
+        test,
+        first,
+        count,
+        own_ends,
+        operation,
+        minutes,
+        what,
+        reason,
+        latest,
+        all_=True,
+        note=_tell_all(test),
     )
-    reply.text += "\n" + _tell_all(test)
     reply.data["notice_command"] = _notice_command(test, what)
     return reply
 
@@ -429,6 +447,7 @@ def _receipt(
     latest: datetime,
     *,
     all_: bool,
+    note: str = "",
 ) -> Reply:
     """``listed``: the first candidates (at least the first RECEIPT_LINES) before the change;
     the latest end time speaks for the rest."""
@@ -466,7 +485,9 @@ def _receipt(
         whom = f"candidates {', '.join(r.number for r in listed[:RECEIPT_LINES])}" + (
             f" and {count - RECEIPT_LINES} more" if count > RECEIPT_LINES else ""
         )
-    head = f"Incident time for {whom} of {test.code}: {what} (reason: {reason})."
+    head = f"Incident time for {whom} of {test.code}: {what} (reason: {reason})." + (
+        f" {note}" if note else ""
+    )
     log = (
         f"<@{ctx.actor}> incident time {what} for {whom} of {test.code}; why: {reason}; "
         f"latest end time now {format_time(latest, ctx.tz)}"

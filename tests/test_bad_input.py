@@ -300,7 +300,10 @@ CLI_CASES = [
     (["import", "candidates", "empty.csv"], "empty.csv is empty"),
     (["import", "candidates", "latin1.csv"], "is not UTF-8 text"),
     (["import", "tests", "missing.xlsx"], "There is no file missing.xlsx"),
-    (["deliver", CODE, "10023", "missing.pdf", "--as", SUPPORT], "There is no file"),
+    (
+        ["deliver", CODE, "10023", "missing.pdf", "--as", SUPPORT, "--reason", "r"],
+        "There is no file",
+    ),
     (["staff", "add", "bob", "--role", "support"], "'bob' is not a Slack user id"),
     (["staff", "add", "U0BOB1", "--role", "teacher", "--tests", "NOPE-1"], "no test NOPE-1"),
     (["staff", "remove", "U0NOBODY"], "U0NOBODY is not registered"),

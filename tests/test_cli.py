@@ -175,7 +175,7 @@ def test_deliver_a_file_for_a_candidate(running, cli, session_factory):
     big = running / "big.pdf"
     with big.open("wb") as handle:
         handle.truncate(50 * 1024 * 1024 + 1)
-    refused = cli("deliver", CODE, "10023", str(big), "--as", SUPPORT)
+    refused = cli("deliver", CODE, "10023", str(big), "--as", SUPPORT, "--reason", "r")
     assert refused.returncode == 1 and "at most 50 MB" in refused.stderr
     assert_clean(refused)
     with session_factory() as s:

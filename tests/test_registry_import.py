@@ -175,7 +175,7 @@ def test_r11_refresh_never_undoes_staff_work_and_statuses_only_move_forward(
     answer.write_bytes(b"answer")
     with loaded.factory() as s:
         ctx = Ctx(db_session=s, actor=SUPPORT, tz=OSLO, now=loaded.now)
-        attach_file(ctx, test_code="TMA4100-2026H", number="10023", path=answer, reason="")
+        attach_file(ctx, test_code="TMA4100-2026H", number="10023", path=answer, reason="mailed in")
         s.commit()
     rows = [list(r) for r in CANDIDATES]
     rows[0][8] = "not_started"  # a stale export
