@@ -18,7 +18,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from commands import registry, report
+from commands import question_reports, registry, report
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import get_test
@@ -241,6 +241,8 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
             f"(`/candidate {test.code} NUMBER` for each)"
         )
     lines.append(_notice_line(notices))
+    open_reports = question_reports.reports(ctx.db_session, test_id=test.id, only_open=True)
+    lines.append(question_reports.open_line(open_reports, tz))
     grading = _grading(ctx, test, ordinary_end, connection, params)
     lines.append(f"Grading: {grading['text']}")
     data: dict[str, Any] = {
@@ -257,6 +259,7 @@ def overview(ctx: Ctx, test: AnyTest) -> Reply:
         "individual": individual,
         "reopened": {"count": reopened_count, "first": reopen_items},
         "notices": notices,
+        "open_reports": [r.as_json(tz) for r in open_reports],
         "grading": grading,
     }
     return Reply(text="\n".join(lines), kind="overview", data=data)
