@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from notifications.channels import Outside
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -100,6 +102,10 @@ class Settings(BaseSettings):
     @cached_property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.examdesk_timezone)
+
+    @cached_property
+    def outside(self) -> Outside:
+        return Outside.from_settings(self)
 
     @property
     def slack_api_base_url(self) -> str:

@@ -12,6 +12,8 @@ from commands.errors import InvalidInput
 from store.models import Candidate, Change, Test
 
 MAX_REASON = 500
+# A reason ending with this changes the candidates without telling them.
+QUIET = "--quiet"
 
 
 def check_reason(reason: str) -> str:
@@ -22,6 +24,23 @@ def check_reason(reason: str) -> str:
             "characters or fewer. Nothing was changed."
         )
     return reason
+
+
+def require_reason(reason: str, usage: str | None = None) -> tuple[str, bool]:
+    """R4, R15: the reason a change must give, and whether it ends with ``--quiet``
+    (the candidates are then not told). Refused, with the usage, when there is none."""
+    reason = check_reason(reason.strip())
+    quiet = reason.lower().endswith(QUIET)
+    if quiet:
+        reason = reason[: -len(QUIET)].strip()
+    if not reason:
+        raise InvalidInput(
+            "Give a reason at the end: every change records why it was made (R4, R15). "
+            "Nothing was changed."
+            + (f" End it with `{QUIET}` to leave the candidates untold." if not quiet else ""),
+            usage,
+        )
+    return reason, quiet
 
 
 def record(

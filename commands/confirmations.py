@@ -25,6 +25,7 @@ from commands.reply import Reply
 from commands.router import dispatch
 from commands.runner import execute, in_transaction, refusal
 from commands.timeparse import format_time
+from notifications.channels import Outside
 from store.models import Confirmation
 
 # A button older than this shows a stale preview (candidates, times may have moved on).
@@ -40,6 +41,7 @@ def run_offering(
     tz: ZoneInfo,
     now: datetime,
     registry_dir: Path | None = None,
+    outside: Outside | None = None,
 ) -> Reply:
     """Run a command typed by a user; a preview it answers with is offered in the same
     transaction, its token in ``reply.confirm.token`` (one transaction instead of a read
@@ -52,6 +54,7 @@ def run_offering(
         now=now,
         registry_dir=registry_dir,
         store_preview=_offered,
+        outside=outside,
     )
 
 
@@ -95,6 +98,7 @@ def apply(
     tz: ZoneInfo,
     now: datetime,
     registry_dir: Path | None = None,
+    outside: Outside | None = None,
 ) -> Reply:
     """Run the confirmed command as ``actor``, once; the claim and the change commit together."""
 
@@ -112,6 +116,7 @@ def apply(
             work=claim_and_run,
             registry_dir=registry_dir,
             now=now,
+            outside=outside,
         )
     except CommandError as error:
         return refusal(error)

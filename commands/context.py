@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from notifications.channels import Outside
+
 
 @dataclass(frozen=True)
 class Ctx:
@@ -18,3 +20,5 @@ class Ctx:
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Oslo"))
     # Where the student registry's exports land (R11); None when not configured.
     registry_dir: Path | None = None
+    # Page links, SUPPORT_CONTACT and the log-only channels, for messages and previews.
+    outside: Outside = field(default_factory=Outside)

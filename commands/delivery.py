@@ -17,10 +17,17 @@ from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
 from commands.reopen import close_reopening, end_reopening
 from commands.status import candidate_status
+from commands.tell_candidates import tell, told_line
 from commands.timing import active_reopening, timing
+from notifications.candidate_messages import DELIVERED
 from store.models import Candidate, CandidateStatus, Reopening, Submission, Test, TestKind
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
+DELIVER_USAGE = (
+    "Usage: examdesk deliver TEST CANDIDATE FILE --as USER --reason TEXT\n"
+    "  The reason is recorded (R15); the candidate is told it was delivered for them, unless\n"
+    "  the reason ends with --quiet."
+)
 SYSTEM_ACTOR = "examdesk"
 
 
@@ -127,7 +134,7 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
     """R10: staff deliver a file for the candidate (at most 50 MB); status becomes submitted."""
     db = ctx.db_session
     require_support(db_session=db, user_id=ctx.actor, doing="deliver for a candidate")
-    audit.check_reason(reason)
+    reason, quiet = audit.require_reason(reason, DELIVER_USAGE)
     test = get_test(db_session=db, test_code=test_code)
     candidate = get_candidate(
         db_session=db, test=test, number=parse_candidate_number(number), lock=True
@@ -170,12 +177,14 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
     audit.record(
         ctx,
         action="deliver_file",
-        reason=reason or "no reason given",
+        reason=reason,
         before=before,
         after=candidate_status(candidate, test, ctx.tz) | {"file": path.name},
         candidate=candidate,
     )
+    told = 0 if quiet else tell(ctx, test=test, candidate_ids=[candidate.id], change=DELIVERED)
+    told_text = told_line(told, quiet=quiet)
     return (
         f"Delivered {path.name} ({size} bytes) for candidate {candidate.number} of "
-        f"{test.code}; the status is submitted."
+        f"{test.code}; the status is submitted." + (f"\n{told_text}" if told_text else "")
     )

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
-from commands import registry, report
+from commands import question_reports, registry, report
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import get_test
@@ -250,6 +250,8 @@ def overview(ctx: Ctx, test: Test) -> Reply:
             f"(`/candidate {test.code} NUMBER` for each)"
         )
     lines.append(_notice_line(notices))
+    open_reports = question_reports.reports(ctx.db_session, test_id=test.id, only_open=True)
+    lines.append(question_reports.open_line(open_reports, tz))
     grading = _grading(ctx, test, ordinary_end)
     lines.append(f"Grading: {grading['text']}")
     data: dict[str, Any] = {
@@ -266,6 +268,7 @@ def overview(ctx: Ctx, test: Test) -> Reply:
         "individual": individual,
         "reopened": {"count": reopened_count, "first": reopen_items},
         "notices": notices,
+        "open_reports": [r.as_json(tz) for r in open_reports],
         "grading": grading,
     }
     return Reply(text="\n".join(lines), kind="overview", data=data)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from commands import question_reports
 from commands.errors import NotAllowed
 from commands.permissions import SUPPORT, TEACHER, require_support, role_of
 from commands.timing import ordinary_end, reopen_deadline
@@ -62,6 +63,8 @@ class Home:
     upcoming: list[TestLine] = field(default_factory=list)
     open_deliveries: list[OpenDelivery] = field(default_factory=list)
     changes: list[ChangeLine] = field(default_factory=list)
+    # Teachers' error reports waiting for support, oldest first.
+    open_reports: list[question_reports.ReportLine] = field(default_factory=list)
 
 
 def build(*, db_session: Session, user_id: str, now: datetime) -> Home:
@@ -80,6 +83,7 @@ def build(*, db_session: Session, user_id: str, now: datetime) -> Home:
     if role == SUPPORT:
         home.open_deliveries = _open_deliveries(db_session)
         home.changes = _latest_changes(db_session)
+        home.open_reports = question_reports.reports(db_session, only_open=True)
     return home
 
 

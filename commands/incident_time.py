@@ -16,37 +16,46 @@ from commands.errors import InvalidInput, NotFound, Refused
 from commands.lookup import get_candidates, parse_candidate_list
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply, listed
+from commands.tell_candidates import tell, told_line
 from commands.timeparse import MAX_DURATION_MINUTES, format_duration, format_time, parse_duration
 from commands.timing import end_time, ordinary_end, ordinary_end_passed
+from notifications.candidate_messages import INCIDENT_TIME
 from store.models import Candidate, Test
 from store.sql import json_object_agg
 
 USAGE = (
-    "Usage: /incident-time TEST CANDIDATES add|subtract|set DURATION [reason]\n"
+    "Usage: /incident-time TEST CANDIDATES add|subtract|set DURATION reason\n"
     "  CANDIDATES: all, or numbers separated by commas (10023,10024)\n"
     "  DURATION: minutes (15) or 1h30m, 45m, 2h\n"
     "  add puts minutes on top, subtract takes them off, set replaces the total.\n"
+    "  The reason is recorded; each candidate listed is told their new deadline, unless the\n"
+    "  reason ends with --quiet (after `all` nobody is: send a notice).\n"
     "  Example: /incident-time TDT4100-2026H 10023 add 15 network outage in room 3"
 )
 OPERATIONS = ("add", "subtract", "set")
+CHANGE = INCIDENT_TIME
 RECEIPT_LINES = 15
 # R4: a candidate's total incident time is bounded like one change is.
 MAX_TOTAL_MINUTES = MAX_DURATION_MINUTES
 
 
-def parse(args: list[str]) -> tuple[str, list[str] | None, str, int, str]:
+def parse(args: list[str]) -> tuple[str, list[str] | None, str, int, str, bool]:
+    """The parts of the command; the last two are the reason and whether it says --quiet."""
     if len(args) < 4:
         raise InvalidInput("Some parts are missing.", USAGE)
     test_code, who, operation, amount, *reason = args
-    if operation.lower() not in OPERATIONS:
+    operation = operation.lower()
+    if operation not in OPERATIONS:
         raise InvalidInput(f"'{operation}' is not add, subtract or set.", USAGE)
-    return (
-        test_code,
-        parse_candidate_list(who),
-        operation.lower(),
-        parse_duration(amount),
-        audit.check_reason(" ".join(reason)),
-    )
+    minutes = parse_duration(amount)
+    if minutes == 0 and operation != "set":
+        raise InvalidInput(
+            f"`{operation} 0` changes nothing. Give the minutes to {operation}, e.g. "
+            f"`{operation} 15`, or use `set 0` to take all incident time away.",
+            USAGE,
+        )
+    numbers = parse_candidate_list(who)
+    return (test_code, numbers, operation, minutes, *audit.require_reason(" ".join(reason), USAGE))
 
 
 def reads_only(args: list[str], confirmed: bool) -> bool:
@@ -55,7 +64,7 @@ def reads_only(args: list[str], confirmed: bool) -> bool:
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
-    test_code, numbers, operation, minutes, reason = parse(args)
+    test_code, numbers, operation, minutes, reason, quiet = parse(args)
     return change(
         ctx,
         test_code=test_code,
@@ -65,6 +74,7 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
         reason=reason,
         confirmed=confirmed,
         command=" ".join(["/incident-time", *args]),
+        quiet=quiet,
     )
 
 
@@ -78,6 +88,7 @@ def change(
     reason: str,
     confirmed: bool,
     command: str,
+    quiet: bool = False,
 ) -> Reply:
     test = test_for_support(
         db_session=ctx.db_session,
@@ -89,7 +100,6 @@ def change(
     what = _describe(operation, minutes)
     if numbers is None and not confirmed:
         return _preview_all(ctx, test, operation, minutes, what, command)
-    reason = reason or "no reason given"
     action, batch = f"incident_time_{operation}", str(uuid.uuid4())
     if numbers is None:
         return _change_all(ctx, test, operation, minutes, what, reason, action, batch)
@@ -115,7 +125,22 @@ def change(
         batch=batch,
     )
     latest = max(end_time(c, test) for c in candidates)
-    return _receipt(ctx, test, shown, len(candidates), what, reason, latest, all_=False)
+    told = (
+        0
+        if quiet
+        else tell(ctx, test=test, candidate_ids=[c.id for c in candidates], change=CHANGE)
+    )
+    return _receipt(
+        ctx,
+        test,
+        shown,
+        len(candidates),
+        what,
+        reason,
+        latest,
+        all_=False,
+        note=told_line(told, quiet=quiet),
+    )
 
 
 def _change_all(
@@ -162,7 +187,9 @@ def _change_all(
         execution_options={"synchronize_session": "evaluate"},
     )
     latest = _latest_end_of_test(db, test)
-    return _receipt(ctx, test, shown, count, what, reason, latest, all_=True)
+    reply = _receipt(ctx, test, shown, count, what, reason, latest, all_=True, note=_tell_all(test))
+    reply.data["notice_command"] = _notice_command(test, what)
+    return reply
 
 
 def _preview_all(
@@ -176,8 +203,9 @@ def _preview_all(
     _refuse_all_out_of_bounds(db, test, operation, minutes)
     return Reply(
         text=f"This would {what} incident time for all {count} candidates of "
-        f"{test.code}. Nothing is changed until you confirm.",
+        f"{test.code}. Nothing is changed until you confirm.\n{_tell_all(test)}",
         kind="confirm",
+        data={"notice_command": _notice_command(test, what)},
         confirm=Confirm(
             prompt=f"{what.capitalize()} incident time for all {count} candidates of {test.code}?",
             command=command,
@@ -203,6 +231,21 @@ def _numbers_where(db: Session, test: Test, condition: ColumnElement[bool]) -> l
         .where(Candidate.test_id == test.id, condition)
         .order_by(Candidate.number)
     ).all()
+
+
+def _notice_command(test: Test, what: str) -> str:
+    return (
+        f"/notice {test.code} nb: Alle kandidater har fått endret ekstra tid etter hendelse "
+        f"({what}). en: All candidates' extra time for an incident has changed ({what})."
+    )
+
+
+def _tell_all(test: Test) -> str:
+    """After `all` nothing is sent by itself: a notice tells everyone (DESIGN.md)."""
+    return (
+        "The candidates are not told by themselves after `all`. To tell them, send a notice: "
+        f"`/notice {test.code} TEXT`."
+    )
 
 
 def _refuse_no_candidates(test: Test) -> None:
@@ -324,6 +367,7 @@ def _receipt(
     latest: datetime,
     *,
     all_: bool,
+    note: str = "",
 ) -> Reply:
     """``shown``: the first RECEIPT_LINES candidates as they were before the change, now
     changed; the latest end time speaks for the rest."""
@@ -356,7 +400,9 @@ def _receipt(
         whom = f"candidates {', '.join(numbers)}" + (
             f" and {count - RECEIPT_LINES} more" if count > RECEIPT_LINES else ""
         )
-    head = f"Incident time for {whom} of {test.code}: {what} (reason: {reason})."
+    head = f"Incident time for {whom} of {test.code}: {what} (reason: {reason})." + (
+        f" {note}" if note else ""
+    )
     log = (
         f"<@{ctx.actor}> incident time {what} for {whom} of {test.code}; why: {reason}; "
         f"latest end time now {format_time(latest, ctx.tz)}"

@@ -19,7 +19,7 @@ from commands.lookup import get_test
 from commands.permissions import require_support
 from commands.reply import Confirm, Reply, listed
 from notifications import fanout
-from notifications.channels import SMS
+from notifications.channels import EMAIL, SMS, Outside
 from store.models import Test
 
 USAGE = (
@@ -176,7 +176,20 @@ def counts_text(plan: fanout.Plan) -> str:
     return line
 
 
-def plan_data(plan: fanout.Plan) -> dict[str, Any]:
+NOT_CONFIGURED = {
+    SMS: "SMS: not configured — will only be written to the log",
+    EMAIL: "E-mail: not configured — will only be written to the log",
+}
+
+
+def not_configured(plan: fanout.Plan, outside: Outside | None) -> str:
+    """Said before sending when the plan's channel has no provider: nobody would be told."""
+    if outside is None or not plan.reachable or not outside.logs_only(plan.channel):
+        return ""
+    return NOT_CONFIGURED[plan.channel]
+
+
+def plan_data(plan: fanout.Plan, outside: Outside | None = None) -> dict[str, Any]:
     return {
         "test": plan.test_code,
         "inapp": plan.candidates,
@@ -185,6 +198,7 @@ def plan_data(plan: fanout.Plan) -> dict[str, Any]:
         "channel": plan.channel,
         "unreachable": plan.unreachable,
         "languages": plan.languages,
+        "not_configured": not_configured(plan, outside),
     }
 
 
@@ -207,14 +221,15 @@ def _plan_or_refuse(ctx: Ctx, test: Test) -> fanout.Plan:
 def preview(ctx: Ctx, *, test: Test, texts: Texts, command: str) -> Reply:
     plan = _plan_or_refuse(ctx, test)
     note = language_note(plan, texts)
+    logged = not_configured(plan, ctx.outside)
     prompt = (
         f"Send this notice to all {plan.candidates} candidates of {test.code}?\n"
-        f"{counts_text(plan)}\n{note}\n{_shown(texts)}"
+        f"{counts_text(plan)}\n" + (f"{logged}\n" if logged else "") + f"{note}\n{_shown(texts)}"
     )
     return Reply(
         text=prompt + "\nNothing is sent until you confirm.",
         kind="confirm",
-        data=plan_data(plan)
+        data=plan_data(plan, ctx.outside)
         | {
             "text": texts.nb or texts.en,
             "text_nb": texts.nb,
@@ -266,9 +281,10 @@ def publish(
 def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut, texts: Texts) -> Reply:
     queued = f"{result.reachable} {'SMS' if result.channel == SMS else 'e-mails'}"
     note = language_note(result, texts)
+    logged = not_configured(result, ctx.outside)
     text = (
         f"Notice #{result.notice_id} to {test.code}: {result.candidates} in-app notices "
-        f"are up, {queued} queued.\n{note}"
+        f"are up, {queued} queued" + (f" ({logged})" if logged else "") + f".\n{note}"
     )
     if result.unreachable:
         what = "phone number" if result.channel == SMS else "e-mail address"
@@ -281,7 +297,7 @@ def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut, texts: Texts) -> Rep
         text=text,
         kind="receipt",
         data={"action": "notice", "notice_id": result.notice_id, "language_note": note}
-        | plan_data(result),
+        | plan_data(result, ctx.outside),
         log=[
             f"<@{ctx.actor}> sent notice #{result.notice_id} to {result.candidates} "
             f"candidates of {test.code} ({queued}, {len(result.unreachable)} unreachable)"

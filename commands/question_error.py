@@ -182,7 +182,7 @@ def view(
         "handled_by": found.handled_by,
         "slack_channel": found.slack_channel,
         "slack_ts": found.slack_ts,
-        "plan": plan_data(plan),
+        "plan": plan_data(plan, ctx.outside),
         "language_note": language_note(plan, report_texts(found)),
     }
 

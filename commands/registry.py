@@ -364,8 +364,7 @@ def _store_tests(ctx: Ctx, items: list[tuple[Test, tuple[str, ...]]]) -> ImportR
     db = ctx.db_session
     result = ImportResult(kind="tests")
     existing = {
-        t.code: t
-        for t in db.scalars(select(Test).where(Test.code.in_([i.code for i, _ in items])))
+        t.code: t for t in db.scalars(select(Test).where(Test.code.in_([i.code for i, _ in items])))
     }
     fields = ("title", "kind", "start", "end", "has_upload", "auto_deliver")
     for item, teachers in items:

@@ -12,6 +12,7 @@ from commands.errors import InvalidInput, Refused
 from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
+from commands.tell_candidates import tell, told_line
 from commands.timeparse import (
     format_time,
     iso,
@@ -26,20 +27,25 @@ from commands.timing import (
     ordinary_end_passed,
     timing,
 )
+from notifications.candidate_messages import DELIVERED, REOPENED
 from store.models import Candidate, CandidateStatus, Reopening, ReopenMode, Submission, Test
 
 USAGE = (
-    "Usage: /reopen TEST CANDIDATE until-close|at DATETIME|in DURATION|no-limit [reason]\n"
-    "       /reopen TEST CANDIDATE close current|reverted\n"
+    "Usage: /reopen TEST CANDIDATE until-close|at DATETIME|in DURATION|no-limit reason\n"
+    "       /reopen TEST CANDIDATE close current|reverted [reason]\n"
     "  until-close: open until the candidate's own end time (only before the ordinary end)\n"
-    "  at DATETIME: open until YYYY-MM-DD HH:MM or HH:MM today (must be in the future)\n"
+    "  at DATETIME: open until YYYY-MM-DD HH:MM or HH:MM today (must be in the future;\n"
+    "    more than 14 days ahead asks to confirm)\n"
     "  in DURATION: open for 30, 45m, 1h30m from now (only after the ordinary end)\n"
     "  no-limit: open until someone closes it (not recommended; asks to confirm)\n"
     "  close current|reverted: close now and deliver the current answer or the one "
     "delivered before reopening\n"
+    "  The candidate is told by message, unless the reason ends with --quiet.\n"
     "  Example: /reopen TDT4100-2026H 10023 in 30m upload failed"
 )
 MODES = tuple(ReopenMode)
+# `at` further ahead than this is more likely a typo in the date: asked to confirm.
+FAR_AHEAD = timedelta(days=14)
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
@@ -51,11 +57,19 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     number = parse_candidate_number(number)
     mode = mode.lower()
     if mode == "close":
-        if len(rest) != 1 or rest[0].lower() not in ("current", "reverted"):
+        if not rest or rest[0].lower() not in ("current", "reverted"):
             raise InvalidInput(
                 "Say which answer to deliver: `close current` or `close reverted`.", USAGE
             )
-        return close(ctx, test_code=test_code, number=number, choice=rest[0].lower())
+        choice, words = rest[0].lower(), audit.check_reason(" ".join(rest[1:]).strip())
+        quiet = words.lower().endswith(audit.QUIET)
+        if quiet:
+            words = words[: -len(audit.QUIET)].strip()
+        # The choice is the reason closing records unless one is given.
+        reason = words or f"close {choice}"
+        return close(
+            ctx, test_code=test_code, number=number, choice=choice, reason=reason, quiet=quiet
+        )
     if mode not in MODES:
         raise InvalidInput(f"'{mode}' is not a way to reopen.", USAGE)
     deadline = None
@@ -69,15 +83,17 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
             raise InvalidInput("`in 0` would close it at once; give a duration, e.g. `in 30m`.")
         deadline = (ctx.now + timedelta(minutes=minutes)).replace(microsecond=0)
         rest = rest[1:]
+    reason, quiet = audit.require_reason(" ".join(rest), USAGE)
     return reopen(
         ctx,
         test_code=test_code,
         number=number,
         mode=mode,
         deadline=deadline,
-        reason=audit.check_reason(" ".join(rest)),
+        reason=reason,
         confirmed=confirmed,
         command=" ".join(["/reopen", *args]),
+        quiet=quiet,
     )
 
 
@@ -99,6 +115,7 @@ def reopen(
     reason: str,
     confirmed: bool,
     command: str,
+    quiet: bool = False,
 ) -> Reply:
     test = test_for_support(
         db_session=ctx.db_session, user_id=ctx.actor, test_code=test_code, doing="reopen delivery"
@@ -118,7 +135,19 @@ def reopen(
                 button="Yes, no time limit",
             ),
         )
-    reason = reason or "no reason given"
+    if mode == "at" and deadline - ctx.now > FAR_AHEAD and not confirmed:
+        return Reply(
+            text=f"{format_time(deadline, ctx.tz)} is more than {FAR_AHEAD.days} days ahead: "
+            f"candidate {number} of {test.code} would stay open for new delivery until then. "
+            "Check the date; nothing is changed until you confirm.",
+            kind="confirm",
+            confirm=Confirm(
+                prompt=f"Open {number} of {test.code} for new delivery until "
+                f"{format_time(deadline, ctx.tz)}, more than {FAR_AHEAD.days} days ahead?",
+                command=command,
+                button="Yes, until then",
+            ),
+        )
     before = _state(ctx, candidate, test)
     _open(ctx, candidate, mode=mode, deadline=deadline, reason=reason)
     after = _state(ctx, candidate, test)
@@ -132,10 +161,12 @@ def reopen(
         candidate_id=candidate.id,
     )
     due = _describe_deadline(ctx, timing(candidate, test).reopen_deadline, test)
+    told = 0 if quiet else tell(ctx, test=test, candidate_ids=[candidate.id], change=REOPENED)
+    told_text = told_line(told, quiet=quiet)
     return Reply(
         text=f"Candidate {number} of {test.code} is open for new delivery "
         f"({mode}) {due} (reason: {reason}).\nBefore: {_describe(before, ctx)}\nNow: "
-        f"{_describe(after, ctx)}",
+        f"{_describe(after, ctx)}" + (f"\n{told_text}" if told_text else ""),
         kind="receipt",
         data={
             "test": test.code,
@@ -198,7 +229,15 @@ def _check_mode(ctx: Ctx, test: Test, number: str, end: datetime, mode: str, dea
         raise Refused(f"{format_time(deadline, ctx.tz)} is not in the future. Give a later time.")
 
 
-def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
+def close(
+    ctx: Ctx,
+    *,
+    test_code: str,
+    number: str,
+    choice: str,
+    reason: str | None = None,
+    quiet: bool = False,
+) -> Reply:
     """R8: end the reopening now and deliver the current or the earlier answer."""
     db = ctx.db_session
     test = test_for_support(
@@ -228,16 +267,18 @@ def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
     audit.record(
         ctx,
         action=f"close_{choice}",
-        reason=f"close {choice}",
+        reason=reason or f"close {choice}",
         before=before,
         after=after,
         candidate=candidate,
     )
     which = "the current answer" if choice == "current" else "the answer delivered before"
+    told = 0 if quiet else tell(ctx, test=test, candidate_ids=[candidate.id], change=DELIVERED)
+    told_text = told_line(told, quiet=quiet)
     return Reply(
         text=f"New delivery for {candidate.number} of {test.code} is closed; {which} is "
         f"delivered and the status is submitted.\nBefore: {_describe(before, ctx)}\nNow: "
-        f"{_describe(after, ctx)}",
+        f"{_describe(after, ctx)}" + (f"\n{told_text}" if told_text else ""),
         kind="receipt",
         data={
             "test": test.code,

@@ -14,6 +14,7 @@ from commands.context import Ctx
 from commands.errors import CommandError
 from commands.reply import Reply
 from commands.router import dispatch, reads_only
+from notifications.channels import Outside
 from store.db import read_only
 
 T = TypeVar("T")
@@ -28,6 +29,7 @@ def in_transaction(
     now: datetime,
     registry_dir: Path | None = None,
     reads_only: bool = False,
+    outside: Outside | None = None,
 ) -> T:
     """``work(ctx)`` applied whole or not at all: its result, or its CommandError raised
     again once everything is rolled back.
@@ -45,6 +47,7 @@ def in_transaction(
             tz=tz,
             now=now,
             registry_dir=registry_dir,
+            outside=outside or Outside(),
         )
         try:
             result = work(ctx)
@@ -72,6 +75,7 @@ def execute(
     confirmed: bool = False,
     registry_dir: Path | None = None,
     store_preview: Callable[[Ctx, Reply], Reply] | None = None,
+    outside: Outside | None = None,
 ) -> Reply:
     """A command line's Reply, a refusal's included (the same text at every front door).
 
@@ -95,6 +99,7 @@ def execute(
             reads_only=reads_only(
                 command_line, confirmed=confirmed, stores_preview=store_preview is not None
             ),
+            outside=outside,
         )
     except CommandError as error:
         return refusal(error)

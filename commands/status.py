@@ -35,8 +35,6 @@ def candidate_status(candidate: Candidate, test: Test, tz: ZoneInfo) -> dict[str
     }
 
 
-
-
 def test_notices(db_session: Session, test_id: int, tz: ZoneInfo) -> list[dict[str, Any]]:
     """The test's notices, oldest first: in-app count, how many were opened and how many
     confirmed read (`read`), and each outside channel's deliveries by status."""

@@ -45,6 +45,12 @@ def parse_duration(text: str) -> int:
         minutes = int(match["bare"])
     else:
         minutes = int(match["h"] or 0) * 60 + int(match["m"] or 0)
+        if match["h"] and int(match["m"] or 0) >= 60:
+            hours, rest = divmod(minutes, 60)
+            raise InvalidInput(
+                f"'{clip(text)}' has {int(match['m'])} minutes after the hours; write "
+                + (f"{hours}h{rest}m." if rest else f"{hours}h.")
+            )
     if minutes > MAX_DURATION_MINUTES:
         raise InvalidInput(
             f"{format_duration(minutes)} is far too long; the most examdesk accepts is "

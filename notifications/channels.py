@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from notifications.config import NotifierConfig
 from notifications.sms import TwilioTransport
@@ -25,6 +27,32 @@ def outside_channel(test: Test) -> str:
     if test.kind == TestKind.HOME and test.end - test.start <= SHORT_HOME_EXAM:
         return SMS
     return EMAIL
+
+
+@dataclass(frozen=True)
+class Outside:
+    """What the commands must know of the world outside the database: where candidates'
+    pages are, how candidates reach support, and which channels only write to the log (so
+    a preview never promises an SMS that nobody will get)."""
+
+    public_url: str = "http://localhost:3000"
+    support_contact: str | None = None
+    # Channels (sms | email) with no provider configured; None: not known here.
+    logged: frozenset[str] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Outside:
+        """As ``transports.build_transports`` decides which channels really send."""
+        sms = bool(settings.twilio_account_sid and settings.twilio_auth_token)
+        email = bool(settings.smtp_url)
+        return cls(
+            public_url=settings.public_url,
+            support_contact=settings.support_contact,
+            logged=frozenset(c for c, live in ((SMS, sms), (EMAIL, email)) if not live),
+        )
+
+    def logs_only(self, channel: str) -> bool:
+        return self.logged is not None and channel in self.logged
 
 
 def build_transports(

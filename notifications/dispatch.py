@@ -139,23 +139,32 @@ class Tuning:
 @dataclass(frozen=True)
 class Job:
     id: int
-    notice_id: int
+    notice_id: int | None  # None: a candidate message
     channel: str
     address: str
     attempts: int
     language: str
     token: str
     test_code: str
-    text_nb: str
-    text_en: str
-    notice_created_at: datetime
+    text_nb: str | None
+    text_en: str | None
+    # When the notice was made, or when a candidate message became due: no send of it is
+    # older than this (reconciliation looks from here).
+    since: datetime
+    subject: str | None
+    body: str | None
 
     def message(self, public_url: str) -> Message:
+        if self.body is not None:
+            # A candidate message: composed, GSM-7 safe, when the change was made.
+            return Message(self.id, self.channel, self.address, self.body, self.subject or "")
         link = texts.notice_link(public_url=public_url, token=self.token, notice_id=self.notice_id)
         if self.channel == SMS:
             body = texts.sms_body(language=self.language, test_code=self.test_code, link=link)
             return Message(self.id, self.channel, self.address, body)
-        text = texts.notice_text(text_nb=self.text_nb, text_en=self.text_en, language=self.language)
+        text = texts.notice_text(
+            text_nb=self.text_nb or "", text_en=self.text_en or "", language=self.language
+        )
         return Message(
             self.id,
             self.channel,
@@ -180,11 +189,13 @@ def _job_query():
             Test.code,
             Notice.text_nb,
             Notice.text_en,
-            Notice.created_at,
+            func.coalesce(Notice.created_at, Delivery.next_attempt_at),
+            Delivery.subject,
+            Delivery.body,
         )
         .join(Candidate, Candidate.id == Delivery.candidate_id)
-        .join(Notice, Notice.id == Delivery.notice_id)
-        .join(Test, Test.id == Notice.test_id)
+        .outerjoin(Notice, Notice.id == Delivery.notice_id)
+        .join(Test, Test.id == Candidate.test_id)
     )
 
 
@@ -586,7 +597,8 @@ class Dispatcher:
             if items:
                 self._record(items)
                 for notice_id in dict.fromkeys(job.notice_id for job, _ in items):
-                    self._progress(notice_id)
+                    if notice_id is not None:
+                        self._progress(notice_id)
 
     def _record(self, items: list[tuple[Job, dict[str, Any]]]) -> None:
         for attempt in range(5):
@@ -664,7 +676,7 @@ class Dispatcher:
         for job in jobs:
             message = job.message(self.public_url)
             try:
-                found = self.transports[job.channel].find_sent(message, since=job.notice_created_at)
+                found = self.transports[job.channel].find_sent(message, since=job.since)
             except Exception:
                 log.exception("could not look up delivery %s; will ask again", job.id)
                 continue
@@ -684,7 +696,8 @@ class Dispatcher:
                     .where(Delivery.id == job.id, may_take(Step.RECONCILE))
                     .values(**values, updated_at=now)
                 ).rowcount
-            self._progress(job.notice_id)
+            if job.notice_id is not None:
+                self._progress(job.notice_id)
         return settled
 
     def _release_claims(self, ids: list[int] | None = None) -> None:

@@ -154,4 +154,3 @@ def fan_out(
             )
         db_session.execute(insert(deliveries), batch)
     return result
-

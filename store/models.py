@@ -327,7 +327,9 @@ class NoticeReceipt(Base):
 
 
 class Delivery(Base):
-    """One notice to one candidate over one channel (sms | email), saved before sending."""
+    """One notice to one candidate over one channel (sms | email), saved before sending; or,
+    without a notice, a message of its own to one candidate (``body``, ``subject``) after a
+    change to them (commands.tell_candidates)."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -336,11 +338,16 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"), index=True)
+    notice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notices.id", ondelete="CASCADE"), index=True
+    )
     candidate_id: Mapped[int] = mapped_column(
         ForeignKey("candidates.id", ondelete="CASCADE"), index=True
     )
     channel: Mapped[str] = mapped_column(String(8))
+    # A candidate message's own text; None for a notice's delivery (built from the notice).
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body: Mapped[str | None] = mapped_column(Text)
     address: Mapped[str | None] = mapped_column(String(320))
     status: Mapped[DeliveryStatus] = mapped_column(
         StrEnumColumn(DeliveryStatus, 16), default=DeliveryStatus.PENDING

@@ -24,45 +24,57 @@ TEST_HEADER = ",".join(TEST_COLUMNS)
 def exam(world):
     world.add_test(CODE)
     world.add_candidates(CODE, ["10023", "10024"])
-    world.run(f"/incident-time {CODE} 10023 add 10")
+    world.run(f"/incident-time {CODE} 10023 add 10 test reason")
     return world
 
 
 COMMANDS = [
     # (command, what the message must say: the problem, and the right form)
-    ("/incident-time NOPE-2026H 10023 add 5", ["There is no test NOPE-2026H", "TDT4100-2026H"]),
-    (f"/incident-time {CODE} 99999 add 5", ["has no candidate 99999", f"/exam {CODE}"]),
+    (
+        "/incident-time NOPE-2026H 10023 add 5 test reason",
+        ["There is no test NOPE-2026H", "TDT4100-2026H"],
+    ),
+    (f"/incident-time {CODE} 99999 add 5 test reason", ["has no candidate 99999", f"/exam {CODE}"]),
     (f"/candidate {CODE} 99999", ["has no candidate 99999"]),
     (f"/incident-time {CODE} 10023 add 5x", ["'5x' is not a duration", "1h30m"]),
     (f"/incident-time {CODE} 10023 add -5", ["never negative", "1h30m"]),
     (f"/incident-time {CODE} 10023 add 1,5", ["'1,5' is not a duration"]),
-    (f"/incident-time {CODE} 10023 add 100000", ["far too long", "168 h"]),
-    (f"/incident-time {CODE} 10023 add 1000h", ["far too long"]),
+    (f"/incident-time {CODE} 10023 add 100000 test reason", ["far too long", "168 h"]),
+    (f"/incident-time {CODE} 10023 add 1000h test reason", ["far too long"]),
     (f"/incident-time {CODE} 10023 add {'9' * 5000}", ["far too long"]),
     (f"/incident-time {CODE} 10023 add", ["Some parts are missing", "Usage: /incident-time"]),
     (f"/incident-time {CODE}", ["Some parts are missing", "Usage: /incident-time"]),
     (f"/incident-time {CODE} 10023 multiply 5", ["'multiply' is not add, subtract or set"]),
-    (f"/incident-time {CODE} 10023;10024 add 5", ["is not a list of candidates", "10023,10024"]),
-    (f"/incident-time {CODE} ²³ add 5", ["is not a list of candidates"]),
-    (f"/incident-time {CODE} 10023 subtract 11", ["below zero", "set 0"]),
-    (f"/reopen {CODE} 10023 at 2026-02-30 10:00", ["not a date in the calendar"]),
-    (f"/reopen {CODE} 10023 at 25:00", ["25:00 is not a time of day", "00:00 to 23:59"]),
-    (f"/reopen {CODE} 10023 at 2026-12-01 12:60", ["12:60 is not a time of day"]),
-    (f"/reopen {CODE} 10023 at 2026-13-01 12:00", ["not a date in the calendar"]),
+    (
+        f"/incident-time {CODE} 10023;10024 add 5 test reason",
+        ["is not a list of candidates", "10023,10024"],
+    ),
+    (f"/incident-time {CODE} ²³ add 5 test reason", ["is not a list of candidates"]),
+    (f"/incident-time {CODE} 10023 subtract 11 test reason", ["below zero", "set 0"]),
+    (f"/reopen {CODE} 10023 at 2026-02-30 10:00 test reason", ["not a date in the calendar"]),
+    (
+        f"/reopen {CODE} 10023 at 25:00 test reason",
+        ["25:00 is not a time of day", "00:00 to 23:59"],
+    ),
+    (f"/reopen {CODE} 10023 at 2026-12-01 12:60 test reason", ["12:60 is not a time of day"]),
+    (f"/reopen {CODE} 10023 at 2026-13-01 12:00 test reason", ["not a date in the calendar"]),
     (f"/reopen {CODE} 10023 at tomorrow", ["is not a date and time", "YYYY-MM-DD HH:MM"]),
     (f"/reopen {CODE} 10023 at 1.12.2026 12:00", ["is not a date and time", "YYYY-MM-DD HH:MM"]),
-    (f"/reopen {CODE} 10023 at 0001-01-01 00:30", ["not a plausible exam date"]),
-    (f"/reopen {CODE} 10023 at 9999-12-31 23:59", ["not a plausible exam date"]),
+    (f"/reopen {CODE} 10023 at 0001-01-01 00:30 test reason", ["not a plausible exam date"]),
+    (f"/reopen {CODE} 10023 at 9999-12-31 23:59 test reason", ["not a plausible exam date"]),
     (f"/reopen {CODE} 10023 at", ["Say until when", "at 15:30"]),
     (f"/reopen {CODE} 10023 in", ["Say for how long", "in 30m"]),
-    (f"/reopen {CODE} 10023 in 0", ["would close it at once"]),
+    (f"/reopen {CODE} 10023 in 0 test reason", ["would close it at once"]),
     (f"/reopen {CODE} 10023 sometime", ["'sometime' is not a way to reopen", "Usage: /reopen"]),
-    (f"/reopen {CODE} abc until-close", ["'abc' is not a candidate number", "10023"]),
-    (f"/reopen {CODE} 10023,10024 until-close", ["one candidate at a time", "Usage: /reopen"]),
-    (f"/reopen {CODE} all until-close", ["one candidate at a time"]),
+    (f"/reopen {CODE} abc until-close test reason", ["'abc' is not a candidate number", "10023"]),
+    (
+        f"/reopen {CODE} 10023,10024 until-close test reason",
+        ["one candidate at a time", "Usage: /reopen"],
+    ),
+    (f"/reopen {CODE} all until-close test reason", ["one candidate at a time"]),
     (f"/reopen {CODE} 10023", ["Some parts are missing", "Usage: /reopen"]),
     (f"/reopen {CODE} 10023 close maybe", ["close current", "close reverted"]),
-    (f"/reopen {CODE} 10023 in 30", ["only possible after the ordinary end"]),
+    (f"/reopen {CODE} 10023 in 30 test reason", ["only possible after the ordinary end"]),
     (f"/candidate {CODE}", ["Give a test and one candidate number", "Usage: /candidate"]),
     (f"/candidate {CODE} 10023 10024", ["Too many parts", "Usage: /candidate"]),
     ("/exam", ["Give one test code", "Usage: /exam"]),
@@ -72,7 +84,7 @@ COMMANDS = [
     ("", ["Empty command", "/reopen"]),
     ("   ", ["Empty command"]),
     (f"/incident-time {CODE} 10023 add 5 \x00", ["control characters"]),
-    (f"/incident-time {'X' * 500} 10023 add 5", ["There is no test XXX", "…"]),
+    (f"/incident-time {'X' * 500} 10023 add 5 test reason", ["There is no test XXX", "…"]),
 ]
 
 
@@ -89,7 +101,7 @@ def test_bad_command_is_refused_clearly_and_changes_nothing(exam, command, needl
 
 def test_r15_unknown_user_is_refused_and_changes_nothing(exam):
     before = snapshot(exam.factory)
-    reply = exam.run(f"/incident-time {CODE} 10023 add 5", actor=STRANGER)
+    reply = exam.run(f"/incident-time {CODE} 10023 add 5 test reason", actor=STRANGER)
     assert not reply.ok and "not registered" in reply.text
     assert snapshot(exam.factory) == before
 
@@ -272,17 +284,26 @@ def test_r11_a_folder_or_missing_file_is_refused(exam, tmp_path):
 # ---------------------------------------------------------------- the CLI
 
 CLI_CASES = [
-    (["run", "--as", SUPPORT, "/incident-time NOPE-2026H 10023 add 5"], "There is no test"),
-    (["run", "--as", SUPPORT, f"/reopen {CODE} 10023 at 2026-02-30 10:00"], "not a date in"),
+    (
+        ["run", "--as", SUPPORT, "/incident-time NOPE-2026H 10023 add 5 test reason"],
+        "There is no test",
+    ),
+    (
+        ["run", "--as", SUPPORT, f"/reopen {CODE} 10023 at 2026-02-30 10:00 test reason"],
+        "not a date in",
+    ),
     (["run", "--as", SUPPORT, f"/incident-time {CODE} 10023 add -5"], "never negative"),
-    (["run", "--as", STRANGER, f"/incident-time {CODE} 10023 add 5"], "not registered"),
+    (["run", "--as", STRANGER, f"/incident-time {CODE} 10023 add 5 test reason"], "not registered"),
     (["status", CODE, "99999", "--json"], "has no candidate 99999"),
     (["status", "NOPE-2026H"], "There is no test NOPE-2026H"),
     (["status", CODE, "abc"], "'abc' is not a candidate number"),
     (["import", "candidates", "empty.csv"], "empty.csv is empty"),
     (["import", "candidates", "latin1.csv"], "is not UTF-8 text"),
     (["import", "tests", "missing.xlsx"], "There is no file missing.xlsx"),
-    (["deliver", CODE, "10023", "missing.pdf", "--as", SUPPORT], "There is no file"),
+    (
+        ["deliver", CODE, "10023", "missing.pdf", "--as", SUPPORT, "--reason", "r"],
+        "There is no file",
+    ),
     (["staff", "add", "bob", "--role", "support"], "'bob' is not a Slack user id"),
     (["staff", "add", "U0BOB1", "--role", "teacher", "--tests", "NOPE-1"], "no test NOPE-1"),
     (["staff", "remove", "U0NOBODY"], "U0NOBODY is not registered"),

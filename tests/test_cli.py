@@ -70,7 +70,7 @@ def test_run_exit_codes_done_refused_and_needs_confirmation(running, cli, sessio
     assert done.returncode == 0, done.stderr
     assert "0 min → 15 min" in done.stdout
 
-    refused = cli("run", "--as", SUPPORT, f"/incident-time {CODE} 10023 subtract 20")
+    refused = cli("run", "--as", SUPPORT, f"/incident-time {CODE} 10023 subtract 20 test reason")
     assert refused.returncode == 1
     assert "below zero" in refused.stderr and refused.stdout == ""
     assert_clean(refused)
@@ -133,10 +133,15 @@ def test_status_json_while_reopened(tmp_path, cli, world):
     )
     world.add_candidates(CODE, ["10023", "10024"])
     asked_at = clock.now()
-    assert cli("run", "--as", SUPPORT, f"/reopen {CODE} 10023 in 30m").returncode == 0
-    ask = cli("run", "--as", SUPPORT, f"/reopen {CODE} 10024 no-limit")
+    assert cli("run", "--as", SUPPORT, f"/reopen {CODE} 10023 in 30m test reason").returncode == 0
+    ask = cli("run", "--as", SUPPORT, f"/reopen {CODE} 10024 no-limit test reason")
     assert ask.returncode == 2
-    assert cli("run", "--as", SUPPORT, "--yes", f"/reopen {CODE} 10024 no-limit").returncode == 0
+    assert (
+        cli(
+            "run", "--as", SUPPORT, "--yes", f"/reopen {CODE} 10024 no-limit test reason"
+        ).returncode
+        == 0
+    )
     first, second = json.loads(cli("status", CODE, "--json").stdout)["candidates"]
     assert first["new_delivery"]["mode"] == "in"
     assert first["deadline"] == first["new_delivery"]["deadline"]
@@ -172,7 +177,7 @@ def test_deliver_a_file_for_a_candidate(running, cli, session_factory):
     big = running / "big.pdf"
     with big.open("wb") as handle:
         handle.truncate(50 * 1024 * 1024 + 1)
-    refused = cli("deliver", CODE, "10023", str(big), "--as", SUPPORT)
+    refused = cli("deliver", CODE, "10023", str(big), "--as", SUPPORT, "--reason", "r")
     assert refused.returncode == 1 and "at most 50 MB" in refused.stderr
     assert_clean(refused)
     with session_factory() as s:

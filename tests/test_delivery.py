@@ -87,7 +87,7 @@ def test_r9_reopened_answer_is_delivered_at_its_deadline_even_without_auto_deliv
     """R9: a reopened answer is delivered at its reopen deadline even where the test does not."""
     world.add_test(CODE, auto_deliver=False)
     world.add_candidates(CODE, ["10001"], status="submitted")
-    assert world.at("2026-12-01 14:00").run(f"/reopen {CODE} 10001 in 30").ok
+    assert world.at("2026-12-01 14:00").run(f"/reopen {CODE} 10001 in 30 test reason").ok
     assert run_due(world.at("2026-12-01 14:29")) == []
     assert run_due(world.at("2026-12-01 14:30")) == [(CODE, "10001", True)]
     with world.factory() as s:
@@ -101,15 +101,15 @@ def test_r9_reopened_answer_is_delivered_at_its_deadline_even_without_auto_deliv
 
 def test_r9_until_close_reopening_is_delivered_at_the_candidates_end_time(exam):
     """R9: an until-close reopening ends with the candidate's end time (13:45 with extra)."""
-    exam.at("2026-12-01 12:00").run(f"/reopen {CODE} 10003 until-close")
-    exam.run(f"/incident-time {CODE} 10003 add 30")
+    exam.at("2026-12-01 12:00").run(f"/reopen {CODE} 10003 until-close test reason")
+    exam.run(f"/incident-time {CODE} 10003 add 30 test reason")
     assert (CODE, "10003", True) not in run_due(exam.at("2026-12-01 13:44"))
     assert (CODE, "10003", True) in run_due(exam.at("2026-12-01 13:45"))
 
 
 def test_r9_no_limit_reopening_is_never_delivered(exam):
     """R9: no-limit reopenings are never delivered automatically."""
-    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10003 no-limit", confirmed=True)
+    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10003 no-limit test reason", confirmed=True)
     assert (CODE, "10003", True) not in run_due(exam.at("2027-06-01 12:00"))
     with exam.factory() as s:
         assert s.scalars(select(Reopening)).one().closed_at is None
@@ -119,7 +119,7 @@ def test_r9_thesis_is_never_delivered_automatically(world):
     """R9: thesis tests never, neither at the end nor at a reopen deadline."""
     world.add_test("MASTER-2026", kind="thesis", start="2026-08-01 09:00", auto_deliver=True)
     world.add_candidates("MASTER-2026", ["10001", "10002"])
-    world.at("2026-12-01 14:00").run("/reopen MASTER-2026 10002 in 10")
+    world.at("2026-12-01 14:00").run("/reopen MASTER-2026 10002 in 10 test reason")
     assert run_due(world.at("2026-12-05 12:00")) == []
     assert statuses(world) == {"10001": "started", "10002": "started"}
 
@@ -201,7 +201,7 @@ def test_r10_teachers_may_not_deliver_for_a_candidate(exam, tmp_path):
 
 def test_r10_delivering_for_a_reopened_candidate_ends_the_reopening(exam, tmp_path):
     """R10 + R6: the staff delivery is the new delivery, so the reopening is closed."""
-    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10003 in 30")
+    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10003 in 30 test reason")
     path = tmp_path / "late.pdf"
     path.write_bytes(b"late answer")
     deliver(exam, "10003", path)

@@ -53,10 +53,10 @@ def test_r15_teacher_is_refused_for_other_tests(exam, command):
 @pytest.mark.parametrize(
     "command",
     [
-        f"/incident-time {CODE} 10023 add 10",
-        f"/incident-time {CODE} all add 10",
-        f"/reopen {CODE} 10023 until-close",
-        f"/reopen {CODE} 10023 no-limit",
+        f"/incident-time {CODE} 10023 add 10 test reason",
+        f"/incident-time {CODE} all add 10 test reason",
+        f"/reopen {CODE} 10023 until-close test reason",
+        f"/reopen {CODE} 10023 no-limit test reason",
         f"/reopen {CODE} 10023 close current",
         f"/exam {CODE} refresh",
     ],
@@ -72,7 +72,11 @@ def test_r15_teachers_only_read(exam, command):
 
 @pytest.mark.parametrize(
     "command",
-    [f"/candidate {CODE} 10023", f"/exam {CODE}", f"/incident-time {CODE} 10023 add 10"],
+    [
+        f"/candidate {CODE} 10023",
+        f"/exam {CODE}",
+        f"/incident-time {CODE} 10023 add 10 test reason",
+    ],
 )
 def test_r15_strangers_are_refused_and_told_whom_to_ask(exam, command):
     """R15: everyone else is refused, with the support staff to ask."""

@@ -23,7 +23,7 @@ from store.models import Staff
         ("/incident-time TDT4100-2026H all add 5 outage", False, True),
         ("/incident-time TDT4100-2026H all add 5 outage", True, False),
         ("/incident-time TDT4100-2026H 10023 add 5 outage", False, False),
-        ("/reopen TDT4100-2026H 10023 until-close", False, False),
+        ("/reopen TDT4100-2026H 10023 until-close test reason", False, False),
         ("/reopen help", False, True),
         ("/no-such-command", False, True),
         ("", False, True),

@@ -169,13 +169,13 @@ def test_r11_refresh_never_undoes_staff_work_and_statuses_only_move_forward(
 ):
     """R11: incident time, reopenings and a staff delivery survive a refresh."""
     loaded.at("2026-12-01 10:00")
-    assert loaded.run(f"/incident-time {CODE} 10023 add 20").ok
-    assert loaded.run(f"/reopen {CODE} 10024 until-close").ok
+    assert loaded.run(f"/incident-time {CODE} 10023 add 20 test reason").ok
+    assert loaded.run(f"/reopen {CODE} 10024 until-close test reason").ok
     answer = tmp_path / "answer.pdf"
     answer.write_bytes(b"answer")
     with loaded.factory() as s:
         ctx = Ctx(db_session=s, actor=SUPPORT, tz=OSLO, now=loaded.now)
-        attach_file(ctx, test_code="TMA4100-2026H", number="10023", path=answer, reason="")
+        attach_file(ctx, test_code="TMA4100-2026H", number="10023", path=answer, reason="mailed in")
         s.commit()
     rows = [list(r) for r in CANDIDATES]
     rows[0][8] = "not_started"  # a stale export

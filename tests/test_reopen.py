@@ -49,8 +49,8 @@ def test_r6_until_close_opens_until_the_candidates_own_end_time(exam):
 
 def test_r6_until_close_follows_later_extra_time(exam):
     """R6: until-close is the candidate's end time, so incident time given later moves it."""
-    exam.at("2026-12-01 12:00").run(f"/reopen {CODE} 10023 until-close")
-    exam.run(f"/incident-time {CODE} 10023 add 10")
+    exam.at("2026-12-01 12:00").run(f"/reopen {CODE} 10023 until-close test reason")
+    exam.run(f"/incident-time {CODE} 10023 add 10 test reason")
     assert status_of(exam, "10023")["deadline"] == "2026-12-01T13:55:00+01:00"
 
 
@@ -58,7 +58,7 @@ def test_r6_until_close_is_refused_at_the_very_moment_of_the_ordinary_end(exam):
     """R6: at 13:15 the ordinary end counts as passed: until-close refused, nothing changed."""
     exam.at("2026-12-01 13:15")
     before = snapshot(exam.factory)
-    reply = exam.run(f"/reopen {CODE} 10023 until-close")
+    reply = exam.run(f"/reopen {CODE} 10023 until-close test reason")
     assert not reply.ok
     assert "only possible before the ordinary end" in reply.text and "in 30m" in reply.text
     assert snapshot(exam.factory) == before
@@ -66,14 +66,14 @@ def test_r6_until_close_is_refused_at_the_very_moment_of_the_ordinary_end(exam):
 
 def test_r6_in_is_allowed_at_the_very_moment_of_the_ordinary_end(exam):
     """R6: `in N` is allowed from the ordinary end on: deadline now + N."""
-    reply = exam.at("2026-12-01 13:15").run(f"/reopen {CODE} 10023 in 30m")
+    reply = exam.at("2026-12-01 13:15").run(f"/reopen {CODE} 10023 in 30m test reason")
     assert reply.ok, reply.text
     assert status_of(exam, "10023")["deadline"] == "2026-12-01T13:45:00+01:00"
 
 
 def test_r6_in_is_refused_before_the_ordinary_end(exam):
     """R6: before the ordinary end `in` is refused with what to do instead."""
-    reply = exam.at("2026-12-01 13:14").run(f"/reopen {CODE} 10023 in 30")
+    reply = exam.at("2026-12-01 13:14").run(f"/reopen {CODE} 10023 in 30 test reason")
     assert not reply.ok
     assert "only possible after the ordinary end" in reply.text and "until-close" in reply.text
     assert status_of(exam, "10023")["new_delivery"] is None
@@ -99,7 +99,7 @@ def test_r6_at_in_the_past_or_now_is_refused(exam, when):
     """R6: `at` must be in the future; nothing changes."""
     exam.at("2026-12-01 14:00")
     before = snapshot(exam.factory)
-    reply = exam.run(f"/reopen {CODE} 10023 at {when}")
+    reply = exam.run(f"/reopen {CODE} 10023 at {when} test reason")
     assert not reply.ok and "not in the future" in reply.text
     assert snapshot(exam.factory) == before
 
@@ -113,7 +113,7 @@ def test_r6_at_a_time_that_does_not_exist_on_spring_change_day_is_refused(world)
         reply = world.run(f"/reopen {CODE} 10023 {text}")
         assert not reply.ok
         assert "does not exist in Europe/Oslo" in reply.text, reply.text
-    assert world.run(f"/reopen {CODE} 10023 at 03:00").ok
+    assert world.run(f"/reopen {CODE} 10023 at 03:00 test reason").ok
     assert status_of(world, "10023")["deadline"] == "2027-03-28T03:00:00+02:00"
 
 
@@ -121,7 +121,7 @@ def test_r6_at_an_ambiguous_autumn_time_takes_the_first_and_shows_the_offset(wor
     """R6 + DST: 2026-10-25 02:30 happens twice; the first (CEST, +02:00) is taken."""
     world.add_test(CODE, start="2026-10-24 20:00", end="2026-10-25 00:00")
     world.add_candidates(CODE, ["10023"])
-    reply = world.at("2026-10-25 01:00").run(f"/reopen {CODE} 10023 at 02:30")
+    reply = world.at("2026-10-25 01:00").run(f"/reopen {CODE} 10023 at 02:30 test reason")
     assert reply.ok, reply.text
     assert status_of(world, "10023")["deadline"] == "2026-10-25T02:30:00+02:00"
     assert "02:30 CEST" in reply.text
@@ -139,7 +139,9 @@ def test_r6_no_limit_asks_for_confirmation_first_and_changes_nothing(exam):
 
 def test_r6_no_limit_confirmed_has_no_deadline(exam):
     """R6, R7: confirmed no-limit opens with no deadline (null in the status JSON)."""
-    reply = exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 no-limit", confirmed=True)
+    reply = exam.at("2026-12-01 14:00").run(
+        f"/reopen {CODE} 10023 no-limit test reason", confirmed=True
+    )
     assert reply.ok and not reply.needs_confirmation, reply.text
     assert "with no time limit" in reply.text
     status = status_of(exam, "10023")
@@ -149,8 +151,8 @@ def test_r6_no_limit_confirmed_has_no_deadline(exam):
 
 def test_r6_reopening_again_changes_the_open_reopening(exam):
     """R6: at most one open reopening per candidate; a second /reopen changes it."""
-    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 in 30")
-    exam.run(f"/reopen {CODE} 10023 in 1h")
+    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 in 30 test reason")
+    exam.run(f"/reopen {CODE} 10023 in 1h test reason")
     with exam.factory() as s:
         assert len(s.scalars(select(Reopening)).all()) == 1
     assert status_of(exam, "10023")["deadline"] == "2026-12-01T15:00:00+01:00"
@@ -169,7 +171,7 @@ def test_r6_reopen_is_recorded(exam):
 
 def test_r7_candidate_and_exam_show_new_delivery_as_minutes_after_ordinary_end(exam):
     """R7: "new delivery: allowed" and the deadline as minutes after the ordinary end."""
-    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 in 45m")
+    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 in 45m test reason")
     card = exam.run(f"/candidate {CODE} 10023")
     assert "New delivery: allowed (in) until 2026-12-01 14:45 CET" in card.text
     assert "90 min (1 h 30 min) after the ordinary end" in card.text
@@ -185,7 +187,7 @@ def test_r7_candidate_and_exam_show_new_delivery_as_minutes_after_ordinary_end(e
 
 def test_r7_deadline_before_the_ordinary_end_is_shown_as_before(exam):
     """R7: an `at` deadline before the ordinary end reads "before", never "+-"."""
-    exam.at("2026-12-01 12:00").run(f"/reopen {CODE} 10024 at 13:05")
+    exam.at("2026-12-01 12:00").run(f"/reopen {CODE} 10024 at 13:05 test reason")
     card = exam.run(f"/candidate {CODE} 10024")
     assert "10 min before the ordinary end" in card.text
     assert "10 min before the ordinary end" in exam.run(f"/exam {CODE}").text
@@ -193,7 +195,7 @@ def test_r7_deadline_before_the_ordinary_end_is_shown_as_before(exam):
 
 def test_r8_close_current_delivers_and_sets_submitted(exam):
     """R8: close current ends the reopening now and delivers; status submitted."""
-    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 in 30")
+    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 in 30 test reason")
     reply = exam.at("2026-12-01 14:10").run(f"/reopen {CODE} 10023 close current")
     assert reply.ok, reply.text
     status = status_of(exam, "10023")
@@ -207,7 +209,7 @@ def test_r8_close_current_delivers_and_sets_submitted(exam):
 
 def test_r8_close_reverted_without_an_earlier_delivery_is_refused(exam):
     """R8: reverted needs a version delivered before the reopening."""
-    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 in 30")
+    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 in 30 test reason")
     before = snapshot(exam.factory)
     reply = exam.run(f"/reopen {CODE} 10023 close reverted")
     assert not reply.ok and "close current" in reply.text
@@ -225,7 +227,7 @@ def test_r8_close_reverted_delivers_the_earlier_version(exam, session_factory):
         s.flush()
         earlier_id = earlier.id
         candidate.status = "submitted"
-    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 in 30")
+    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10023 in 30 test reason")
     reply = exam.run(f"/reopen {CODE} 10023 close reverted")
     assert reply.ok, reply.text
     assert "the answer delivered before" in reply.text
@@ -240,7 +242,7 @@ def test_r8_close_reverted_delivers_the_earlier_version(exam, session_factory):
 
 def test_r8_close_reverted_after_a_registry_submitted_status(exam):
     """R8: a candidate the registry shows as submitted had delivered before: reverted works."""
-    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10024 in 30")
+    exam.at("2026-12-01 14:00").run(f"/reopen {CODE} 10024 in 30 test reason")
     reply = exam.run(f"/reopen {CODE} 10024 close reverted")
     assert reply.ok, reply.text
 
@@ -263,7 +265,7 @@ def test_r6_exam_lists_the_first_ten_open_reopenings_and_counts_the_rest(exam):
     numbers = [str(20000 + i) for i in range(12)]
     exam.add_candidates(CODE, numbers)
     for number in numbers:
-        exam.at("2026-12-01 12:00").run(f"/reopen {CODE} {number} until-close")
+        exam.at("2026-12-01 12:00").run(f"/reopen {CODE} {number} until-close test reason")
     exam.at("2026-12-01 12:10").run(f"/reopen {CODE} {numbers[0]} close current")
     overview = exam.at("2026-12-01 12:20").run(f"/exam {CODE}")
     reopened = overview.data["reopened"]
@@ -293,7 +295,9 @@ def test_r7_candidate_card_shows_only_the_open_reopening(exam):
     exam.at("2026-12-01 14:10")
     assert exam.run(f"/reopen {CODE} 10023 close current").ok
     assert shown() == status_of(exam, "10023") and shown()["new_delivery"] is None
-    assert exam.run(f"/reopen {CODE} 10023 in 20m").ok  # a second reopening; the first is closed
+    assert exam.run(
+        f"/reopen {CODE} 10023 in 20m test reason"
+    ).ok  # a second reopening; the first is closed
     assert shown() == status_of(exam, "10023")
     assert shown()["new_delivery"] == {"mode": "in", "deadline": "2026-12-01T14:30:00+01:00"}
     assert "New delivery: allowed (in) until" in exam.run(f"/candidate {CODE} 10023").text

@@ -38,8 +38,8 @@ def exam(world, tmp_path):
     world.add_candidates(CODE, ["10003", "10005", "10006", "10007"])
     world.add_candidates(CODE, ["10004"], individual_deadline=oslo("2026-12-03 13:00"))
     for when, line in (
-        ("2026-12-01 10:00", f"/incident-time {CODE} 10003 add 15 network outage"),
-        ("2026-12-01 10:30", f"/incident-time {CODE} 10003 subtract 15 given by mistake"),
+        ("2026-12-01 10:00", f"/incident-time {CODE} 10003 add 15 network outage --quiet"),
+        ("2026-12-01 10:30", f"/incident-time {CODE} 10003 subtract 15 given by mistake --quiet"),
         ("2026-12-01 11:00", f"/notice {CODE} {NOTICE}"),
     ):
         reply = world.at(when).run(line, confirmed=True)

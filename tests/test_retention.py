@@ -59,7 +59,9 @@ def exams(world, tmp_path):
             .where(Delivery.status == "pending")
             .values(status="undelivered", error_message="+4741234567 is unreachable")
         )
-    reopened = world.at("2026-12-01 12:00").run(f"/reopen {OPEN} 30001 no-limit x", confirmed=True)
+    reopened = world.at("2026-12-01 12:00").run(
+        f"/reopen {OPEN} 30001 no-limit x --quiet", confirmed=True
+    )
     assert reopened.ok, reopened.text
     return world
 

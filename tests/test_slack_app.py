@@ -209,7 +209,10 @@ def test_refusal_explains_itself_r5(served, world):
     )
     world.add_candidates("OLD-1", [7])
     response = served.slack.command(
-        "/incident-time", "OLD-1 7 add 15", user=SUPPORT, response_url=served.fake.response_url()
+        "/incident-time",
+        "OLD-1 7 add 15 test reason",
+        user=SUPPORT,
+        response_url=served.fake.response_url(),
     )
     body = ephemeral(response)
     assert body["blocks"][0]["text"]["text"].startswith(":warning:")
@@ -233,7 +236,10 @@ def test_r15_user_without_role_is_told_whom_to_ask(served, exam):
 def test_r15_teacher_cannot_change_incident_time(served, exam):
     body = ephemeral(
         served.slack.command(
-            "/incident-time", "TDT4100-2026H 101 add 5", user=TEACHER, response_url="http://x"
+            "/incident-time",
+            "TDT4100-2026H 101 add 5 test reason",
+            user=TEACHER,
+            response_url="http://x",
         )
     )
     assert "Only exam support staff" in body["text"]

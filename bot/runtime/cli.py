@@ -72,6 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=["csv", "xlsx", "json"], default=None)
     report.add_argument("--output", type=Path, help="file to write (default: standard output)")
 
+    reports = sub.add_parser(
+        "reports", help="teachers' error reports and their state; send, edit or reject one"
+    )
+    reports.add_argument("test", nargs="?", help="only this test's reports")
+    reports.add_argument("--json", action="store_true", help="JSON for scripts")
+    action = reports.add_mutually_exclusive_group()
+    action.add_argument("--send", type=int, metavar="ID", help="send the report's text (R13)")
+    action.add_argument("--edit", type=int, metavar="ID", help="change the text before sending")
+    action.add_argument("--reject", type=int, metavar="ID", help="decide not to send it")
+    reports.add_argument("--as", dest="actor", help="Slack user id to act as (send, edit, reject)")
+    reports.add_argument("--yes", action="store_true", help="send without asking first")
+    reports.add_argument("--nb", help="with --edit: the Norwegian text")
+    reports.add_argument("--en", help="with --edit: the English text")
+    reports.add_argument("--question", help="with --edit: the question or task")
+    reports.add_argument("--reason", default="", help="with --reject: why")
+
     purge = sub.add_parser(
         "purge", help="erase contact data of tests that ended RETENTION_DAYS ago (retention)"
     )
@@ -126,6 +142,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "deliver": _deliver,
         "log": _log,
         "report": _report,
+        "reports": _reports,
         "purge": _purge,
         "demo": _demo,
         "doctor": _doctor,
@@ -198,6 +215,7 @@ def _with_ctx(settings, factory, actor: str, work: Callable):
             now=clock.now(),
             work=work,
             registry_dir=settings.registry_dir,
+            outside=settings.outside,
         )
     except CommandError as error:
         raise CliError(str(error)) from None
@@ -278,6 +296,7 @@ def _run(args: argparse.Namespace) -> int:
         now=clock.now(),
         confirmed=args.yes,
         registry_dir=settings.registry_dir,
+        outside=settings.outside,
     )
     if not reply.ok:
         print(reply.text, file=sys.stderr)
@@ -386,6 +405,85 @@ def _report(args: argparse.Namespace) -> int:
     except OSError as error:
         raise CliError(f"cannot write {args.output} ({error.strerror})") from None
     print(f"Wrote the incident report of {args.test.upper()} to {args.output} ({fmt}).")
+    return EXIT_OK
+
+
+def _reports(args: argparse.Namespace) -> int:
+    from commands import notice, question_error, question_reports
+    from commands.lookup import get_test
+    from notifications import fanout
+    from store.models import Test
+
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+    report_id = args.send or args.edit or args.reject
+    if report_id is None:
+
+        def listing(ctx) -> str:
+            test = get_test(db_session=ctx.db_session, test_code=args.test) if args.test else None
+            found = question_reports.reports(ctx.db_session, test_id=test and test.id)
+            if args.json:
+                return json.dumps(
+                    {
+                        "test": test and test.code,
+                        "reports": [r.as_json(ctx.tz) for r in found],
+                    },
+                    ensure_ascii=False,
+                )
+            return question_reports.listing_text(found, ctx.tz, test=test and test.code)
+
+        print(_with_ctx(settings, factory, _cli_actor(), listing))
+        return EXIT_OK
+    if not args.actor:
+        raise CliError("say who acts: add --as USER (a Slack user id of exam support)")
+    if args.send is not None:
+        if not args.yes:
+
+            def ask(ctx) -> str:
+                report = question_error.for_editing(ctx, report_id=report_id)
+                test = ctx.db_session.get(Test, question_error.get_report(ctx, report_id).test_id)
+                plan = fanout.plan(db_session=ctx.db_session, test=test)
+                logged = notice.not_configured(plan, ctx.outside)
+                return (
+                    f"This sends error report #{report_id} to the {plan.candidates} candidates "
+                    f"of {report['test']}: {notice.counts_text(plan)}"
+                    + (f"\n{logged}" if logged else "")
+                    + "\nIt cannot be taken back. Nothing was sent. Run the same command with "
+                    "--yes to send it."
+                )
+
+            print(_with_ctx(settings, factory, args.actor, ask))
+            return EXIT_CONFIRM
+        reply = _with_ctx(
+            settings, factory, args.actor, lambda ctx: question_error.send(ctx, report_id=report_id)
+        )
+        print(reply.text)
+        return EXIT_OK
+    if args.edit is not None:
+        if args.nb is None and args.en is None and args.question is None:
+            raise CliError("say what changes: --nb TEXT, --en TEXT and/or --question TEXT")
+
+        def edit(ctx):
+            current = question_error.for_editing(ctx, report_id=report_id)
+            return question_error.edit(
+                ctx,
+                report_id=report_id,
+                text_nb=current["text_nb"] if args.nb is None else args.nb,
+                text_en=current["text_en"] if args.en is None else args.en,
+                question=args.question,
+                suggested_minutes=current["suggested_minutes"],
+            )
+
+        edited = _with_ctx(settings, factory, args.actor, edit)
+        print(f"Error report #{report_id} for {edited['test']} is edited.")
+        return EXIT_OK
+    rejected = _with_ctx(
+        settings,
+        factory,
+        args.actor,
+        lambda ctx: question_error.reject(ctx, report_id=report_id, reason=args.reason),
+    )
+    print(f"Error report #{report_id} for {rejected['test']} is rejected; nothing is sent.")
     return EXIT_OK
 
 

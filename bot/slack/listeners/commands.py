@@ -46,6 +46,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
         tz=settings.tz,
         now=clock.now(),
         registry_dir=settings.registry_dir,
+        outside=settings.outside,
     )
     ack(response_type="ephemeral", **blocks.message(reply, tz=settings.tz))
     post_change_log(deps, reply, via=command["command"])
@@ -61,6 +62,7 @@ def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         tz=deps.settings.tz,
         now=clock.now(),
         registry_dir=deps.settings.registry_dir,
+        outside=deps.settings.outside,
     )
     _answer_button(deps, body, reply, replace=reply.ok)
     post_change_log(deps, reply, via="a confirmation button")

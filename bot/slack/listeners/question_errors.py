@@ -74,6 +74,7 @@ def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
         tz=deps.settings.tz,
         now=clock.now(),
         work=work,
+        outside=deps.settings.outside,
     )
 
 
@@ -178,6 +179,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         command_line=f"/question-error {text}".strip(),
         tz=deps.settings.tz,
         now=clock.now(),
+        outside=deps.settings.outside,
     )
     ack(response_type="ephemeral", **blocks.message(reply, tz=deps.settings.tz))
     if reply.ok and reply.data.get("post_to_support"):

@@ -11,6 +11,7 @@ from commands.permissions import SUPPORT
 from commands.timeparse import format_time
 from store.models import CandidateStatus
 
+SHOWN_REPORTS = 10
 HELP = (
     "`/candidate TEST CANDIDATE` · `/exam TEST` · `/incident-time TEST CANDIDATES add 15 "
     "reason` · `/reopen TEST CANDIDATE in 30m reason` · `/notice TEST text` · "
@@ -33,6 +34,7 @@ def home_view(home: Home, *, tz: ZoneInfo) -> dict[str, Any]:
         blocks += _tests("Running now", home.running, tz, empty="No test is running now.")
         blocks += _tests("Next", home.upcoming, tz, empty="No test is coming up.")
         if home.role == SUPPORT:
+            blocks += _open_reports(home, tz)
             blocks += _open_deliveries(home, tz)
             blocks += _changes(home, tz)
         else:
@@ -68,6 +70,24 @@ def _tests(title: str, tests: list[TestLine], tz: ZoneInfo, *, empty: str) -> li
             )
         )
     return blocks
+
+
+def _open_reports(home: Home, tz: ZoneInfo) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = [{"type": "divider"}, _text("*Open error reports*")]
+    if not home.open_reports:
+        return [*blocks, _context("No error report is waiting.")]
+    shown = home.open_reports[:SHOWN_REPORTS]
+    lines = [
+        f"• {escape(r.test)} #{r.id}"
+        + (f" ({escape(r.question)})" if r.question else "")
+        + f" from {mention(r.reported_by)} at {format_time(r.reported_at, tz)}"
+        for r in shown
+    ]
+    more = len(home.open_reports) - len(shown)
+    if more:
+        lines.append(f"…and {more} more (`examdesk reports`)")
+    lines.append("Send, edit or reject each on its message in the support channel.")
+    return [*blocks, _text("\n".join(lines))]
 
 
 def _open_deliveries(home: Home, tz: ZoneInfo) -> list[dict[str, Any]]:

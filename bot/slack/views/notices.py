@@ -87,7 +87,8 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
             "title": {"type": "plain_text", "text": "Send to all candidates?"},
             "text": text_object(
                 f"This sends {counts(plan)} to the candidates of {report['test']}. "
-                "It cannot be taken back."
+                + (f"{plan['not_configured']}. " if plan.get("not_configured") else "")
+                + "It cannot be taken back."
             ),
             "confirm": {"type": "plain_text", "text": "Send"},
             "deny": {"type": "plain_text", "text": "Cancel"},

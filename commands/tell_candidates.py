@@ -1,0 +1,79 @@
+"""After a change to one or a list of candidates, each of them is told (DESIGN.md): their
+deadline now, what changed, the link to their page and how to reach support, by R13's
+channel, in their language.
+
+Not after `all` (nothing is sent by itself; a notice tells everyone), not when the reason
+ends with `--quiet`, and never to a candidate whose answer is delivered, except to say that
+it was delivered for them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from commands.context import Ctx
+from commands.timing import active_reopening, timing
+from notifications import candidate_messages as messages
+from notifications.channels import outside_channel
+from store.models import Candidate, Test
+
+
+def tell(ctx: Ctx, *, test: Test, candidate_ids: list[int], change: str) -> int:
+    """Write one message per candidate (merged with one still waiting); how many."""
+    if not candidate_ids:
+        return 0
+    # The ORM test: R13's channel reads its kind and times, the message its code.
+    full_test = ctx.db_session.get(Test, test.id)
+    assert full_test is not None
+    channel = outside_channel(full_test)
+    candidates = ctx.db_session.scalars(
+        select(Candidate)
+        .where(Candidate.id.in_(candidate_ids))
+        .options(selectinload(Candidate.reopenings))
+        .order_by(Candidate.id)
+        # The change may have been made by SQL, past the objects the session holds.
+        .execution_options(populate_existing=True)
+    ).all()
+    told = 0
+    for candidate in candidates:
+        reopening = active_reopening(candidate)
+        if change != messages.DELIVERED and candidate.status == "submitted" and not reopening:
+            continue
+        t = timing(candidate, full_test)
+        state = messages.State(
+            language=candidate.language,
+            test_code=full_test.code,
+            change=change,
+            deadline=t.deadline,
+            incident_minutes=candidate.incident_minutes,
+            delivered_at=candidate.submitted_at,
+        )
+        text = messages.compose(
+            state,
+            link=messages.page_link(
+                public_url=ctx.outside.public_url, token=candidate.notice_token
+            ),
+            support_contact=ctx.outside.support_contact,
+            tz=ctx.tz,
+            now=ctx.now,
+        )
+        messages.send_candidate_message(
+            ctx.db_session,
+            candidate=candidate,
+            channel=channel,
+            text=text,
+            not_before=ctx.now + messages.COALESCE,
+        )
+        told += 1
+    return told
+
+
+def told_line(told: int, *, quiet: bool) -> str:
+    """What the receipt says of it."""
+    if quiet:
+        return "The candidates are not told (--quiet)."
+    if not told:
+        return ""
+    whom = "The candidate is" if told == 1 else f"{told} candidates are"
+    return f"{whom} told by message in a minute (several changes make one message)."

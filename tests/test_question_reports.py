@@ -1,0 +1,93 @@
+"""Teachers' error reports listed and handled from the terminal as from Slack (R12–R14), and
+honest previews when SMS is not configured (issue 17 items 2 and 3)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import SUPPORT, TEACHER
+from sqlalchemy import select
+
+from bot.slack.views.notices import report_blocks
+from commands import question_error
+from commands.home import build
+from notifications.channels import Outside
+from store.models import Notice, QuestionErrorReport
+
+CODE = "TDT4100-2026H"
+LOGGED = "SMS: not configured — will only be written to the log"
+
+
+@pytest.fixture
+def reported(world):
+    world.add_test(CODE)
+    world.add_candidates(CODE, ["10023", "10024"])
+    reply = world.run(f"/question-error {CODE} Task 3b: n = 10, not n = 100.", actor=TEACHER)
+    assert reply.ok, reply.text
+    return world
+
+
+def test_r12_open_reports_on_exam_overview_and_support_home(reported):
+    overview = reported.run(f"/exam {CODE}")
+    assert "Error reports: 1 open (#1 at 2026-12-01 10:00 CET)" in overview.text
+    assert [r["id"] for r in overview.data["open_reports"]] == [1]
+    with reported.factory() as s:
+        home = build(db_session=s, user_id=SUPPORT, now=reported.now)
+    assert [(r.id, r.test, r.state) for r in home.open_reports] == [(1, CODE, "open")]
+
+
+def test_r14_reports_listed_sent_edited_and_rejected_from_the_terminal(reported, cli):
+    listed = cli("reports", CODE, "--json")
+    assert listed.returncode == 0, listed.stderr
+    (report,) = json.loads(listed.stdout)["reports"]
+    assert (report["id"], report["state"], report["reported_by"]) == (1, "open", TEACHER)
+    assert "Task 3b" in cli("reports").stdout
+
+    edited = cli("reports", "--edit", "1", "--en", "Task 3b: n = 10.", "--as", SUPPORT)
+    assert edited.returncode == 0, edited.stderr
+    with reported.factory() as s:
+        found = s.get(QuestionErrorReport, 1)
+        assert found.text_en == "Task 3b: n = 10."
+
+    ask = cli("reports", "--send", "1", "--as", SUPPORT)
+    assert ask.returncode == 2 and "2 in-app notices, 2 SMS" in ask.stdout
+    assert LOGGED in ask.stdout  # no TWILIO_* in the test's environment
+    sent = cli("reports", "--send", "1", "--as", SUPPORT, "--yes")
+    assert sent.returncode == 0, sent.stderr
+    with reported.factory() as s:
+        assert s.scalars(select(Notice.report_id)).all() == [1]
+    again = cli("reports", "--reject", "1", "--as", SUPPORT)
+    assert again.returncode == 1 and "already sent" in again.stderr
+    assert json.loads(cli("reports", "--json").stdout)["reports"][0]["state"] == "sent"
+
+
+def test_r15_a_teacher_cannot_reject_from_the_terminal(reported, cli):
+    refused = cli("reports", "--reject", "1", "--as", TEACHER)
+    assert refused.returncode == 1
+    assert (
+        cli("reports", "--reject", "1", "--as", SUPPORT, "--reason", "not an error").returncode == 0
+    )
+    assert "rejected" in cli("reports", CODE).stdout
+
+
+def test_r13_notice_preview_says_sms_is_only_logged_when_not_configured(reported, cli):
+    preview = cli("run", "--as", SUPPORT, f"/notice {CODE} Oppgave 3b: bruk n = 10.")
+    assert preview.returncode == 2 and LOGGED in preview.stdout
+    configured = cli(
+        "run",
+        "--as",
+        SUPPORT,
+        f"/notice {CODE} Oppgave 3b: bruk n = 10.",
+        env={"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "x"},
+    )
+    assert configured.returncode == 2 and LOGGED not in configured.stdout
+
+
+def test_r13_report_send_confirm_says_sms_is_only_logged(reported):
+    with reported.factory() as s:
+        ctx = reported.ctx(s)
+        ctx = type(ctx)(**{**ctx.__dict__, "outside": Outside(logged=frozenset({"sms"}))})
+        report = question_error.show(ctx, report_id=1)
+    send = report_blocks(report)["blocks"][-1]["elements"][0]
+    assert LOGGED in send["confirm"]["text"]["text"]
