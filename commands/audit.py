@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Insert, Integer, Select, String, bindparam, event, insert, null, select
@@ -13,6 +15,11 @@ from commands.errors import InvalidInput
 from store.models import AnyTest, Candidate, Change
 
 MAX_REASON = 500
+# A change to one or a list of candidates can be undone this long after it (commands/undo).
+UNDO_WINDOW = timedelta(minutes=15)
+# Marks the batch of a change to every candidate of a test: undo takes back changes to one
+# or a list of candidates only, and the record must say which a change was.
+_TEST_WIDE = "all-"
 
 
 def check_reason(reason: str) -> str:
@@ -36,14 +43,15 @@ def record(
     candidate: Candidate | None = None,
     candidate_id: int | None = None,
     batch: str | None = None,
-) -> None:
-    """One record per change; a batch keeps each candidate's before/after under its number."""
+) -> int:
+    """One record per change; a batch keeps each candidate's before/after under its number.
+    Returns the change's id."""
     db = ctx.db_session
     # Rows the command added (a candidate, a reopening) get their ids first.
     db.flush()
     # Inserted at once with Core: nothing reads it back, and the ORM's unit of work for one
     # row cost more than the rest of a one-candidate command.
-    db.connection().execute(
+    result = db.connection().execute(
         _INSERT,
         {
             "at": ctx.now,
@@ -57,6 +65,21 @@ def record(
             "batch": batch,
         },
     )
+    return result.inserted_primary_key[0]
+
+
+def new_batch(*, test_wide: bool = False) -> str:
+    """The id that groups a change's candidates; ``test_wide`` for every candidate of a test."""
+    return _TEST_WIDE + uuid.uuid4().hex if test_wide else str(uuid.uuid4())
+
+
+def is_test_wide(batch: str | None) -> bool:
+    return batch is not None and batch.startswith(_TEST_WIDE)
+
+
+def undo_offer(change_id: int, at: datetime) -> dict[str, Any]:
+    """What a receipt's data carries when its change can be undone (commands/undo)."""
+    return {"change_id": change_id, "undo_until": at + UNDO_WINDOW}
 
 
 def record_computed(

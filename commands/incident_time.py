@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,12 +82,13 @@ def change(
         test_code=test_code,
         doing="change incident extra time",
     )
-    _refuse_after_ordinary_end(ctx, test)
+    refuse_after_ordinary_end(ctx, test)
     what = _describe(operation, minutes)
     if numbers is None and not confirmed:
         return _preview_all(ctx, test, operation, minutes, what, command)
     reason = reason or "no reason given"
-    action, batch = f"incident_time_{operation}", str(uuid.uuid4())
+    action = f"incident_time_{operation}"
+    batch = audit.new_batch(test_wide=numbers is None)
     if numbers is None:
         return _change_all(ctx, test, operation, minutes, what, reason, action, batch)
     rows, own_ends = _locked_rows(ctx, test, numbers)
@@ -99,7 +99,7 @@ def change(
     _refuse_below_zero([r for r in rows if after[r[1]] < 0], minutes)
     _refuse_above_most([r for r in rows if after[r[1]] > MAX_TOTAL_MINUTES], minutes)
     _apply(ctx, test, rows, numbers, operation, minutes)
-    audit.record(
+    change_id = audit.record(
         ctx,
         action=action,
         reason=reason,
@@ -110,9 +110,11 @@ def change(
         batch=batch,
     )
     latest = _latest_end(ordinary_end(test), rows, own_ends, after)
-    return _receipt(
+    reply = _receipt(
         ctx, test, rows, len(rows), own_ends, operation, minutes, what, reason, latest, all_=False
     )
+    reply.data |= audit.undo_offer(change_id, ctx.now)
+    return reply
 
 
 def _change_all(
@@ -210,7 +212,7 @@ def _refuse_above_most(above: list, minutes: int) -> None:
         )
 
 
-def _refuse_after_ordinary_end(ctx: Ctx, test: AnyTest) -> None:
+def refuse_after_ordinary_end(ctx: Ctx, test: AnyTest) -> None:
     if ordinary_end_passed(test, ctx.now):
         raise Refused(
             f"The ordinary end of {test.code} ({format_time(ordinary_end(test), ctx.tz)}) has "

@@ -146,7 +146,7 @@ def reopen(
         connection.execute(_REOPEN_AGAIN, {"open_id": target.reopening_id, **opened})
     reopen_by = reopen_deadline_from(mode, deadline, current.end)
     after = _state_from(ctx, target.status, PlainDeadlines(current.end, mode, reopen_by))
-    audit.record(
+    change_id = audit.record(
         ctx,
         action="reopen",
         reason=reason,
@@ -158,8 +158,8 @@ def reopen(
     due = _describe_deadline(ctx, reopen_by, test)
     return Reply(
         text=f"Candidate {number} of {test.code} is open for new delivery "
-        f"({mode}) {due} (reason: {reason}).\nBefore: {_describe(before, ctx)}\nNow: "
-        f"{_describe(after, ctx)}",
+        f"({mode}) {due} (reason: {reason}).\nBefore: {describe(before, ctx)}\nNow: "
+        f"{describe(after, ctx)}",
         kind="receipt",
         data={
             "test": test.code,
@@ -167,7 +167,8 @@ def reopen(
             "candidate": number,
             "before": before,
             "after": after,
-        },
+        }
+        | audit.undo_offer(change_id, ctx.now),
         log=[
             f"<@{ctx.actor}> reopened {test.code} candidate {number} ({mode}) {due}; why: {reason}"
         ],
@@ -244,9 +245,9 @@ def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
             f"there is no earlier version. Use `/reopen {test.code} {candidate.number} close "
             "current`."
         )
-    before = _state(ctx, candidate, test)
+    before = state(ctx, candidate, test)
     close_reopening(ctx, candidate, reopening, choice=choice)
-    after = _state(ctx, candidate, test)
+    after = state(ctx, candidate, test)
     audit.record(
         ctx,
         action=f"close_{choice}",
@@ -258,8 +259,8 @@ def close(ctx: Ctx, *, test_code: str, number: str, choice: str) -> Reply:
     which = "the current answer" if choice == "current" else "the answer delivered before"
     return Reply(
         text=f"New delivery for {candidate.number} of {test.code} is closed; {which} is "
-        f"delivered and the status is submitted.\nBefore: {_describe(before, ctx)}\nNow: "
-        f"{_describe(after, ctx)}",
+        f"delivered and the status is submitted.\nBefore: {describe(before, ctx)}\nNow: "
+        f"{describe(after, ctx)}",
         kind="receipt",
         data={
             "test": test.code,
@@ -325,7 +326,8 @@ _REOPEN_AGAIN = (
 )
 
 
-def _state(ctx: Ctx, candidate: Candidate, test: AnyTest) -> dict:
+def state(ctx: Ctx, candidate: Candidate, test: AnyTest) -> dict:
+    """What the change record keeps of ``candidate`` now (R7)."""
     t = timing(candidate, test)
     reopening = t.reopening
     return _state_from(
@@ -350,7 +352,7 @@ def _state_from(ctx: Ctx, status: str, deadlines: PlainDeadlines) -> dict:
     }
 
 
-def _describe(state: dict, ctx: Ctx) -> str:
+def describe(state: dict, ctx: Ctx) -> str:
     nd = state["new_delivery"]
     reopened = "not open for new delivery" if nd is None else f"new delivery {nd['mode']}"
     due = state["deadline"]
