@@ -166,8 +166,7 @@ def _undo_incident_time(ctx: Ctx, test: AnyTest, change: Change, *, confirmed: b
             text=f"Undo change {change.id} ({what}, {origin})? Incident time would go back "
             "to what it was:",
             lines=lines,
-            prompt=f"Put incident time of {whom} of {test.code} back as before change "
-            f"{change.id}?",
+            prompt=f"Put incident time of {whom} of {test.code} back as before change {change.id}?",
         )
     ctx.db_session.connection().execute(
         _SET_BACK, [{"candidate": r.id, "minutes_back": before[r.number]} for r in rows]
@@ -486,7 +485,9 @@ _SET_BACK = (
 )
 _ch = Change.__table__.c
 _LATER = (
-    select(_ch.id, _ch.at, _ch.actor, _ch.action, _ch.candidate_id, _ch.before, _ch.after)
+    select(
+        _ch.id, _ch.at, _ch.actor, _ch.action, _ch.reason, _ch.candidate_id, _ch.before, _ch.after
+    )
     .where(_ch.test_id == bindparam("of_test"), _ch.id > bindparam("after_id"))
     .order_by(_ch.id)
 )
