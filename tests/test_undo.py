@@ -6,6 +6,7 @@ longer allow the old values."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import timedelta
 
 import pytest
@@ -255,6 +256,29 @@ def test_double_confirm_of_an_undo_applies_once(day):
     second = day.run(f"/undo {change_id}", confirmed=True)
     assert not second.ok and "undone already" in second.text
     assert minutes(day, "101") == [5]
+    assert [c.action for c in changes(day)] == ["incident_time_add", "incident_time_undo"]
+
+
+def test_two_undos_of_one_change_at_once_apply_once(day):
+    """Two people confirm their own previews at the same moment: the candidates' row locks
+    queue them, and the second sees the first's record."""
+    day.add_staff("U0SUPPORT2", "support")
+    change_id = changed(day, f"/incident-time {CODE} 101,102 add 15 x")
+    barrier = threading.Barrier(2)
+    replies = []
+
+    def undo(actor: str) -> None:
+        barrier.wait()
+        replies.append(day.run(f"/undo {change_id}", actor=actor, confirmed=True))
+
+    threads = [threading.Thread(target=undo, args=(a,)) for a in (SUPPORT, "U0SUPPORT2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r.ok for r in replies) == [False, True]
+    assert "undone already" in next(r.text for r in replies if not r.ok)
+    assert minutes(day, "101", "102") == [5, 0]
     assert [c.action for c in changes(day)] == ["incident_time_add", "incident_time_undo"]
 
 
