@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Insert, Integer, Select, String, bindparam, event, insert, null, select
@@ -14,6 +16,11 @@ from store.models import Candidate, Change, Test
 MAX_REASON = 500
 # A reason ending with this changes the candidates without telling them.
 QUIET = "--quiet"
+# A change to one or a list of candidates can be undone this long after it (commands/undo).
+UNDO_WINDOW = timedelta(minutes=15)
+# Marks the batch of a change to every candidate of a test: undo takes back changes to one
+# or a list of candidates only, and the record must say which a change was.
+_TEST_WIDE = "all-"
 
 
 def check_reason(reason: str) -> str:
@@ -54,24 +61,39 @@ def record(
     candidate: Candidate | None = None,
     candidate_id: int | None = None,
     batch: str | None = None,
-) -> None:
-    """One record per change; a batch keeps each candidate's before/after under its number."""
+) -> int:
+    """One record per change; a batch keeps each candidate's before/after under its number.
+    Returns the change's id."""
     db = ctx.db_session
     # Rows the command added (a candidate, a reopening) get their ids first.
     db.flush()
-    db.add(
-        Change(
-            at=ctx.now,
-            actor=ctx.actor,
-            action=action,
-            test_id=test.id if test else (candidate.test_id if candidate else None),
-            candidate_id=candidate.id if candidate else candidate_id,
-            reason=reason,
-            before=before,
-            after=after,
-            batch=batch,
-        )
-    )
+    values = {
+        "at": ctx.now,
+        "actor": ctx.actor,
+        "action": action,
+        "test_id": test.id if test else (candidate.test_id if candidate else None),
+        "candidate_id": candidate.id if candidate else candidate_id,
+        "reason": reason,
+        "before": before,
+        "after": after,
+        "batch": batch,
+    }
+    # Nothing of the command reads the record back: one INSERT, not an object to track.
+    return db.scalar(insert(Change).values(**values).returning(Change.id))
+
+
+def new_batch(*, test_wide: bool = False) -> str:
+    """The id that groups a change's candidates; ``test_wide`` for every candidate of a test."""
+    return _TEST_WIDE + uuid.uuid4().hex if test_wide else str(uuid.uuid4())
+
+
+def is_test_wide(batch: str | None) -> bool:
+    return batch is not None and batch.startswith(_TEST_WIDE)
+
+
+def undo_offer(change_id: int, at: datetime) -> dict[str, Any]:
+    """What a receipt's data carries when its change can be undone (commands/undo)."""
+    return {"change_id": change_id, "undo_until": at + UNDO_WINDOW}
 
 
 def record_computed(

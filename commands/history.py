@@ -35,7 +35,12 @@ USAGE = (
 )
 PAGE = 20
 # Whose before and after are kept under each candidate's number (a batch of candidates).
-BY_NUMBER = ("incident_time_add", "incident_time_subtract", "incident_time_set")
+BY_NUMBER = (
+    "incident_time_add",
+    "incident_time_subtract",
+    "incident_time_set",
+    "incident_time_undo",
+)
 BY_NUMBER_ACTIONS = (*BY_NUMBER, "registry_candidates")
 # Candidates named in a test-wide entry of `examdesk log TEST`; the rest are counted.
 LISTED = 10
@@ -46,7 +51,9 @@ ACTIONS = {
     "incident_time_add": "incident time added",
     "incident_time_subtract": "incident time subtracted",
     "incident_time_set": "incident time set",
+    "incident_time_undo": "incident time change undone",
     "reopen": "opened for new delivery",
+    "reopen_undo": "new delivery change undone",
     "close_current": "new delivery closed, current answer delivered",
     "close_reverted": "new delivery closed, earlier answer delivered",
     "auto_deliver": "delivered automatically at the deadline",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -96,11 +95,12 @@ def change(
         test_code=test_code,
         doing="change incident extra time",
     )
-    _refuse_after_ordinary_end(ctx, test)
+    refuse_after_ordinary_end(ctx, test)
     what = _describe(operation, minutes)
     if numbers is None and not confirmed:
         return _preview_all(ctx, test, operation, minutes, what, command)
-    action, batch = f"incident_time_{operation}", str(uuid.uuid4())
+    action = f"incident_time_{operation}"
+    batch = audit.new_batch(test_wide=numbers is None)
     if numbers is None:
         return _change_all(ctx, test, operation, minutes, what, reason, action, batch)
     candidates = get_candidates(
@@ -114,7 +114,7 @@ def change(
     for candidate in candidates:
         candidate.incident_minutes = after[candidate.number]
     ctx.db_session.flush()
-    audit.record(
+    change_id = audit.record(
         ctx,
         action=action,
         reason=reason,
@@ -130,7 +130,7 @@ def change(
         if quiet
         else tell(ctx, test=test, candidate_ids=[c.id for c in candidates], change=CHANGE)
     )
-    return _receipt(
+    reply = _receipt(
         ctx,
         test,
         shown,
@@ -141,6 +141,8 @@ def change(
         all_=False,
         note=told_line(told, quiet=quiet),
     )
+    reply.data |= audit.undo_offer(change_id, ctx.now)
+    return reply
 
 
 def _change_all(
@@ -279,7 +281,7 @@ def _refuse_above_most(above: list, minutes: int) -> None:
         )
 
 
-def _refuse_after_ordinary_end(ctx: Ctx, test: Test) -> None:
+def refuse_after_ordinary_end(ctx: Ctx, test: Test) -> None:
     if ordinary_end_passed(test, ctx.now):
         raise Refused(
             f"The ordinary end of {test.code} ({format_time(ordinary_end(test), ctx.tz)}) has "

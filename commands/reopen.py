@@ -148,10 +148,10 @@ def reopen(
                 button="Yes, until then",
             ),
         )
-    before = _state(ctx, candidate, test)
+    before = state(ctx, candidate, test)
     _open(ctx, candidate, mode=mode, deadline=deadline, reason=reason)
-    after = _state(ctx, candidate, test)
-    audit.record(
+    after = state(ctx, candidate, test)
+    change_id = audit.record(
         ctx,
         action="reopen",
         reason=reason,
@@ -165,8 +165,8 @@ def reopen(
     told_text = told_line(told, quiet=quiet)
     return Reply(
         text=f"Candidate {number} of {test.code} is open for new delivery "
-        f"({mode}) {due} (reason: {reason}).\nBefore: {_describe(before, ctx)}\nNow: "
-        f"{_describe(after, ctx)}" + (f"\n{told_text}" if told_text else ""),
+        f"({mode}) {due} (reason: {reason}).\nBefore: {describe(before, ctx)}\nNow: "
+        f"{describe(after, ctx)}" + (f"\n{told_text}" if told_text else ""),
         kind="receipt",
         data={
             "test": test.code,
@@ -174,7 +174,8 @@ def reopen(
             "candidate": number,
             "before": before,
             "after": after,
-        },
+        }
+        | audit.undo_offer(change_id, ctx.now),
         log=[
             f"<@{ctx.actor}> reopened {test.code} candidate {number} ({mode}) {due}; why: {reason}"
         ],
@@ -261,9 +262,9 @@ def close(
             f"there is no earlier version. Use `/reopen {test.code} {candidate.number} close "
             "current`."
         )
-    before = _state(ctx, candidate, test)
+    before = state(ctx, candidate, test)
     close_reopening(ctx, candidate, reopening, choice=choice)
-    after = _state(ctx, candidate, test)
+    after = state(ctx, candidate, test)
     audit.record(
         ctx,
         action=f"close_{choice}",
@@ -277,8 +278,8 @@ def close(
     told_text = told_line(told, quiet=quiet)
     return Reply(
         text=f"New delivery for {candidate.number} of {test.code} is closed; {which} is "
-        f"delivered and the status is submitted.\nBefore: {_describe(before, ctx)}\nNow: "
-        f"{_describe(after, ctx)}" + (f"\n{told_text}" if told_text else ""),
+        f"delivered and the status is submitted.\nBefore: {describe(before, ctx)}\nNow: "
+        f"{describe(after, ctx)}" + (f"\n{told_text}" if told_text else ""),
         kind="receipt",
         data={
             "test": test.code,
@@ -318,7 +319,7 @@ def close_reopening(ctx: Ctx, candidate: Candidate, reopening: Reopening, *, cho
     ctx.db_session.flush()
 
 
-def _state(ctx: Ctx, candidate: Candidate, test: Test) -> dict:
+def state(ctx: Ctx, candidate: Candidate, test: Test) -> dict:
     """What the change record keeps of a candidate's status and deadline (R7)."""
     t = timing(candidate, test)
     return {
@@ -330,7 +331,7 @@ def _state(ctx: Ctx, candidate: Candidate, test: Test) -> dict:
     }
 
 
-def _describe(state: dict, ctx: Ctx) -> str:
+def describe(state: dict, ctx: Ctx) -> str:
     nd = state["new_delivery"]
     reopened = "not open for new delivery" if nd is None else f"new delivery {nd['mode']}"
     due = state["deadline"]

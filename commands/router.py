@@ -11,6 +11,7 @@ from commands import (
     notice,
     question_error,
     reopen,
+    undo,
 )
 from commands.context import Ctx
 from commands.errors import InvalidInput
@@ -26,6 +27,9 @@ COMMANDS: dict[str, tuple[Handler, str]] = {
     "/exam": (exam_overview.run, exam_overview.USAGE),
     "/notice": (notice.run, notice.USAGE),
     "/question-error": (question_error.run, question_error.USAGE),
+    # Not a slash command of its own: the Undo button of a receipt runs it, and so can
+    # `examdesk run`.
+    "/undo": (undo.run, undo.USAGE),
 }
 
 
@@ -41,6 +45,7 @@ READS_ONLY: dict[str, ReadsOnly] = {
     "/candidate": lambda args, confirmed: True,
     "/exam": exam_overview.reads_only,
     "/incident-time": incident_time.reads_only,
+    "/undo": undo.reads_only,
 }
 
 

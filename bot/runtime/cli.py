@@ -302,6 +302,13 @@ def _run(args: argparse.Namespace) -> int:
         print(reply.text, file=sys.stderr)
         return EXIT_REFUSED
     print(reply.text)
+    if reply.data.get("undo_until") is not None:
+        from commands.timeparse import format_time
+
+        print(
+            f"To undo it until {format_time(reply.data['undo_until'], settings.tz)}: "
+            f'examdesk run --as {args.actor} --yes "/undo {reply.data["change_id"]}"'
+        )
     if reply.needs_confirmation:
         print("Nothing was changed. Run the same command with --yes to apply it.")
         return EXIT_CONFIRM

@@ -32,6 +32,7 @@ def register(app: App, deps: Deps) -> None:
         app.command(name)(on_command)
     app.action(blocks.CONFIRM_ACTION)(on_confirm)
     app.action(blocks.CANCEL_ACTION)(on_cancel)
+    app.action(blocks.UNDO_ACTION)(on_undo)
 
 
 def on_command(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
@@ -79,6 +80,22 @@ def on_cancel(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         now=clock.now(),
     )
     _answer_button(deps, body, reply, replace=reply.ok)
+
+
+def on_undo(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    """A receipt's Undo: `/undo CHANGE` as if the clicking user typed it; the preview comes
+    below the receipt, with its own Confirm button."""
+    ack()
+    deps: Deps = context["deps"]
+    reply = confirmations.run_offering(
+        session_factory=deps.session_factory,
+        actor=context["actor"],
+        command_line=f"/undo {body['actions'][0].get('value', '')}",
+        tz=deps.settings.tz,
+        now=clock.now(),
+        registry_dir=deps.settings.registry_dir,
+    )
+    _answer_button(deps, body, reply, replace=False)
 
 
 def post_change_log(deps: Deps, reply: Reply, *, via: str) -> None:

@@ -19,6 +19,7 @@ from store.models import CandidateStatus
 
 CONFIRM_ACTION = "examdesk_confirm"
 CANCEL_ACTION = "examdesk_cancel"
+UNDO_ACTION = "examdesk_undo"
 SECTION_LIMIT = 3000  # Slack's limit for a section's text
 # A message holds at most 50 blocks; long text is cut to this many sections.
 TEXT_SECTIONS = 10
@@ -112,7 +113,29 @@ def _receipt(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
     blocks = _section(":white_check_mark: " + _own(reply, head))
     if rest:
         blocks += _section(_own(reply, rest))
+    if reply.data.get("undo_until") is not None:
+        blocks += _undo(reply.data["change_id"], reply.data["undo_until"], tz)
     return blocks
+
+
+def _undo(change_id: int, until: datetime, tz: ZoneInfo) -> list[dict[str, Any]]:
+    """The receipt's Undo button: its click runs `/undo CHANGE` as the clicking user, who
+    then sees what would be restored and confirms it."""
+    return [
+        {
+            "type": "actions",
+            "block_id": "examdesk_undo",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": UNDO_ACTION,
+                    "text": {"type": "plain_text", "text": "Undo"},
+                    "value": str(change_id),
+                }
+            ],
+        },
+        _context(f"Undo is possible until {format_time(until, tz)} and asks to confirm."),
+    ]
 
 
 def _confirm(reply: Reply) -> list[dict[str, Any]]:
