@@ -16,17 +16,14 @@ from commands.context import Ctx
 from commands.timing import active_reopening, timing
 from notifications import candidate_messages as messages
 from notifications.channels import outside_channel
-from store.models import Candidate, Test
+from store.models import Candidate, CandidateStatus, Test
 
 
 def tell(ctx: Ctx, *, test: Test, candidate_ids: list[int], change: str) -> int:
     """Write one message per candidate (merged with one still waiting); how many."""
     if not candidate_ids:
         return 0
-    # The ORM test: R13's channel reads its kind and times, the message its code.
-    full_test = ctx.db_session.get(Test, test.id)
-    assert full_test is not None
-    channel = outside_channel(full_test)
+    channel = outside_channel(test)
     candidates = ctx.db_session.scalars(
         select(Candidate)
         .where(Candidate.id.in_(candidate_ids))
@@ -38,12 +35,16 @@ def tell(ctx: Ctx, *, test: Test, candidate_ids: list[int], change: str) -> int:
     told = 0
     for candidate in candidates:
         reopening = active_reopening(candidate)
-        if change != messages.DELIVERED and candidate.status == "submitted" and not reopening:
+        if (
+            change != messages.DELIVERED
+            and candidate.status == CandidateStatus.SUBMITTED
+            and not reopening
+        ):
             continue
-        t = timing(candidate, full_test)
+        t = timing(candidate, test)
         state = messages.State(
             language=candidate.language,
-            test_code=full_test.code,
+            test_code=test.code,
             change=change,
             deadline=t.deadline,
             incident_minutes=candidate.incident_minutes,

@@ -24,6 +24,7 @@ from commands.errors import InvalidInput, NotFound, Refused
 from commands.lookup import get_candidate, lock_candidates
 from commands.permissions import require_support, test_for_support
 from commands.reply import Confirm, Reply, listed
+from commands.tell_candidates import tell, told_line
 from commands.timeparse import format_duration, format_time
 from commands.timing import (
     active_reopening,
@@ -31,6 +32,7 @@ from commands.timing import (
     ordinary_end,
     ordinary_end_passed,
 )
+from notifications.candidate_messages import INCIDENT_TIME, REOPENED
 from store.models import Candidate, Change, Submission, Test
 
 USAGE = (
@@ -196,11 +198,12 @@ def _undo_incident_time(ctx: Ctx, test: Test, change: Change, *, confirmed: bool
         batch=audit.new_batch(),
     )
     back = listed([f"{n} {format_duration(before[n])}" for n in numbers])
+    told = tell(ctx, test=test, candidate_ids=[r.id for r in rows], change=INCIDENT_TIME)
     return Reply(
         text="\n".join(
             [
                 f"Change {change.id} ({what}) is undone: incident time is back to what it "
-                f"was (reason: {reason}).",
+                f"was (reason: {reason}). {told_line(told, quiet=False)}".rstrip(),
                 *lines,
             ]
         ),
@@ -299,9 +302,13 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
         after=after,
         candidate=candidate,
     )
+    told = told_line(
+        tell(ctx, test=test, candidate_ids=[candidate.id], change=REOPENED), quiet=False
+    )
     return Reply(
         text=f"Change {change.id} ({what}) is undone: {done} (reason: {reason}).\n"
-        f"Before: {reopen.describe(now_state, ctx)}\nNow: {reopen.describe(after, ctx)}",
+        f"Before: {reopen.describe(now_state, ctx)}\nNow: {reopen.describe(after, ctx)}"
+        + (f"\n{told}" if told else ""),
         kind="receipt",
         data={
             "test": test.code,

@@ -491,3 +491,19 @@ def test_slack_reopen_receipt_offers_undo(served, exam):  # noqa: F811
     served.slack.click(blocks.UNDO_ACTION, value, user=SUPPORT, response_url=url)
     (preview,) = answers(served.fake, url)
     assert "would end without a delivery" in preview["text"]
+
+
+def test_undo_tells_the_candidate_the_deadline_again(day):
+    """After an undo the candidate gets one message with the deadline now, as after a change;
+    the change itself told nobody (--quiet)."""
+    from store.models import Delivery
+
+    change_id = changed(day, f"/incident-time {CODE} 101 add 20 network down --quiet")
+    reply = day.run(f"/undo {change_id}", confirmed=True)
+    assert reply.ok, reply.text
+    assert "The candidate is told by message" in reply.text
+    with day.factory() as s:
+        messages = s.scalars(select(Delivery).where(Delivery.notice_id.is_(None))).all()
+    assert [(m.channel, m.candidate_id) for m in messages] == [
+        ("sms", day.candidate(CODE, "101").id)
+    ]
