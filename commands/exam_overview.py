@@ -252,7 +252,7 @@ def overview(ctx: Ctx, test: Test) -> Reply:
     lines.append(_notice_line(notices))
     open_reports = question_reports.reports(ctx.db_session, test_id=test.id, only_open=True)
     lines.append(question_reports.open_line(open_reports, tz))
-    grading = _grading(ctx, test, ordinary_end)
+    grading = grading_state(ctx, test, ordinary_end)
     lines.append(f"Grading: {grading['text']}")
     data: dict[str, Any] = {
         "test": test.code,
@@ -274,7 +274,7 @@ def overview(ctx: Ctx, test: Test) -> Reply:
     return Reply(text="\n".join(lines), kind="overview", data=data)
 
 
-def _grading(ctx: Ctx, test: Test, ordinary_end: datetime) -> dict[str, Any]:
+def grading_state(ctx: Ctx, test: Test, ordinary_end: datetime) -> dict[str, Any]:
     """Whether grading can start: not before the ordinary end, nor while anyone still
     writes (time left, R3) or is open for new delivery (R6)."""
     if ctx.now < ordinary_end:
