@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
 from bot.web import metrics
-from commands import registry, retention
+from commands import grading, registry, retention
 from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR, deliver_due, scan
 from commands.errors import CommandError
@@ -214,6 +214,11 @@ def deliver_job() -> None:
             item.candidate,
             " (new delivery closed)" if item.reopened else "",
         )
+    with session_scope(runtime.session_factory) as db_session:
+        ctx = Ctx(db_session=db_session, actor=SYSTEM_ACTOR, tz=runtime.tz, now=now)
+        told = grading.announce_ready(ctx)
+    if told:
+        log.info("%s teacher(s) told that grading can start", told)
     with runtime.planning:
         if not runtime.stopping:
             plan_delivery(runtime.scheduler, planned.upcoming)
