@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from commands.context import Ctx
 from commands.errors import InvalidInput
-from store.models import AnyTest, Candidate, Change
+from notifications import events
+from store.models import AnyTest, Candidate, Change, Test
 
 MAX_REASON = 500
 
@@ -41,22 +42,30 @@ def record(
     db = ctx.db_session
     # Rows the command added (a candidate, a reopening) get their ids first.
     db.flush()
-    # Inserted at once with Core: nothing reads it back, and the ORM's unit of work for one
-    # row cost more than the rest of a one-candidate command.
-    db.connection().execute(
-        _INSERT,
-        {
-            "at": ctx.now,
-            "actor": ctx.actor,
-            "action": action,
-            "test_id": test.id if test else (candidate.test_id if candidate else None),
-            "candidate_id": candidate.id if candidate else candidate_id,
-            "reason": reason,
-            "before": before,
-            "after": after,
-            "batch": batch,
-        },
+    test_id = test.id if test else (candidate.test_id if candidate else None)
+    # Inserted at once with Core: the ORM's unit of work for one row cost more than the rest
+    # of a one-candidate command.
+    change_id = (
+        db.connection()
+        .execute(
+            _INSERT,
+            {
+                "at": ctx.now,
+                "actor": ctx.actor,
+                "action": action,
+                "test_id": test_id,
+                "candidate_id": candidate.id if candidate else candidate_id,
+                "reason": reason,
+                "before": before,
+                "after": after,
+                "batch": batch,
+            },
+        )
+        .scalar_one()
     )
+    if ctx.routes.webhook_urls:
+        number = candidate.number if candidate and batch is None else None
+        _announce(ctx, change_id, action, reason, before, after, test_id, number, batch)
 
 
 def record_computed(
@@ -77,41 +86,114 @@ def record_computed(
     they must not be named like a column of ``changes``.
     """
     ctx.db_session.flush()
-    ctx.db_session.connection().execute(
-        _insert_from(before_after),
-        {
-            **params,
-            "change_at": ctx.now,
-            "change_actor": ctx.actor,
-            "change_action": action,
-            "change_test": test.id,
-            "change_reason": reason,
-            "change_batch": batch,
-        },
+    change_id = (
+        ctx.db_session.connection()
+        .execute(
+            _insert_from(before_after),
+            {
+                **params,
+                "change_at": ctx.now,
+                "change_actor": ctx.actor,
+                "change_action": action,
+                "change_test": test.id,
+                "change_reason": reason,
+                "change_batch": batch,
+            },
+        )
+        .scalar_one()
     )
+    if ctx.routes.webhook_urls:
+        before, after = ctx.db_session.execute(
+            select(Change.before, Change.after).where(Change.id == change_id)
+        ).one()
+        _announce(ctx, change_id, action, reason, before, after, test.id, None, batch)
+
+
+def _announce(
+    ctx: Ctx,
+    change_id: int,
+    action: str,
+    reason: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    test_id: int | None,
+    number: str | None,
+    batch: str | None,
+) -> None:
+    """The change record as an event for every receiver in WEBHOOK_URLS."""
+    test_code = ctx.db_session.scalar(select(Test.code).where(Test.id == test_id))
+    details = None
+    if number is not None:
+        candidates = [{"candidate": number, "before": before, "after": after}]
+    elif batch is not None:
+        # A batch keeps each candidate's values under its number.
+        candidates = [
+            {
+                "candidate": key,
+                "before": _values(action, before.get(key)),
+                "after": _values(action, after.get(key)),
+            }
+            for key in dict.fromkeys([*before, *after])
+        ]
+    else:
+        candidates, details = [], {"before": before, "after": after}
+    body = events.event(
+        action=action,
+        at=ctx.now,
+        test_code=test_code,
+        actor=ctx.actor,
+        reason=reason,
+        candidates=candidates,
+        change_id=change_id,
+        details=details,
+    )
+    events.enqueue_event(ctx.db_session, ctx.routes, body)
+
+
+def _values(action: str, value: Any) -> dict[str, Any]:
+    """A candidate's before or after as an object: incident time records keep the total."""
+    if isinstance(value, dict):
+        return value
+    if value is None:
+        return {}
+    return {"incident_minutes": value} if action.startswith("incident_time") else {"value": value}
 
 
 _changes = Change.__table__
-_INSERT = insert(_changes)
+_INSERT = insert(_changes).returning(_changes.c.id)
 
 
 @functools.cache
 def _insert_from(before_after: Select) -> Insert:
     computed = before_after.subquery()
     before, after = computed.c
-    return insert(_changes).from_select(
-        ["at", "actor", "action", "test_id", "candidate_id", "reason", "before", "after", "batch"],
-        select(
-            bindparam("change_at", type_=_changes.c.at.type),
-            bindparam("change_actor", type_=String),
-            bindparam("change_action", type_=String),
-            bindparam("change_test", type_=Integer),
-            null(),
-            bindparam("change_reason", type_=String),
-            before,
-            after,
-            bindparam("change_batch", type_=String),
-        ),
+    return (
+        insert(_changes)
+        .from_select(
+            [
+                "at",
+                "actor",
+                "action",
+                "test_id",
+                "candidate_id",
+                "reason",
+                "before",
+                "after",
+                "batch",
+            ],
+            select(
+                bindparam("change_at", type_=_changes.c.at.type),
+                bindparam("change_actor", type_=String),
+                bindparam("change_action", type_=String),
+                bindparam("change_test", type_=Integer),
+                null(),
+                bindparam("change_reason", type_=String),
+                before,
+                after,
+                bindparam("change_batch", type_=String),
+            ),
+        )
+        .returning(_changes.c.id)
     )
 
 

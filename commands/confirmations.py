@@ -24,6 +24,7 @@ from commands.reply import Reply
 from commands.router import dispatch
 from commands.runner import execute, in_transaction
 from commands.timeparse import format_time
+from notifications.outbox import Routes
 from store.models import Confirmation
 
 # A button older than this shows a stale preview (candidates, times may have moved on).
@@ -39,6 +40,8 @@ def run_offering(
     tz: ZoneInfo,
     now: datetime,
     registry_dir: Path | None = None,
+    routes: Routes | None = None,
+    via: str | None = None,
 ) -> Reply:
     """Run a command typed by a user; a preview it answers with is offered in the same
     transaction, its token in ``reply.confirm.token`` (one transaction instead of a read
@@ -51,6 +54,8 @@ def run_offering(
         now=now,
         registry_dir=registry_dir,
         store_preview=_offered,
+        routes=routes,
+        via=via,
     )
 
 
@@ -104,6 +109,8 @@ def apply(
     tz: ZoneInfo,
     now: datetime,
     registry_dir: Path | None = None,
+    routes: Routes | None = None,
+    via: str = "a confirmation button",
 ) -> Reply:
     """Run the confirmed command as ``actor``, once; the claim and the change commit together."""
 
@@ -120,6 +127,8 @@ def apply(
         work=claim_and_run,
         registry_dir=registry_dir,
         now=now,
+        routes=routes,
+        via=via,
     )
 
 

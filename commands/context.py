@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from notifications.outbox import Routes
+
 
 @dataclass(frozen=True)
 class Ctx:
@@ -18,3 +20,5 @@ class Ctx:
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Oslo"))
     # Where the student registry's exports land (R11); None when not configured.
     registry_dir: Path | None = None
+    # Where the change log and the events of this command's changes go.
+    routes: Routes = field(default_factory=Routes)

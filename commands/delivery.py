@@ -10,12 +10,13 @@ from pathlib import Path
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from commands import audit
+from commands import audit, change_log
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
 from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
 from commands.reopen import close_reopening
+from commands.reply import listed
 from commands.status import candidate_status
 from commands.timing import (
     OPEN_REOPENING,
@@ -136,7 +137,25 @@ def deliver_due(ctx: Ctx, *, candidate_ids: list[int] | None = None) -> list[Del
             candidate=candidate,
         )
         done.append(Delivered(test.code, candidate.number, t.reopening is not None))
+    _post_delivered(ctx, done)
     return done
+
+
+def _post_delivered(ctx: Ctx, done: list[Delivered]) -> None:
+    by_test: dict[str, list[str]] = {}
+    for item in done:
+        by_test.setdefault(item.test, []).append(
+            item.candidate + (" (new delivery closed)" if item.reopened else "")
+        )
+    change_log.post(
+        ctx,
+        [
+            f"Delivered automatically at the deadline (R9): {code} candidate "
+            + listed(numbers)
+            for code, numbers in by_test.items()
+        ],
+        via="the scheduler",
+    )
 
 
 # `_awaiting_delivery` as plain columns: the candidate's own times and its open reopening.
@@ -206,6 +225,15 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
         before=before,
         after=candidate_status(candidate, test, ctx.tz) | {"file": path.name},
         candidate=candidate,
+    )
+    change_log.post(
+        ctx,
+        [
+            f"<@{ctx.actor}> delivered {path.name} for candidate {candidate.number} of "
+            f"{test.code}: {reason or 'no reason given'}"
+        ],
+        via="examdesk deliver",
+        mentions=(ctx.actor,),
     )
     return (
         f"Delivered {path.name} ({size} bytes) for candidate {candidate.number} of "

@@ -10,10 +10,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands import change_log
 from commands.context import Ctx
 from commands.errors import CommandError
 from commands.reply import Reply
 from commands.router import dispatch, reads_only
+from notifications.outbox import Routes
 from store.db import read_only
 
 T = TypeVar("T")
@@ -28,8 +30,11 @@ def in_transaction(
     now: datetime,
     registry_dir: Path | None = None,
     reads_only: bool = False,
+    routes: Routes | None = None,
+    via: str = "examdesk",
 ) -> T | Reply:
-    """``work(ctx)`` applied whole or not at all.
+    """``work(ctx)`` applied whole or not at all; a Reply's change-log lines are posted with
+    it (``via`` names the front door in the post).
 
     A refusal (CommandError) rolls everything back and comes back as a refusal Reply; so
     does a Reply asking for confirmation, which must change nothing, not even a lock. A
@@ -45,6 +50,7 @@ def in_transaction(
             tz=tz,
             now=now,
             registry_dir=registry_dir,
+            routes=routes or Routes(),
         )
         try:
             result = work(ctx)
@@ -53,8 +59,10 @@ def in_transaction(
             return Reply(text=str(error), ok=False, kind="refusal", mentions=error.mentions)
         if isinstance(result, Reply) and result.needs_confirmation and not _stored(result):
             db_session.rollback()
-        else:
-            db_session.commit()
+            return result
+        if isinstance(result, Reply) and result.ok and not result.needs_confirmation:
+            change_log.post(ctx, result.log, via=via, mentions=result.mentions)
+        db_session.commit()
         return result
 
 
@@ -72,6 +80,8 @@ def execute(
     confirmed: bool = False,
     registry_dir: Path | None = None,
     store_preview: Callable[[Ctx, Reply], Reply] | None = None,
+    routes: Routes | None = None,
+    via: str | None = None,
 ) -> Reply:
     """``store_preview`` keeps a preview for a later confirmation, in the same transaction."""
 
@@ -88,6 +98,8 @@ def execute(
         work=run,
         registry_dir=registry_dir,
         now=now,
+        routes=routes,
+        via=via or (command_line.split() or ["examdesk"])[0],
         reads_only=reads_only(
             command_line, confirmed=confirmed, stores_preview=store_preview is not None
         ),

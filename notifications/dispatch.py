@@ -9,13 +9,10 @@ Life of a delivery (one notice × candidate × channel):
                      ├─ permanent (21211, 21610, …) or out of tries ──▶ failed, with the reason
                      └─ no answer after the request went out ──▶ unknown
 
-* A claim selects the ids of the due rows first (``LIMIT n``, ``FOR UPDATE SKIP LOCKED`` on
-  PostgreSQL; SQLite serialises writers), then updates those rows by id: two workers never
-  take the same row, and a claim takes exactly its batch whatever plan the database picks.
-* A claim lasts while its sender lives: every dispatcher renews its liveness row
-  ``notifier:<id>`` in the ``leases`` table from a thread of its own, however long a batch
-  takes. The rows of a sender whose liveness row has expired (it died) are free at once for
-  the others: a ``pending`` row is simply taken again, nothing had been sent.
+* Claims (``notifications.claims``, shared with the outbox): two senders never take the
+  same row, and a claim lasts while its sender's liveness row ``notifier:<id>`` is renewed
+  (from a thread of its own, however long a batch takes); a dead sender's ``pending`` rows
+  are simply taken again, nothing had been sent.
 * A row found in ``sending`` past its claim, or of a dead sender, may have reached the
   provider: ``sweep`` marks it ``unknown`` and it is never resent blindly. Reconciliation
   later asks the provider (Twilio's message list, matched by number and the body, which is
@@ -45,10 +42,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifications import texts
+from notifications import claims, texts
 from notifications.channels import SMS
 from notifications.ratelimit import SendSchedule
 from notifications.transports import (
@@ -64,7 +61,7 @@ from store.models import Candidate, Delivery, Lease, Notice, Test
 
 log = logging.getLogger(__name__)
 
-LEASE_PREFIX = "notifier:"
+LEASE_PREFIX = claims.LEASE_PREFIX
 READY_SECONDS = 0.5  # of sends marked ahead of their slots, at the whole rate
 ProgressCallback = Callable[[int], None]
 
@@ -175,35 +172,21 @@ def _job(row: Any) -> Job:
     return Job(*row)
 
 
-def _claim_over(now: datetime) -> ColumnElement[bool]:
-    """The row's claim has run out, or its sender is dead (its liveness row has expired)."""
-    live = select(Lease.holder).where(Lease.name.like(LEASE_PREFIX + "%"), Lease.expires_at >= now)
-    return or_(Delivery.claimed_until < now, Delivery.claimed_by.not_in(live))
-
-
 def sweep(*, db_session: Session, now: datetime) -> dict[str, int]:
     """Release claims that are over; a send cut off mid-request becomes ``unknown``.
 
     The caller commits. Safe to run from any number of processes at once.
     """
-    released = db_session.execute(
-        update(Delivery)
-        .where(Delivery.status == "pending", Delivery.claimed_by.is_not(None), _claim_over(now))
-        .values(claimed_by=None, claimed_until=None)
-    ).rowcount
-    stuck = db_session.execute(
-        update(Delivery)
-        .where(Delivery.status == "sending", _claim_over(now))
-        .values(
-            status="unknown",
-            error_code="no_answer",
-            error_message="the sender stopped before the provider answered; "
-            "it may have been sent, so it is checked before any resend",
-            claimed_by=None,
-            claimed_until=None,
-            updated_at=now,
-        )
-    ).rowcount
+    released = claims.release_over(db_session, Delivery, now)
+    stuck = claims.stuck_in_sending(
+        db_session,
+        Delivery,
+        now,
+        status="unknown",
+        error_code="no_answer",
+        error_message="the sender stopped before the provider answered; "
+        "it may have been sent, so it is checked before any resend",
+    )
     return {"released": released, "unknown": stuck}
 
 
@@ -371,36 +354,19 @@ class Dispatcher:
             # sender's: one that cannot renew it claims nothing.
             self._heartbeat()
         now = clock.now()
-        due = (
-            select(Delivery.id)
-            .where(
-                Delivery.status == "pending",
-                Delivery.next_attempt_at <= now,
-                Delivery.claimed_until.is_(None) | _claim_over(now),
-                Delivery.channel.in_(list(self.transports)),
-            )
-            .order_by(Delivery.next_attempt_at, Delivery.id)
-            .limit(self._batch_size())
-        )
-        if self.skip_locked:
-            due = due.with_for_update(skip_locked=True, of=Delivery)
         with session_scope(self.session_factory) as db_session:
-            # The ids first, then the rows by id: as one UPDATE … WHERE id IN (SELECT … LIMIT)
-            # PostgreSQL may run the limited subquery once per row it looks at (a semi join
-            # chosen on stale statistics) and take far more than the batch.
-            ids = db_session.scalars(due).all()
+            ids = claims.claim(
+                db_session,
+                Delivery,
+                due=[Delivery.channel.in_(list(self.transports))],
+                now=now,
+                limit=self._batch_size(),
+                worker_id=self.worker_id,
+                until=now + timedelta(seconds=self.tuning.claim_seconds),
+                skip_locked=self.skip_locked,
+            )
             if not ids:
                 return []
-            # Still free: the rows are locked (PostgreSQL) or the transaction holds the
-            # write lock (SQLite).
-            db_session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids))
-                .values(
-                    claimed_by=self.worker_id,
-                    claimed_until=now + timedelta(seconds=self.tuning.claim_seconds),
-                )
-            )
             rows = db_session.execute(
                 _job_query().where(Delivery.id.in_(ids)).order_by(Delivery.id)
             ).all()
