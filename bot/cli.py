@@ -192,6 +192,7 @@ def _with_ctx(settings, factory, actor: str, work: Callable):
     """Run ``work(ctx)`` in one transaction; a refusal rolls back and exits 1."""
     from commands.reply import Reply
     from commands.runner import in_transaction
+    from notifications.outbox import Routes
 
     result = in_transaction(
         session_factory=factory,
@@ -200,6 +201,8 @@ def _with_ctx(settings, factory, actor: str, work: Callable):
         now=clock.now(),
         work=work,
         registry_dir=settings.registry_dir,
+        routes=Routes.from_settings(settings),
+        via="examdesk",
     )
     if isinstance(result, Reply) and not result.ok:
         raise CliError(result.text)
@@ -218,11 +221,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from bot.outbox_views import RENDERERS
     from notifications.worker import run_worker
 
     settings = load_settings()
     engine, factory = open_database(settings, migrate=False)
-    return run_worker(settings, engine=engine, session_factory=factory)
+    return run_worker(settings, engine=engine, session_factory=factory, renderers=RENDERERS)
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -270,6 +274,7 @@ def _staff(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from commands.runner import execute
+    from notifications.outbox import Routes
 
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
@@ -281,6 +286,8 @@ def _run(args: argparse.Namespace) -> int:
         now=clock.now(),
         confirmed=args.yes,
         registry_dir=settings.registry_dir,
+        routes=Routes.from_settings(settings),
+        via="examdesk run",
     )
     if not reply.ok:
         print(reply.text, file=sys.stderr)

@@ -24,7 +24,7 @@ from commands.notice import (
 from commands.permissions import require_support, require_support_or_teacher_of
 from commands.reply import Reply
 from commands.timeparse import format_time
-from notifications import fanout
+from notifications import fanout, outbox
 from store.models import QuestionErrorReport, Test
 
 USAGE = (
@@ -136,15 +136,34 @@ def report(
         test=test,
     )
     plan = fanout.plan(db_session=db, test=test)
-    return Reply(
-        text=(
+    data = view(ctx, found, test=test, plan=plan)
+    if ctx.routes.support_channel is not None:
+        outbox.enqueue(
+            db,
+            kind=outbox.SLACK_POST,
+            target=ctx.routes.support_channel,
+            payload={"render": "report", "data": data},
+            key=report_key(found.id),
+            # What is said about the report later goes in its thread, after it.
+            order_key=report_key(found.id),
+        )
+        told = (
             f"Error report #{found.id} for {test.code} is recorded and sent to exam support. "
             "The question set cannot be changed now that the test has started (R12); support "
             f"sends your text to the {plan.candidates} candidates (R13, R14) and you will "
             "hear back here."
-        ),
+        )
+    else:
+        told = (
+            f"Error report #{found.id} for {test.code} is recorded, but no support channel is "
+            "configured (SLACK_SUPPORT_CHANNEL), so it is not posted to exam support: tell "
+            f"them, and they find it with `examdesk reports {test.code}`. The question set "
+            "cannot be changed now that the test has started (R12)."
+        )
+    return Reply(
+        text=told,
         kind="receipt",
-        data=view(ctx, found, test=test, plan=plan) | {"post_to_support": True},
+        data=data,
         log=[
             f"<@{ctx.actor}> reported an error in the question set of {test.code} "
             f"(report #{found.id})"
@@ -153,11 +172,21 @@ def report(
     )
 
 
+def report_key(report_id: int) -> str:
+    """The outbox key of the report's post in the support channel (its thread, updates)."""
+    return f"report:{report_id}"
+
+
 def view(
     ctx: Ctx, found: QuestionErrorReport, *, test: Test, plan: fanout.Plan | None = None
 ) -> dict[str, Any]:
     """Everything a Slack message about the report shows."""
     plan = plan or fanout.plan(db_session=ctx.db_session, test=test)
+    posted = (
+        {"channel": found.slack_channel, "ts": found.slack_ts}
+        if found.slack_ts
+        else outbox.result_of(ctx.db_session, report_key(found.id)) or {}
+    )
     return {
         "action": "question_error",
         "report_id": found.id,
@@ -171,8 +200,8 @@ def view(
         "suggested_minutes": found.suggested_minutes,
         "state": found.state,
         "handled_by": found.handled_by,
-        "slack_channel": found.slack_channel,
-        "slack_ts": found.slack_ts,
+        "slack_channel": posted.get("channel"),
+        "slack_ts": posted.get("ts"),
         "plan": plan_data(plan),
         "language_note": language_note(plan, report_texts(found)),
     }
@@ -247,9 +276,3 @@ def reject(ctx: Ctx, *, report_id: int, reason: str = "") -> dict[str, Any]:
     )
     ctx.db_session.flush()
     return view(ctx, found, test=test)
-
-
-def place(ctx: Ctx, *, report_id: int, channel: str, ts: str) -> None:
-    """Remember where Slack shows the report, so sending progress can update it."""
-    found = get_report(ctx, report_id)
-    found.slack_channel, found.slack_ts = channel, ts

@@ -47,7 +47,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifications import claims, texts
 from notifications.channels import SMS
+from notifications.events import WebhookTransport
+from notifications.outbox import (
+    SLACK_POST,
+    WEBHOOK,
+    CandidateTransport,
+    OutboxSender,
+    OutboxTransport,
+)
 from notifications.ratelimit import SendSchedule
+from notifications.slack_post import Renderer, SlackLogTransport, SlackTransport
 from notifications.transports import (
     Message,
     OutcomeUnknown,
@@ -201,6 +210,7 @@ class Dispatcher:
         tuning: Tuning | None = None,
         on_progress: ProgressCallback | None = None,
         worker_id: str | None = None,
+        outbox_transports: Mapping[str, OutboxTransport] | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.transports = dict(transports)
@@ -234,6 +244,16 @@ class Dispatcher:
         self._writer.start()
         dialect = session_factory.kw["bind"].dialect.name
         self.skip_locked = dialect == "postgresql"
+        # The outbox's messages, claimed and retried the same way, under this sender's
+        # liveness row and (SMS) its send schedule.
+        self.outbox = OutboxSender(
+            session_factory=session_factory,
+            transports=outbox_transports or {},
+            worker_id=self.worker_id,
+            tuning=self.tuning,
+            skip_locked=self.skip_locked,
+            take_sms_slot=lambda: self.schedule.acquire(self.stopping),
+        )
 
     # ------------------------------------------------------------------ loop
 
@@ -242,6 +262,8 @@ class Dispatcher:
         self._heartbeat_logged()
         heart = threading.Thread(target=self._beat, name="notifier-heartbeat", daemon=True)
         heart.start()
+        outbox = threading.Thread(target=self._send_outbox, name="notifier-outbox", daemon=True)
+        outbox.start()
         next_maintenance = 0.0
         try:
             while not self.stopping.is_set():
@@ -253,6 +275,8 @@ class Dispatcher:
         finally:
             # Let requests already out finish and be recorded: an abandoned 'sending' row
             # would become 'unknown' needlessly. The heartbeat goes on meanwhile.
+            outbox.join()
+            self.outbox.close()
             self.close()
             self._release_claims()
             self._heart_stopping.set()
@@ -261,6 +285,12 @@ class Dispatcher:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def _send_outbox(self) -> None:
+        while not self.stopping.is_set():
+            if not self.outbox.send_due():
+                self.stopping.wait(self.tuning.poll_seconds)
+        self.outbox.release()
 
     def maintain(self) -> None:
         try:
@@ -278,6 +308,7 @@ class Dispatcher:
             if any(swept.values()):
                 log.info("sweep: %s", swept)
             self.reconcile()
+            self.outbox.maintain()
         except Exception:
             # The database may be briefly unreachable; the loop carries on and retries.
             log.exception("notifier maintenance failed")
@@ -660,7 +691,9 @@ def from_settings(
     on_progress: ProgressCallback | None = None,
     tuning: Tuning | None = None,
     transports: Mapping[str, Transport] | None = None,
+    renderers: Mapping[str, Renderer] | None = None,
 ) -> Dispatcher:
+    """``renderers``: the layouts the Slack app draws for outbox posts (``render``)."""
     tuning = tuning or Tuning.from_env()
     rate = float(settings.sms_per_second)
     if transports is None:
@@ -674,7 +707,43 @@ def from_settings(
         rate=rate,
         tuning=tuning,
         on_progress=on_progress,
+        outbox_transports=build_outbox_transports(
+            settings, transports, renderers=renderers, send_timeout=tuning.send_timeout
+        ),
     )
+
+
+def build_outbox_transports(
+    settings: Any,
+    notice_transports: Mapping[str, Transport],
+    *,
+    renderers: Mapping[str, Renderer] | None,
+    send_timeout: float,
+) -> dict[str, OutboxTransport]:
+    token = _secret(getattr(settings, "slack_bot_token", None))
+    slack: OutboxTransport = (
+        SlackTransport(
+            base_url=settings.slack_api_base_url,
+            token=token,
+            timeout=send_timeout,
+            renderers=renderers,
+        )
+        if token
+        else SlackLogTransport(renderers)
+    )
+    built: dict[str, OutboxTransport] = {SLACK_POST: slack}
+    secret = _secret(getattr(settings, "webhook_secret", None))
+    if secret:
+        built[WEBHOOK] = WebhookTransport(secret, timeout=send_timeout)
+    elif getattr(settings, "webhook_urls", "").strip():
+        raise ValueError("WEBHOOK_SECRET must be set when WEBHOOK_URLS is set")
+    for channel, transport in notice_transports.items():
+        built[channel] = CandidateTransport(transport)
+    return built
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
 
 
 def start_dispatcher(
@@ -684,10 +753,16 @@ def start_dispatcher(
     on_progress: ProgressCallback | None = None,
     tuning: Tuning | None = None,
     transports: Mapping[str, Transport] | None = None,
+    renderers: Mapping[str, Renderer] | None = None,
 ) -> Callable[[], None]:
     """Run a dispatcher in a background thread (inside `examdesk serve`); returns ``stop``."""
     dispatcher = from_settings(
-        settings, session_factory, on_progress=on_progress, tuning=tuning, transports=transports
+        settings,
+        session_factory,
+        on_progress=on_progress,
+        tuning=tuning,
+        transports=transports,
+        renderers=renderers,
     )
     thread = threading.Thread(target=dispatcher.run, name="notifier", daemon=True)
     thread.start()

@@ -269,6 +269,21 @@ class OutboxSender:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
+    def release(self) -> None:
+        """Give back what this sender claimed and has not started (on stopping)."""
+        try:
+            with session_scope(self.session_factory) as db_session:
+                db_session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.status == "pending",
+                        OutboxMessage.claimed_by == self.worker_id,
+                    )
+                    .values(claimed_by=None, claimed_until=None)
+                )
+        except Exception:
+            log.exception("could not release outbox claims; they expire by themselves")
+
     # ------------------------------------------------------------------ steps
 
     def _claim(self) -> list[Outgoing]:

@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifications.dispatch import from_settings, install_stop_signals, start_dispatcher
+from notifications.slack_post import Renderer
 
 __all__ = ["run_worker", "start_dispatcher"]
 
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Any, *, engine: Engine, session_factory: sessionmaker[Session]) -> int:
-    """Send until SIGTERM or SIGINT; requests already out are finished and recorded."""
+def run_worker(
+    settings: Any,
+    *,
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    renderers: Mapping[str, Renderer] | None = None,
+) -> int:
+    """Send notices' deliveries and the outbox until SIGTERM or SIGINT; requests already out
+    are finished and recorded."""
     try:
-        dispatcher = from_settings(settings, session_factory)
+        dispatcher = from_settings(settings, session_factory, renderers=renderers)
     except ValueError as error:
         log.error("notifier cannot start: %s", error)
         return 1
