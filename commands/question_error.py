@@ -164,11 +164,7 @@ def report(
         text=told,
         kind="receipt",
         data=data,
-        log=[
-            f"<@{ctx.actor}> reported an error in the question set of {test.code} "
-            f"(report #{found.id})"
-        ],
-        mentions=(ctx.actor,),
+        # No change-log line: the report's own post is its record in the support channel.
     )
 
 

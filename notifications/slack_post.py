@@ -56,9 +56,7 @@ class SlackTransport:
     def call(self, message: Outgoing) -> tuple[str, dict[str, Any]]:
         """The Web API method and its arguments for ``message``."""
         payload = message.payload
-        args = dict(payload.get("args") or {})
-        if payload.get("render"):
-            args |= self.renderers[payload["render"]](payload.get("data") or {})
+        args = _rendered(payload, self.renderers)
         args.setdefault("channel", message.target)
         method = payload.get("method", "chat.postMessage")
         for name, field in (("thread_of", "thread_ts"), ("update_of", "ts")):
@@ -126,6 +124,19 @@ class SlackTransport:
         return None
 
 
+def _rendered(payload: dict[str, Any], renderers: Mapping[str, Renderer]) -> dict[str, Any]:
+    args = dict(payload.get("args") or {})
+    name = payload.get("render")
+    if name:
+        if name not in renderers:
+            # A notifier started without the Slack app's layouts: one that has them sends it.
+            raise TransportError(
+                f"this notifier cannot draw {name!r} posts", permanent=False, code="no_layout"
+            )
+        args |= renderers[name](payload.get("data") or {})
+    return args
+
+
 def _classified(error: SlackApiError) -> TransportError:
     response = error.response
     status = response.status_code
@@ -169,10 +180,7 @@ class SlackLogTransport:
         self.renderers = dict(renderers or {})
 
     def send(self, message: Outgoing) -> dict[str, Any] | None:
-        payload = message.payload
-        args = dict(payload.get("args") or {})
-        if payload.get("render"):
-            args |= self.renderers[payload["render"]](payload.get("data") or {})
+        args = _rendered(message.payload, self.renderers)
         log.warning(
             "Slack not configured, logged instead of posted to %s: %s",
             message.target,

@@ -29,6 +29,7 @@ from dbstate import snapshot
 from fake_slack import FakeSlack
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from notifier import FAST
 from slack_signing import SECRET, TEAM, block_action, event_callback, signature, slash_command
 from sqlalchemy import Engine, func, select
 from test_slack_app import _serve
@@ -36,9 +37,11 @@ from test_slack_app import _serve
 from bot import slack_door
 from bot.listeners.question_errors import NOT_A_REPORT
 from bot.middleware import NO_BUTTON, NO_USER
+from bot.outbox_views import RENDERERS
 from bot.server import Wiring, wire
 from bot.settings import Settings
 from bot.web import ALREADY_HANDLED
+from notifications.dispatch import start_dispatcher
 from store import clock
 from store.db import make_engine, make_session_factory
 from store.models import Change, Confirmation, SeenSlackRequest
@@ -97,8 +100,12 @@ def _door(engine: Engine, session_factory, fake: FakeSlack) -> tuple[Door, Calla
     wiring = wire(settings, engine=engine, session_factory=session_factory)
     url, stop = _serve(wiring)
     http = httpx.Client(base_url=url, timeout=30)
+    stop_notifier = start_dispatcher(
+        settings, session_factory, tuning=FAST, renderers=RENDERERS
+    )
 
     def close() -> None:
+        stop_notifier()
         http.close()
         stop()
 

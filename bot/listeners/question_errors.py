@@ -483,8 +483,11 @@ class ProgressReporter:
                 return
             channel, ts, report_id = found.slack_channel, found.slack_ts, found.report_id
         report = _report(self.deps, report_id) if report_id else None
-        if report is not None:
+        if isinstance(report, dict):
             message = blocks_notices.report_blocks(report, progress=state)
+            # Progress shows on the report's post, wherever the outbox placed it.
+            channel = channel or report["slack_channel"]
+            ts = ts or report["slack_ts"]
         else:
             message = blocks_notices.notice_progress_message(state)
         if channel and ts:
