@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from notifier import FAST
 from slack_signing import SECRET, TEAM, block_action, event_callback, signature, slash_command
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 from test_slack_app import _serve
 
 from bot import slack_door
@@ -41,6 +42,7 @@ from bot.outbox_views import RENDERERS
 from bot.server import Wiring, wire
 from bot.settings import Settings
 from bot.web import ALREADY_HANDLED
+from notifications import outbox
 from notifications.dispatch import start_dispatcher
 from store import clock
 from store.db import make_engine, make_session_factory
@@ -169,15 +171,26 @@ def no_traceback(caplog: pytest.LogCaptureFixture) -> None:
 
 def no_outbound(door: Door, *, besides: tuple[str, ...] = ()) -> None:
     """No request from the server but to ``besides`` (response_urls or Web API methods):
-    a signed click on an unknown button answers one last response_url, and the Slack call
-    process makes calls in order, so once that answer is in, any call made for an earlier
-    request is in too."""
+    a signed click on an unknown button answers one last response_url, and once that answer
+    is in and the outbox has sent everything, any call made for an earlier request is in
+    too."""
     last = door.fake.response_url()
     body = block_action("examdesk_confirm", "no-such-token", user=SUPPORT, response_url=last)
     assert door.signed(body).status_code == 200
     _answer(door, last)
+    outbox_sent(door.engine)
     expected = [_where(door, target) for target in (*besides, last)]
     assert sorted(call.path for call in door.fake.calls) == sorted(expected)
+
+
+def outbox_sent(engine: Engine) -> None:
+    """Wait until the outbox holds nothing on its way."""
+    deadline = time.monotonic() + 30
+    with Session(engine) as db_session:
+        while outbox.counts(db_session)["pending"]:
+            assert time.monotonic() < deadline, "the outbox did not empty"
+            time.sleep(0.05)
+            db_session.rollback()
 
 
 def _where(door: Door, target: str) -> str:
