@@ -64,7 +64,11 @@ def record(
         .scalar_one()
     )
     if ctx.routes.webhook_urls:
-        number = candidate.number if candidate and batch is None else None
+        number = None
+        if batch is None and candidate is not None:
+            number = candidate.number
+        elif batch is None and candidate_id is not None:
+            number = db.scalar(select(Candidate.number).where(Candidate.id == candidate_id))
         _announce(ctx, change_id, action, reason, before, after, test_id, number, batch)
 
 
