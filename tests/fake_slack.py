@@ -42,13 +42,22 @@ class FakeSlack:
         self.answers: dict[str, dict[str, Any]] = {}
         # The bot token's scopes, sent in every Web API answer's x-oauth-scopes header as
         # Slack does.
-        self.scopes = ["commands", "chat:write", "channels:read", "groups:read"]
+        self.scopes = [
+            "commands",
+            "chat:write",
+            "channels:read",
+            "groups:read",
+            "channels:history",
+            "groups:history",
+        ]
         # Channels conversations.info knows: id → the channel object's fields.
         self.channels: dict[str, dict[str, Any]] = {}
         # Answers given before the usual ones, in order, per method (``script``).
         self.scripted: dict[str, list[Answer]] = {}
         # Seconds every Web API answer waits (a slow Slack, to be killed mid-request).
         self.delay = 0.0
+        # Requests being answered (while ``delay`` holds them): the sender waits for them.
+        self.in_flight = 0
         # What chat.postMessage posted, as conversations.history gives it back.
         self.posted: list[dict[str, Any]] = []
         fake = self
@@ -67,7 +76,11 @@ class FakeSlack:
                     if "?" in self.path:
                         body |= {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
                     if fake.delay:
+                        with fake._lock:
+                            fake.in_flight += 1
                         time.sleep(fake.delay)
+                        with fake._lock:
+                            fake.in_flight -= 1
                     scripted = fake._scripted(method)
                     if scripted is not None:
                         status, extra = scripted.status, scripted.headers

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -445,9 +444,8 @@ def test_sigkill_of_the_worker_mid_way_then_a_restart_sends_each_post_and_event_
 
     first = worker()
     try:
-        wait_until(lambda: len(fake.of("chat.postMessage")) >= 4, timeout=60)
-        time.sleep(0.15)  # most likely inside a request now
-        first.send_signal(signal.SIGKILL)
+        wait_until(lambda: len(fake.of("chat.postMessage")) >= 4 and fake.in_flight, timeout=60)
+        first.send_signal(signal.SIGKILL)  # while Slack holds a post's request
         first.wait(10)
     finally:
         if first.poll() is None:
