@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from notifications import claims
 from notifications.transports import Message, OutcomeUnknown, TransportError
 from store import clock
-from store.db import session_scope
+from store.db import read_only, session_scope
 from store.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -286,8 +286,28 @@ class OutboxSender:
 
     # ------------------------------------------------------------------ steps
 
+    def _any_due(self, now: datetime) -> bool:
+        # A read first: on SQLite a claim takes the write lock, which an idle sender polling
+        # twice a second must not keep taking from the commands.
+        with self.session_factory() as db_session:
+            read_only(db_session)
+            return (
+                db_session.scalar(
+                    select(OutboxMessage.id)
+                    .where(
+                        OutboxMessage.status == "pending",
+                        OutboxMessage.next_attempt_at <= now,
+                        OutboxMessage.kind.in_(list(self.transports)),
+                    )
+                    .limit(1)
+                )
+                is not None
+            )
+
     def _claim(self) -> list[Outgoing]:
         now = clock.now()
+        if not self._any_due(now):
+            return []
         earlier = aliased(OutboxMessage)
         # The first unfinished row of each order key is the only one that may go.
         blocked = (
