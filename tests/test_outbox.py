@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -257,7 +258,9 @@ def test_healthz_counts_the_outbox_pending_and_failed(exam, fake, engine, sessio
         async with httpx.AsyncClient(transport=transport, base_url="http://examdesk") as client:
             return (await client.get("/healthz")).json()
 
-    body = asyncio.run(healthz())
+    # A thread of its own: an earlier test's event loop may still be set on this one.
+    with ThreadPoolExecutor(1) as pool:
+        body = pool.submit(asyncio.run, healthz()).result()
     assert body["outbox"] == {"pending": 1, "failed": 1}
 
 
