@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from commands.context import Ctx
 from commands.errors import InvalidInput
+from notifications import events
 from store.models import Candidate, Change, Test
 
 MAX_REASON = 500
@@ -67,11 +68,12 @@ def record(
     db = ctx.db_session
     # Rows the command added (a candidate, a reopening) get their ids first.
     db.flush()
+    test_id = test.id if test else (candidate.test_id if candidate else None)
     values = {
         "at": ctx.now,
         "actor": ctx.actor,
         "action": action,
-        "test_id": test.id if test else (candidate.test_id if candidate else None),
+        "test_id": test_id,
         "candidate_id": candidate.id if candidate else candidate_id,
         "reason": reason,
         "before": before,
@@ -79,7 +81,15 @@ def record(
         "batch": batch,
     }
     # Nothing of the command reads the record back: one INSERT, not an object to track.
-    return db.scalar(insert(Change).values(**values).returning(Change.id))
+    change_id = db.scalar(insert(Change).values(**values).returning(Change.id))
+    if ctx.routes.webhook_urls:
+        number = None
+        if batch is None and candidate is not None:
+            number = candidate.number
+        elif batch is None and candidate_id is not None:
+            number = db.scalar(select(Candidate.number).where(Candidate.id == candidate_id))
+        _announce(ctx, change_id, action, reason, before, after, test_id, number, batch)
+    return change_id
 
 
 def new_batch(*, test_wide: bool = False) -> str:
@@ -114,18 +124,77 @@ def record_computed(
     they must not be named like a column of ``changes``.
     """
     ctx.db_session.flush()
-    ctx.db_session.connection().execute(
-        _insert_from(before_after),
-        {
-            **params,
-            "change_at": ctx.now,
-            "change_actor": ctx.actor,
-            "change_action": action,
-            "change_test": test.id,
-            "change_reason": reason,
-            "change_batch": batch,
-        },
+    change_id = (
+        ctx.db_session.connection()
+        .execute(
+            _insert_from(before_after),
+            {
+                **params,
+                "change_at": ctx.now,
+                "change_actor": ctx.actor,
+                "change_action": action,
+                "change_test": test.id,
+                "change_reason": reason,
+                "change_batch": batch,
+            },
+        )
+        .scalar_one()
     )
+    if ctx.routes.webhook_urls:
+        before, after = ctx.db_session.execute(
+            select(Change.before, Change.after).where(Change.id == change_id)
+        ).one()
+        _announce(ctx, change_id, action, reason, before, after, test.id, None, batch)
+
+
+def _announce(
+    ctx: Ctx,
+    change_id: int,
+    action: str,
+    reason: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    test_id: int | None,
+    number: str | None,
+    batch: str | None,
+) -> None:
+    """The change record as an event for every receiver in WEBHOOK_URLS."""
+    test_code = ctx.db_session.scalar(select(Test.code).where(Test.id == test_id))
+    details = None
+    if number is not None:
+        candidates = [{"candidate": number, "before": before, "after": after}]
+    elif batch is not None:
+        # A batch keeps each candidate's values under its number.
+        candidates = [
+            {
+                "candidate": key,
+                "before": _values(action, before.get(key)),
+                "after": _values(action, after.get(key)),
+            }
+            for key in dict.fromkeys([*before, *after])
+        ]
+    else:
+        candidates, details = [], {"before": before, "after": after}
+    body = events.event(
+        action=action,
+        at=ctx.now,
+        test_code=test_code,
+        actor=ctx.actor,
+        reason=reason,
+        candidates=candidates,
+        change_id=change_id,
+        details=details,
+    )
+    events.enqueue_event(ctx.db_session, ctx.routes, body)
+
+
+def _values(action: str, value: Any) -> dict[str, Any]:
+    """A candidate's before or after as an object: incident time records keep the total."""
+    if isinstance(value, dict):
+        return value
+    if value is None:
+        return {}
+    return {"incident_minutes": value} if action.startswith("incident_time") else {"value": value}
 
 
 _changes = Change.__table__
@@ -134,19 +203,33 @@ _changes = Change.__table__
 def _insert_from(before_after: Select) -> Insert:
     computed = before_after.subquery()
     before, after = computed.c
-    return insert(_changes).from_select(
-        ["at", "actor", "action", "test_id", "candidate_id", "reason", "before", "after", "batch"],
-        select(
-            bindparam("change_at", type_=_changes.c.at.type),
-            bindparam("change_actor", type_=String),
-            bindparam("change_action", type_=String),
-            bindparam("change_test", type_=Integer),
-            null(),
-            bindparam("change_reason", type_=String),
-            before,
-            after,
-            bindparam("change_batch", type_=String),
-        ),
+    return (
+        insert(_changes)
+        .from_select(
+            [
+                "at",
+                "actor",
+                "action",
+                "test_id",
+                "candidate_id",
+                "reason",
+                "before",
+                "after",
+                "batch",
+            ],
+            select(
+                bindparam("change_at", type_=_changes.c.at.type),
+                bindparam("change_actor", type_=String),
+                bindparam("change_action", type_=String),
+                bindparam("change_test", type_=Integer),
+                null(),
+                bindparam("change_reason", type_=String),
+                before,
+                after,
+                bindparam("change_batch", type_=String),
+            ),
+        )
+        .returning(_changes.c.id)
     )
 
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from notifications.channels import Outside
+from notifications.outbox import Routes
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,5 @@ class Ctx:
     registry_dir: Path | None = None
     # Page links, SUPPORT_CONTACT and the log-only channels, for messages and previews.
     outside: Outside = field(default_factory=Outside)
+    # Where the change log and the events of this command's changes go.
+    routes: Routes = field(default_factory=Routes)

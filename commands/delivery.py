@@ -10,12 +10,13 @@ from pathlib import Path
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from commands import audit, delivery_queries
+from commands import audit, change_log, delivery_queries
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
 from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
 from commands.reopen import close_reopening, end_reopening
+from commands.reply import listed
 from commands.status import candidate_status
 from commands.tell_candidates import tell, told_line
 from commands.timing import active_reopening, timing
@@ -127,7 +128,24 @@ def deliver_due(ctx: Ctx, *, candidate_ids: list[int] | None = None) -> list[Del
             candidate=candidate,
         )
         done.append(Delivered(test.code, candidate.number, t.reopening is not None))
+    _post_delivered(ctx, done)
     return done
+
+
+def _post_delivered(ctx: Ctx, done: list[Delivered]) -> None:
+    by_test: dict[str, list[str]] = {}
+    for item in done:
+        by_test.setdefault(item.test, []).append(
+            item.candidate + (" (new delivery closed)" if item.reopened else "")
+        )
+    change_log.post(
+        ctx,
+        [
+            f"Delivered automatically at the deadline (R9): {code} candidate " + listed(numbers)
+            for code, numbers in by_test.items()
+        ],
+        via="the scheduler",
+    )
 
 
 def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: str) -> str:
@@ -184,6 +202,15 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
     )
     told = 0 if quiet else tell(ctx, test=test, candidate_ids=[candidate.id], change=DELIVERED)
     told_text = told_line(told, quiet=quiet)
+    change_log.post(
+        ctx,
+        [
+            f"<@{ctx.actor}> delivered {path.name} for candidate {candidate.number} of "
+            f"{test.code}: {reason or 'no reason given'}"
+        ],
+        via="examdesk deliver",
+        mentions=(ctx.actor,),
+    )
     return (
         f"Delivered {path.name} ({size} bytes) for candidate {candidate.number} of "
         f"{test.code}; the status is submitted." + (f"\n{told_text}" if told_text else "")

@@ -14,6 +14,7 @@ from commands import question_reports
 from commands.errors import NotAllowed
 from commands.permissions import SUPPORT, TEACHER, require_support, role_of
 from commands.timing import ordinary_end, reopen_deadline
+from notifications import outbox
 from store.models import Candidate, Change, Reopening, StaffTest, Test
 
 # The longest upload allowance (R1): a test whose exam time ended longer ago than this is over.
@@ -21,6 +22,7 @@ MAX_ALLOWANCE = timedelta(minutes=30)
 NEXT_TESTS = 5
 OPEN_DELIVERIES = 20
 LATEST_CHANGES = 10
+NOT_SENT = 5
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Home:
     changes: list[ChangeLine] = field(default_factory=list)
     # Teachers' error reports waiting for support, oldest first.
     open_reports: list[question_reports.ReportLine] = field(default_factory=list)
+    # What the outbox gave up sending: (kind, reason), newest first.
+    not_sent: list[tuple[str, str]] = field(default_factory=list)
 
 
 def build(*, db_session: Session, user_id: str, now: datetime) -> Home:
@@ -84,6 +88,10 @@ def build(*, db_session: Session, user_id: str, now: datetime) -> Home:
         home.open_deliveries = _open_deliveries(db_session)
         home.changes = _latest_changes(db_session)
         home.open_reports = question_reports.reports(db_session, only_open=True)
+        home.not_sent = [
+            (message.kind, message.error_message or message.error_code or "")
+            for message in outbox.failures(db_session, limit=NOT_SENT)
+        ]
     return home
 
 

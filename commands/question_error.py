@@ -27,7 +27,7 @@ from commands.notice import (
 from commands.permissions import require_support, require_support_or_teacher_of
 from commands.reply import Reply
 from commands.timeparse import format_time
-from notifications import fanout
+from notifications import fanout, outbox
 from store.models import QuestionErrorReport, ReportState, Test
 
 USAGE = (
@@ -145,21 +145,41 @@ def report(
         test=test,
     )
     plan = fanout.plan(db_session=db, test=test)
-    return Reply(
-        text=(
+    data = view(ctx, found, test=test, plan=plan)
+    if ctx.routes.support_channel is not None:
+        outbox.enqueue(
+            db,
+            kind=outbox.SLACK_POST,
+            target=ctx.routes.support_channel,
+            payload={"render": "report", "data": data},
+            key=report_key(found.id),
+            # What is said about the report later goes in its thread, after it.
+            order_key=report_key(found.id),
+        )
+        told = (
             f"Error report #{found.id} for {test.code} is recorded and sent to exam support. "
             "The question set cannot be changed now that the test has started (R12); support "
             f"sends your text to the {plan.candidates} candidates (R13, R14) and you will "
             "hear back here."
-        ),
+        )
+    else:
+        told = (
+            f"Error report #{found.id} for {test.code} is recorded, but no support channel is "
+            "configured (SLACK_SUPPORT_CHANNEL), so it is not posted to exam support: tell "
+            f"them, and they find it with `examdesk reports {test.code}`. The question set "
+            "cannot be changed now that the test has started (R12)."
+        )
+    return Reply(
+        text=told,
         kind="receipt",
-        data=view(ctx, found, test=test, plan=plan) | {"post_to_support": True},
-        log=[
-            f"<@{ctx.actor}> reported an error in the question set of {test.code} "
-            f"(report #{found.id})"
-        ],
-        mentions=(ctx.actor,),
+        data=data,
+        # No change-log line: the report's own post is its record in the support channel.
     )
+
+
+def report_key(report_id: int) -> str:
+    """The outbox key of the report's post in the support channel (its thread, updates)."""
+    return f"report:{report_id}"
 
 
 def view(
@@ -167,6 +187,11 @@ def view(
 ) -> dict[str, Any]:
     """Everything a Slack message about the report shows."""
     plan = plan or fanout.plan(db_session=ctx.db_session, test=test)
+    posted = (
+        {"channel": found.slack_channel, "ts": found.slack_ts}
+        if found.slack_ts
+        else outbox.result_of(ctx.db_session, report_key(found.id)) or {}
+    )
     return {
         "action": "question_error",
         "report_id": found.id,
@@ -180,8 +205,8 @@ def view(
         "suggested_minutes": found.suggested_minutes,
         "state": found.state,
         "handled_by": found.handled_by,
-        "slack_channel": found.slack_channel,
-        "slack_ts": found.slack_ts,
+        "slack_channel": posted.get("channel"),
+        "slack_ts": posted.get("ts"),
         "plan": plan_data(plan, ctx.outside),
         "language_note": language_note(plan, report_texts(found)),
     }
@@ -258,12 +283,6 @@ def reject(ctx: Ctx, *, report_id: int, reason: str = "") -> dict[str, Any]:
     return view(ctx, found, test=test)
 
 
-def place(ctx: Ctx, *, report_id: int, channel: str, ts: str) -> None:
-    """Remember where Slack shows the report, so sending progress can update it."""
-    found = get_report(ctx, report_id)
-    found.slack_channel, found.slack_ts = channel, ts
-
-
 def give_incident_time(ctx: Ctx, *, report_id: int, minutes: int) -> Reply:
     """R14: exam support's decision on a report, ``/incident-time TEST all add N``.
 
@@ -319,14 +338,15 @@ def send(ctx: Ctx, *, report_id: int) -> Reply:
     if taken != 1:
         raise Refused(f"Error report #{report.id} is being sent already.")
     db.expire(report)
+    posted = outbox.result_of(db, report_key(report.id)) or {}
     result = publish(
         ctx,
         test=test,
         text_nb=report.text_nb,
         text_en=report.text_en,
         report_id=report.id,
-        slack_channel=report.slack_channel,
-        slack_ts=report.slack_ts,
+        slack_channel=posted.get("channel"),
+        slack_ts=posted.get("ts"),
     )
     reply = receipt(ctx, test=test, result=result, texts=report_texts(report))
     reply.data["report_id"] = report.id

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from commands import audit
+from commands import audit, change_log
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import is_candidate_number
@@ -357,7 +357,7 @@ def import_tests(ctx: Ctx, path: Path) -> ImportResult:
         name=lambda t: f"test {t[0].code}",
     )
     _raise_if(errors, path)
-    return _store_tests(ctx, list(parsed.values()))
+    return _posted(ctx, _store_tests(ctx, list(parsed.values())), path)
 
 
 def _store_tests(ctx: Ctx, items: list[tuple[Test, tuple[str, ...]]]) -> ImportResult:
@@ -543,7 +543,25 @@ def import_candidates(ctx: Ctx, path: Path) -> ImportResult:
         name=lambda c: f"candidate {c.number} of {c.test}",
     )
     _raise_if(errors + problems, path)
-    return _store_candidates(ctx, list(parsed.values()), tests)
+    return _posted(ctx, _store_candidates(ctx, list(parsed.values()), tests), path)
+
+
+def _posted(ctx: Ctx, result: ImportResult, path: Path) -> ImportResult:
+    """An import that changed something is in the change log like any change."""
+    if result.created or result.updated:
+        # A Slack user (`/exam TEST refresh`) is named as one; the scheduler and a terminal
+        # user (cli:NAME) as they are.
+        slack_user = ctx.actor[:1] in ("U", "W") and ":" not in ctx.actor
+        change_log.post(
+            ctx,
+            [
+                f"{f'<@{ctx.actor}>' if slack_user else ctx.actor} imported {result.kind} from "
+                f"{path.name}: {result.created} new, {result.updated} updated (R11)"
+            ],
+            via="the student registry",
+            mentions=(ctx.actor,) if slack_user else (),
+        )
+    return result
 
 
 REGISTRY_FIELDS = (

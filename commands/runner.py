@@ -10,11 +10,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from commands import change_log
 from commands.context import Ctx
 from commands.errors import CommandError
 from commands.reply import Reply
 from commands.router import dispatch, reads_only
 from notifications.channels import Outside
+from notifications.outbox import Routes
 from store.db import read_only
 
 T = TypeVar("T")
@@ -30,9 +32,12 @@ def in_transaction(
     registry_dir: Path | None = None,
     reads_only: bool = False,
     outside: Outside | None = None,
+    routes: Routes | None = None,
+    via: str = "examdesk",
 ) -> T:
     """``work(ctx)`` applied whole or not at all: its result, or its CommandError raised
-    again once everything is rolled back.
+    again once everything is rolled back. A Reply's change-log lines are posted with it
+    (``via`` names the front door in the post).
 
     A Reply asking for confirmation must change nothing, not even a lock: it is rolled back
     too. A preview stored as a pending confirmation (its ``confirm.token`` set) commits that
@@ -48,6 +53,7 @@ def in_transaction(
             now=now,
             registry_dir=registry_dir,
             outside=outside or Outside(),
+            routes=routes or Routes(),
         )
         try:
             result = work(ctx)
@@ -56,8 +62,10 @@ def in_transaction(
             raise
         if isinstance(result, Reply) and result.needs_confirmation and not _stored(result):
             db_session.rollback()
-        else:
-            db_session.commit()
+            return result
+        if isinstance(result, Reply) and result.ok and not result.needs_confirmation:
+            change_log.post(ctx, result.log, via=via, mentions=result.mentions)
+        db_session.commit()
         return result
 
 
@@ -76,6 +84,8 @@ def execute(
     registry_dir: Path | None = None,
     store_preview: Callable[[Ctx, Reply], Reply] | None = None,
     outside: Outside | None = None,
+    routes: Routes | None = None,
+    via: str | None = None,
 ) -> Reply:
     """A command line's Reply, a refusal's included (the same text at every front door).
 
@@ -100,6 +110,8 @@ def execute(
                 command_line, confirmed=confirmed, stores_preview=store_preview is not None
             ),
             outside=outside,
+            routes=routes,
+            via=via or (command_line.split() or ["examdesk"])[0],
         )
     except CommandError as error:
         return refusal(error)

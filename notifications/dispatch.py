@@ -9,13 +9,10 @@ Life of a delivery (one notice × candidate × channel):
                      ├─ permanent (21211, 21610, …) or out of tries ──▶ failed, with the reason
                      └─ no answer after the request went out ──▶ unknown
 
-* A claim selects the ids of the due rows first (``LIMIT n``, ``FOR UPDATE SKIP LOCKED`` on
-  PostgreSQL; SQLite serialises writers), then updates those rows by id: two workers never
-  take the same row, and a claim takes exactly its batch whatever plan the database picks.
-* A claim lasts while its sender lives: every dispatcher renews its liveness row
-  ``notifier:<id>`` in the ``leases`` table from a thread of its own, however long a batch
-  takes. The rows of a sender whose liveness row has expired (it died) are free at once for
-  the others: a ``pending`` row is simply taken again, nothing had been sent.
+* Claims (``notifications.claims``, shared with the outbox): two senders never take the
+  same row, and a claim lasts while its sender's liveness row ``notifier:<id>`` is renewed
+  (from a thread of its own, however long a batch takes); a dead sender's ``pending`` rows
+  are simply taken again, nothing had been sent.
 * A row found in ``sending`` past its claim, or of a dead sender, may have reached the
   provider: ``sweep`` marks it ``unknown`` and it is never resent blindly. Reconciliation
   later asks the provider (Twilio's message list, matched by number and the body, which is
@@ -47,10 +44,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifications import texts
+from notifications import claims, texts
 from notifications.channels import SMS, build_transports
 from notifications.config import NotifierConfig
 from notifications.delivery_states import (
@@ -64,8 +61,17 @@ from notifications.delivery_states import (
     may_take,
     to,
 )
+from notifications.events import WebhookTransport
 from notifications.metrics import MESSAGES
+from notifications.outbox import (
+    SLACK_POST,
+    WEBHOOK,
+    CandidateTransport,
+    OutboxSender,
+    OutboxTransport,
+)
 from notifications.ratelimit import SendSchedule
+from notifications.slack_post import Renderer, SlackLogTransport, SlackTransport
 from notifications.transports import (
     Message,
     OutcomeUnknown,
@@ -79,7 +85,7 @@ from store.models import Candidate, Delivery, Lease, Notice, Test
 
 log = logging.getLogger(__name__)
 
-LEASE_PREFIX = "notifier:"
+LEASE_PREFIX = claims.LEASE_PREFIX
 READY_SECONDS = 0.5  # of sends marked ahead of their slots, at the whole rate
 # An SMS goes to its sending thread this long before its slot: the thread builds the request
 # and waits for the slot at the wire (the transport's gate), so that nothing but its own
@@ -203,12 +209,6 @@ def _job(row: Any) -> Job:
     return Job(*row)
 
 
-def _claim_over(now: datetime) -> ColumnElement[bool]:
-    """The row's claim has run out, or its sender is dead (its liveness row has expired)."""
-    live = select(Lease.holder).where(Lease.name.like(LEASE_PREFIX + "%"), Lease.expires_at >= now)
-    return or_(Delivery.claimed_until < now, Delivery.claimed_by.not_in(live))
-
-
 def sweep(*, db_session: Session, now: datetime) -> dict[str, int]:
     """Release claims that are over; a send cut off mid-request becomes ``unknown``.
 
@@ -216,12 +216,16 @@ def sweep(*, db_session: Session, now: datetime) -> dict[str, int]:
     """
     released = db_session.execute(
         update(Delivery)
-        .where(may_take(Step.RELEASE), Delivery.claimed_by.is_not(None), _claim_over(now))
+        .where(
+            may_take(Step.RELEASE),
+            Delivery.claimed_by.is_not(None),
+            claims.claim_over(Delivery, now),
+        )
         .values(claimed_by=None, claimed_until=None)
     ).rowcount
     stuck = db_session.execute(
         update(Delivery)
-        .where(may_take(Step.CUT_OFF), _claim_over(now))
+        .where(may_take(Step.CUT_OFF), claims.claim_over(Delivery, now))
         .values(
             status=to(Step.CUT_OFF, UNKNOWN),
             error_code="no_answer",
@@ -246,6 +250,7 @@ class Dispatcher:
         tuning: Tuning | None = None,
         on_progress: ProgressCallback | None = None,
         worker_id: str | None = None,
+        outbox_transports: Mapping[str, OutboxTransport] | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.transports = dict(transports)
@@ -280,6 +285,16 @@ class Dispatcher:
         self._writer.start()
         dialect = session_factory.kw["bind"].dialect.name
         self.skip_locked = dialect == "postgresql"
+        # The outbox's messages, claimed and retried the same way, under this sender's
+        # liveness row and (SMS) its send schedule.
+        self.outbox = OutboxSender(
+            session_factory=session_factory,
+            transports=outbox_transports or {},
+            worker_id=self.worker_id,
+            tuning=self.tuning,
+            skip_locked=self.skip_locked,
+            take_sms_slot=self._outbox_sms_slot,
+        )
 
     # ------------------------------------------------------------------ loop
 
@@ -298,6 +313,8 @@ class Dispatcher:
         # Reconciliation asks the provider, one message at a time: never in the way of sending.
         upkeep = threading.Thread(target=self._upkeep, name="notifier-upkeep", daemon=True)
         upkeep.start()
+        outbox = threading.Thread(target=self._send_outbox, name="notifier-outbox", daemon=True)
+        outbox.start()
         try:
             while not self.stopping.is_set():
                 if not self.dispatch_batch():
@@ -306,6 +323,8 @@ class Dispatcher:
             upkeep.join()
             # Let requests already out finish and be recorded: an abandoned 'sending' row
             # would become 'unknown' needlessly. The heartbeat goes on meanwhile.
+            outbox.join()
+            self.outbox.close()
             self.close()
             self._release_claims()
             self._heart_stopping.set()
@@ -320,6 +339,16 @@ class Dispatcher:
             self.maintain()
             if self.stopping.wait(self.tuning.maintain_seconds):
                 return
+
+    def _send_outbox(self) -> None:
+        while not self.stopping.is_set():
+            if not self.outbox.send_due():
+                self.stopping.wait(self.tuning.poll_seconds)
+        self.outbox.release()
+
+    def _outbox_sms_slot(self) -> bool:
+        slot = self.schedule.take(self.stopping)
+        return slot is not None and self.schedule.wait_for(slot, self.stopping)
 
     def maintain(self) -> None:
         try:
@@ -337,6 +366,7 @@ class Dispatcher:
             if any(swept.values()):
                 log.info("sweep: %s", swept)
             self.reconcile()
+            self.outbox.maintain()
         except Exception:
             # The database may be briefly unreachable; the loop carries on and retries.
             log.exception("notifier maintenance failed")
@@ -412,36 +442,19 @@ class Dispatcher:
             # sender's: one that cannot renew it claims nothing.
             self._heartbeat()
         now = clock.now()
-        due = (
-            select(Delivery.id)
-            .where(
-                may_take(Step.CLAIM),
-                Delivery.next_attempt_at <= now,
-                Delivery.claimed_until.is_(None) | _claim_over(now),
-                Delivery.channel.in_(list(self.transports)),
-            )
-            .order_by(Delivery.next_attempt_at, Delivery.id)
-            .limit(self._batch_size())
-        )
-        if self.skip_locked:
-            due = due.with_for_update(skip_locked=True, of=Delivery)
         with session_scope(self.session_factory) as db_session:
-            # The ids first, then the rows by id: as one UPDATE … WHERE id IN (SELECT … LIMIT)
-            # PostgreSQL may run the limited subquery once per row it looks at (a semi join
-            # chosen on stale statistics) and take far more than the batch.
-            ids = db_session.scalars(due).all()
+            ids = claims.claim(
+                db_session,
+                Delivery,
+                due=[Delivery.channel.in_(list(self.transports))],
+                now=now,
+                limit=self._batch_size(),
+                worker_id=self.worker_id,
+                until=now + timedelta(seconds=self.tuning.claim_seconds),
+                skip_locked=self.skip_locked,
+            )
             if not ids:
                 return []
-            # Still free: the rows are locked (PostgreSQL) or the transaction holds the
-            # write lock (SQLite).
-            db_session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids))
-                .values(
-                    claimed_by=self.worker_id,
-                    claimed_until=now + timedelta(seconds=self.tuning.claim_seconds),
-                )
-            )
             rows = db_session.execute(
                 _job_query().where(Delivery.id.in_(ids)).order_by(Delivery.id)
             ).all()
@@ -763,7 +776,9 @@ def from_settings(
     on_progress: ProgressCallback | None = None,
     tuning: Tuning | None = None,
     transports: Mapping[str, Transport] | None = None,
+    renderers: Mapping[str, Renderer] | None = None,
 ) -> Dispatcher:
+    """``renderers``: the layouts the Slack app draws for outbox posts (``render``)."""
     tuning = tuning or Tuning.from_settings(settings)
     rate = float(settings.sms_per_second)
     if transports is None:
@@ -777,7 +792,43 @@ def from_settings(
         rate=rate,
         tuning=tuning,
         on_progress=on_progress,
+        outbox_transports=build_outbox_transports(
+            settings, transports, renderers=renderers, send_timeout=tuning.send_timeout
+        ),
     )
+
+
+def build_outbox_transports(
+    settings: Any,
+    notice_transports: Mapping[str, Transport],
+    *,
+    renderers: Mapping[str, Renderer] | None,
+    send_timeout: float,
+) -> dict[str, OutboxTransport]:
+    token = _secret(getattr(settings, "slack_bot_token", None))
+    slack: OutboxTransport = (
+        SlackTransport(
+            base_url=settings.slack_api_base_url,
+            token=token,
+            timeout=send_timeout,
+            renderers=renderers,
+        )
+        if token
+        else SlackLogTransport(renderers)
+    )
+    built: dict[str, OutboxTransport] = {SLACK_POST: slack}
+    secret = _secret(getattr(settings, "webhook_secret", None))
+    if secret:
+        built[WEBHOOK] = WebhookTransport(secret, timeout=send_timeout)
+    elif getattr(settings, "webhook_urls", "").strip():
+        raise ValueError("WEBHOOK_SECRET must be set when WEBHOOK_URLS is set")
+    for channel, transport in notice_transports.items():
+        built[channel] = CandidateTransport(transport)
+    return built
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
 
 
 def start_dispatcher(
@@ -787,10 +838,16 @@ def start_dispatcher(
     on_progress: ProgressCallback | None = None,
     tuning: Tuning | None = None,
     transports: Mapping[str, Transport] | None = None,
+    renderers: Mapping[str, Renderer] | None = None,
 ) -> Callable[[], None]:
     """Run a dispatcher in a background thread (inside `examdesk serve`); returns ``stop``."""
     dispatcher = from_settings(
-        settings, session_factory, on_progress=on_progress, tuning=tuning, transports=transports
+        settings,
+        session_factory,
+        on_progress=on_progress,
+        tuning=tuning,
+        transports=transports,
+        renderers=renderers,
     )
     thread = threading.Thread(target=dispatcher.run, name="notifier", daemon=True)
     thread.start()

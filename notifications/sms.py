@@ -209,18 +209,20 @@ class TwilioTransport:
         return sid
 
     def _create(self, message: Message) -> str:
-        sender: dict[str, str] = {}
+        options: dict[str, str] = {}
         if self.messaging_service_sid:
-            sender["messaging_service_sid"] = self.messaging_service_sid
+            options["messaging_service_sid"] = self.messaging_service_sid
         if self.sender:
-            sender["from_"] = self.sender
+            options["from_"] = self.sender
+        if message.delivery_id is not None:
+            # Only a notice's delivery has a row for the callbacks' statuses.
+            options["status_callback"] = status_callback_url(self.public_url, message.delivery_id)
         try:
             created = self.client.messages.create(
                 to=message.address,
                 body=message.body,
-                status_callback=status_callback_url(self.public_url, message.delivery_id),
                 validity_period=VALIDITY_SECONDS,
-                **sender,
+                **options,
             )
         except TwilioRestException as error:
             raise classify(error.status, error.code, str(error.msg), to=message.address) from error

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Message:
-    delivery_id: int
+    delivery_id: int | None  # a notice's delivery; None for a message from the outbox
     channel: str
     address: str
     body: str
@@ -35,10 +35,19 @@ class Message:
 
 
 class TransportError(Exception):
-    def __init__(self, message: str, *, permanent: bool, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+        # Seconds the receiver asked us to wait (HTTP Retry-After) before the next try.
+        self.retry_after = retry_after
 
 
 class OutcomeUnknown(Exception):
@@ -143,7 +152,7 @@ class SmtpTransport:
         email["From"] = self.mail_from
         email["To"] = message.address
         email["Subject"] = message.subject
-        message_id = f"<examdesk-{message.delivery_id}-{uuid.uuid4().hex}@examdesk>"
+        message_id = f"<examdesk-{message.delivery_id or 'm'}-{uuid.uuid4().hex}@examdesk>"
         email["Message-ID"] = message_id
         email.set_content(message.body)
         try:

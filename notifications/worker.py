@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifications.config import NotifierConfig
 from notifications.dispatch import from_settings, install_stop_signals, start_dispatcher
+from notifications.slack_post import Renderer
 
 __all__ = ["run_worker", "start_dispatcher"]
 
@@ -16,11 +18,16 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(
-    settings: NotifierConfig, *, engine: Engine, session_factory: sessionmaker[Session]
+    settings: NotifierConfig,
+    *,
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    renderers: Mapping[str, Renderer] | None = None,
 ) -> int:
-    """Send until SIGTERM or SIGINT; requests already out are finished and recorded."""
+    """Send notices' deliveries and the outbox until SIGTERM or SIGINT; requests already out
+    are finished and recorded."""
     try:
-        dispatcher = from_settings(settings, session_factory)
+        dispatcher = from_settings(settings, session_factory, renderers=renderers)
     except ValueError as error:
         log.error("notifier cannot start: %s", error)
         return 1

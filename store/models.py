@@ -67,6 +67,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"  # not sent, and will not be
     UNKNOWN = "unknown"  # a request whose outcome is unclear; asked of the provider first
 
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -383,3 +384,36 @@ class SeenSlackRequest(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     # Slack's timestamp (real time, as the signature window is measured), not the program's.
     signed_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class OutboxMessage(Base):
+    """One message to the outside (a Slack post, a webhook event, a candidate's SMS or
+    e-mail), written in the transaction of the change it reports and sent by the notifier."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # slack_post | webhook | sms | email
+    kind: Mapped[str] = mapped_column(String(16))
+    # A channel id, a URL or an address.
+    target: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Names the message for others that refer to it (a thread reply to a report's post);
+    # a second message with the same key is not added.
+    key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # Messages with the same order key are sent one after the other, in id order.
+    order_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    # pending | sending | sent | logged | failed | unknown
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # What the receiver answered that others need (a Slack message's channel and ts).
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    sent_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]

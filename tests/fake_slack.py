@@ -21,6 +21,17 @@ class Call:
     path: str
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200  # the HTTP status the fake answered
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A scripted answer: an HTTP status, a JSON body (None: a non-JSON error page) and
+    headers (``Retry-After``)."""
+
+    status: int = 200
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class FakeSlack:
@@ -31,9 +42,24 @@ class FakeSlack:
         self.answers: dict[str, dict[str, Any]] = {}
         # The bot token's scopes, sent in every Web API answer's x-oauth-scopes header as
         # Slack does.
-        self.scopes = ["commands", "chat:write", "channels:read", "groups:read"]
+        self.scopes = [
+            "commands",
+            "chat:write",
+            "channels:read",
+            "groups:read",
+            "channels:history",
+            "groups:history",
+        ]
         # Channels conversations.info knows: id → the channel object's fields.
         self.channels: dict[str, dict[str, Any]] = {}
+        # Answers given before the usual ones, in order, per method (``script``).
+        self.scripted: dict[str, list[Answer]] = {}
+        # Seconds every Web API answer waits (a slow Slack, to be killed mid-request).
+        self.delay = 0.0
+        # Requests being answered (while ``delay`` holds them): the sender waits for them.
+        self.in_flight = 0
+        # What chat.postMessage posted, as conversations.history gives it back.
+        self.posted: list[dict[str, Any]] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,14 +70,34 @@ class FakeSlack:
                     body = json.loads(raw or "{}")
                 else:
                     body = {k: v[0] for k, v in parse_qs(raw).items()}
+                status, extra = 200, {}
                 if self.path.startswith("/api/"):
                     method = self.path[len("/api/") :].split("?")[0]
-                    answer = fake._answer(method, body)
-                    payload, content_type = json.dumps(answer).encode(), "application/json"
+                    if "?" in self.path:
+                        body |= {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                    if fake.delay:
+                        with fake._lock:
+                            fake.in_flight += 1
+                        time.sleep(fake.delay)
+                        with fake._lock:
+                            fake.in_flight -= 1
+                    scripted = fake._scripted(method)
+                    if scripted is not None:
+                        status, extra = scripted.status, scripted.headers
+                        if scripted.body is None:
+                            payload, content_type = b"<html>Slack is down</html>", "text/html"
+                        else:
+                            payload = json.dumps(scripted.body).encode()
+                            content_type = "application/json"
+                    else:
+                        answer = fake._answer(method, body)
+                        payload, content_type = json.dumps(answer).encode(), "application/json"
                 else:
                     method, payload, content_type = "response_url", b"ok", "text/plain"
-                fake._record(Call(method, self.path, body, dict(self.headers)))
-                self.send_response(200)
+                fake._record(Call(method, self.path, body, dict(self.headers), status))
+                self.send_response(status)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 if method != "response_url":
@@ -89,9 +135,34 @@ class FakeSlack:
         self._responses += 1
         return f"{self.base_url}/commands/T1/{self._responses}/hook"
 
+    def script(self, method: str, *answers: Answer) -> None:
+        """Answer the next calls of ``method`` so, one answer per call, then as usual."""
+        with self._lock:
+            self.scripted.setdefault(method, []).extend(answers)
+
+    def _scripted(self, method: str) -> Answer | None:
+        with self._lock:
+            queue = self.scripted.get(method)
+            return queue.pop(0) if queue else None
+
+    def accepted(self, method: str = "chat.postMessage") -> list[Call]:
+        """The calls of ``method`` that Slack took (HTTP 200 and ok)."""
+        with self._lock:
+            return [c for c in self.calls if c.method == method and c.status == 200]
+
     def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         if method in self.answers:
             return self.answers[method]
+        if method in ("conversations.history", "conversations.replies"):
+            with self._lock:
+                found = [
+                    m
+                    for m in self.posted
+                    if m["channel"] == body.get("channel")
+                    and (method == "conversations.history") == (m.get("thread_ts") is None)
+                    and (method == "conversations.history" or m["thread_ts"] == body.get("ts"))
+                ]
+            return {"ok": True, "messages": found}
         if method == "auth.test":
             return {
                 "ok": True,
@@ -102,7 +173,18 @@ class FakeSlack:
                 "team_id": "T1",
             }
         if method == "chat.postMessage":
-            return {"ok": True, "channel": body.get("channel"), "ts": f"{time.time():.6f}"}
+            ts = f"{time.time():.6f}"
+            with self._lock:
+                self.posted.append(
+                    {
+                        "channel": body.get("channel"),
+                        "ts": ts,
+                        "text": body.get("text"),
+                        "thread_ts": body.get("thread_ts"),
+                        "metadata": body.get("metadata"),
+                    }
+                )
+            return {"ok": True, "channel": body.get("channel"), "ts": ts}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{time.time():.6f}"}
         if method.startswith("views."):

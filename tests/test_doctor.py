@@ -310,13 +310,21 @@ def test_scopes_the_manifest_asks_for_are_missing(services: Services, check):
     _failed(
         check(),
         "slack scopes",
-        "the token lacks chat:write, channels:read, groups:read of the scopes manifest.yml",
+        "the token lacks chat:write, channels:read, groups:read, channels:history, "
+        "groups:history of the scopes manifest.yml",
         "reinstall the app",
     )
 
 
 def test_the_manifest_names_the_scopes_checked():
-    assert doctor.manifest_scopes() == ["commands", "chat:write", "channels:read", "groups:read"]
+    assert doctor.manifest_scopes() == [
+        "commands",
+        "chat:write",
+        "channels:read",
+        "groups:read",
+        "channels:history",
+        "groups:history",
+    ]
 
 
 def test_slack_refuses_the_app_token(services: Services, check):

@@ -29,8 +29,10 @@ from dbstate import snapshot
 from fake_slack import FakeSlack
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from notifier import FAST
 from slack_signing import SECRET, TEAM, block_action, event_callback, signature, slash_command
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 from test_slack_app import _serve
 
 from bot.config import Settings
@@ -38,7 +40,10 @@ from bot.runtime.server import Wiring, wire
 from bot.slack import door as slack_door
 from bot.slack.listeners.question_errors import NOT_A_REPORT
 from bot.slack.middleware import NO_BUTTON, NO_USER
+from bot.slack.outbox_views import RENDERERS
 from bot.web.app import ALREADY_HANDLED
+from notifications import outbox
+from notifications.dispatch import start_dispatcher
 from store import clock
 from store.db import make_engine, make_session_factory
 from store.models import Change, Confirmation, SeenSlackRequest
@@ -97,8 +102,10 @@ def _door(engine: Engine, session_factory, fake: FakeSlack) -> tuple[Door, Calla
     wiring = wire(settings, engine=engine, session_factory=session_factory)
     url, stop = _serve(wiring)
     http = httpx.Client(base_url=url, timeout=30)
+    stop_notifier = start_dispatcher(settings, session_factory, tuning=FAST, renderers=RENDERERS)
 
     def close() -> None:
+        stop_notifier()
         http.close()
         stop()
 
@@ -162,15 +169,26 @@ def no_traceback(caplog: pytest.LogCaptureFixture) -> None:
 
 def no_outbound(door: Door, *, besides: tuple[str, ...] = ()) -> None:
     """No request from the server but to ``besides`` (response_urls or Web API methods):
-    a signed click on an unknown button answers one last response_url, and the Slack call
-    process makes calls in order, so once that answer is in, any call made for an earlier
-    request is in too."""
+    a signed click on an unknown button answers one last response_url, and once that answer
+    is in and the outbox has sent everything, any call made for an earlier request is in
+    too."""
     last = door.fake.response_url()
     body = block_action("examdesk_confirm", "no-such-token", user=SUPPORT, response_url=last)
     assert door.signed(body).status_code == 200
     _answer(door, last)
+    outbox_sent(door.engine)
     expected = [_where(door, target) for target in (*besides, last)]
     assert sorted(call.path for call in door.fake.calls) == sorted(expected)
+
+
+def outbox_sent(engine: Engine) -> None:
+    """Wait until the outbox holds nothing on its way."""
+    deadline = time.monotonic() + 30
+    with Session(engine) as db_session:
+        while outbox.counts(db_session)["pending"]:
+            assert time.monotonic() < deadline, "the outbox did not empty"
+            time.sleep(0.05)
+            db_session.rollback()
 
 
 def _where(door: Door, target: str) -> str:

@@ -86,11 +86,15 @@ def test_commands_have_usage_hints_and_are_not_escaped():
 def test_manifest_asks_for_the_scopes_it_uses_and_no_more():
     # commands: slash commands; chat:write: the change log in the support channel;
     # channels:read, groups:read: conversations.info, with which `examdesk doctor` checks the
-    # bot is in the support channel. views.publish (App Home) and response_url need no scope.
+    # bot is in the support channel; channels:history, groups:history: the outbox looks up
+    # a post cut off by a crash before it posts again. views.publish (App Home) and
+    # response_url need no scope.
     assert sorted(manifest()["oauth_config"]["scopes"]["bot"]) == [
+        "channels:history",
         "channels:read",
         "chat:write",
         "commands",
+        "groups:history",
         "groups:read",
     ]
     assert "user" not in manifest()["oauth_config"]["scopes"]

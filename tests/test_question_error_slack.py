@@ -15,13 +15,16 @@ import pytest
 from conftest import OSLO, SUPPORT, TEACHER
 from fake_slack import FakeSlack
 from fake_twilio import wait_until
+from notifier import running_notifier
 from slack_signing import SECRET, TEAM, SlackSender, block_action
 from sqlalchemy import func, select
 
 from bot.config import Settings
 from bot.runtime.server import http_server, listen, wire
 from bot.slack.listeners.question_errors import ProgressReporter
-from notifications.dispatch import Tuning, start_dispatcher
+from commands import question_error
+from notifications import outbox
+from notifications.dispatch import Tuning
 from store import clock
 from store.models import Candidate, Delivery, Notice, QuestionErrorReport
 
@@ -48,7 +51,9 @@ def slack(engine, session_factory) -> Iterator[tuple[SlackSender, FakeSlack, obj
     while not server.started:
         time.sleep(0.01)
     sender = SlackSender(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    yield sender, fake, wiring
+    # The outbox's posts only: the tests send notices with dispatchers of their own.
+    with running_notifier(settings, session_factory, transports={}):
+        yield sender, fake, wiring
     sender.close()
     server.should_exit = True
     thread.join(10)
@@ -117,7 +122,7 @@ def test_r12_r14_report_send_progress_and_thread(world, slack):
     assert "Task 3b: n = 10, not n = 100." in posted
     assert "4 in-app notices, 3 SMS and 0 e-mails" in posted  # the Send button's confirm
     assert all(a in posted for a in ("qe_send", "qe_edit", "qe_reject", "qe_incident_time"))
-    wait_until(lambda: _report(world).slack_ts is not None, timeout=30)
+    wait_until(lambda: _posted_ts(world) is not None, timeout=30)
     report = _report(world)
 
     # A teacher cannot send (R15); support can, once.
@@ -128,17 +133,14 @@ def test_r12_r14_report_send_progress_and_thread(world, slack):
 
     assert click(sender, "qe_send", str(report.id), user=SUPPORT, fake=fake).status_code == 200
     wait_until(lambda: _count(world, Notice) == 1, timeout=30)
-    stop = start_dispatcher(
-        wiring.deps.settings, world.factory, tuning=FAST, on_progress=wiring.deps.notice_progress
-    )
-    try:
+    with running_notifier(
+        wiring.deps.settings, world.factory, on_progress=wiring.deps.notice_progress
+    ):
         wait_until(
             lambda: any("done" in json.dumps(c.body) for c in fake.of("chat.update")), timeout=30
         )
-    finally:
-        stop()
     updates = fake.of("chat.update")
-    assert all(u.body["ts"] == report.slack_ts for u in updates)
+    assert all(u.body["ts"] == _posted_ts(world) for u in updates)
     final = json.dumps(updates[-1].body["blocks"])
     assert (
         "in-app 4, read 0" in final and "3 only written to the log" in final and "1 failed" in final
@@ -235,7 +237,7 @@ def test_reject_marks_the_report_and_tells_the_teacher(world, slack):
         response_url=fake.response_url(),
     )
     fake.wait_for("chat.postMessage")
-    wait_until(lambda: _report(world).slack_ts is not None, timeout=30)
+    wait_until(lambda: _posted_ts(world) is not None, timeout=30)
     report_id = _report(world).id
     click(sender, "qe_reject", str(report_id), user=SUPPORT, fake=fake)
     update = fake.wait_for("chat.update")[0]
@@ -261,6 +263,13 @@ def test_progress_updates_are_throttled_with_a_trailing_update(world, slack):
     assert len(fake.of("chat.postMessage")) == 1 and len(fake.of("chat.update")) == 1
     with world.factory() as s:
         assert s.get(Notice, notice_id).slack_ts is not None
+
+
+def _posted_ts(world) -> str | None:
+    """Where the report's post landed in Slack, once the outbox has sent it."""
+    with world.factory() as s:
+        found = s.scalars(select(QuestionErrorReport)).one()
+        return (outbox.result_of(s, question_error.report_key(found.id)) or {}).get("ts")
 
 
 def _report(world) -> QuestionErrorReport:

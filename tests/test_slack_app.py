@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 import pytest
 from conftest import OSLO, STRANGER, SUPPORT, TEACHER, World
 from fake_slack import FakeSlack
+from notifier import running_notifier
 from slack_signing import SECRET, SlackSender, signed_headers, slash_command
 from sqlalchemy import func, select
 
@@ -76,7 +77,8 @@ def served(engine, session_factory, fake) -> Iterator[Served]:
     wiring = wire(settings, engine=engine, session_factory=session_factory)
     url, stop = _serve(wiring)
     sender = SlackSender(url)
-    yield Served(url=url, slack=sender, fake=fake, wiring=wiring)
+    with running_notifier(settings, session_factory):
+        yield Served(url=url, slack=sender, fake=fake, wiring=wiring)
     sender.close()
     stop()
 

@@ -21,6 +21,7 @@ import pytest
 from conftest import OSLO, SUPPORT, TEACHER, World
 from fake_slack import FakeSlack
 from fake_twilio import seed_candidates, wait_until
+from notifier import running_notifier
 from slack_signing import SECRET, SlackSender, block_action
 from sqlalchemy import func, select
 
@@ -29,7 +30,9 @@ from bot.runtime.server import Wiring, http_server, listen, wire
 from bot.slack.text import FALLBACK_LIMIT, from_slack
 from bot.slack.views import blocks
 from bot.slack.views import notices as blocks_notices
+from commands import question_error
 from commands.reply import Reply
+from notifications import outbox
 from notifications.dispatch import Tuning, from_settings
 from store import clock
 from store.models import Candidate, Change, Notice, QuestionErrorReport
@@ -84,7 +87,9 @@ def served(engine, session_factory) -> Iterator[Served]:
         time.sleep(0.01)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     sender = SlackSender(url)
-    yield Served(url=url, slack=sender, fake=fake, wiring=wiring)
+    # The outbox's posts only: the test dispatches notices itself (dispatch_all).
+    with running_notifier(settings, session_factory, transports={}):
+        yield Served(url=url, slack=sender, fake=fake, wiring=wiring)
     sender.close()
     server.should_exit = True
     thread.join(10)
@@ -134,6 +139,13 @@ def button(body: dict, action_id: str) -> dict:
             if element.get("action_id") == action_id:
                 return element
     raise AssertionError(f"no {action_id} button")
+
+
+def _posted_ts(world) -> str | None:
+    """Where the report's post landed in Slack, once the outbox has sent it."""
+    with world.factory() as s:
+        found = s.scalars(select(QuestionErrorReport)).one()
+        return (outbox.result_of(s, question_error.report_key(found.id)) or {}).get("ts")
 
 
 def _report(world: World) -> QuestionErrorReport:
@@ -311,7 +323,7 @@ def test_r14_typed_mentions_in_a_question_error_report_are_text_in_every_post(se
     ).json()
     (report,) = served.fake.wait_for("chat.postMessage")
     assert "power cut" in json.dumps(report.body["blocks"])
-    wait_until(lambda: _report(world).slack_ts is not None, timeout=30)
+    wait_until(lambda: _posted_ts(world) is not None, timeout=30)
     report_id = _report(world).id
     served.slack.post(
         block_action(

@@ -1,5 +1,5 @@
-"""The background work of `examdesk serve`: the notifier in every process, and the scheduler
-in the one process that wins the election (see `bot.runtime.leader`)."""
+"""The background work of `examdesk serve`: the notifier (notices and the outbox) in every
+process, and the scheduler in the one process that wins the election (see `bot.runtime.leader`)."""
 
 from __future__ import annotations
 
@@ -46,11 +46,12 @@ class SchedulerDuty:
 def start(deps: Deps) -> Callable[[], None]:
     """Start the notifier and join the scheduler election; returns the callable that stops
     both (the scheduler first, letting a running delivery finish)."""
+    from bot.slack.outbox_views import RENDERERS
     from notifications.worker import start_dispatcher
 
     try:
         stop_dispatcher = start_dispatcher(
-            deps.settings, deps.session_factory, on_progress=_progress(deps)
+            deps.settings, deps.session_factory, on_progress=_progress(deps), renderers=RENDERERS
         )
     except ValueError as error:  # the notifier's configuration is incomplete
         raise CliError(f"the notifier cannot start: {error}") from None

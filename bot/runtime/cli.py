@@ -206,6 +206,7 @@ def _with_ctx(settings, factory, actor: str, work: Callable):
     """Run ``work(ctx)`` in one transaction; a refusal rolls back and exits 1."""
     from commands.errors import CommandError
     from commands.runner import in_transaction
+    from notifications.outbox import Routes
 
     try:
         return in_transaction(
@@ -216,6 +217,8 @@ def _with_ctx(settings, factory, actor: str, work: Callable):
             work=work,
             registry_dir=settings.registry_dir,
             outside=settings.outside,
+            routes=Routes.from_settings(settings),
+            via="examdesk",
         )
     except CommandError as error:
         raise CliError(str(error)) from None
@@ -233,11 +236,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from bot.slack.outbox_views import RENDERERS
     from notifications.worker import run_worker
 
     settings = load_settings()
     engine, factory = open_database(settings, migrate=False)
-    return run_worker(settings, engine=engine, session_factory=factory)
+    return run_worker(settings, engine=engine, session_factory=factory, renderers=RENDERERS)
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -285,6 +289,7 @@ def _staff(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from commands.runner import execute
+    from notifications.outbox import Routes
 
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
@@ -297,6 +302,8 @@ def _run(args: argparse.Namespace) -> int:
         confirmed=args.yes,
         registry_dir=settings.registry_dir,
         outside=settings.outside,
+        routes=Routes.from_settings(settings),
+        via="examdesk run",
     )
     if not reply.ok:
         print(reply.text, file=sys.stderr)

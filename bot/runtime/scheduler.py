@@ -38,6 +38,7 @@ from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR, deliver_due, scan
 from commands.errors import CommandError
 from notifications.dispatch import sweep
+from notifications.outbox import Routes
 from store import clock
 from store.db import read_only, session_scope
 
@@ -65,6 +66,8 @@ class _Runtime:
     session_factory: sessionmaker[Session]
     scheduler: BackgroundScheduler
     retention_days: int
+    # Where the changes the jobs make are posted and sent as events.
+    routes: Routes
     # APScheduler's shutdown holds its job-store lock while it waits for running jobs, so a
     # job that calls the scheduler then would wait forever. Jobs plan under this lock and not
     # at all once stopping is set.
@@ -118,6 +121,7 @@ def start_scheduler(
         session_factory=session_factory,
         scheduler=scheduler,
         retention_days=settings.retention_days,
+        routes=Routes.from_settings(settings),
     )
     _add_jobs(scheduler, settings, cadence)
     scheduler.resume()
@@ -205,7 +209,13 @@ def deliver_job() -> None:
     done = []
     if planned.due:
         with session_scope(runtime.session_factory) as db_session:
-            ctx = Ctx(db_session=db_session, actor=SYSTEM_ACTOR, tz=runtime.tz, now=now)
+            ctx = Ctx(
+                db_session=db_session,
+                actor=SYSTEM_ACTOR,
+                tz=runtime.tz,
+                now=now,
+                routes=runtime.routes,
+            )
             done = deliver_due(ctx, candidate_ids=planned.due)
     for item in done:
         log.info(
@@ -238,6 +248,7 @@ def registry_job() -> None:
                 tz=runtime.tz,
                 now=clock.now(),
                 registry_dir=folder,
+                routes=runtime.routes,
             )
             summary = registry.refresh(ctx, folder)
     except CommandError as error:
@@ -265,7 +276,13 @@ def retention_job() -> None:
         return
     days = runtime.retention_days
     with session_scope(runtime.session_factory) as db_session:
-        ctx = Ctx(db_session=db_session, actor=SYSTEM_ACTOR, tz=runtime.tz, now=clock.now())
+        ctx = Ctx(
+            db_session=db_session,
+            actor=SYSTEM_ACTOR,
+            tz=runtime.tz,
+            now=clock.now(),
+            routes=runtime.routes,
+        )
         found = retention.purge(ctx, days=days)
         text = retention.summary(found, days=days, dry_run=False, tz=runtime.tz)
     if found:

@@ -17,7 +17,6 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -30,7 +29,7 @@ from bot.slack import door as slack_door
 from bot.web import metrics
 from bot.web import notices as web_notices
 from bot.web import twilio_status as web_twilio
-from notifications.delivery_states import NOT_DELIVERED, WAITING
+from notifications import outbox
 from store import clock
 from store.db import raw_execute
 from store.models import Delivery
@@ -78,14 +77,11 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
             # the raw bytes, and Bolt gets the very payload the door parsed and checked.
             mode="socket_mode",
         )
-        bolt_response, held = await run_in_threadpool(
-            deps.holding_later, handle, bolt_request, signed
-        )
+        bolt_response = await run_in_threadpool(handle, bolt_request, signed)
         return Response(
             content=bolt_response.body,
             status_code=bolt_response.status,
             headers=bolt_response.first_headers_without_set_cookie(),
-            background=BackgroundTask(deps.release, held) if held else None,
         )
 
     def handle(bolt_request: BoltRequest, signed: slack_door.Signed) -> BoltResponse:
@@ -157,17 +153,19 @@ def _answer(body: dict[str, Any], status: int, text: str) -> BoltResponse:
 
 
 def _outbox(deps: Deps) -> dict[str, int]:
-    """Messages to candidates not yet handed to a provider, and those that failed."""
-    waiting = Delivery.status.in_(WAITING)
-    failed = Delivery.status.in_(NOT_DELIVERED)
-    with deps.engine.connect() as conn:
-        row = conn.execute(
+    """Messages not yet handed over (notices' deliveries and the outbox's posts, events and
+    candidates' messages), and those given up."""
+    waiting = Delivery.status.in_(("pending", "sending", "unknown"))
+    failed = Delivery.status.in_(("failed", "undelivered"))
+    with deps.session_factory() as db_session:
+        row = db_session.execute(
             select(
                 func.count().filter(waiting).label("pending"),
                 func.count().filter(failed).label("failed"),
             ).select_from(Delivery)
         ).one()
-    return {"pending": row.pending, "failed": row.failed}
+        more = outbox.counts(db_session)
+    return {"pending": row.pending + more["pending"], "failed": row.failed + more["failed"]}
 
 
 def _database_problem(deps: Deps) -> str | None:

@@ -2,14 +2,13 @@
 
 Same code and same reply text as `examdesk run`: the text goes through
 ``commands.runner.execute`` and the Reply is laid out as Block Kit. The answer is the
-acknowledgement itself (ephemeral), so nothing waits for a Web API call; the change log and
-button results go out afterwards, from the Slack call process (``deps.slack``,
-``deps.respond``).
+acknowledgement itself (ephemeral), so nothing waits for a Web API call; the change log is
+an outbox row committed with the change, and a button's result goes to its response_url
+off the request path (``deps.respond``).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -20,8 +19,6 @@ from bot.slack.views import blocks
 from commands import confirmations
 from commands.reply import Reply
 from store import clock
-
-log = logging.getLogger(__name__)
 
 # The commands this module answers; `/question-error` is registered by question_errors.py.
 COMMANDS = ("/incident-time", "/reopen", "/candidate", "/exam", "/notice")
@@ -48,9 +45,10 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
         now=clock.now(),
         registry_dir=settings.registry_dir,
         outside=settings.outside,
+        routes=deps.routes,
+        via=command["command"],
     )
     ack(response_type="ephemeral", **blocks.message(reply, tz=settings.tz))
-    post_change_log(deps, reply, via=command["command"])
 
 
 def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
@@ -64,9 +62,9 @@ def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         now=clock.now(),
         registry_dir=deps.settings.registry_dir,
         outside=deps.settings.outside,
+        routes=deps.routes,
     )
     _answer_button(deps, body, reply, replace=reply.ok)
-    post_change_log(deps, reply, via="a confirmation button")
 
 
 def on_cancel(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
@@ -96,21 +94,6 @@ def on_undo(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         registry_dir=deps.settings.registry_dir,
     )
     _answer_button(deps, body, reply, replace=False)
-
-
-def post_change_log(deps: Deps, reply: Reply, *, via: str) -> None:
-    """Every change also goes to the support channel (who, what, for whom, why, deadline)."""
-    if not reply.log:
-        return
-    channel = deps.settings.slack_support_channel
-    if channel is None:
-        log.info("change log (SLACK_SUPPORT_CHANNEL unset): %s", " | ".join(reply.log))
-        return
-    deps.slack(
-        "chat_postMessage",
-        channel=channel,
-        **blocks.change_log(reply.log, via=via, mentions=reply.mentions),
-    )
 
 
 def _answer_button(deps: Deps, body: dict[str, Any], reply: Reply, *, replace: bool) -> None:

@@ -35,6 +35,7 @@ from commands.errors import CommandError, NotFound
 from commands.permissions import require_support
 from commands.reply import Reply
 from commands.runner import execute, in_transaction, refusal
+from notifications import outbox
 from notifications.progress import progress
 from store import clock
 from store.models import Notice
@@ -75,6 +76,8 @@ def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
         now=clock.now(),
         work=work,
         outside=deps.settings.outside,
+        routes=deps.routes,
+        via="an error report",
     )
 
 
@@ -108,49 +111,51 @@ def _report_id(body: dict[str, Any]) -> int | None:
 def _tell_user(
     deps: Deps, body: dict[str, Any], user: str, text: str, mentions: Iterable[str] = ()
 ) -> None:
+    """An answer to the person who pressed: shown now or never, so not kept."""
     channel = body.get("channel")
     channel_id = channel.get("id") if isinstance(channel, dict) else None
     channel_id = channel_id or deps.settings.slack_support_channel
-    deps.slack(
-        "chat_postEphemeral", channel=channel_id or user, user=user, text=fallback(text, mentions)
+    deps.ephemeral(channel_id or user, user, fallback(text, mentions))
+
+
+def _thread(ctx: Ctx, report: dict[str, Any], text: str) -> None:
+    """Tell the teacher in the report's thread, with the change being made in ``ctx``;
+    ``text`` is mrkdwn (``bot.slack.text``). A report never posted has no thread."""
+    channel = ctx.routes.support_channel
+    if channel is None:
+        return
+    key = question_error.report_key(report["report_id"])
+    outbox.enqueue(
+        ctx.db_session,
+        kind=outbox.SLACK_POST,
+        target=channel,
+        payload={
+            "args": {"text": capped(f"{mention(report['reported_by'])} {text}")},
+            "thread_of": key,
+        },
+        order_key=key,
     )
 
 
-def _thread(deps: Deps, report: dict[str, Any], text: str) -> None:
-    """Tell the teacher in the report's thread; ``text`` is mrkdwn (``bot.slack.text``)."""
-    if report.get("slack_channel") and report.get("slack_ts"):
-        deps.slack(
-            "chat_postMessage",
-            channel=report["slack_channel"],
-            thread_ts=report["slack_ts"],
-            text=capped(f"{mention(report['reported_by'])} {text}"),
-        )
-
-
-def _refresh(deps: Deps, report: dict[str, Any], **extra: Any) -> None:
-    if report.get("slack_channel") and report.get("slack_ts"):
-        deps.slack(
-            "chat_update",
-            channel=report["slack_channel"],
-            ts=report["slack_ts"],
-            **blocks_notices.report_blocks(report, **extra),
-        )
-
-
-def post_report(deps: Deps, client: WebClient, report_id: int) -> None:
-    """Post the report to SLACK_SUPPORT_CHANNEL and remember where, for later updates."""
-    channel = deps.settings.slack_support_channel
+def _refresh(ctx: Ctx, report: dict[str, Any]) -> None:
+    """Show the report's new state on its post in the support channel."""
+    channel = ctx.routes.support_channel
     if channel is None:
-        log.warning("SLACK_SUPPORT_CHANNEL is unset: error report #%s is not posted", report_id)
         return
-    report = _report(deps, report_id)
-    posted = client.chat_postMessage(channel=channel, **blocks_notices.report_blocks(report))
+    key = question_error.report_key(report["report_id"])
+    outbox.enqueue(
+        ctx.db_session,
+        kind=outbox.SLACK_POST,
+        target=channel,
+        payload={"method": "chat.update", "update_of": key, "render": "report", "data": report},
+        order_key=key,
+    )
+
+
+def _noted(deps: Deps, actor: str, report_id: int, text: str) -> None:
+    """A thread note about what was just done, in a transaction of its own."""
     _in_transaction(
-        deps,
-        "system",
-        lambda ctx: question_error.place(
-            ctx, report_id=report_id, channel=posted["channel"], ts=posted["ts"]
-        ),
+        deps, actor, lambda ctx: _thread(ctx, question_error.show(ctx, report_id=report_id), text)
     )
 
 
@@ -180,10 +185,20 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         tz=deps.settings.tz,
         now=clock.now(),
         outside=deps.settings.outside,
+        routes=deps.routes,
     )
     ack(response_type="ephemeral", **blocks.message(reply, tz=deps.settings.tz))
-    if reply.ok and reply.data.get("post_to_support"):
-        deps.later(post_report, deps, client, reply.data["report_id"])
+
+
+def _receipt_to_reporter(ctx: Ctx, reply: Reply) -> Reply:
+    """A form closes on submission: the teacher reads the receipt in a direct message."""
+    outbox.enqueue(
+        ctx.db_session,
+        kind=outbox.SLACK_POST,
+        target=ctx.actor,
+        payload={"args": {"text": fallback(reply.text, reply.mentions)}},
+    )
+    return reply
 
 
 class NotMinutes(ValueError):
@@ -212,23 +227,22 @@ def on_report_submitted(
     reply = _replied(
         deps,
         context["actor"],
-        lambda ctx: question_error.report(
+        lambda ctx: _receipt_to_reporter(
             ctx,
-            test_code=(values.get("test") or "").strip(),
-            question=values.get("question") or "",
-            text_nb=values.get("text_nb") or "",
-            text_en=values.get("text_en") or "",
-            suggested_minutes=minutes,
+            question_error.report(
+                ctx,
+                test_code=(values.get("test") or "").strip(),
+                question=values.get("question") or "",
+                text_nb=values.get("text_nb") or "",
+                text_en=values.get("text_en") or "",
+                suggested_minutes=minutes,
+            ),
         ),
     )
     if not reply.ok:
         ack(response_action="errors", errors={reply.field or "text_nb": reply.text[:150]})
         return
     ack()
-    deps.later(post_report, deps, client, reply.data["report_id"])
-    deps.slack(
-        "chat_postMessage", channel=context["actor"], text=fallback(reply.text, reply.mentions)
-    )
 
 
 # ---------------------------------------------------------------- the report's buttons
@@ -242,22 +256,25 @@ def on_send(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     if report_id is None:
         _tell_user(deps, body, actor, NOT_A_REPORT)
         return
-    reply = _replied(deps, actor, lambda ctx: question_error.send(ctx, report_id=report_id))
+    reply = _replied(deps, actor, lambda ctx: _sending(ctx, report_id))
     if not reply.ok:
         _tell_user(deps, body, actor, reply.text, reply.mentions)
         return
-    try:
-        report = _report(deps, report_id)
-    except CommandError:
-        return  # sent, and the report gone since: nothing to show it on
-    _thread(
-        deps,
-        report,
-        f"{mention(context['actor'])} is sending your text to the {reply.data['inapp']} candidates "
-        f"of {report['test']} ({blocks_notices.counts(reply.data)}). Progress is shown above.",
-    )
     if deps.notice_progress is not None:
         deps.later(deps.notice_progress, reply.data["notice_id"])
+
+
+def _sending(ctx: Ctx, report_id: int) -> Reply:
+    reply = question_error.send(ctx, report_id=report_id)
+    if reply.ok:
+        report = question_error.show(ctx, report_id=report_id)
+        _thread(
+            ctx,
+            report,
+            f"{mention(ctx.actor)} is sending your text to the {reply.data['inapp']} candidates "
+            f"of {report['test']} ({blocks_notices.counts(reply.data)}). Progress is shown above.",
+        )
+    return reply
 
 
 def on_edit(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
@@ -294,25 +311,26 @@ def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> N
     except NotMinutes as error:
         ack(response_action="errors", errors={"minutes": str(error)})
         return
-    try:
-        result = _in_transaction(
-            deps,
-            context["actor"],
-            lambda ctx: question_error.edit(
-                ctx,
-                report_id=report_id,
-                text_nb=values.get("text_nb") or "",
-                text_en=values.get("text_en") or "",
-                question=values.get("question") or "",
-                suggested_minutes=minutes,
-            ),
+
+    def edit(ctx: Ctx) -> dict[str, Any]:
+        report = question_error.edit(
+            ctx,
+            report_id=report_id,
+            text_nb=values.get("text_nb") or "",
+            text_en=values.get("text_en") or "",
+            question=values.get("question") or "",
+            suggested_minutes=minutes,
         )
+        _refresh(ctx, report)
+        _thread(ctx, report, f"{mention(ctx.actor)} edited the text for candidates.")
+        return report
+
+    try:
+        _in_transaction(deps, context["actor"], edit)
     except CommandError as error:
         ack(response_action="errors", errors={error.field or "text_nb": str(error)[:150]})
         return
     ack()
-    _refresh(deps, result)
-    _thread(deps, result, f"{mention(context['actor'])} edited the text for candidates.")
 
 
 def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
@@ -323,20 +341,22 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     if report_id is None:
         _tell_user(deps, body, actor, NOT_A_REPORT)
         return
-    try:
-        result = _in_transaction(
-            deps, actor, lambda ctx: question_error.reject(ctx, report_id=report_id)
+
+    def reject(ctx: Ctx) -> dict[str, Any]:
+        report = question_error.reject(ctx, report_id=report_id)
+        _refresh(ctx, report)
+        _thread(
+            ctx,
+            report,
+            f"{mention(ctx.actor)} decided not to send this report to the candidates. "
+            "Ask in this thread if you disagree.",
         )
+        return report
+
+    try:
+        _in_transaction(deps, actor, reject)
     except CommandError as error:
         _tell_user(deps, body, actor, str(error), error.mentions)
-        return
-    _refresh(deps, result)
-    _thread(
-        deps,
-        result,
-        f"{mention(context['actor'])} decided not to send this report to the candidates. "
-        "Ask in this thread if you disagree.",
-    )
 
 
 def give_incident_time(deps: Deps, actor: str, report: dict[str, Any], minutes: int) -> Reply:
@@ -349,20 +369,15 @@ def give_incident_time(deps: Deps, actor: str, report: dict[str, Any], minutes: 
         ),
     )
     first_line = mrkdwn(reply.text.splitlines()[0] if reply.text else "", reply.mentions)
-    _thread(
+    _noted(
         deps,
-        report,
+        actor,
+        report["report_id"],
         f"{mention(actor)} gave all candidates {minutes} min incident time: {first_line}"
         if reply.ok
         else f"{mention(actor)} tried to give incident time, refused: "
         + mrkdwn(reply.text, reply.mentions),
     )
-    if reply.ok and reply.log and deps.settings.slack_support_channel:
-        deps.slack(
-            "chat_postMessage",
-            channel=deps.settings.slack_support_channel,
-            **blocks.change_log(reply.log, via="an error report", mentions=reply.mentions),
-        )
     return reply
 
 
@@ -482,8 +497,11 @@ class ProgressReporter:
                 return
             channel, ts, report_id = found.slack_channel, found.slack_ts, found.report_id
         report = _report(self.deps, report_id) if report_id else None
-        if report is not None:
+        if isinstance(report, dict):
             message = blocks_notices.report_blocks(report, progress=state)
+            # Progress shows on the report's post, wherever the outbox placed it.
+            channel = channel or report["slack_channel"]
+            ts = ts or report["slack_ts"]
         else:
             message = blocks_notices.notice_progress_message(state)
         if channel and ts:

@@ -35,6 +35,7 @@ def home_view(home: Home, *, tz: ZoneInfo) -> dict[str, Any]:
         blocks += _tests("Next", home.upcoming, tz, empty="No test is coming up.")
         if home.role == SUPPORT:
             blocks += _open_reports(home, tz)
+            blocks += _not_sent(home)
             blocks += _open_deliveries(home, tz)
             blocks += _changes(home, tz)
         else:
@@ -104,6 +105,20 @@ def _open_deliveries(home: Home, tz: ZoneInfo) -> list[dict[str, Any]]:
         for d in home.open_deliveries
     ]
     return [*blocks, _text("\n".join(lines))]
+
+
+KINDS = {"slack_post": "Slack post", "webhook": "event", "sms": "SMS", "email": "e-mail"}
+
+
+def _not_sent(home: Home) -> list[dict[str, Any]]:
+    """Only when something was given up: a person has to act (a channel, a token, a URL)."""
+    if not home.not_sent:
+        return []
+    lines = [f"• {KINDS.get(kind, kind)}: {escape(reason)}" for kind, reason in home.not_sent]
+    return [
+        {"type": "divider"},
+        _text(":warning: *Not sent* (given up; see `/healthz` and the log)\n" + "\n".join(lines)),
+    ]
 
 
 def _changes(home: Home, tz: ZoneInfo) -> list[dict[str, Any]]:

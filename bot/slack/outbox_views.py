@@ -1,0 +1,20 @@
+"""How the Slack app draws the outbox posts that ``commands`` write without knowing Slack
+(``render`` in a ``slack_post`` row): the change log and a teacher's report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.slack.views import blocks
+from bot.slack.views import notices as blocks_notices
+from commands import change_log
+
+
+def _change_log(data: dict[str, Any]) -> dict[str, Any]:
+    return blocks.change_log(data["lines"], via=data["via"], mentions=tuple(data["mentions"]))
+
+
+RENDERERS = {
+    change_log.RENDER: _change_log,
+    "report": blocks_notices.report_blocks,
+}

@@ -1,0 +1,39 @@
+"""The support channel's change log: one post per change, from every front door.
+
+The post is an outbox row written in the change's own transaction, so a change and its post
+are committed together; the Slack app draws it when it sends (``render: change_log``).
+Without SLACK_SUPPORT_CHANNEL the lines go to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from commands.context import Ctx
+from notifications import outbox
+
+log = logging.getLogger(__name__)
+
+RENDER = "change_log"
+
+
+def post(ctx: Ctx, lines: Sequence[str], *, via: str, mentions: Sequence[str] = ()) -> None:
+    """Post ``lines`` (who, what, for whom, why) with the change being made in ``ctx``."""
+    if not lines:
+        return
+    channel = ctx.routes.support_channel
+    if channel is None:
+        log.info("change log (SLACK_SUPPORT_CHANNEL unset): %s", " | ".join(lines))
+        return
+    outbox.enqueue(
+        ctx.db_session,
+        kind=outbox.SLACK_POST,
+        target=channel,
+        payload={
+            "render": RENDER,
+            "data": {"lines": list(lines), "via": via, "mentions": list(mentions)},
+        },
+        # The log reads in the order the changes were made.
+        order_key=f"change_log:{channel}",
+    )
