@@ -87,7 +87,9 @@ def _teachers_not_told(ctx: Ctx, test: Test) -> list[str]:
     )
     told = set(
         ctx.db_session.scalars(
-            select(OutboxMessage.key).where(OutboxMessage.key.in_([_key(test, u) for u in teachers]))
+            select(OutboxMessage.key).where(
+                OutboxMessage.key.in_([_key(test, u) for u in teachers])
+            )
         )
     )
     return [u for u in teachers if _key(test, u) not in told]

@@ -47,7 +47,7 @@ def test_r3_teachers_are_told_once_when_the_last_answer_is_in_with_who_delivered
     assert {first.target, second.target} == {TEACHER, "U0TEACH2"}
     text = first.payload["args"]["text"]
     assert text.startswith(f"All answers of {CODE} are in; grading can start.")
-    assert "Delivered after the ordinary end (13:15): 102 (+25 min)" in text
+    assert "Delivered after the ordinary end (2026-12-01 13:15 CET): 102 (+25 min)" in text
     assert first.payload["args"]["channel"] == first.target
     # Every later sweep, and a restart, finds them told: once.
     assert _announce(world) == 0
@@ -81,4 +81,7 @@ def test_nothing_is_said_before_the_ordinary_end_or_for_a_test_without_teachers(
     assert _announce(world) == 1
     (message,) = _messages(world)
     assert message.target == TEACHER
-    assert "Nobody delivered after the ordinary end (13:15)." in message.payload["args"]["text"]
+    assert (
+        "Nobody delivered after the ordinary end (2026-12-01 13:15 CET)."
+        in message.payload["args"]["text"]
+    )

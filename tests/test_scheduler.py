@@ -424,3 +424,34 @@ def test_notifier_sweep_job_frees_deliveries_of_a_dead_sender(exam, start, sessi
 
     wait_until(lambda: all(by is None for _, by in swept()))
     assert swept() == [("pending", None), ("unknown", None)]
+
+
+def test_r9_the_last_automatic_delivery_tells_the_teachers_that_grading_can_start(exam, start):
+    """Seed 004: once the last answer is in, the test's teachers get one Slack message (an
+    outbox row, sent by the notifier), naming who delivered after the ordinary end."""
+    from store.models import OutboxMessage, Staff, StaffTest
+
+    exam.test("T1", end=-HOUR)  # the ordinary end has passed
+    exam.candidate("T1", "10001", status="submitted")
+    # R3: its end is a minute ago, so R9 delivers it at start, about an hour after the end.
+    late = exam.candidate("T1", "10002")
+    with exam.factory.begin() as s:
+        s.get(Candidate, late).incident_minutes = 59
+    with exam.factory.begin() as s:
+        s.add(Staff(user_id="U0TEACH9", role="teacher", added_at=clock.now(), added_by="test"))
+        s.flush()
+        test_id = s.scalars(select(ExamTest.id).where(ExamTest.code == "T1")).one()
+        s.add(StaffTest(user_id="U0TEACH9", test_id=test_id))
+    start()
+    wait_until(delivered(exam, late))
+
+    def told() -> list[OutboxMessage]:
+        with exam.factory() as s:
+            return list(s.scalars(select(OutboxMessage).where(OutboxMessage.target == "U0TEACH9")))
+
+    (message,) = wait_until(told)
+    text_ = message.payload["args"]["text"]
+    assert text_.startswith("All answers of T1 are in; grading can start.")
+    assert "10002 (+" in text_ and "10001" not in text_
+    sched.deliver_job()  # a later sweep: told once
+    assert len(told()) == 1
