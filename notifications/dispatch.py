@@ -66,7 +66,6 @@ from notifications.metrics import MESSAGES
 from notifications.outbox import (
     SLACK_POST,
     WEBHOOK,
-    CandidateTransport,
     OutboxSender,
     OutboxTransport,
 )
@@ -285,15 +284,14 @@ class Dispatcher:
         self._writer.start()
         dialect = session_factory.kw["bind"].dialect.name
         self.skip_locked = dialect == "postgresql"
-        # The outbox's messages, claimed and retried the same way, under this sender's
-        # liveness row and (SMS) its send schedule.
+        # The outbox's messages (Slack posts, webhook events), claimed and retried the same
+        # way, under this sender's liveness row.
         self.outbox = OutboxSender(
             session_factory=session_factory,
             transports=outbox_transports or {},
             worker_id=self.worker_id,
             tuning=self.tuning,
             skip_locked=self.skip_locked,
-            take_sms_slot=self._outbox_sms_slot,
         )
 
     # ------------------------------------------------------------------ loop
@@ -345,10 +343,6 @@ class Dispatcher:
             if not self.outbox.send_due():
                 self.stopping.wait(self.tuning.poll_seconds)
         self.outbox.release()
-
-    def _outbox_sms_slot(self) -> bool:
-        slot = self.schedule.take(self.stopping)
-        return slot is not None and self.schedule.wait_for(slot, self.stopping)
 
     def maintain(self) -> None:
         try:
@@ -793,14 +787,13 @@ def from_settings(
         tuning=tuning,
         on_progress=on_progress,
         outbox_transports=build_outbox_transports(
-            settings, transports, renderers=renderers, send_timeout=tuning.send_timeout
+            settings, renderers=renderers, send_timeout=tuning.send_timeout
         ),
     )
 
 
 def build_outbox_transports(
     settings: Any,
-    notice_transports: Mapping[str, Transport],
     *,
     renderers: Mapping[str, Renderer] | None,
     send_timeout: float,
@@ -822,8 +815,6 @@ def build_outbox_transports(
         built[WEBHOOK] = WebhookTransport(secret, timeout=send_timeout)
     elif getattr(settings, "webhook_urls", "").strip():
         raise ValueError("WEBHOOK_SECRET must be set when WEBHOOK_URLS is set")
-    for channel, transport in notice_transports.items():
-        built[channel] = CandidateTransport(transport)
     return built
 
 

@@ -1,7 +1,7 @@
 """The outbox: everything examdesk sends outside, as rows written with the change they report.
 
 A change and what it owes the outside world (its change-log post, its webhook events, a
-candidate's message, a teacher's report and the thread replies about it) commit together
+teacher's report and the thread replies about it) commit together
 or not at all; the notifier (``OutboxSender``, inside every ``Dispatcher``: ``serve`` and
 ``examdesk worker``) sends them afterwards:
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,7 +38,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from notifications import claims
-from notifications.transports import Message, OutcomeUnknown, TransportError
+from notifications.transports import OutcomeUnknown, TransportError
 from store import clock
 from store.db import read_only, session_scope
 from store.models import OutboxMessage
@@ -47,9 +47,7 @@ log = logging.getLogger(__name__)
 
 SLACK_POST = "slack_post"
 WEBHOOK = "webhook"
-SMS = "sms"
-EMAIL = "email"
-KINDS = (SLACK_POST, WEBHOOK, SMS, EMAIL)
+KINDS = (SLACK_POST, WEBHOOK)
 # Statuses a row is still on its way in (healthz "pending"), and the given-up one.
 WAITING = ("pending", "sending", "unknown")
 FAILED = "failed"
@@ -84,9 +82,10 @@ def enqueue(
     "args": {...}}``, optionally ``"thread_of": KEY`` to reply in the thread of the post
     enqueued with that key, ``"update_of": KEY`` to update it, or ``"render": NAME`` with
     ``"data"`` for a layout the Slack app draws when it sends), ``webhook`` (target a URL;
-    payload the event), ``sms`` / ``email`` (target the address; payload ``{"body": …,
-    "subject": …}``). ``key`` names the message: with a key already enqueued, that row is
-    returned and nothing is added (while it is ``pending`` its payload may still change).
+    payload the event). Candidates' SMS and e-mail are deliveries, not outbox rows: they
+    share the notices' rate, status callbacks and reconciliation. ``key`` names the
+    message: with a key already enqueued, that row is returned and nothing is added (while
+    it is ``pending`` its payload may still change).
     ``order_key``: messages sharing it are sent one at a time, in the order enqueued.
     ``not_before``: not sent earlier (e.g. to gather a minute's changes into one message).
     """
@@ -189,31 +188,6 @@ class OutboxTransport(Protocol):
         ...
 
 
-class CandidateTransport:
-    """A candidate's SMS or e-mail from the outbox, through the notices' transport."""
-
-    can_look_up = False
-    resend_safe = False
-
-    def __init__(self, transport: Any, *, retry_for: timedelta = timedelta(hours=1)) -> None:
-        self.transport = transport
-        self.kind = transport.channel
-        self.logs_only = transport.logs_only
-        self.retry_for = retry_for
-        self.can_look_up = transport.can_look_up
-
-    def _message(self, message: Outgoing) -> Message:
-        payload = message.payload
-        return Message(None, self.kind, message.target, payload["body"], payload.get("subject", ""))
-
-    def send(self, message: Outgoing) -> dict[str, Any] | None:
-        return {"provider_id": self.transport.send(self._message(message))}
-
-    def find_sent(self, message: Outgoing) -> dict[str, Any] | None:
-        found = self.transport.find_sent(self._message(message), since=message.created_at)
-        return {"provider_id": found} if found else None
-
-
 class OutboxSender:
     """Claims due outbox rows and sends them; runs inside a ``Dispatcher`` (its liveness
     row, its ``Tuning`` and, for SMS, its send schedule)."""
@@ -226,14 +200,12 @@ class OutboxSender:
         worker_id: str,
         tuning: Any,
         skip_locked: bool,
-        take_sms_slot: Callable[[], bool] | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.transports = dict(transports)
         self.worker_id = worker_id
         self.tuning = tuning
         self.skip_locked = skip_locked
-        self.take_sms_slot = take_sms_slot
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="outbox-send")
 
     def send_due(self) -> int:
@@ -377,9 +349,6 @@ class OutboxSender:
 
     def _send(self, message: Outgoing) -> None:
         transport = self.transports[message.kind]
-        if message.kind == SMS and self.take_sms_slot is not None and not self.take_sms_slot():
-            self._finish(message, {"status": "pending"})
-            return
         if not self._mark_sending(message, self.tuning.sending_claim()):
             return
         attempts = message.attempts + 1

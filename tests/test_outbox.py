@@ -8,7 +8,6 @@ Retries follow the program's clock (``world.now``): a test moves it instead of w
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -37,9 +36,8 @@ from commands.runner import execute
 from notifications import outbox
 from notifications.dispatch import Tuning
 from notifications.events import WebhookTransport
-from notifications.outbox import CandidateTransport, OutboxSender, Routes
+from notifications.outbox import OutboxSender, Routes
 from notifications.slack_post import SlackTransport
-from notifications.transports import LogTransport
 from store import clock
 from store.models import OutboxMessage, QuestionErrorReport
 
@@ -202,35 +200,6 @@ def test_permanent_slack_errors_fail_at_once_with_their_reason(exam, fake, is_po
         home = home_view(build(db_session=s, user_id=SUPPORT, now=exam.now), tz=OSLO)
     shown = json.dumps(home)
     assert "Not sent" in shown and error in shown
-
-
-def test_a_candidate_message_from_the_outbox_goes_through_the_notices_transport(
-    exam, is_postgres, caplog
-):
-    """The hook for candidates' messages: kind sms/email, the address as target; with no
-    provider configured the row is `logged`, never `sent`, and the log masks the number."""
-    with exam.factory.begin() as s:
-        outbox.enqueue(
-            s,
-            kind=outbox.SMS,
-            target="+4741234567",
-            payload={"body": "Ny frist 14:30."},
-            key="candidate:1:deadline",
-        )
-        again = outbox.enqueue(
-            s,
-            kind=outbox.SMS,
-            target="+4741234567",
-            payload={"body": "x"},
-            key="candidate:1:deadline",
-        )
-        assert again.payload == {"body": "Ny frist 14:30."}  # one row per key
-    out = sender(exam.factory, is_postgres, sms=CandidateTransport(LogTransport("sms")))
-    with caplog.at_level(logging.WARNING):
-        assert out.send_due() == 1
-    (row,) = rows(exam)
-    assert row.status == "logged" and row.result["provider_id"].startswith("log-")
-    assert "41234567" not in caplog.text and "Ny frist 14:30." in caplog.text
 
 
 def test_healthz_counts_the_outbox_pending_and_failed(exam, fake, engine, session_factory):
