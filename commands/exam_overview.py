@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
-from commands import question_reports, registry, report
+from commands import question_reports, registry, report_files
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import get_test
@@ -58,7 +58,7 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
             "Give one test code, optionally followed by `refresh` or `report`.", USAGE
         )
     if len(args) == 2 and args[1].lower() == "report":
-        return report.run(ctx, args[0])
+        return report_files.run(ctx, args[0])
     db = ctx.db_session
     prefix = ""
     if len(args) == 2:

@@ -24,7 +24,6 @@ from commands import history
 from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR
 from commands.permissions import test_for_support_or_teacher
-from commands.reply import Reply
 from commands.timeparse import format_duration, format_time
 from commands.timing import end_time, individual_end, ordinary_end, reopen_deadline
 from notifications.delivery_states import (
@@ -323,13 +322,12 @@ def _notices(db_session: Session, test: Test) -> list[NoticeFact]:
 # ------------------------------------------------------------------ `/exam TEST report`
 
 
-def run(ctx: Ctx, test_code: str) -> Reply:
-    """The summary for Slack: the counts and the first rows; the file comes from the CLI."""
+def for_asker(ctx: Ctx, test_code: str) -> Report:
+    """The report of ``test_code``, for support or a teacher of the test."""
     test, _role = test_for_support_or_teacher(
         db_session=ctx.db_session, user_id=ctx.actor, test_code=test_code, doing="see its report"
     )
-    report = build(ctx.db_session, test, now=ctx.now)
-    return Reply(text=summary(report, ctx.tz), kind="report", data=summary_data(report))
+    return build(ctx.db_session, test, now=ctx.now)
 
 
 LABELS = {

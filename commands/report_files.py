@@ -19,14 +19,21 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from commands.context import Ctx
+from commands.reply import Reply
 from commands.report import (
     CHANNELS,
     STATUSES,
     CandidateRow,
     NoticeFact,
     Report,
+    for_asker,
+    summary,
+    summary_data,
 )
 from commands.timeparse import iso
+from notifications import outbox
+from notifications.slack_post import FILE_UPLOAD
 
 FORMATS = ("csv", "xlsx", "json")
 SEPARATOR = ";"
@@ -289,3 +296,37 @@ def _xlsx_value(value: Any, tz: ZoneInfo) -> Any:
         # Excel has no time zones: the office's wall-clock time, to the minute.
         return value.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
     return value
+
+
+# ------------------------------------------------------------------ `/exam TEST report`
+
+
+def run(ctx: Ctx, test_code: str) -> Reply:
+    """The summary, and the CSV file to the asker in Slack as a direct message (through the
+    outbox, written with this reply's transaction)."""
+    report = for_asker(ctx, test_code)
+    name = f"{report.test}-incident-report.csv"
+    if ctx.outside.logs_only("slack"):
+        told = (
+            "Slack is not configured here, so no file is sent; "
+            f"`examdesk report {report.test} --output {name}` writes it."
+        )
+    else:
+        outbox.enqueue(
+            ctx.db_session,
+            kind=outbox.SLACK_POST,
+            target=ctx.actor,
+            payload={
+                "method": FILE_UPLOAD,
+                "args": {
+                    "filename": name,
+                    "title": f"Incident report of {report.test}",
+                    "content": as_csv(report, ctx.tz).decode("utf-8"),
+                    "initial_comment": f"The incident report of {report.test}, as a CSV file.",
+                },
+            },
+        )
+        told = f"The whole report ({name}) comes to you as a direct message from examdesk."
+    return Reply(
+        text=f"{summary(report, ctx.tz)}\n{told}", kind="report", data=summary_data(report)
+    )

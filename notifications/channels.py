@@ -13,6 +13,7 @@ from store.models import Test, TestKind
 
 SMS = "sms"
 EMAIL = "email"
+SLACK = "slack"
 # A home exam this long or shorter gets the upload allowance (R1) and SMS notices (R13).
 SHORT_HOME_EXAM = timedelta(hours=6)
 
@@ -37,7 +38,7 @@ class Outside:
 
     public_url: str = "http://localhost:3000"
     support_contact: str | None = None
-    # Channels (sms | email) with no provider configured; None: not known here.
+    # Channels (sms | email | slack) with no provider configured; None: not known here.
     logged: frozenset[str] | None = None
 
     @classmethod
@@ -45,10 +46,12 @@ class Outside:
         """As ``transports.build_transports`` decides which channels really send."""
         sms = bool(settings.twilio_account_sid and settings.twilio_auth_token)
         email = bool(settings.smtp_url)
+        slack = bool(settings.slack_bot_token)
+        live = ((SMS, sms), (EMAIL, email), (SLACK, slack))
         return cls(
             public_url=settings.public_url,
             support_contact=settings.support_contact,
-            logged=frozenset(c for c, live in ((SMS, sms), (EMAIL, email)) if not live),
+            logged=frozenset(channel for channel, on in live if not on),
         )
 
     def logs_only(self, channel: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.error import URLError
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from notifications.outbox import SLACK_POST, Outgoing
 from notifications.transports import OutcomeUnknown, TransportError
@@ -25,6 +25,8 @@ from store import clock
 log = logging.getLogger(__name__)
 
 METADATA_TYPE = "examdesk_outbox"
+# A file to a user, as a direct message: slack_sdk's files_upload_v2 (three Web API calls).
+FILE_UPLOAD = "files.upload_v2"
 # ok: false errors that pass by themselves; every other one needs a person.
 TRANSIENT = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -84,9 +86,15 @@ class SlackTransport:
     def send(self, message: Outgoing) -> dict[str, Any] | None:
         method, args = self.call(message)
         try:
+            if method == FILE_UPLOAD:
+                return self._upload(args)
             response = self.client.api_call(method, json=args)
         except SlackApiError as error:
             raise _classified(error) from error
+        except SlackRequestError as error:  # the file's own upload step failed
+            raise TransportError(
+                f"Slack did not take the file: {error}", permanent=False, code="upload"
+            ) from error
         except URLError as error:
             raise TransportError(
                 f"cannot reach Slack: {error.reason}", permanent=False, code="connect"
@@ -95,6 +103,19 @@ class SlackTransport:
             # Timed out or cut off after the request went out: it may have been posted.
             raise OutcomeUnknown(f"no answer from Slack: {error!r}") from error
         return {"channel": response.get("channel", args["channel"]), "ts": response.get("ts")}
+
+    def _upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The file into the direct message with the user the row is for."""
+        opened = self.client.api_call("conversations.open", json={"users": args["channel"]})
+        channel = opened["channel"]["id"]
+        uploaded = self.client.files_upload_v2(
+            channel=channel,
+            filename=args["filename"],
+            title=args.get("title"),
+            content=args["content"],
+            initial_comment=args.get("initial_comment"),
+        )
+        return {"channel": channel, "file": (uploaded.get("file") or {}).get("id")}
 
     def find_sent(self, message: Outgoing) -> dict[str, Any] | None:
         method, args = self.call(message)

@@ -49,7 +49,11 @@ class FakeSlack:
             "groups:read",
             "channels:history",
             "groups:history",
+            "files:write",
+            "im:write",
         ]
+        # Files uploaded (files.upload_v2's second step): upload path → the bytes.
+        self.uploads: dict[str, bytes] = {}
         # Channels conversations.info knows: id → the channel object's fields.
         self.channels: dict[str, dict[str, Any]] = {}
         # Answers given before the usual ones, in order, per method (``script``).
@@ -65,7 +69,17 @@ class FakeSlack:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode("utf-8")
+                data = self.rfile.read(length)
+                if self.path.startswith("/upload/"):
+                    with fake._lock:
+                        fake.uploads[self.path] = data
+                    fake._record(Call("file_upload", self.path, {}, dict(self.headers), 200))
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"OK")
+                    return
+                raw = data.decode("utf-8")
                 if self.headers.get("Content-Type", "").startswith("application/json"):
                     body = json.loads(raw or "{}")
                 else:
@@ -194,6 +208,16 @@ class FakeSlack:
             if channel not in self.channels:
                 return {"ok": False, "error": "channel_not_found"}
             return {"ok": True, "channel": {"id": channel, **self.channels[channel]}}
+        if method == "conversations.open":
+            return {"ok": True, "channel": {"id": "D" + str(body.get("users", ""))[1:]}}
+        if method == "files.getUploadURLExternal":
+            with self._lock:
+                n = len(self.uploads) + 1
+            return {"ok": True, "upload_url": f"{self.base_url}/upload/F{n}", "file_id": f"F{n}"}
+        if method == "files.completeUploadExternal":
+            files = body.get("files")
+            files = json.loads(files) if isinstance(files, str) else files or []
+            return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
         if method == "chat.update":
             return {"ok": True, "channel": body.get("channel"), "ts": body.get("ts")}
         return {"ok": True}

@@ -265,3 +265,49 @@ def test_bad_exam_subcommand_names_the_choices(world):
     world.add_test(CODE)
     reply = world.run(f"/exam {CODE} reprot")
     assert not reply.ok and "`refresh` or `report`" in reply.text
+
+
+def test_exam_report_in_slack_sends_the_csv_to_the_asker_as_a_direct_message(exam, cli):
+    """The summary in the reply, and the whole report as a file, through the outbox: the
+    same CSV `examdesk report` writes, uploaded into the asker's direct message."""
+    from fake_slack import FakeSlack
+
+    from notifications.dispatch import Tuning
+    from notifications.outbox import OutboxSender
+    from notifications.slack_post import SlackTransport
+    from store.models import OutboxMessage
+
+    reply = exam.run(f"/exam {CODE} report", actor=TEACHER)
+    assert reply.ok, reply.text
+    name = f"{CODE}-incident-report.csv"
+    assert f"The whole report ({name}) comes to you as a direct message" in reply.text
+    with exam.factory() as s:
+        (row,) = s.scalars(select(OutboxMessage)).all()
+    assert (row.kind, row.target, row.payload["method"]) == (
+        "slack_post",
+        TEACHER,
+        "files.upload_v2",
+    )
+    fake = FakeSlack()
+    try:
+        sender = OutboxSender(
+            session_factory=exam.factory,
+            transports={"slack_post": SlackTransport(base_url=fake.api_url, token="xoxb-test")},
+            worker_id="test-sender",
+            tuning=Tuning(),
+            skip_locked=exam.factory.kw["bind"].dialect.name == "postgresql",
+        )
+        assert sender.send_due() == 1
+        sender.close()
+        (opened,) = fake.of("conversations.open")
+        assert opened.body["users"] == TEACHER
+        (complete,) = fake.of("files.completeUploadExternal")
+        assert complete.body["channel_id"] == "D" + TEACHER[1:]
+        (uploaded,) = fake.uploads.values()
+    finally:
+        fake.close()
+    written = cli("report", CODE)
+    assert written.returncode == 0, written.stderr
+    assert read_csv(uploaded) == read_csv(written.stdout.encode("utf-8"))
+    with exam.factory() as s:
+        assert s.get(OutboxMessage, row.id).status == "sent"
