@@ -87,15 +87,18 @@ def test_manifest_asks_for_the_scopes_it_uses_and_no_more():
     # commands: slash commands; chat:write: the change log in the support channel;
     # channels:read, groups:read: conversations.info, with which `examdesk doctor` checks the
     # bot is in the support channel; channels:history, groups:history: the outbox looks up
-    # a post cut off by a crash before it posts again. views.publish (App Home) and
-    # response_url need no scope.
+    # a post cut off by a crash before it posts again; files:write, im:write: `/exam TEST
+    # report` uploads the report into the asker's direct message. views.publish (App Home)
+    # and response_url need no scope.
     assert sorted(manifest()["oauth_config"]["scopes"]["bot"]) == [
         "channels:history",
         "channels:read",
         "chat:write",
         "commands",
+        "files:write",
         "groups:history",
         "groups:read",
+        "im:write",
     ]
     assert "user" not in manifest()["oauth_config"]["scopes"]
 
