@@ -167,6 +167,9 @@ def no_traceback(caplog: pytest.LogCaptureFixture) -> None:
     assert "Traceback" not in caplog.text
 
 
+LOOK_UPS = ("conversations.history", "conversations.replies")
+
+
 def no_outbound(door: Door, *, besides: tuple[str, ...] = ()) -> None:
     """No request from the server but to ``besides`` (response_urls or Web API methods):
     a signed click on an unknown button answers one last response_url, and once that answer
@@ -178,7 +181,10 @@ def no_outbound(door: Door, *, besides: tuple[str, ...] = ()) -> None:
     _answer(door, last)
     outbox_sent(door.engine)
     expected = [_where(door, target) for target in (*besides, last)]
-    assert sorted(call.path for call in door.fake.calls) == sorted(expected)
+    # A look-up of what was posted changes nothing in Slack: the notifier makes one when a
+    # post of its own looks cut off (a slow heartbeat under load) rather than post twice.
+    made = [c.path for c in door.fake.calls if c.method not in LOOK_UPS]
+    assert sorted(made) == sorted(expected)
 
 
 def outbox_sent(engine: Engine) -> None:
