@@ -200,7 +200,7 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
         after=candidate_status(candidate, test, ctx.tz) | {"file": path.name},
         candidate=candidate,
     )
-    told = 0 if quiet else tell(ctx, test=test, candidate_ids=[candidate.id], change=DELIVERED)
+    told = 0 if quiet else tell(ctx, test=test, candidates=[candidate], change=DELIVERED)
     told_text = told_line(told, quiet=quiet)
     change_log.post(
         ctx,

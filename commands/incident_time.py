@@ -128,7 +128,7 @@ def change(
     told = (
         0
         if quiet
-        else tell(ctx, test=test, candidate_ids=[c.id for c in candidates], change=CHANGE)
+        else tell(ctx, test=test, candidates=candidates, change=CHANGE)
     )
     reply = _receipt(
         ctx,

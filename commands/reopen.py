@@ -161,7 +161,7 @@ def reopen(
         candidate_id=candidate.id,
     )
     due = _describe_deadline(ctx, timing(candidate, test).reopen_deadline, test)
-    told = 0 if quiet else tell(ctx, test=test, candidate_ids=[candidate.id], change=REOPENED)
+    told = 0 if quiet else tell(ctx, test=test, candidates=[candidate], change=REOPENED)
     told_text = told_line(told, quiet=quiet)
     return Reply(
         text=f"Candidate {number} of {test.code} is open for new delivery "
@@ -274,7 +274,7 @@ def close(
         candidate=candidate,
     )
     which = "the current answer" if choice == "current" else "the answer delivered before"
-    told = 0 if quiet else tell(ctx, test=test, candidate_ids=[candidate.id], change=DELIVERED)
+    told = 0 if quiet else tell(ctx, test=test, candidates=[candidate], change=DELIVERED)
     told_text = told_line(told, quiet=quiet)
     return Reply(
         text=f"New delivery for {candidate.number} of {test.code} is closed; {which} is "

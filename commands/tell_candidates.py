@@ -9,8 +9,7 @@ it was delivered for them.
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from collections.abc import Sequence
 
 from commands.context import Ctx
 from commands.timing import active_reopening, timing
@@ -19,19 +18,12 @@ from notifications.channels import outside_channel
 from store.models import Candidate, CandidateStatus, Test
 
 
-def tell(ctx: Ctx, *, test: Test, candidate_ids: list[int], change: str) -> int:
-    """Write one message per candidate (merged with one still waiting); how many."""
-    if not candidate_ids:
-        return 0
+def tell(ctx: Ctx, *, test: Test, candidates: Sequence[Candidate], change: str) -> int:
+    """Write one message per candidate (merged with one still waiting); how many.
+
+    ``candidates`` as the change left them: changed through the session, with their
+    reopenings loaded (a change by a bulk UPDATE tells nobody: that is `all`)."""
     channel = outside_channel(test)
-    candidates = ctx.db_session.scalars(
-        select(Candidate)
-        .where(Candidate.id.in_(candidate_ids))
-        .options(selectinload(Candidate.reopenings))
-        .order_by(Candidate.id)
-        # The change may have been made by SQL, past the objects the session holds.
-        .execution_options(populate_existing=True)
-    ).all()
     told = 0
     for candidate in candidates:
         reopening = active_reopening(candidate)

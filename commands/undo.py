@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from commands import audit, history, incident_time, reopen
 from commands.context import Ctx
@@ -129,6 +130,7 @@ def _undo_incident_time(ctx: Ctx, test: Test, change: Change, *, confirmed: bool
         db.scalars(
             select(Candidate)
             .where(Candidate.test_id == test.id, Candidate.number.in_(numbers))
+            .options(selectinload(Candidate.reopenings))
             .order_by(Candidate.number)
         )
     )
@@ -198,7 +200,7 @@ def _undo_incident_time(ctx: Ctx, test: Test, change: Change, *, confirmed: bool
         batch=audit.new_batch(),
     )
     back = listed([f"{n} {format_duration(before[n])}" for n in numbers])
-    told = tell(ctx, test=test, candidate_ids=[r.id for r in rows], change=INCIDENT_TIME)
+    told = tell(ctx, test=test, candidates=rows, change=INCIDENT_TIME)
     return Reply(
         text="\n".join(
             [
@@ -303,7 +305,7 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
         candidate=candidate,
     )
     told = told_line(
-        tell(ctx, test=test, candidate_ids=[candidate.id], change=REOPENED), quiet=False
+        tell(ctx, test=test, candidates=[candidate], change=REOPENED), quiet=False
     )
     return Reply(
         text=f"Change {change.id} ({what}) is undone: {done} (reason: {reason}).\n"
