@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
-from notifications.outbox import Routes
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +26,13 @@ class Deps:
     # Answers to the person in front of Slack (a button's result, a refusal, the App Home,
     # a notice's progress) run here so that no acknowledgement waits for them. They are
     # worth nothing later, so they are not kept: what examdesk promises to post goes
-    # through the outbox (``routes``) instead, written with the change.
+    # through the outbox instead, written with the change.
     slack_out: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack-out")
     )
     # Called with a notice id whenever its deliveries change (dispatcher, status callbacks);
     # the question-error listener sets it to update the notice's Slack message.
     notice_progress: Callable[[int], None] | None = None
-
-    @cached_property
-    def routes(self) -> Routes:
-        return Routes.from_settings(self.settings)
 
     @cached_property
     def client(self) -> WebClient:

@@ -82,7 +82,7 @@ def record(
     }
     # Nothing of the command reads the record back: one INSERT, not an object to track.
     change_id = db.scalar(insert(Change).values(**values).returning(Change.id))
-    if ctx.routes.webhook_urls:
+    if ctx.outside.webhook_urls:
         number = None
         if batch is None and candidate is not None:
             number = candidate.number
@@ -140,7 +140,7 @@ def record_computed(
         )
         .scalar_one()
     )
-    if ctx.routes.webhook_urls:
+    if ctx.outside.webhook_urls:
         before, after = ctx.db_session.execute(
             select(Change.before, Change.after).where(Change.id == change_id)
         ).one()
@@ -185,7 +185,7 @@ def _announce(
         change_id=change_id,
         details=details,
     )
-    events.enqueue_event(ctx.db_session, ctx.routes, body)
+    events.enqueue_event(ctx.db_session, webhook_urls=ctx.outside.webhook_urls, body=body)
 
 
 def _values(action: str, value: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ def post(ctx: Ctx, lines: Sequence[str], *, via: str, mentions: Sequence[str] = 
     """Post ``lines`` (who, what, for whom, why) with the change being made in ``ctx``."""
     if not lines:
         return
-    channel = ctx.routes.support_channel
+    channel = ctx.outside.support_channel
     if channel is None:
         log.info("change log (SLACK_SUPPORT_CHANNEL unset): %s", " | ".join(lines))
         return

@@ -26,7 +26,6 @@ from commands.router import dispatch
 from commands.runner import execute, in_transaction, refusal
 from commands.timeparse import format_time
 from notifications.channels import Outside
-from notifications.outbox import Routes
 from store.models import Confirmation
 
 # A button older than this shows a stale preview (candidates, times may have moved on).
@@ -43,7 +42,6 @@ def run_offering(
     now: datetime,
     registry_dir: Path | None = None,
     outside: Outside | None = None,
-    routes: Routes | None = None,
     via: str | None = None,
 ) -> Reply:
     """Run a command typed by a user; a preview it answers with is offered in the same
@@ -58,7 +56,6 @@ def run_offering(
         registry_dir=registry_dir,
         store_preview=_offered,
         outside=outside,
-        routes=routes,
         via=via,
     )
 
@@ -104,7 +101,6 @@ def apply(
     now: datetime,
     registry_dir: Path | None = None,
     outside: Outside | None = None,
-    routes: Routes | None = None,
     via: str = "a confirmation button",
 ) -> Reply:
     """Run the confirmed command as ``actor``, once; the claim and the change commit together."""
@@ -124,7 +120,6 @@ def apply(
             registry_dir=registry_dir,
             now=now,
             outside=outside,
-            routes=routes,
             via=via,
         )
     except CommandError as error:

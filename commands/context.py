@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from notifications.channels import Outside
-from notifications.outbox import Routes
 
 
 @dataclass(frozen=True)
@@ -21,7 +20,6 @@ class Ctx:
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Oslo"))
     # Where the student registry's exports land (R11); None when not configured.
     registry_dir: Path | None = None
-    # Page links, SUPPORT_CONTACT and the log-only channels, for messages and previews.
+    # Page links, SUPPORT_CONTACT and the log-only channels, for messages and previews;
+    # where the change log and the events of this command's changes go.
     outside: Outside = field(default_factory=Outside)
-    # Where the change log and the events of this command's changes go.
-    routes: Routes = field(default_factory=Routes)

@@ -146,11 +146,11 @@ def report(
     )
     plan = fanout.plan(db_session=db, test=test)
     data = view(ctx, found, test=test, plan=plan)
-    if ctx.routes.support_channel is not None:
+    if ctx.outside.support_channel is not None:
         outbox.enqueue(
             db,
             kind=outbox.SLACK_POST,
-            target=ctx.routes.support_channel,
+            target=ctx.outside.support_channel,
             payload={"render": "report", "data": data},
             key=report_key(found.id),
             # What is said about the report later goes in its thread, after it.

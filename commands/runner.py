@@ -16,7 +16,6 @@ from commands.errors import CommandError
 from commands.reply import Reply
 from commands.router import dispatch, reads_only
 from notifications.channels import Outside
-from notifications.outbox import Routes
 from store.db import read_only
 
 T = TypeVar("T")
@@ -32,7 +31,6 @@ def in_transaction(
     registry_dir: Path | None = None,
     reads_only: bool = False,
     outside: Outside | None = None,
-    routes: Routes | None = None,
     via: str = "examdesk",
 ) -> T:
     """``work(ctx)`` applied whole or not at all: its result, or its CommandError raised
@@ -53,7 +51,6 @@ def in_transaction(
             now=now,
             registry_dir=registry_dir,
             outside=outside or Outside(),
-            routes=routes or Routes(),
         )
         try:
             result = work(ctx)
@@ -84,7 +81,6 @@ def execute(
     registry_dir: Path | None = None,
     store_preview: Callable[[Ctx, Reply], Reply] | None = None,
     outside: Outside | None = None,
-    routes: Routes | None = None,
     via: str | None = None,
 ) -> Reply:
     """A command line's Reply, a refusal's included (the same text at every front door).
@@ -110,7 +106,6 @@ def execute(
                 command_line, confirmed=confirmed, stores_preview=store_preview is not None
             ),
             outside=outside,
-            routes=routes,
             via=via or (command_line.split() or ["examdesk"])[0],
         )
     except CommandError as error:

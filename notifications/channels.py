@@ -33,13 +33,16 @@ def outside_channel(test: Test) -> str:
 @dataclass(frozen=True)
 class Outside:
     """What the commands must know of the world outside the database: where candidates'
-    pages are, how candidates reach support, and which channels only write to the log (so
-    a preview never promises an SMS that nobody will get)."""
+    pages are, how candidates reach support, which channels only write to the log (so a
+    preview never promises an SMS that nobody will get), and where the change log and the
+    events go (SLACK_SUPPORT_CHANNEL, WEBHOOK_URLS)."""
 
     public_url: str = "http://localhost:3000"
     support_contact: str | None = None
     # Channels (sms | email | slack) with no provider configured; None: not known here.
     logged: frozenset[str] | None = None
+    support_channel: str | None = None
+    webhook_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Any) -> Outside:
@@ -52,6 +55,8 @@ class Outside:
             public_url=settings.public_url,
             support_contact=settings.support_contact,
             logged=frozenset(channel for channel, on in live if not on),
+            support_channel=settings.slack_support_channel,
+            webhook_urls=tuple(dict.fromkeys(settings.webhook_urls.split())),
         )
 
     def logs_only(self, channel: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ import requests
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
-from notifications.outbox import WEBHOOK, Outgoing, Routes, enqueue, webhook_order_key
+from notifications.outbox import WEBHOOK, Outgoing, enqueue, webhook_order_key
 from notifications.transports import OutcomeUnknown, TransportError
 from store import clock
 
@@ -76,11 +77,13 @@ def event(
     return {"type": event_type(action), "timestamp": _iso(at), "data": data}
 
 
-def enqueue_event(db_session: Session, routes: Routes, body: dict[str, Any]) -> None:
+def enqueue_event(
+    db_session: Session, *, webhook_urls: Sequence[str], body: dict[str, Any]
+) -> None:
     """One outbox row per receiver; nothing when WEBHOOK_URLS is empty."""
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
     test_code = body["data"].get("test")
-    for url in routes.webhook_urls:
+    for url in webhook_urls:
         enqueue(
             db_session,
             kind=WEBHOOK,

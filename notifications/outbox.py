@@ -18,8 +18,8 @@ asking the receiver (``find_sent``: Slack's history, where each post carries its
 in its metadata) or, where resending is harmless (a webhook's receiver recognises the same
 ``webhook-id``), sent again.
 
-The one call for callers is ``enqueue``; ``Routes`` says where a deployment's change log and
-events go.
+The one call for callers is ``enqueue`` (where a deployment's change log and events go is
+``notifications.channels.Outside``).
 """
 
 from __future__ import annotations
@@ -52,18 +52,6 @@ KINDS = (SLACK_POST, WEBHOOK)
 WAITING = ("pending", "sending", "unknown")
 FAILED = "failed"
 
-
-@dataclass(frozen=True)
-class Routes:
-    """Where a deployment's change log and events go (SLACK_SUPPORT_CHANNEL, WEBHOOK_URLS)."""
-
-    support_channel: str | None = None
-    webhook_urls: tuple[str, ...] = ()
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> Routes:
-        urls = tuple(dict.fromkeys(settings.webhook_urls.split()))
-        return cls(support_channel=settings.slack_support_channel, webhook_urls=urls)
 
 
 def enqueue(

@@ -34,9 +34,10 @@ from commands.delivery import SYSTEM_ACTOR, deliver_due
 from commands.home import build
 from commands.runner import execute
 from notifications import outbox
+from notifications.channels import Outside
 from notifications.dispatch import Tuning
 from notifications.events import WebhookTransport
-from notifications.outbox import OutboxSender, Routes
+from notifications.outbox import OutboxSender
 from notifications.slack_post import SlackTransport
 from store import clock
 from store.models import OutboxMessage, QuestionErrorReport
@@ -106,7 +107,7 @@ def exam(world: World) -> World:
     return world
 
 
-def run(world: World, command: str, routes: Routes, *, actor: str = SUPPORT, **kw: Any):
+def run(world: World, command: str, outside: Outside, *, actor: str = SUPPORT, **kw: Any):
     reply = execute(
         session_factory=world.factory,
         actor=actor,
@@ -114,7 +115,7 @@ def run(world: World, command: str, routes: Routes, *, actor: str = SUPPORT, **k
         tz=OSLO,
         now=world.now,
         confirmed=True,
-        routes=routes,
+        outside=outside,
         **kw,
     )
     assert reply.ok, reply.text
@@ -151,7 +152,7 @@ def later(world: World, **delta: float) -> None:
 def test_r15_slack_500_then_429_retry_after_then_posted_once(exam, fake, is_postgres):
     """A change's post is retried on HTTP 500 (backoff) and 429 (after Retry-After, on the
     program's clock) and lands once."""
-    run(exam, f"/incident-time {CODE} 101 add 10 power cut", Routes(support_channel=CHANNEL))
+    run(exam, f"/incident-time {CODE} 101 add 10 power cut", Outside(support_channel=CHANNEL))
     fake.script(
         "chat.postMessage",
         Answer(500, None),
@@ -186,7 +187,7 @@ def test_r15_slack_500_then_429_retry_after_then_posted_once(exam, fake, is_post
 
 @pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "invalid_auth"])
 def test_permanent_slack_errors_fail_at_once_with_their_reason(exam, fake, is_postgres, error):
-    run(exam, f"/incident-time {CODE} 101 add 10 power cut", Routes(support_channel=CHANNEL))
+    run(exam, f"/incident-time {CODE} 101 add 10 power cut", Outside(support_channel=CHANNEL))
     fake.script("chat.postMessage", Answer(200, {"ok": False, "error": error}))
     out = sender(exam.factory, is_postgres, slack_post=slack_transport(fake))
     assert out.send_due() == 1
@@ -211,10 +212,10 @@ def test_healthz_counts_the_outbox_pending_and_failed(exam, fake, engine, sessio
     from bot.deps import Deps
     from bot.web.app import build_web_app
 
-    routes = Routes(support_channel=CHANNEL)
+    outside = Outside(support_channel=CHANNEL)
     # --quiet: no messages to the candidates, only the change log's two posts.
-    run(exam, f"/incident-time {CODE} 101 add 10 power cut --quiet", routes)
-    run(exam, f"/incident-time {CODE} 102 add 10 power cut --quiet", routes)
+    run(exam, f"/incident-time {CODE} 101 add 10 power cut --quiet", outside)
+    run(exam, f"/incident-time {CODE} 102 add 10 power cut --quiet", outside)
     fake.script("chat.postMessage", Answer(200, {"ok": False, "error": "channel_not_found"}))
     out = sender(
         exam.factory, engine.dialect.name == "postgresql", slack_post=slack_transport(fake)
@@ -240,8 +241,8 @@ def test_r12_a_teachers_report_survives_a_slack_outage_and_its_thread_follows(
     """The report is stored before the teacher is told; Slack down for three tries changes
     nothing but when it is posted; the thread reply waits for the report's post."""
     exam.add_staff(TEACHER, "teacher")
-    routes = Routes(support_channel=CHANNEL)
-    reply = run(exam, f"/question-error {CODE} Task 3: n = 10", routes, actor=TEACHER)
+    outside = Outside(support_channel=CHANNEL)
+    reply = run(exam, f"/question-error {CODE} Task 3: n = 10", outside, actor=TEACHER)
     assert "sent to exam support" in reply.text
     with exam.factory() as s:
         report = s.scalars(select(QuestionErrorReport)).one()
@@ -255,7 +256,7 @@ def test_r12_a_teachers_report_survives_a_slack_outage_and_its_thread_follows(
         actor=SUPPORT,
         tz=OSLO,
         now=exam.now,
-        routes=routes,
+        outside=outside,
         work=lambda ctx: _thread(
             ctx, question_error.show(ctx, report_id=report.id), "support is on it."
         ),
@@ -277,7 +278,7 @@ def test_r12_a_teachers_report_survives_a_slack_outage_and_its_thread_follows(
 
 def test_r12_without_a_support_channel_the_teacher_is_told_the_report_is_only_stored(exam):
     exam.add_staff(TEACHER, "teacher")
-    reply = run(exam, f"/question-error {CODE} Task 3: n = 10", Routes(), actor=TEACHER)
+    reply = run(exam, f"/question-error {CODE} Task 3: n = 10", Outside(), actor=TEACHER)
     assert "recorded, but no support channel is configured" in reply.text
     assert "SLACK_SUPPORT_CHANNEL" in reply.text and f"examdesk reports {CODE}" in reply.text
     assert "sent to exam support" not in reply.text
@@ -296,7 +297,7 @@ def test_r9_automatic_deliveries_are_in_the_change_log(exam):
             actor=SYSTEM_ACTOR,
             tz=OSLO,
             now=exam.now,
-            routes=Routes(support_channel=CHANNEL),
+            outside=Outside(support_channel=CHANNEL),
         )
         assert len(deliver_due(ctx)) == 3
     (row,) = rows(exam)
@@ -335,9 +336,9 @@ def test_events_are_signed_valid_and_retried_with_the_same_id_in_order(exam, rec
     """500 then 204: the first event is sent again with the same webhook-id; the test's
     next event waits until the first is accepted. Each is signed (standardwebhooks verify)
     and valid against docs/events.schema.json."""
-    routes = Routes(webhook_urls=(receiver.url,))
-    run(exam, f"/incident-time {CODE} 101,102 add 10 power cut", routes)
-    run(exam, f"/reopen {CODE} 103 until-close phoned in", routes)
+    outside = Outside(webhook_urls=(receiver.url,))
+    run(exam, f"/incident-time {CODE} 101,102 add 10 power cut", outside)
+    run(exam, f"/reopen {CODE} 103 until-close phoned in", outside)
     receiver.statuses = [500]
     out = sender(exam.factory, is_postgres, webhook=WebhookTransport(SECRET))
     assert out.send_due() == 1  # the first event only: the second waits for it
@@ -365,14 +366,14 @@ def test_events_are_signed_valid_and_retried_with_the_same_id_in_order(exam, rec
 
 
 def test_every_change_records_event_is_valid_against_the_schema(exam, receiver, is_postgres):
-    routes = Routes(webhook_urls=(receiver.url,))
+    outside = Outside(webhook_urls=(receiver.url,))
     exam.add_staff(TEACHER, "teacher")
-    run(exam, f"/incident-time {CODE} all add 5 network", routes)
-    run(exam, f"/incident-time {CODE} 101 set 20 network", routes)
-    run(exam, f"/reopen {CODE} 102 until-close phoned in", routes)
-    run(exam, f"/reopen {CODE} 102 close current", routes)
-    run(exam, f"/notice {CODE} Task 2 is fixed.", routes)
-    run(exam, f"/question-error {CODE} Task 3: n = 10", routes, actor=TEACHER)
+    run(exam, f"/incident-time {CODE} all add 5 network", outside)
+    run(exam, f"/incident-time {CODE} 101 set 20 network", outside)
+    run(exam, f"/reopen {CODE} 102 until-close phoned in", outside)
+    run(exam, f"/reopen {CODE} 102 close current", outside)
+    run(exam, f"/notice {CODE} Task 2 is fixed.", outside)
+    run(exam, f"/question-error {CODE} Task 3: n = 10", outside, actor=TEACHER)
     out = sender(exam.factory, is_postgres, webhook=WebhookTransport(SECRET))
     while out.send_due():
         pass
@@ -391,7 +392,7 @@ def test_every_change_records_event_is_valid_against_the_schema(exam, receiver, 
 
 
 def test_a_refusing_receiver_is_retried_for_24_hours_then_failed(exam, receiver, is_postgres):
-    run(exam, f"/incident-time {CODE} 101 add 10 power cut", Routes(webhook_urls=(receiver.url,)))
+    run(exam, f"/incident-time {CODE} 101 add 10 power cut", Outside(webhook_urls=(receiver.url,)))
     receiver.statuses = [503] * 1000
     out = sender(exam.factory, is_postgres, webhook=WebhookTransport(SECRET))
     start = clock.now()
@@ -409,7 +410,7 @@ def test_a_refusing_receiver_is_retried_for_24_hours_then_failed(exam, receiver,
 
 
 def test_a_4xx_from_the_receiver_is_permanent(exam, receiver, is_postgres):
-    run(exam, f"/incident-time {CODE} 101 add 10 power cut", Routes(webhook_urls=(receiver.url,)))
+    run(exam, f"/incident-time {CODE} 101 add 10 power cut", Outside(webhook_urls=(receiver.url,)))
     receiver.statuses = [410]
     out = sender(exam.factory, is_postgres, webhook=WebhookTransport(SECRET))
     out.send_due()
@@ -426,10 +427,10 @@ def test_sigkill_of_the_worker_mid_way_then_a_restart_sends_each_post_and_event_
     """`examdesk worker` is killed (SIGKILL) while Slack is slow; a new one takes over.
     Every change-log post lands exactly once (a post cut off mid-request is looked up in
     the channel's history, not resent), every event is accepted under its webhook-id."""
-    routes = Routes(support_channel=CHANNEL, webhook_urls=(receiver.url,))
+    outside = Outside(support_channel=CHANNEL, webhook_urls=(receiver.url,))
     changes = 12
     for n in range(changes):
-        run(exam, f"/incident-time {CODE} 101 add 1 change {n}", routes)
+        run(exam, f"/incident-time {CODE} 101 add 1 change {n}", outside)
     fake.delay = 0.3
     env = os.environ | {
         "DATABASE_URL": database_url,

@@ -206,7 +206,6 @@ def _with_ctx(settings, factory, actor: str, work: Callable):
     """Run ``work(ctx)`` in one transaction; a refusal rolls back and exits 1."""
     from commands.errors import CommandError
     from commands.runner import in_transaction
-    from notifications.outbox import Routes
 
     try:
         return in_transaction(
@@ -217,7 +216,6 @@ def _with_ctx(settings, factory, actor: str, work: Callable):
             work=work,
             registry_dir=settings.registry_dir,
             outside=settings.outside,
-            routes=Routes.from_settings(settings),
             via="examdesk",
         )
     except CommandError as error:
@@ -289,7 +287,6 @@ def _staff(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from commands.runner import execute
-    from notifications.outbox import Routes
 
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
@@ -302,7 +299,6 @@ def _run(args: argparse.Namespace) -> int:
         confirmed=args.yes,
         registry_dir=settings.registry_dir,
         outside=settings.outside,
-        routes=Routes.from_settings(settings),
         via="examdesk run",
     )
     if not reply.ok:

@@ -37,8 +37,8 @@ from commands import grading, registry, retention
 from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR, deliver_due, scan
 from commands.errors import CommandError
+from notifications.channels import Outside
 from notifications.dispatch import sweep
-from notifications.outbox import Routes
 from store import clock
 from store.db import read_only, session_scope
 
@@ -66,8 +66,9 @@ class _Runtime:
     session_factory: sessionmaker[Session]
     scheduler: BackgroundScheduler
     retention_days: int
-    # Where the changes the jobs make are posted and sent as events.
-    routes: Routes
+    # Page links for the candidates the jobs tell; where their changes are posted and sent
+    # as events.
+    outside: Outside
     # APScheduler's shutdown holds its job-store lock while it waits for running jobs, so a
     # job that calls the scheduler then would wait forever. Jobs plan under this lock and not
     # at all once stopping is set.
@@ -121,7 +122,7 @@ def start_scheduler(
         session_factory=session_factory,
         scheduler=scheduler,
         retention_days=settings.retention_days,
-        routes=Routes.from_settings(settings),
+        outside=settings.outside,
     )
     _add_jobs(scheduler, settings, cadence)
     scheduler.resume()
@@ -214,7 +215,7 @@ def deliver_job() -> None:
                 actor=SYSTEM_ACTOR,
                 tz=runtime.tz,
                 now=now,
-                routes=runtime.routes,
+                outside=runtime.outside,
             )
             done = deliver_due(ctx, candidate_ids=planned.due)
     for item in done:
@@ -248,7 +249,7 @@ def registry_job() -> None:
                 tz=runtime.tz,
                 now=clock.now(),
                 registry_dir=folder,
-                routes=runtime.routes,
+                outside=runtime.outside,
             )
             summary = registry.refresh(ctx, folder)
     except CommandError as error:
@@ -281,7 +282,7 @@ def retention_job() -> None:
             actor=SYSTEM_ACTOR,
             tz=runtime.tz,
             now=clock.now(),
-            routes=runtime.routes,
+            outside=runtime.outside,
         )
         found = retention.purge(ctx, days=days)
         text = retention.summary(found, days=days, dry_run=False, tz=runtime.tz)

@@ -45,7 +45,6 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
         now=clock.now(),
         registry_dir=settings.registry_dir,
         outside=settings.outside,
-        routes=deps.routes,
         via=command["command"],
     )
     ack(response_type="ephemeral", **blocks.message(reply, tz=settings.tz))
@@ -62,7 +61,6 @@ def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         now=clock.now(),
         registry_dir=deps.settings.registry_dir,
         outside=deps.settings.outside,
-        routes=deps.routes,
     )
     _answer_button(deps, body, reply, replace=reply.ok)
 

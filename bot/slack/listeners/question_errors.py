@@ -76,7 +76,6 @@ def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
         now=clock.now(),
         work=work,
         outside=deps.settings.outside,
-        routes=deps.routes,
         via="an error report",
     )
 
@@ -121,7 +120,7 @@ def _tell_user(
 def _thread(ctx: Ctx, report: dict[str, Any], text: str) -> None:
     """Tell the teacher in the report's thread, with the change being made in ``ctx``;
     ``text`` is mrkdwn (``bot.slack.text``). A report never posted has no thread."""
-    channel = ctx.routes.support_channel
+    channel = ctx.outside.support_channel
     if channel is None:
         return
     key = question_error.report_key(report["report_id"])
@@ -139,7 +138,7 @@ def _thread(ctx: Ctx, report: dict[str, Any], text: str) -> None:
 
 def _refresh(ctx: Ctx, report: dict[str, Any]) -> None:
     """Show the report's new state on its post in the support channel."""
-    channel = ctx.routes.support_channel
+    channel = ctx.outside.support_channel
     if channel is None:
         return
     key = question_error.report_key(report["report_id"])
@@ -185,7 +184,6 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         tz=deps.settings.tz,
         now=clock.now(),
         outside=deps.settings.outside,
-        routes=deps.routes,
     )
     ack(response_type="ephemeral", **blocks.message(reply, tz=deps.settings.tz))
 
