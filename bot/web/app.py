@@ -49,6 +49,18 @@ NO_DATABASE = "examdesk cannot reach its database right now; nothing was changed
 def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None) -> Starlette:
     """``slack`` says how Slack is connected for /healthz: http, socket or off."""
     slack = slack or ("http" if bolt_app is not None else "off")
+    routes = [
+        _healthz_route(deps, slack),
+        Route("/metrics", metrics.metrics_endpoint(deps.engine), methods=["GET"]),
+        _slack_route(deps, bolt_app, slack),
+        *web_notices.routes(deps),
+        *web_twilio.routes(deps),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(metrics.RequestMetrics)])
+
+
+def _slack_route(deps: Deps, bolt_app: App | None, slack: str) -> Route:
+    """``POST /slack/events``: the door checks the request, then Bolt handles it."""
 
     async def slack_events(request: Request) -> Response:
         if bolt_app is None:
@@ -105,6 +117,10 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
                 return _answer(body, 200, ALREADY_HANDLED)
         return bolt_app.dispatch(bolt_request)
 
+    return Route("/slack/events", slack_events, methods=["POST"])
+
+
+def _healthz_route(deps: Deps, slack: str) -> Route:
     settings = deps.settings
     # Which channels really send: "log" means messages are only written to the log.
     sms = "twilio" if settings.twilio_account_sid and settings.twilio_auth_token else "log"
@@ -125,14 +141,7 @@ def build_web_app(deps: Deps, bolt_app: App | None, *, slack: str | None = None)
             status_code=200 if problem is None else 503,
         )
 
-    routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics.metrics_endpoint(deps.engine), methods=["GET"]),
-        Route("/slack/events", slack_events, methods=["POST"]),
-        *web_notices.routes(deps),
-        *web_twilio.routes(deps),
-    ]
-    return Starlette(routes=routes, middleware=[Middleware(metrics.RequestMetrics)])
+    return Route("/healthz", healthz, methods=["GET"])
 
 
 def _real_now() -> datetime:
