@@ -77,6 +77,7 @@ from notifications.transports import (
     SlotMissed,
     Transport,
     TransportError,
+    secret_value,
 )
 from store import clock
 from store.db import session_scope
@@ -793,12 +794,12 @@ def from_settings(
 
 
 def build_outbox_transports(
-    settings: Any,
+    settings: NotifierConfig,
     *,
     renderers: Mapping[str, Renderer] | None,
     send_timeout: float,
 ) -> dict[str, OutboxTransport]:
-    token = _secret(getattr(settings, "slack_bot_token", None))
+    token = secret_value(settings.slack_bot_token)
     slack: OutboxTransport = (
         SlackTransport(
             base_url=settings.slack_api_base_url,
@@ -810,16 +811,12 @@ def build_outbox_transports(
         else SlackLogTransport(renderers)
     )
     built: dict[str, OutboxTransport] = {SLACK_POST: slack}
-    secret = _secret(getattr(settings, "webhook_secret", None))
+    secret = secret_value(settings.webhook_secret)
     if secret:
         built[WEBHOOK] = WebhookTransport(secret, timeout=send_timeout)
-    elif getattr(settings, "webhook_urls", "").strip():
+    elif settings.webhook_urls.strip():
         raise ValueError("WEBHOOK_SECRET must be set when WEBHOOK_URLS is set")
     return built
-
-
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
 
 
 def start_dispatcher(
