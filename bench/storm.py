@@ -731,9 +731,13 @@ def main(argv: list[str] | None = None) -> int:
     copies = Counter((to, body) for to, body in received["accepted"] if f"#n{notice_id}" in body)
     duplicates = sum(count - 1 for count in copies.values() if count > 1)
     lost = len(addresses - {to for to, _ in copies})
+    # Commands' messages to candidates too: the same text to the same number twice.
+    every = Counter(map(tuple, received["accepted"]))
+    duplicates_all = sum(count - 1 for count in every.values() if count > 1)
     # Callbacks: refused = not answered 2xx; lost = answered 2xx, but its status is not the
     # row's (a final status replaces `sent`, so `sent` is kept by a later final one).
     refused = lost_callbacks = 0
+    lost_kinds: Counter = Counter()
     for sid, _, status, code, answer in received["reported"]:
         if answer is None or not 200 <= answer < 300:
             refused += 1
@@ -742,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = held == status or (status == "sent" and held in FINAL)
         if not kept or (status == "undelivered" and db_codes.get(sid) != str(code)):
             lost_callbacks += 1
+            lost_kinds[f"{status} → row {held}"] += 1
     quiet_page = p99_ms(pages.samples, quiet_start, storm_start, ("open",))
     storm_cmd = p99_ms(samples, storm_start, storm_end, KINDS)
     storm_page = p99_ms(pages.samples, storm_start, storm_end, ("open",))
@@ -784,12 +789,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{expected:,} / " + ", ".join(f"{k} {v}" for k, v in sorted(final.items())),
         ],
         ["SMS rate at the fake", f"{rate:.2f}/s (limit {RATE}/s), {len(times):,} requests"],
-        ["SMS sent (GET /metrics)", int(sms_counted)],
+        ["SMS sent (GET /metrics; the worker's not scraped)", int(sms_counted)],
+        ["the same SMS twice: the notice's / any", f"{duplicates} / {duplicates_all}"],
         [
             "callbacks posted / refused / lost",
             f"{len(received['reported']):,} / {refused} / {lost_callbacks}",
         ],
         ["/twilio/status answers (GET /metrics, ramp included)", server_callbacks],
+        ["lost callbacks: their status → the row's", dict(lost_kinds) or "–"],
         [f"R9: test of {size.per_test:,} delivered, after its deadline", f"{r9_late:.1f} s"],
         ["R9 test's candidates by status", r9_statuses],
         [
@@ -853,6 +860,7 @@ def main(argv: list[str] | None = None) -> int:
         "callbacks_refused": refused,
         "callbacks_lost": lost_callbacks,
         "duplicates": duplicates,
+        "duplicates_any_sms": duplicates_all,
         "lost": lost,
         "peak_rss_mb": round(peak_mb, 1),
         "callback_capacity_per_s": capacity if steps else None,
