@@ -6,15 +6,21 @@ process of its own, a request is read when the fake's thread gets the CPU, which
 machine can be tens of milliseconds after it arrived; so each request's time is the one the
 kernel stamped on its first bytes (``SO_TIMESTAMPNS``): when the sender sent it.
 
-Run as ``python -m bench._fake_twilio DELAY OUT``: it prints its URL, answers every message
-after DELAY seconds (tests/fake_twilio.py), and on SIGTERM writes to the file OUT what it
-received: ``{"requests": [[time.monotonic(), to], …], "accepted": [[to, body], …]}``. On
-Linux the monotonic clock is one for all processes, so those times compare with the
+Run as ``python -m bench._fake_twilio DELAY OUT [CALLBACKS]``: it prints its URL, answers
+every message after DELAY seconds (tests/fake_twilio.py), and on SIGTERM writes to the file
+OUT what it received: ``{"requests": [[time.monotonic(), to], …], "accepted": [[to, body],
+…]}``. On Linux the monotonic clock is one for all processes, so those times compare with the
 benchmark's.
+
+With CALLBACKS (base URLs of `examdesk serve`, comma-separated: a load balancer's turns), it
+also posts signed status callbacks for every message as Twilio does (`storm_reports`), and
+OUT holds ``"reported": [[sid, to, status, error_code, answer], …]`` (answer None: no answer).
+``"request_bodies"`` has each request's message text, in the order of ``"requests"``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import socket
@@ -24,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench._support import FakeTwilio
+from bench._support import FakeTwilio, Report
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value
 
@@ -64,10 +70,48 @@ def kernel_timed(
     return KernelTimed
 
 
-def main(delay: float, out: Path) -> int:
+UNDELIVERED_CODE = 30003  # Twilio: unreachable destination handset
+
+
+def storm_reports(to: str) -> list[Report]:
+    """The status callbacks for the message to ``to``, the same in every run: `sent` then
+    `delivered`; every 10th number `undelivered` with an error code instead, every 100th
+    `delivered` twice, every 20th out of order (`delivered` before `sent`)."""
+    n = int(to[-7:])
+    if n % 10 == 0:
+        return [Report("sent", 0.2), Report("undelivered", 1.0, UNDELIVERED_CODE)]
+    if n % 100 == 1:
+        return [Report("sent", 0.2), Report("delivered", 1.0), Report("delivered", 1.5)]
+    if n % 20 == 7:
+        return [Report("delivered", 0.3), Report("sent", 0.6)]
+    return [Report("sent", 0.2), Report("delivered", 1.0)]
+
+
+class StormReports(dict):
+    """``reports_for`` of the fake: every number's callbacks by ``storm_reports``."""
+
+    def get(self, to: str, default: object = None) -> list[Report]:
+        return storm_reports(to)
+
+
+class SpreadTwilio(FakeTwilio):
+    """Posts each callback to the next of several servers, as a load balancer would."""
+
+    @property  # type: ignore[override]
+    def callbacks_to(self) -> str | None:
+        return next(self._turns) if self._bases else None
+
+    @callbacks_to.setter
+    def callbacks_to(self, value: str | None) -> None:
+        self._bases = value.split(",") if value else []
+        self._turns = itertools.cycle(self._bases)
+
+
+def main(delay: float, out: Path, callbacks: str | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    twilio = FakeTwilio(delay=delay)
+    reports = StormReports() if callbacks else {}
+    twilio = SpreadTwilio(delay=delay, callbacks_to=callbacks, reports_for=reports)
     offset = time.time() - time.monotonic()
     unstamped = [0]
     twilio.server.RequestHandlerClass = kernel_timed(
@@ -82,12 +126,16 @@ def main(delay: float, out: Path) -> int:
         with twilio.lock:
             received = {
                 "requests": [[at, to] for at, to, _ in twilio.requests],
+                "request_bodies": [form.get("Body", "") for _, _, form in twilio.requests],
                 "unstamped": unstamped[0],
                 "accepted": [[m["to"], m["body"]] for m in twilio.accepted],
+                "reported": [
+                    [r.sid, r.to, r.status, r.error_code, r.answer] for r in twilio.reported
+                ],
             }
     out.write_text(json.dumps(received))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(float(sys.argv[1]), Path(sys.argv[2])))
+    sys.exit(main(float(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:4]))

@@ -27,7 +27,7 @@ for path in (str(ROOT), str(ROOT / "tests")):
         sys.path.insert(0, path)
 
 from fake_slack import FakeSlack  # noqa: E402
-from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio  # noqa: E402
+from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, Report  # noqa: E402
 from slack_signing import SECRET, SlackSender  # noqa: E402
 from sqlalchemy import Engine, insert  # noqa: E402
 
@@ -41,6 +41,7 @@ __all__ = [
     "SECRET",
     "FakeSlack",
     "FakeTwilio",
+    "Report",
     "SlackSender",
 ]
 SUPPORT_USER = "U0BENCHSUP"

@@ -300,10 +300,12 @@ def stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def start_server(db: Database, slack: RemoteSlack, *args: str, **env: str) -> tuple[Child, str]:
+def start_server(
+    db: Database, slack: RemoteSlack, *args: str, port: int | None = None, **env: str
+) -> tuple[Child, str]:
     """`examdesk serve` with the floor's `/bench-noop` (bench/_serve.py, ``args`` passed on)
     on ``db`` and the fake Slack API, answering /healthz; returns it and its base URL."""
-    port = free_port()
+    port = port or free_port()
     server = Child(
         [sys.executable, "-m", "bench._serve", *args],
         child_env(

@@ -85,10 +85,14 @@ class Sender:
 
 
 class RemoteTwilio:
-    def __init__(self, delay: float) -> None:
+    """bench/_fake_twilio.py in a process of its own; with ``callbacks`` (serves' base URLs,
+    comma-separated) it posts status callbacks there."""
+
+    def __init__(self, delay: float, callbacks: str | None = None) -> None:
         self.out = Path(tempfile.mkstemp(prefix="examdesk-fake-twilio-", suffix=".json")[1])
         self.child = Child(
-            [sys.executable, "-m", "bench._fake_twilio", str(delay), str(self.out)],
+            [sys.executable, "-m", "bench._fake_twilio", str(delay), str(self.out)]
+            + ([callbacks] if callbacks else []),
             child_env(),
             "fake-twilio",
         )
