@@ -11,7 +11,7 @@ the command or button, ephemeral) or, from the Home tab, as a direct message.
 from __future__ import annotations
 
 import json
-import logging
+import re
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -27,8 +27,9 @@ from commands.reply import Reply
 from store import clock
 from store.db import read_only
 
-log = logging.getLogger(__name__)
 QUESTION_ERROR = "question-error"
+# A field's error is plain text: a mention the core wrote shows as @U….
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)>")
 
 
 def register(app: App, deps: Deps) -> None:
@@ -86,7 +87,8 @@ def on_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
         return
     reply = run_line(deps, context["actor"], line)
     if not reply.ok:
-        ack(**views.errors(command, reply.field, reply.data.get("message") or reply.text))
+        message = reply.data.get("message") or reply.text
+        ack(**views.errors(command, reply.field, _MENTION.sub(r"@\1", message)))
         return
     ack()
     _answer(deps, views.Opened.of(view), context["actor"], reply)
