@@ -182,7 +182,9 @@ def test_a_bare_command_opens_its_form(world, exam, slack, command):
     assert call.body["trigger_id"] == "13345224609.738474920.8088930838d88f008e0"
     view = opened_view(call)
     assert view["callback_id"] == forms.callback_id(command)
-    assert _inputs(view) == list(forms.FIELDS[command])
+    # `/reopen` shows the fields of the action chosen: until-close has none of its own.
+    shown = [f for f in forms.FIELDS[command] if f not in ("datetime", "duration")]
+    assert _inputs(view) == shown
     test_field = view["blocks"][0]["element"]
     assert test_field["type"] == "external_select"
     assert test_field["action_id"] == forms.TEST_ACTION
@@ -232,14 +234,70 @@ def test_form_open_button_naming_no_form_says_so(world, exam, slack):
     assert fake.of("views.open") == []
 
 
+@pytest.mark.parametrize(
+    ("mode", "own"), [("at", "datetime"), ("in", "duration"), ("no-limit", None)]
+)
+def test_choosing_the_reopen_action_shows_its_own_fields(world, exam, slack, mode, own):
+    sender, fake = slack
+    metadata = forms.Opened("https://hooks.slack.com/x").metadata()
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM, "domain": "exams"},
+        "user": _user(SUPPORT),
+        "api_app_id": "A0EXAMDESK",
+        "token": "deprecated-verification-token",
+        "container": {"type": "view", "view_id": "V42"},
+        "trigger_id": "1.2.trigger",
+        "view": {
+            "id": "V42",
+            "hash": "1700000000.abc",
+            "type": "modal",
+            "callback_id": forms.callback_id("reopen"),
+            "private_metadata": metadata,
+            "state": {
+                "values": {
+                    "test": {
+                        forms.TEST_ACTION: {
+                            "type": "external_select",
+                            "selected_option": {"value": CODE},
+                        }
+                    }
+                }
+            },
+        },
+        "actions": [
+            {
+                "type": "radio_buttons",
+                "action_id": forms.MODE_ACTION,
+                "block_id": "mode",
+                "selected_option": {"value": mode, "text": {"type": "plain_text", "text": mode}},
+                "action_ts": "1700000000.1",
+            }
+        ],
+    }
+    assert _post(sender, payload).status_code == 200
+    (call,) = fake.wait_for("views.update")
+    assert (call.body["view_id"], call.body["hash"]) == ("V42", "1700000000.abc")
+    view = opened_view(call)
+    expected = ["test", "candidate", "mode", *([own] if own else []), "reason"]
+    assert _inputs(view) == expected
+    assert view["blocks"][2]["element"]["initial_option"]["value"] == mode
+    assert view["blocks"][0]["element"]["initial_option"]["value"] == CODE
+    assert view["private_metadata"] == metadata
+
+
 def test_every_form_fits_slacks_limits_in_both_languages():
     """slack_sdk's models check titles, labels and options while building: a title over 24
     characters, in Norwegian too, fails here rather than in Slack."""
     longest = test_picker.Choice(code="X" * 64, title="T" * 300, start=clock.now(), running=True)
     for language in ("en", "nb"):
         with speaking(language):
-            for command in forms.COMMANDS:
-                view = forms.modal(command, test=longest, opened=forms.Opened("https://x/" * 50))
+            shown = [(c, None) for c in forms.COMMANDS] + [
+                ("reopen", m) for m in forms.REOPEN_MODES
+            ]
+            for command, mode in shown:
+                opened = forms.Opened("https://x/" * 50)
+                view = forms.modal(command, test=longest, opened=opened, mode=mode)
                 assert len(view["title"]["text"]) <= 24
                 assert len(view["submit"]["text"]) <= 24
                 assert len(view["private_metadata"]) <= 3000

@@ -16,6 +16,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.deps import Deps
 from bot.slack.views import blocks
@@ -37,6 +38,7 @@ def register(app: App, deps: Deps) -> None:
     for command in views.COMMANDS:
         app.view(views.callback_id(command))(on_submitted)
     app.action(views.OPEN_ACTION)(on_form_open)
+    app.action(views.MODE_ACTION)(on_reopen_mode)
 
 
 def open_form(
@@ -69,6 +71,34 @@ def on_test_options(ack: Ack, payload: dict[str, Any], context: BoltContext) -> 
             now=clock.now(),
         )
     ack(options=views.options(choices))
+
+
+def on_reopen_mode(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    """`/reopen`'s action chosen: the form shows that action's own fields (the time, the
+    duration) and no other; what was filled in stays, as Slack keeps the inputs' state."""
+    ack()
+    deps: Deps = context["deps"]
+    view = body.get("view")
+    if not isinstance(view, dict) or not isinstance(view.get("id"), str):
+        return
+    mode = body["actions"][0]["selected_option"]["value"]
+    code = views.values(view).get("test", "")
+    chosen = None
+    if code:
+        with deps.session_factory() as db_session:
+            read_only(db_session)
+            chosen = test_picker.one(db_session=db_session, code=code, now=clock.now())
+    try:
+        client.views_update(
+            view_id=view["id"],
+            # The form as seen when the choice was made: a newer one is not overwritten.
+            hash=view.get("hash"),
+            view=views.modal("reopen", test=chosen, opened=views.Opened.of(view), mode=mode),
+        )
+    except SlackApiError as error:
+        # The user chose again meanwhile: the update for that choice shows it.
+        if error.response.get("error") != "hash_conflict":
+            raise
 
 
 def on_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:

@@ -146,12 +146,22 @@ def _text(
     )
 
 
-def _radio(block_id: str, label: str, choices: list[tuple[str, str]]) -> InputBlock:
+def _radio(
+    block_id: str,
+    label: str,
+    choices: list[tuple[str, str]],
+    *,
+    chosen: str | None = None,
+    action_id: str = "value",
+) -> InputBlock:
     shown = [Option(value=value, label=text) for value, text in choices]
+    initial = next((o for o in shown if o.value == chosen), shown[0])
     return InputBlock(
         block_id=block_id,
         label=label,
-        element=RadioButtonsElement(action_id="value", options=shown, initial_option=shown[0]),
+        # A choice that changes the form is sent at once (the form is then updated).
+        dispatch_action=True if action_id != "value" else None,
+        element=RadioButtonsElement(action_id=action_id, options=shown, initial_option=initial),
     )
 
 
@@ -187,8 +197,13 @@ def _modal(command: str, title: str, submit: str, blocks: list, opened: Opened) 
 # ---------------------------------------------------------------- the forms
 
 
-def modal(command: str, *, test: Choice | None, opened: Opened) -> dict[str, Any]:
-    """The form of ``/command`` (one of COMMANDS), ``test`` chosen already when given."""
+def modal(
+    command: str, *, test: Choice | None, opened: Opened, mode: str | None = None
+) -> dict[str, Any]:
+    """The form of ``/command`` (one of COMMANDS), ``test`` chosen already when given;
+    ``mode``: `/reopen`'s chosen action, whose own fields the form shows."""
+    if command == "reopen":
+        return _reopen(_test_block(test), opened, mode if mode in REOPEN_MODES else "until-close")
     return _BUILDERS[command](_test_block(test), opened)
 
 
@@ -228,9 +243,16 @@ def _incident_time(test: InputBlock, opened: Opened) -> dict[str, Any]:
 
 
 REOPEN_MODES = ("until-close", "at", "in", "no-limit", "close-current", "close-reverted")
+# Choosing `/reopen`'s action updates the form to show that action's own fields.
+MODE_ACTION = "form_reopen_mode"
 
 
-def _reopen(test: InputBlock, opened: Opened) -> dict[str, Any]:
+def _reopen(test: InputBlock, opened: Opened, mode: str) -> dict[str, Any]:
+    own: list[InputBlock] = []
+    if mode == "at":
+        own.append(_text("datetime", _("Until"), hint=_("YYYY-MM-DD HH:MM, or HH:MM today.")))
+    if mode == "in":
+        own.append(_text("duration", _("For how long"), hint=_("Minutes (30) or 1h30m, 45m.")))
     return _modal(
         "reopen",
         _("New delivery"),
@@ -243,25 +265,16 @@ def _reopen(test: InputBlock, opened: Opened) -> dict[str, Any]:
                 _("What to do"),
                 [
                     ("until-close", _("Open until the candidate's own end time")),
-                    ("at", _("Open until a time (below)")),
-                    ("in", _("Open for a while from now (below)")),
+                    ("at", _("Open until a time")),
+                    ("in", _("Open for a while from now")),
                     ("no-limit", _("Open with no time limit (asks to confirm)")),
                     ("close-current", _("Close, delivering the current answer")),
                     ("close-reverted", _("Close, delivering the answer from before")),
                 ],
+                chosen=mode,
+                action_id=MODE_ACTION,
             ),
-            _text(
-                "datetime",
-                _("Until"),
-                hint=_("Only for “until a time”: YYYY-MM-DD HH:MM, or HH:MM today."),
-                optional=True,
-            ),
-            _text(
-                "duration",
-                _("For how long"),
-                hint=_("Only for “for a while”: minutes (30) or 1h30m, 45m."),
-                optional=True,
-            ),
+            *own,
             _reason(
                 optional=True,
                 hint=_(
@@ -318,7 +331,6 @@ def _notice(test: InputBlock, opened: Opened) -> dict[str, Any]:
 
 _BUILDERS = {
     "incident-time": _incident_time,
-    "reopen": _reopen,
     "candidate": _candidate,
     "exam": _exam,
     "notice": _notice,
