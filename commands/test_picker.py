@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, false, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from commands.permissions import SUPPORT, TEACHER, role_of
@@ -34,19 +34,30 @@ def matching(
     *, db_session: Session, user_id: str, typed: str, now: datetime, most: int = MOST
 ) -> list[Choice]:
     """The tests ``user_id`` may pick whose code or title contains ``typed`` (any case)."""
+    typed = " ".join(typed.split())[:TYPED_LIMIT]
+    return _choices(db_session, user_id, now, _contains(typed) if typed else true(), most=most)
+
+
+def one(*, db_session: Session, user_id: str, code: str, now: datetime) -> Choice | None:
+    """The test ``code`` as a choice (a form opened for that test), None when there is
+    none or ``user_id`` may not pick it."""
+    found = _choices(db_session, user_id, now, Test.code == code.strip().upper(), most=1)
+    return found[0] if found else None
+
+
+def _choices(
+    db_session: Session, user_id: str, now: datetime, where: ColumnElement[bool], *, most: int
+) -> list[Choice]:
     role = role_of(db_session=db_session, user_id=user_id)
     if role not in (SUPPORT, TEACHER):
         return []
     running = and_(Test.start <= now, Test.end > now)
     upcoming = Test.start > now
-    query = select(Test.code, Test.title, Test.start, running.label("running"))
+    query = select(Test.code, Test.title, Test.start, running.label("running")).where(where)
     if role == TEACHER:
         query = query.join(
             StaffTest, and_(StaffTest.test_id == Test.id, StaffTest.user_id == user_id)
         )
-    typed = " ".join(typed.split())[:TYPED_LIMIT]
-    if typed:
-        query = query.where(_contains(typed))
     rank = case((running, 0), (upcoming, 1), else_=2)
     query = query.order_by(
         rank,
@@ -59,16 +70,6 @@ def matching(
         Choice(code=row.code, title=row.title, start=row.start, running=bool(row.running))
         for row in db_session.execute(query)
     ]
-
-
-def one(*, db_session: Session, code: str, now: datetime) -> Choice | None:
-    """The test ``code`` as a choice (a form opened for that test), None when there is none."""
-    test = db_session.scalar(select(Test).where(Test.code == code.strip().upper()))
-    if test is None:
-        return None
-    return Choice(
-        code=test.code, title=test.title, start=test.start, running=test.start <= now < test.end
-    )
 
 
 def _contains(typed: str) -> ColumnElement[bool]:

@@ -215,6 +215,15 @@ def test_form_open_button_opens_the_form_with_the_test_chosen(world, exam, slack
     assert chosen["text"]["text"].startswith(f"{CODE} · running now")
 
 
+def test_r15_form_open_chooses_no_test_a_teacher_does_not_teach(world, exam, slack):
+    sender, fake = slack
+    world.add_staff(OTHER_TEACHER, "teacher")
+    value = json.dumps({"command": "candidate", "test": CODE})
+    sender.click(forms.OPEN_ACTION, value, user=OTHER_TEACHER, response_url=fake.response_url())
+    (call,) = fake.wait_for("views.open")
+    assert "initial_option" not in opened_view(call)["blocks"][0]["element"]
+
+
 def test_form_open_button_for_a_question_error_opens_the_report_form(world, exam, slack):
     sender, fake = slack
     value = json.dumps({"command": "question-error", "test": CODE})

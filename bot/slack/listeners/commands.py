@@ -84,6 +84,7 @@ def _open_form(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         client,
         trigger_id=trigger_id,
         command=command["command"].lstrip("/"),
+        actor=context["actor"],
         opened=Opened(response_url=command.get("response_url") or None),
     )
 

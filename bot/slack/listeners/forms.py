@@ -1,11 +1,12 @@
 """The commands' forms: opened by a command typed bare or by a ``form_open`` button, the
 test picker's options, and the submission.
 
-A submission runs the command line the form stands for through ``commands.run_line``,
-exactly as if it were typed: same reply, same confirmation for `all` and `no-limit`, same
-change record. A refusal shows on the field the core names (``Reply.field``); the modal
-closes on anything else and the reply comes where the form was opened (the response_url of
-the command or button, ephemeral) or, from the Home tab, as a direct message.
+A submission runs the command line the form stands for through ``run_line`` of
+listeners/commands.py, exactly as if it were typed: same reply, same confirmation for `all`
+and `no-limit`, same change record. A refusal shows on the field the core names
+(``Reply.field``); the modal closes on anything else and the reply comes where the form was
+opened (the response_url of the command or button, ephemeral) or, from the Home tab, as a
+direct message.
 """
 
 from __future__ import annotations
@@ -47,16 +48,22 @@ def open_form(
     *,
     trigger_id: str,
     command: str,
+    actor: str,
     test_code: str = "",
     opened: views.Opened,
 ) -> None:
-    """Open the form of ``/command`` (views.COMMANDS), ``test_code`` chosen when it exists."""
-    initial = None
-    if test_code:
-        with deps.session_factory() as db_session:
-            read_only(db_session)
-            initial = test_picker.one(db_session=db_session, code=test_code, now=clock.now())
+    """Open the form of ``/command`` (views.COMMANDS), ``test_code`` chosen when ``actor``
+    may pick it (R15)."""
+    initial = _chosen(deps, actor, test_code)
     client.views_open(trigger_id=trigger_id, view=views.modal(command, test=initial, opened=opened))
+
+
+def _chosen(deps: Deps, actor: str, code: str) -> test_picker.Choice | None:
+    if not code:
+        return None
+    with deps.session_factory() as db_session:
+        read_only(db_session)
+        return test_picker.one(db_session=db_session, user_id=actor, code=code, now=clock.now())
 
 
 def on_test_options(ack: Ack, payload: dict[str, Any], context: BoltContext) -> None:
@@ -82,12 +89,7 @@ def on_reopen_mode(ack: Ack, body: dict[str, Any], context: BoltContext, client:
     if not isinstance(view, dict) or not isinstance(view.get("id"), str):
         return
     mode = body["actions"][0]["selected_option"]["value"]
-    code = views.values(view).get("test", "")
-    chosen = None
-    if code:
-        with deps.session_factory() as db_session:
-            read_only(db_session)
-            chosen = test_picker.one(db_session=db_session, code=code, now=clock.now())
+    chosen = _chosen(deps, context["actor"], views.values(view).get("test", ""))
     try:
         client.views_update(
             view_id=view["id"],
@@ -165,7 +167,15 @@ def on_form_open(ack: Ack, body: dict[str, Any], context: BoltContext, client: W
             trigger_id=trigger_id, view=views_notices.report_modal(test.upper(), channel_id)
         )
         return
-    open_form(deps, client, trigger_id=trigger_id, command=command, test_code=test, opened=opened)
+    open_form(
+        deps,
+        client,
+        trigger_id=trigger_id,
+        command=command,
+        actor=context["actor"],
+        test_code=test,
+        opened=opened,
+    )
 
 
 def _tell(deps: Deps, opened: views.Opened, user: str, text: str) -> None:
