@@ -6,7 +6,7 @@ from sqlalchemy import bindparam, func, literal, null, select, union_all
 
 from commands import history
 from commands.context import Ctx
-from commands.errors import InvalidInput
+from commands.errors import InvalidInput, concerning
 from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
@@ -39,8 +39,9 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     test, _role = test_for_support_or_teacher(
         db_session=db, user_id=ctx.actor, test_code=args[0], doing="see its candidates"
     )
-    number = parse_candidate_number(args[1])
-    candidate = get_candidate(db_session=db, test=test, number=number)
+    with concerning("candidate"):
+        number = parse_candidate_number(args[1])
+        candidate = get_candidate(db_session=db, test=test, number=number)
     return card(ctx, test, candidate)
 
 

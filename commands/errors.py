@@ -6,6 +6,9 @@ changed is rolled back with its transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class CommandError(Exception):
     """Base of every refusal; ``message`` is shown as it is, ``usage`` after it.
@@ -47,3 +50,15 @@ class NotAllowed(CommandError):
 
 class Refused(CommandError):
     """Well-formed, but the exam rules forbid it now."""
+
+
+@contextmanager
+def concerning(field: str) -> Iterator[None]:
+    """A refusal raised inside concerns ``field``, unless it names a field of its own: the
+    shared parsers (durations, times, numbers) do not know which input they read."""
+    try:
+        yield
+    except CommandError as error:
+        if error.field is None:
+            error.field = field
+        raise

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from commands import audit
 from commands.context import Ctx
-from commands.errors import InvalidInput, NotFound, Refused
+from commands.errors import InvalidInput, NotFound, Refused, concerning
 from commands.lookup import get_candidates, parse_candidate_list
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply, listed
@@ -45,16 +45,21 @@ def parse(args: list[str]) -> tuple[str, list[str] | None, str, int, str, bool]:
     test_code, who, operation, amount, *reason = args
     operation = operation.lower()
     if operation not in OPERATIONS:
-        raise InvalidInput(f"'{operation}' is not add, subtract or set.", USAGE)
-    minutes = parse_duration(amount)
+        raise InvalidInput(f"'{operation}' is not add, subtract or set.", USAGE, field="operation")
+    with concerning("minutes"):
+        minutes = parse_duration(amount)
     if minutes == 0 and operation != "set":
         raise InvalidInput(
             f"`{operation} 0` changes nothing. Give the minutes to {operation}, e.g. "
             f"`{operation} 15`, or use `set 0` to take all incident time away.",
             USAGE,
+            field="minutes",
         )
-    numbers = parse_candidate_list(who)
-    return (test_code, numbers, operation, minutes, *audit.require_reason(" ".join(reason), USAGE))
+    with concerning("candidates"):
+        numbers = parse_candidate_list(who)
+    with concerning("reason"):
+        reason_and_quiet = audit.require_reason(" ".join(reason), USAGE)
+    return (test_code, numbers, operation, minutes, *reason_and_quiet)
 
 
 def reads_only(args: list[str], confirmed: bool) -> bool:
@@ -103,9 +108,10 @@ def change(
     batch = audit.new_batch(test_wide=numbers is None)
     if numbers is None:
         return _change_all(ctx, test, operation, minutes, what, reason, action, batch)
-    candidates = get_candidates(
-        db_session=ctx.db_session, test=test, numbers=numbers, lock=True, not_found=_not_found
-    )
+    with concerning("candidates"):
+        candidates = get_candidates(
+            db_session=ctx.db_session, test=test, numbers=numbers, lock=True, not_found=_not_found
+        )
     before = {c.number: c.incident_minutes for c in candidates}
     after = {c.number: _new_total(c.incident_minutes, operation, minutes) for c in candidates}
     _refuse_below_zero([c for c in candidates if after[c.number] < 0], minutes)
@@ -253,7 +259,8 @@ def _tell_all(test: Test) -> str:
 def _refuse_no_candidates(test: Test) -> None:
     raise Refused(
         f"Test {test.code} has no candidates yet, so there is nothing to change. "
-        "Import its candidates first (`examdesk import candidates FILE`)."
+        "Import its candidates first (`examdesk import candidates FILE`).",
+        field="test",
     )
 
 
@@ -266,7 +273,8 @@ def _refuse_below_zero(below: list, minutes: int) -> None:
         raise Refused(
             f"Subtracting {format_duration(minutes)} would take incident time below zero "
             f"for {len(below)} candidate{'s' if len(below) > 1 else ''} ({_has(below)}). "
-            "Nothing was changed. Subtract less, or use `set 0`."
+            "Nothing was changed. Subtract less, or use `set 0`.",
+            field="minutes",
         )
 
 
@@ -277,7 +285,8 @@ def _refuse_above_most(above: list, minutes: int) -> None:
             f"Adding {format_duration(minutes)} would take incident time above {most}, the "
             f"most a candidate can have (R4), for {len(above)} "
             f"candidate{'s' if len(above) > 1 else ''} ({_has(above)}). Nothing was changed. "
-            f"Add less, or use `set` with a total of at most {most}."
+            f"Add less, or use `set` with a total of at most {most}.",
+            field="minutes",
         )
 
 
@@ -286,7 +295,8 @@ def refuse_after_ordinary_end(ctx: Ctx, test: Test) -> None:
         raise Refused(
             f"The ordinary end of {test.code} ({format_time(ordinary_end(test), ctx.tz)}) has "
             "passed, so extra time can no longer be changed (R5). Open the candidate for new "
-            f"delivery instead: `/reopen {test.code} CANDIDATE in 30m reason`."
+            f"delivery instead: `/reopen {test.code} CANDIDATE in 30m reason`.",
+            field="test",
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from commands import audit
 from commands.context import Ctx
-from commands.errors import InvalidInput, Refused
+from commands.errors import InvalidInput, Refused, concerning
 from commands.lookup import get_test
 from commands.permissions import require_support
 from commands.reply import Confirm, Reply, listed
@@ -101,12 +101,14 @@ def parse_texts(text: str) -> Texts:
         if (name == language or second) and not part.strip():
             raise InvalidInput(
                 f"The {LANGUAGE_NAMES[name]} text after `{name}:` is empty. Write it, or leave "
-                f"`{name}:` out to send the other text to everybody."
+                f"`{name}:` out to send the other text to everybody.",
+                field=f"text_{name}",
             )
-    return Texts(
-        nb=check_text(parts["nb"]) if parts["nb"].strip() else "",
-        en=check_text(parts["en"]) if parts["en"].strip() else "",
-    )
+    checked = {}
+    for name, part in parts.items():
+        with concerning(f"text_{name}"):
+            checked[name] = check_text(part) if part.strip() else ""
+    return Texts(nb=checked["nb"], en=checked["en"])
 
 
 def _candidates(n: int) -> str:
@@ -213,7 +215,8 @@ def _plan_or_refuse(ctx: Ctx, test: Test) -> fanout.Plan:
     if not plan.candidates:
         raise Refused(
             f"Test {test.code} has no candidates, so there is nobody to tell. "
-            "Import its candidates first (`examdesk import candidates FILE`)."
+            "Import its candidates first (`examdesk import candidates FILE`).",
+            field="test",
         )
     return plan
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from commands import audit
 from commands.context import Ctx
-from commands.errors import InvalidInput, Refused
+from commands.errors import InvalidInput, Refused, concerning
 from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
@@ -53,15 +53,21 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
         raise InvalidInput("Some parts are missing.", USAGE)
     test_code, number, mode, *rest = args
     if number.lower() == "all" or "," in number:
-        raise InvalidInput("New delivery is opened for one candidate at a time.", USAGE)
-    number = parse_candidate_number(number)
+        raise InvalidInput(
+            "New delivery is opened for one candidate at a time.", USAGE, field="candidate"
+        )
+    with concerning("candidate"):
+        number = parse_candidate_number(number)
     mode = mode.lower()
     if mode == "close":
         if not rest or rest[0].lower() not in ("current", "reverted"):
             raise InvalidInput(
-                "Say which answer to deliver: `close current` or `close reverted`.", USAGE
+                "Say which answer to deliver: `close current` or `close reverted`.",
+                USAGE,
+                field="mode",
             )
-        choice, words = rest[0].lower(), audit.check_reason(" ".join(rest[1:]).strip())
+        with concerning("reason"):
+            choice, words = rest[0].lower(), audit.check_reason(" ".join(rest[1:]).strip())
         quiet = words.lower().endswith(audit.QUIET)
         if quiet:
             words = words[: -len(audit.QUIET)].strip()
@@ -71,19 +77,24 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
             ctx, test_code=test_code, number=number, choice=choice, reason=reason, quiet=quiet
         )
     if mode not in MODES:
-        raise InvalidInput(f"'{mode}' is not a way to reopen.", USAGE)
+        raise InvalidInput(f"'{mode}' is not a way to reopen.", USAGE, field="mode")
     deadline = None
     if mode == "at":
-        deadline, rest = _parse_at(ctx, rest)
+        with concerning("datetime"):
+            deadline, rest = _parse_at(ctx, rest)
     elif mode == "in":
         if not rest:
-            raise InvalidInput("Say for how long: `in 30m`.", USAGE)
-        minutes = parse_duration(rest[0])
+            raise InvalidInput("Say for how long: `in 30m`.", USAGE, field="duration")
+        with concerning("duration"):
+            minutes = parse_duration(rest[0])
         if minutes == 0:
-            raise InvalidInput("`in 0` would close it at once; give a duration, e.g. `in 30m`.")
+            raise InvalidInput(
+                "`in 0` would close it at once; give a duration, e.g. `in 30m`.", field="duration"
+            )
         deadline = (ctx.now + timedelta(minutes=minutes)).replace(microsecond=0)
         rest = rest[1:]
-    reason, quiet = audit.require_reason(" ".join(rest), USAGE)
+    with concerning("reason"):
+        reason, quiet = audit.require_reason(" ".join(rest), USAGE)
     return reopen(
         ctx,
         test_code=test_code,
@@ -120,7 +131,8 @@ def reopen(
     test = test_for_support(
         db_session=ctx.db_session, user_id=ctx.actor, test_code=test_code, doing="reopen delivery"
     )
-    candidate = get_candidate(db_session=ctx.db_session, test=test, number=number, lock=True)
+    with concerning("candidate"):
+        candidate = get_candidate(db_session=ctx.db_session, test=test, number=number, lock=True)
     _check_mode(ctx, test, number, end_time(candidate, test), mode, deadline)
     if mode == ReopenMode.NO_LIMIT and not confirmed:
         return Reply(
@@ -212,22 +224,28 @@ def _check_mode(ctx: Ctx, test: Test, number: str, end: datetime, mode: str, dea
         raise Refused(
             f"until-close is only possible before the ordinary end of {test.code} ({ordinary}), "
             f"which has passed. Use `/reopen {test.code} {number} in 30m` or "
-            f"`at HH:MM` instead."
+            f"`at HH:MM` instead.",
+            field="mode",
         )
     if mode == ReopenMode.UNTIL_CLOSE and end <= ctx.now:
         raise Refused(
             f"Candidate {number}'s own end time ({format_time(end, ctx.tz)}) has passed, so "
             f"until-close would close at once. Use `/reopen {test.code} {number} at HH:MM` "
-            "instead."
+            "instead.",
+            field="mode",
         )
     if mode == "in" and not closed:
         raise Refused(
             f"`in DURATION` is only possible after the ordinary end of {test.code} ({ordinary})."
             f" Before it, give extra time (`/incident-time {test.code} {number} add "
-            f"15`) or use `until-close` or `at HH:MM`."
+            f"15`) or use `until-close` or `at HH:MM`.",
+            field="mode",
         )
     if mode == "at" and deadline <= ctx.now:
-        raise Refused(f"{format_time(deadline, ctx.tz)} is not in the future. Give a later time.")
+        raise Refused(
+            f"{format_time(deadline, ctx.tz)} is not in the future. Give a later time.",
+            field="datetime",
+        )
 
 
 def close(
@@ -244,12 +262,14 @@ def close(
     test = test_for_support(
         db_session=db, user_id=ctx.actor, test_code=test_code, doing="close new delivery"
     )
-    candidate = get_candidate(db_session=db, test=test, number=number, lock=True)
+    with concerning("candidate"):
+        candidate = get_candidate(db_session=db, test=test, number=number, lock=True)
     reopening = active_reopening(candidate)
     if reopening is None:
         raise Refused(
             f"Candidate {candidate.number} of {test.code} is not open for new delivery, so "
-            "there is nothing to close. See `/candidate` for the status."
+            "there is nothing to close. See `/candidate` for the status.",
+            field="candidate",
         )
     # An earlier delivery is one recorded here, or a "submitted" status from the registry.
     delivered_before = (
@@ -260,7 +280,8 @@ def close(
         raise Refused(
             f"Candidate {candidate.number} had delivered nothing before the reopening, so "
             f"there is no earlier version. Use `/reopen {test.code} {candidate.number} close "
-            "current`."
+            "current`.",
+            field="mode",
         )
     before = state(ctx, candidate, test)
     close_reopening(ctx, candidate, reopening, choice=choice)

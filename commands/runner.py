@@ -115,5 +115,11 @@ def execute(
 def refusal(error: CommandError) -> Reply:
     """What a front door shows for a refusal."""
     return Reply(
-        text=str(error), ok=False, kind="refusal", mentions=error.mentions, field=error.field
+        text=str(error),
+        ok=False,
+        kind="refusal",
+        # Without the usage: a form shows the message on its field, the form is the usage.
+        data={"message": error.message},
+        mentions=error.mentions,
+        field=error.field,
     )

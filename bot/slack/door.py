@@ -47,7 +47,10 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 # The kinds of request examdesk handles (manifest.yml); Slack sends this app no others.
-KINDS = frozenset({"url_verification", "event_callback", "block_actions", "view_submission"})
+# block_suggestion: a form's test picker asking for options as the user types.
+KINDS = frozenset(
+    {"url_verification", "event_callback", "block_actions", "view_submission", "block_suggestion"}
+)
 
 # Keys Bolt and the listeners read wherever they occur, and the JSON types Slack sends
 # under them. Bolt indexes into these without checking, so another type would end in a

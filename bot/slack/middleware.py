@@ -21,7 +21,7 @@ from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 
 from bot.deps import Deps
-from bot.slack.views import blocks
+from bot.slack.views import blocks, forms
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +73,22 @@ def _problem(body: dict[str, Any], user_id: object) -> str | None:
         return NO_USER
     if body.get("type") == "block_actions":
         # Every button examdesk sends carries a value (bot/blocks*.py): the listeners read it.
+        # The one choice in a form that is sent at once (`/reopen`'s action) carries the
+        # option chosen instead.
         actions = body.get("actions")
         first = actions[0] if isinstance(actions, list) and actions else None
+        chosen = first.get("selected_option") if isinstance(first, dict) else None
         if not (
             isinstance(first, dict)
             and isinstance(first.get("action_id"), str)
-            and isinstance(first.get("value"), str)
+            and (
+                isinstance(first.get("value"), str)
+                or (
+                    first["action_id"] == forms.MODE_ACTION
+                    and isinstance(chosen, dict)
+                    and isinstance(chosen.get("value"), str)
+                )
+            )
         ):
             return NO_BUTTON
     return None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.slack.listeners import commands, home, question_errors
+from bot.slack.listeners import commands, forms, home, question_errors
 
-MODULES = (commands, home, question_errors)
+MODULES = (commands, forms, home, question_errors)
 
 
 def register_all(app: Any, deps: Any) -> None:

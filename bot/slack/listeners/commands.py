@@ -12,16 +12,22 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
 
 from bot.deps import Deps
+from bot.slack.listeners import forms
 from bot.slack.text import from_slack
 from bot.slack.views import blocks
+from bot.slack.views.forms import Opened
 from commands import confirmations
+from commands.language import _
 from commands.reply import Reply
 from store import clock
 
 # The commands this module answers; `/question-error` is registered by question_errors.py.
 COMMANDS = ("/incident-time", "/reopen", "/candidate", "/exam", "/notice")
+# Typed without arguments these open their form; `/exam` bare lists today's tests.
+FORM_WHEN_BARE = ("/incident-time", "/reopen", "/candidate", "/notice")
 
 
 def register(app: App, deps: Deps) -> None:
@@ -32,22 +38,54 @@ def register(app: App, deps: Deps) -> None:
     app.action(blocks.UNDO_ACTION)(on_undo)
 
 
-def on_command(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
+def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: WebClient) -> None:
     deps: Deps = context["deps"]
-    settings = deps.settings
     # Slack escapes the text (&amp; &lt; &gt;, mentions and links as <…>): undone here, once.
-    command_line = f"{command['command']} {from_slack(command.get('text', ''))}".strip()
-    reply = confirmations.run_offering(
+    text = from_slack(command.get("text", ""))
+    if not text.strip() and command["command"] in FORM_WHEN_BARE:
+        _open_form(ack, command, context, client)
+        return
+    reply = run_line(deps, context["actor"], f"{command['command']} {text}".strip())
+    ack(response_type="ephemeral", **blocks.message(reply, tz=deps.settings.tz))
+
+
+def run_line(deps: Deps, actor: str, command_line: str) -> Reply:
+    """A command line as typed by ``actor``; a form's submission comes here too, so that it
+    runs exactly the same command (bot/slack/listeners/forms.py)."""
+    settings = deps.settings
+    return confirmations.run_offering(
         session_factory=deps.session_factory,
-        actor=context["actor"],
+        actor=actor,
         command_line=command_line,
         tz=settings.tz,
         now=clock.now(),
         registry_dir=settings.registry_dir,
         outside=settings.outside,
-        via=command["command"],
+        via=command_line.split()[0],
     )
-    ack(response_type="ephemeral", **blocks.message(reply, tz=settings.tz))
+
+
+def _open_form(ack: Ack, command: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+    trigger_id = command.get("trigger_id")
+    if not trigger_id:
+        ack(
+            response_type="ephemeral",
+            text=_(
+                "Slack did not send what is needed to open the form. Type the command again, "
+                "or add `help` for its usage."
+            ),
+        )
+        return
+    # The trigger_id lives 3 seconds: acknowledged at once, the form opens right after.
+    ack()
+    forms.open_form(
+        context["deps"],
+        client,
+        trigger_id=trigger_id,
+        command=command["command"].lstrip("/"),
+        actor=context["actor"],
+        opened=Opened(response_url=command.get("response_url") or None),
+    )
 
 
 def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
