@@ -48,6 +48,15 @@ def speaking(language: str | None) -> Iterator[str]:
         _current.reset(token)
 
 
+def choose(language: str | None) -> str:
+    """Word the rest of the current context in ``language``: for a front door that cannot
+    wrap its request in ``speaking`` (Bolt runs the listener after its middleware returned;
+    each request runs in a context of its own or chooses again first)."""
+    chosen = language_of(language) or DEFAULT
+    _current.set(chosen)
+    return chosen
+
+
 def current() -> str:
     return _current.get()
 

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("user", help="Slack user id, e.g. U0123ABCD")
     add.add_argument("--role", required=True, choices=["support", "teacher"])
     add.add_argument("--tests", default="", help="test codes separated by commas")
+    add.add_argument(
+        "--language",
+        choices=["nb", "en"],
+        help="the language of their replies (default: their Slack locale, else English)",
+    )
     staff_sub.add_parser("list", help="list users and roles")
     remove = staff_sub.add_parser("remove", help="remove a user")
     remove.add_argument("user")
@@ -275,7 +280,9 @@ def _staff(args: argparse.Namespace) -> int:
             settings,
             factory,
             _cli_actor(),
-            lambda ctx: staff.add(ctx, user_id=args.user, role=args.role, test_codes=codes),
+            lambda ctx: staff.add(
+                ctx, user_id=args.user, role=args.role, test_codes=codes, language=args.language
+            ),
         )
     elif args.staff_command == "remove":
         text = _with_ctx(
@@ -287,12 +294,28 @@ def _staff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _speaking_as(factory, actor: str):
+    """Word what follows in the language ``actor`` chose (`staff add --language`), else
+    English. The terminal does not ask Slack for their locale: it works without Slack."""
+    from commands import staff
+    from commands.language import speaking
+
+    with factory() as db_session:
+        return speaking(staff.chosen_language(db_session, actor))
+
+
 def _run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    _, factory = open_database(settings, migrate=False)
+    with _speaking_as(factory, args.actor):
+        return _run_as(args, settings, factory)
+
+
+def _run_as(args: argparse.Namespace, settings, factory) -> int:
+    from commands.language import _
     from commands.runner import execute
     from notifications.outbox import Routes
 
-    settings = load_settings()
-    _, factory = open_database(settings, migrate=False)
     reply = execute(
         session_factory=factory,
         actor=args.actor,
@@ -313,11 +336,13 @@ def _run(args: argparse.Namespace) -> int:
         from commands.timeparse import format_time
 
         print(
-            f"To undo it until {format_time(reply.data['undo_until'], settings.tz)}: "
-            f'examdesk run --as {args.actor} --yes "/undo {reply.data["change_id"]}"'
+            _("To undo it until {time}: {command}").format(
+                time=format_time(reply.data["undo_until"], settings.tz),
+                command=f'examdesk run --as {args.actor} --yes "/undo {reply.data["change_id"]}"',
+            )
         )
     if reply.needs_confirmation:
-        print("Nothing was changed. Run the same command with --yes to apply it.")
+        print(_("Nothing was changed. Run the same command with --yes to apply it."))
         return EXIT_CONFIRM
     return EXIT_OK
 
