@@ -26,7 +26,7 @@ from store.models import Candidate, CandidateStatus, Reopening, Submission, Test
 MAX_FILE_BYTES = 50 * 1024 * 1024
 DELIVER_USAGE = (
     "Usage: examdesk deliver TEST CANDIDATE FILE --as USER --reason TEXT\n"
-    "  The reason is recorded (R15); the candidate is told it was delivered for them, unless\n"
+    "  The reason is recorded; the candidate is told it was delivered for them, unless\n"
     "  the reason ends with --quiet."
 )
 SYSTEM_ACTOR = "examdesk"
@@ -122,7 +122,7 @@ def deliver_due(ctx: Ctx, *, candidate_ids: list[int] | None = None) -> list[Del
         audit.record(
             ctx,
             action=action,
-            reason="deadline reached (R9)",
+            reason="deadline reached",
             before=before,
             after=candidate_status(candidate, test, ctx.tz),
             candidate=candidate,
@@ -141,7 +141,7 @@ def _post_delivered(ctx: Ctx, done: list[Delivered]) -> None:
     change_log.post(
         ctx,
         [
-            f"Delivered automatically at the deadline (R9): {code} candidate " + listed(numbers)
+            f"Delivered automatically at the deadline: {code} candidate " + listed(numbers)
             for code, numbers in by_test.items()
         ],
         via="the scheduler",

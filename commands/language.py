@@ -16,6 +16,7 @@ from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
 LANGUAGES = ("nb", "en")
@@ -64,6 +65,14 @@ def current() -> str:
 def locale() -> str:
     """Babel's locale for the current language."""
     return LOCALES[_current.get()]
+
+
+def number(value: int) -> str:
+    """A count as the reader writes it: ``2 000`` in Norwegian; English keeps ``2000``, as
+    examdesk has always written it."""
+    if _current.get() == DEFAULT:
+        return str(value)
+    return format_decimal(value, locale=locale())
 
 
 def _(message: str) -> str:

@@ -26,7 +26,7 @@ USAGE = (
     "Usage: /notice TEST text   or   /notice TEST nb: TEKST en: TEXT\n"
     "  Sends the text to every candidate of the test: in the exam app, plus an SMS saying a\n"
     "  notice is waiting (school exams, home exams of 6 hours or less) or an e-mail (longer\n"
-    "  home exams, assignments, theses) (R13). Shows the counts and asks to confirm first.\n"
+    "  home exams, assignments, theses). Shows the counts and asks to confirm first.\n"
     "  With `nb:` and `en:` each candidate reads their language; a text in one language\n"
     "  only is shown to everybody as written.\n"
     "  Example: /notice TDT4100-2026H nb: Oppgave 3b: bruk n = 10. en: Task 3b: use n = 10."
@@ -290,7 +290,7 @@ def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut, texts: Texts) -> Rep
         what = "phone number" if result.channel == SMS else "e-mail address"
         text += f"\nNo usable {what} (in-app only): {listed(result.unreachable)}"
     text += (
-        f"\nIf the error cost the candidates time, give it to all of them (R14): "
+        f"\nIf the error cost the candidates time, give it to all of them: "
         f"`/incident-time {test.code} all add MINUTES reason`."
     )
     return Reply(

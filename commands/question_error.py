@@ -33,8 +33,8 @@ from store.models import QuestionErrorReport, ReportState, Test
 USAGE = (
     "Usage: /question-error TEST [text]\n"
     "  Report an error in the question set of a running test. The set cannot be changed once\n"
-    "  the test has started (R12), so exam support sends your text to every candidate (R13,\n"
-    "  R14). `nb: TEKST en: TEXT` gives both languages; each candidate reads theirs.\n"
+    "  the test has started, so exam support sends your text to every candidate.\n"
+    "  `nb: TEKST en: TEXT` gives both languages; each candidate reads theirs.\n"
     "  Without text, Slack opens a form (question, text in Norwegian and/or English,\n"
     "  suggested extra time).\n"
     "  Example: /question-error TDT4100-2026H Task 3b: n = 10, not n = 100."
@@ -102,7 +102,7 @@ def _require_started(ctx: Ctx, test: Test) -> None:
         raise Refused(
             f"{test.code} has not started yet (it starts {format_time(test.start, ctx.tz)}), "
             "so the question set can still be corrected in the exam system itself. Reports "
-            "here are for errors found after the start, when it can no longer change (R12)."
+            "here are for errors found after the start, when it can no longer change."
         )
 
 
@@ -158,8 +158,8 @@ def report(
         )
         told = (
             f"Error report #{found.id} for {test.code} is recorded and sent to exam support. "
-            "The question set cannot be changed now that the test has started (R12); support "
-            f"sends your text to the {plan.candidates} candidates (R13, R14) and you will "
+            "The question set cannot be changed now that the test has started; support "
+            f"sends your text to the {plan.candidates} candidates and you will "
             "hear back here."
         )
     else:
@@ -167,7 +167,7 @@ def report(
             f"Error report #{found.id} for {test.code} is recorded, but no support channel is "
             "configured (SLACK_SUPPORT_CHANNEL), so it is not posted to exam support: tell "
             f"them, and they find it with `examdesk reports {test.code}`. The question set "
-            "cannot be changed now that the test has started (R12)."
+            "cannot be changed now that the test has started."
         )
     return Reply(
         text=told,

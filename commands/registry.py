@@ -556,7 +556,7 @@ def _posted(ctx: Ctx, result: ImportResult, path: Path) -> ImportResult:
             ctx,
             [
                 f"{f'<@{ctx.actor}>' if slack_user else ctx.actor} imported {result.kind} from "
-                f"{path.name}: {result.created} new, {result.updated} updated (R11)"
+                f"{path.name}: {result.created} new, {result.updated} updated"
             ],
             via="the student registry",
             mentions=(ctx.actor,) if slack_user else (),
@@ -643,7 +643,7 @@ def _apply_registry(
             result.warnings.append(
                 f"candidate {item.number} of {test.code}: extra time "
                 f"{format_duration(old)} → {format_duration(new)} not applied, the ordinary end "
-                "has passed (R5); reopen the candidate if needed"
+                "has passed; reopen the candidate if needed"
             )
             continue
         setattr(candidate, name, new)

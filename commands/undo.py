@@ -98,7 +98,7 @@ def _not_undoable(change: Change, test: Test) -> str:
         )
     if change.action.startswith("close_"):
         return (
-            f"{head}: it delivered an answer for the candidate (R8), and a delivery stays. "
+            f"{head}: it delivered an answer for the candidate, and a delivery stays. "
             f"If the candidate must deliver again, reopen: `/reopen {test.code} CANDIDATE …`."
         )
     return (
@@ -245,7 +245,7 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
         f"({change.after['new_delivery']['mode']}) for candidate {number} of {test.code}"
     )
     instead = "Nothing was changed. " + (
-        f"End it as R8 says (`/reopen {test.code} {number} close current` or `close "
+        f"End it (`/reopen {test.code} {number} close current` or `close "
         f"reverted`), or change it with `/reopen {test.code} {number} at HH:MM reason`."
         if opened
         else f"Change it as it should be: `/reopen {test.code} {number} at HH:MM reason`."
@@ -342,18 +342,18 @@ def _refuse_unrestorable(
     if deadline is not None and deadline <= ctx.now:
         raise Refused(
             f"The deadline new delivery had before ({format_time(deadline, ctx.tz)}) has "
-            f"passed, so it cannot come back (R6). {again}"
+            f"passed, so it cannot come back. {again}"
         )
     if mode == "until-close" and ordinary_end_passed(test, ctx.now):
         raise Refused(
             f"New delivery was until-close before, which is only possible before the ordinary"
-            f" end of {test.code} ({format_time(ordinary_end(test), ctx.tz)}); it has passed "
-            f"(R6). {again}"
+            f" end of {test.code} ({format_time(ordinary_end(test), ctx.tz)}); it has passed. "
+            f"{again}"
         )
     if mode == "until-close" and end_time(candidate, test) <= ctx.now:
         raise Refused(
             f"New delivery was until-close before, and {number}'s own end time "
-            f"({format_time(end_time(candidate, test), ctx.tz)}) has passed (R6). {again}"
+            f"({format_time(end_time(candidate, test), ctx.tz)}) has passed. {again}"
         )
 
 

@@ -76,7 +76,7 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
                 else ""
             )
             + (f" · teacher suggests {minutes} min incident time for all" if minutes else "")
-            + " · the set cannot be changed after the start (R12)"
+            + " · the set cannot be changed after the start"
             + (f"\n{report['language_note']}" if report.get("language_note") else "")
         )
     )
@@ -249,7 +249,7 @@ def report_modal(test_code: str, channel: str = "") -> dict[str, Any]:
         "Report",
         [
             _context(
-                "A question set cannot be changed once the test has started (R12). Write what "
+                "A question set cannot be changed once the test has started. Write what "
                 "the candidates should read; exam support sends it to all of them."
             ),
             _input("test", "Test", initial=test_code, max_length=64),
@@ -304,7 +304,7 @@ def minutes_modal(report: dict[str, Any]) -> dict[str, Any]:
         "Give time",
         [
             _context(
-                f"Adds incident time for every candidate of {report['test']} (R4, R14), "
+                f"Adds incident time for every candidate of {report['test']}, "
                 f"reason: error in the question set (report #{report['report_id']})."
             ),
             _minutes_input(report["suggested_minutes"], optional=False),
