@@ -64,7 +64,9 @@ def test_every_message_has_norwegian_and_nothing_else_is_in_the_catalogue():
     assert len(messages) > 50, "the extractor found the staff-facing text"
     po = catalogue()
     translated = {m.id if isinstance(m.id, str) else m.id[0]: m for m in po if m.id}
-    missing = [f"{where}: {msgid!r}" for msgid, where in messages.items() if msgid not in translated]
+    missing = [
+        f"{where}: {msgid!r}" for msgid, where in messages.items() if msgid not in translated
+    ]
     assert not missing, "no Norwegian for:\n" + "\n".join(missing)
     for msgid in messages:
         message = translated[msgid]
@@ -163,13 +165,18 @@ def test_staff_who_chose_norwegian_get_norwegian(exam, slack, fake, cli):
     fake.locales[CHOSE_NB] = "en-US"
     url = fake.response_url()
     text = reply_text(
-        slack.command("/incident-time", f"{CODE} 101 add 15 strømbrudd i sal 3", user=CHOSE_NB,
-                      response_url=url)
+        slack.command(
+            "/incident-time",
+            f"{CODE} 101 add 15 strømbrudd i sal 3",
+            user=CHOSE_NB,
+            response_url=url,
+        )
     )
     assert text.startswith(f"Ekstratid for hendelser for kandidat 101 i {CODE}: legge til 15 min")
     assert "sluttid" in text and "kl." in text
-    refused = reply_text(slack.command("/candidate", "NOSUCH-TEST 101", user=CHOSE_NB,
-                                       response_url=url))
+    refused = reply_text(
+        slack.command("/candidate", "NOSUCH-TEST 101", user=CHOSE_NB, response_url=url)
+    )
     assert refused.startswith("Det finnes ingen eksamen NOSUCH-TEST.")
     # Chosen: Slack is not asked.
     assert not fake.of("users.info")
@@ -179,11 +186,17 @@ def test_staff_whose_slack_speaks_norwegian_get_norwegian(exam, slack, fake):
     exam.add_staff(SLACK_NB, "support")
     fake.locales[SLACK_NB] = "nb-NO"
     url = fake.response_url()
-    first = reply_text(slack.command("/incident-time", f"{CODE} 102 add 1h30m nettverk",
-                                     user=SLACK_NB, response_url=url))
-    assert first.startswith(f"Ekstratid for hendelser for kandidat 102 i {CODE}: legge til 1 t 30 min")
-    again = reply_text(slack.command("/incident-time", f"{CODE} 102 add lots x", user=SLACK_NB,
-                                     response_url=url))
+    first = reply_text(
+        slack.command(
+            "/incident-time", f"{CODE} 102 add 1h30m nettverk", user=SLACK_NB, response_url=url
+        )
+    )
+    assert first.startswith(
+        f"Ekstratid for hendelser for kandidat 102 i {CODE}: legge til 1 t 30 min"
+    )
+    again = reply_text(
+        slack.command("/incident-time", f"{CODE} 102 add lots x", user=SLACK_NB, response_url=url)
+    )
     assert again.startswith(
         "'lots' er ikke en varighet. Skriv minutter (15) eller timer og minutter (1h30m, 45m, 2h)."
     )
@@ -195,8 +208,11 @@ def test_others_get_english(exam, slack, fake):
     exam.add_staff(ENGLISH, "support")
     fake.locales[ENGLISH] = "en-GB"
     url = fake.response_url()
-    text = reply_text(slack.command("/incident-time", f"{CODE} 103 add 15 power cut",
-                                    user=ENGLISH, response_url=url))
+    text = reply_text(
+        slack.command(
+            "/incident-time", f"{CODE} 103 add 15 power cut", user=ENGLISH, response_url=url
+        )
+    )
     assert text.startswith(f"Incident time for candidate 103 of {CODE}: add 15 min")
     # No locale given, or Slack failing: English.
     fake.answers["users.info"] = {"ok": False, "error": "user_not_found"}
@@ -235,7 +251,7 @@ REPRESENTATIVE = (
     f"/exam {CODE}",
     f"/notice {CODE}",
     f"/question-error {CODE} nb: Oppgave 3 er feil en: Task 3 is wrong",
-    f"/undo 1",
+    "/undo 1",
     "/nosuch",
 )
 

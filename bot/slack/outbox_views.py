@@ -14,12 +14,10 @@ from commands.language import speaking
 def _change_log(data: dict[str, Any]) -> dict[str, Any]:
     # In the language of the change's maker, as its lines are (change_log.post).
     with speaking(data.get("language")):
-        return blocks.change_log(
-            data["lines"], via=data["via"], mentions=tuple(data["mentions"])
-        )
+        return blocks.change_log(data["lines"], via=data["via"], mentions=tuple(data["mentions"]))
 
 
 RENDERERS = {
     change_log.RENDER: _change_log,
-    "report": blocks_notices.report_blocks,
+    "report": blocks_notices.report_post,
 }
