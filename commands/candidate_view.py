@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, func, literal, null, select, union_all
 from commands import history
 from commands.context import Ctx
 from commands.errors import InvalidInput
-from commands.language import _
+from commands.language import N_, _
 from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
@@ -17,7 +17,7 @@ from commands.timing import timing
 from notifications.masking import mask_email, mask_phone
 from store.models import Candidate, CandidateStatus, Delivery, NoticeReceipt, Test
 
-USAGE = (
+USAGE = N_(
     "Usage: /candidate TEST CANDIDATE [history [page N]]\n"
     "  Shows status, deadline and how it is made up, new delivery and notices;\n"
     "  `history` shows the candidate's change record (who, when, what, why).\n"

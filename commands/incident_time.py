@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, NotFound, Refused
-from commands.language import _, ngettext, number, speaking
+from commands.language import N_, _, ngettext, number, speaking
 from commands.lookup import get_candidates, parse_candidate_list
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply, listed
@@ -23,7 +23,7 @@ from notifications.candidate_messages import INCIDENT_TIME
 from store.models import Candidate, Test
 from store.sql import json_object_agg
 
-USAGE = (
+USAGE = N_(
     "Usage: /incident-time TEST CANDIDATES add|subtract|set DURATION reason\n"
     "  CANDIDATES: all, or numbers separated by commas (10023,10024)\n"
     "  DURATION: minutes (15) or 1h30m, 45m, 2h\n"

@@ -75,6 +75,12 @@ def number(value: int) -> str:
     return format_decimal(value, locale=locale())
 
 
+def N_(message: str) -> str:
+    """Marks ``message`` for the catalogue where it is defined (a table of labels); it is
+    translated with ``_`` where it is shown, in the reader's language then."""
+    return message
+
+
 def _(message: str) -> str:
     return _translations(_current.get()).gettext(message)
 

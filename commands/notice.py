@@ -15,7 +15,7 @@ from typing import Any
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
-from commands.language import _, ngettext, number
+from commands.language import N_, _, ngettext, number
 from commands.lookup import get_test
 from commands.permissions import require_support
 from commands.reply import Confirm, Reply, listed
@@ -23,7 +23,7 @@ from notifications import fanout
 from notifications.channels import SMS, Outside
 from store.models import Test
 
-USAGE = (
+USAGE = N_(
     "Usage: /notice TEST text   or   /notice TEST nb: TEKST en: TEXT\n"
     "  Sends the text to every candidate of the test: in the exam app, plus an SMS saying a\n"
     "  notice is waiting (school exams, home exams of 6 hours or less) or an e-mail (longer\n"

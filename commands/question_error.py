@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from commands import audit, incident_time
 from commands.context import Ctx
 from commands.errors import InvalidInput, NotFound, Refused
-from commands.language import _, current, number
+from commands.language import N_, _, current, number
 from commands.lookup import get_test
 from commands.notice import (
     MAX_TEXT,
@@ -31,7 +31,7 @@ from commands.timeparse import format_time
 from notifications import fanout, outbox
 from store.models import QuestionErrorReport, ReportState, Test
 
-USAGE = (
+USAGE = N_(
     "Usage: /question-error TEST [text]\n"
     "  Report an error in the question set of a running test. The set cannot be changed once\n"
     "  the test has started, so exam support sends your text to every candidate.\n"

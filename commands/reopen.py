@@ -10,7 +10,7 @@ from commands import audit
 from commands.candidate_view import status_label
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
-from commands.language import _, current
+from commands.language import N_, _, current
 from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
@@ -32,7 +32,7 @@ from commands.timing import (
 from notifications.candidate_messages import DELIVERED, REOPENED
 from store.models import Candidate, CandidateStatus, Reopening, ReopenMode, Submission, Test
 
-USAGE = (
+USAGE = N_(
     "Usage: /reopen TEST CANDIDATE until-close|at DATETIME|in DURATION|no-limit reason\n"
     "       /reopen TEST CANDIDATE close current|reverted [reason]\n"
     "  until-close: open until the candidate's own end time (only before the ordinary end)\n"

@@ -114,5 +114,5 @@ def dispatch(ctx: Ctx, command_line: str, *, confirmed: bool = False) -> Reply:
         )
     handler, usage = COMMANDS[name]
     if len(args) == 1 and args[0].lower() in HELP:
-        return Reply(text=usage, kind="usage")
+        return Reply(text=_(usage), kind="usage")
     return handler(ctx, args, confirmed=confirmed)

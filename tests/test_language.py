@@ -34,13 +34,14 @@ RULE_ID = re.compile(r"\bR(?:[1-9]|1[0-5])\b")
 
 
 def extracted() -> dict[str, str]:
-    """Every message in commands/ and bot/ marked with ``_`` or ``ngettext``: msgid → where."""
+    """Every message in commands/ and bot/ marked with ``_``, ``ngettext`` or ``N_`` (a label
+    in a table, translated where it is shown): msgid → where."""
     found: dict[str, str] = {}
     for folder in ("commands", "bot"):
         for name, line, message, _comments, _context in extract_from_dir(
             str(REPO / folder),
             [("**.py", "python")],
-            keywords={"_": None, "ngettext": (1, 2)},
+            keywords={"_": None, "N_": None, "ngettext": (1, 2)},
         ):
             key = message if isinstance(message, str) else message[0]
             found.setdefault(key, f"{folder}/{name}:{line}")

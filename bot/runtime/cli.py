@@ -448,10 +448,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _reports(args: argparse.Namespace) -> int:
-    from commands import notice, question_error, question_reports
+    from commands import question_reports
     from commands.lookup import get_test
-    from notifications import fanout
-    from store.models import Test
 
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
@@ -475,6 +473,16 @@ def _reports(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.actor:
         raise CliError("say who acts: add --as USER (a Slack user id of exam support)")
+    with _speaking_as(factory, args.actor):
+        return _reports_as(args, settings, factory, report_id)
+
+
+def _reports_as(args: argparse.Namespace, settings, factory, report_id: int) -> int:
+    from commands import notice, question_error
+    from commands.language import _
+    from notifications import fanout
+    from store.models import Test
+
     if args.send is not None:
         if not args.yes:
 
@@ -484,11 +492,16 @@ def _reports(args: argparse.Namespace) -> int:
                 plan = fanout.plan(db_session=ctx.db_session, test=test)
                 logged = notice.not_configured(plan, ctx.outside)
                 return (
-                    f"This sends error report #{report_id} to the {plan.candidates} candidates "
-                    f"of {report['test']}: {notice.counts_text(plan)}"
+                    _("This sends error report #{id} to the {count} candidates of {test}:").format(
+                        id=report_id, count=plan.candidates, test=report["test"]
+                    )
+                    + f" {notice.counts_text(plan)}"
                     + (f"\n{logged}" if logged else "")
-                    + "\nIt cannot be taken back. Nothing was sent. Run the same command with "
-                    "--yes to send it."
+                    + "\n"
+                    + _(
+                        "It cannot be taken back. Nothing was sent. Run the same command with "
+                        "--yes to send it."
+                    )
                 )
 
             print(_with_ctx(settings, factory, args.actor, ask))
@@ -500,7 +513,7 @@ def _reports(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.edit is not None:
         if args.nb is None and args.en is None and args.question is None:
-            raise CliError("say what changes: --nb TEXT, --en TEXT and/or --question TEXT")
+            raise CliError(_("say what changes: --nb TEXT, --en TEXT and/or --question TEXT"))
 
         def edit(ctx):
             current = question_error.for_editing(ctx, report_id=report_id)
@@ -514,7 +527,9 @@ def _reports(args: argparse.Namespace) -> int:
             )
 
         edited = _with_ctx(settings, factory, args.actor, edit)
-        print(f"Error report #{report_id} for {edited['test']} is edited.")
+        print(
+            _("Error report #{id} for {test} is edited.").format(id=report_id, test=edited["test"])
+        )
         return EXIT_OK
     rejected = _with_ctx(
         settings,
@@ -522,7 +537,11 @@ def _reports(args: argparse.Namespace) -> int:
         args.actor,
         lambda ctx: question_error.reject(ctx, report_id=report_id, reason=args.reason),
     )
-    print(f"Error report #{report_id} for {rejected['test']} is rejected; nothing is sent.")
+    print(
+        _("Error report #{id} for {test} is rejected; nothing is sent.").format(
+            id=report_id, test=rejected["test"]
+        )
+    )
     return EXIT_OK
 
 
@@ -546,8 +565,8 @@ def _deliver(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
-    print(
-        _with_ctx(
+    with _speaking_as(factory, args.actor):
+        delivered = _with_ctx(
             settings,
             factory,
             args.actor,
@@ -555,7 +574,7 @@ def _deliver(args: argparse.Namespace) -> int:
                 ctx, test_code=args.test, number=args.candidate, path=args.file, reason=args.reason
             ),
         )
-    )
+    print(delivered)
     return EXIT_OK
 
 

@@ -102,10 +102,10 @@ def _usage(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
 
 def _refusal(reply: Reply) -> list[dict[str, Any]]:
     # A CommandError's text is its message, then the usage when the input was malformed.
-    problem, sep, usage = reply.text.partition("\nUsage:")
+    problem, sep, usage = reply.text.partition("\n" + _("Usage:"))
     blocks = _section(":warning: " + _own(reply, problem))
     if sep:
-        blocks += _section(_code("Usage:" + usage))
+        blocks += _section(_code(sep.lstrip("\n") + usage))
     return blocks
 
 
