@@ -274,3 +274,22 @@ def test_r1_to_r15_rule_ids_stay_out_of_replies(world: World, language):
     for line, text, log in seen:
         assert not RULE_ID.search(text), (line, text)
         assert not any(RULE_ID.search(entry) for entry in log), (line, log)
+
+
+def test_a_slow_slack_costs_a_request_at_most_a_second_and_is_asked_once(fake):
+    """users.info stands between a slash command and its answer (3 s): it may take at most
+    TIMEOUT, a failure answers in English and is not asked again at once."""
+    from bot.slack.language import TIMEOUT, SlackLocales
+
+    locales = SlackLocales(
+        Settings(_env_file=None, slack_bot_token="xoxb-test-token", slack_api_url=fake.api_url)
+    )
+    fake.locales[SLACK_NB] = "nb-NO"
+    fake.delay = TIMEOUT + 1
+    started = time.monotonic()
+    assert locales.language(SLACK_NB) is None
+    assert time.monotonic() - started < TIMEOUT + 0.5
+    fake.delay = 0
+    assert locales.language(SLACK_NB) is None  # the failure is kept a while
+    assert len(fake.of("users.info")) <= 1
+    assert SlackLocales(Settings(_env_file=None)).language(SLACK_NB) is None  # no token

@@ -51,8 +51,8 @@ class SlackLocales:
         self._cache: dict[str, tuple[str | None, float]] = {}
         self._lock = threading.Lock()
 
-    def language(self, user_id: str) -> str | None:
-        if self._client is None or not _USER_ID.fullmatch(user_id):
+    def language(self, user_id: str | None) -> str | None:
+        if self._client is None or not isinstance(user_id, str) or not _USER_ID.fullmatch(user_id):
             return None
         with self._lock:
             cached = self._cache.get(user_id)
@@ -74,8 +74,10 @@ class SlackLocales:
         return language_of(locale if isinstance(locale, str) else None), KEEP
 
 
-def language_for(deps: Deps, locales: SlackLocales, user_id: str) -> str | None:
+def language_for(deps: Deps, locales: SlackLocales, user_id: str | None) -> str | None:
     """``user_id``'s language: chosen, else their Slack locale; None: English."""
+    if user_id is None:
+        return None
     try:
         with deps.session_factory() as db_session:
             chosen = staff.chosen_language(db_session, user_id)
