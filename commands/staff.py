@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from commands import audit
 from commands.context import Ctx
@@ -13,6 +13,7 @@ from commands.errors import InvalidInput, NotFound
 from commands.language import LANGUAGES, _
 from commands.lookup import get_test
 from commands.permissions import ROLES
+from store.db import read_only
 from store.models import Staff, StaffTest, Test
 
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,31}$")
@@ -127,6 +128,9 @@ def _tests_of(ctx: Ctx, user_id: str) -> list[str]:
     )
 
 
-def chosen_language(db_session: Session, user_id: str) -> str | None:
-    """The language ``user_id`` chose with `staff add --language`; None: not chosen."""
-    return db_session.scalar(select(Staff.language).where(Staff.user_id == user_id))
+def chosen_language(session_factory: sessionmaker[Session], user_id: str) -> str | None:
+    """The language ``user_id`` chose with `staff add --language`; None: not chosen. Read in
+    a read-only transaction of its own: it neither waits for nor holds off a writer."""
+    with session_factory() as db_session:
+        read_only(db_session)
+        return db_session.scalar(select(Staff.language).where(Staff.user_id == user_id))

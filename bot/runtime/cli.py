@@ -300,8 +300,7 @@ def _speaking_as(factory, actor: str):
     from commands import staff
     from commands.language import speaking
 
-    with factory() as db_session:
-        return speaking(staff.chosen_language(db_session, actor))
+    return speaking(staff.chosen_language(factory, actor))
 
 
 def _run(args: argparse.Namespace) -> int:

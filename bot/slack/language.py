@@ -79,8 +79,7 @@ def language_for(deps: Deps, locales: SlackLocales, user_id: str | None) -> str 
     if user_id is None:
         return None
     try:
-        with deps.session_factory() as db_session:
-            chosen = staff.chosen_language(db_session, user_id)
+        chosen = staff.chosen_language(deps.session_factory, user_id)
     except SQLAlchemyError:
         # The command will meet the same database and say so; the language is no reason to fail.
         log.warning("could not read the language of %s; trying their Slack locale", user_id)
