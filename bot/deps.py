@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,8 +43,10 @@ class Deps:
         )
 
     def later(self, work: Callable[..., object], *args: object, **kwargs: object) -> None:
-        """Run ``work`` off the request path; a failure is logged, never lost silently."""
-        self.slack_out.submit(_logged, work, args, kwargs)
+        """Run ``work`` off the request path; a failure is logged, never lost silently.
+
+        It runs in a copy of the request's context: worded in the requester's language."""
+        self.slack_out.submit(contextvars.copy_context().run, _logged, work, args, kwargs)
 
     def respond(self, response_url: str, **payload: object) -> None:
         """Post ``payload`` to ``response_url`` (a button's result), off the request path."""

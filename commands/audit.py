@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from commands.context import Ctx
 from commands.errors import InvalidInput
+from commands.language import _, number
 from notifications import events
 from store.models import Candidate, Change, Test
 
@@ -28,8 +29,10 @@ def check_reason(reason: str) -> str:
     """A reason as typed for a change, refused when longer than MAX_REASON characters."""
     if len(reason) > MAX_REASON:
         raise InvalidInput(
-            f"The reason is {len(reason)} characters long; shorten the reason to {MAX_REASON} "
-            "characters or fewer. Nothing was changed."
+            _(
+                "The reason is {length} characters long; shorten the reason to {most} "
+                "characters or fewer. Nothing was changed."
+            ).format(length=number(len(reason)), most=MAX_REASON)
         )
     return reason
 
@@ -42,10 +45,17 @@ def require_reason(reason: str, usage: str | None = None) -> tuple[str, bool]:
     if quiet:
         reason = reason[: -len(QUIET)].strip()
     if not reason:
+        # R4, R15
         raise InvalidInput(
-            "Give a reason at the end: every change records why it was made (R4, R15). "
-            "Nothing was changed."
-            + (f" End it with `{QUIET}` to leave the candidates untold." if not quiet else ""),
+            _(
+                "Give a reason at the end: every change records why it was made. "
+                "Nothing was changed."
+            )
+            + (
+                " " + _("End it with `{quiet}` to leave the candidates untold.").format(quiet=QUIET)
+                if not quiet
+                else ""
+            ),
             usage,
         )
     return reason, quiet

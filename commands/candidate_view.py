@@ -7,6 +7,7 @@ from sqlalchemy import bindparam, func, literal, null, select, union_all
 from commands import history
 from commands.context import Ctx
 from commands.errors import InvalidInput, concerning
+from commands.language import N_, _
 from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
@@ -16,7 +17,7 @@ from commands.timing import timing
 from notifications.masking import mask_email, mask_phone
 from store.models import Candidate, CandidateStatus, Delivery, NoticeReceipt, Test
 
-USAGE = (
+USAGE = N_(
     "Usage: /candidate TEST CANDIDATE [history [page N]]\n"
     "  Shows status, deadline and how it is made up, new delivery and notices;\n"
     "  `history` shows the candidate's change record (who, when, what, why).\n"
@@ -30,14 +31,14 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
         return history.run(ctx, args[0], args[1], args[3:])
     if len(args) != 2:
         raise InvalidInput(
-            "Give a test and one candidate number."
+            _("Give a test and one candidate number.")
             if len(args) < 2
-            else "Too many parts: after the candidate number only `history` may follow.",
+            else _("Too many parts: after the candidate number only `history` may follow."),
             USAGE,
         )
     db = ctx.db_session
     test, _role = test_for_support_or_teacher(
-        db_session=db, user_id=ctx.actor, test_code=args[0], doing="see its candidates"
+        db_session=db, user_id=ctx.actor, test_code=args[0], doing=_("see its candidates")
     )
     with concerning("candidate"):
         number = parse_candidate_number(args[1])
@@ -54,36 +55,62 @@ def card(ctx: Ctx, test: Test, candidate: Candidate) -> Reply:
     data["language"] = candidate.language
     data["notices"] = notice_summary(ctx, candidate)
     lines = [
-        f"Candidate {candidate.number} · {test.code} ({test.kind} exam)",
-        f"Status: {CandidateStatus(candidate.status).label}",
+        _("Candidate {candidate} · {test} ({kind})").format(
+            candidate=candidate.number, test=test.code, kind=kind_label(test.kind)
+        ),
+        _("Status: {status}").format(status=status_label(candidate.status)),
     ]
     if t.reopening is not None:
         if t.reopen_deadline is None:
-            lines.append("New delivery: allowed, no time limit (close it with /reopen … close)")
+            lines.append(_("New delivery: allowed, no time limit (close it with /reopen … close)"))
         else:
             lines.append(
-                f"New delivery: allowed ({t.reopening.mode}) until "
-                f"{format_time(t.reopen_deadline, tz)} "
-                f"({relative_to_ordinary_end(t.ordinary_end, t.reopen_deadline)})"
+                _("New delivery: allowed ({mode}) until {time} ({relative})").format(
+                    mode=t.reopening.mode,
+                    time=format_time(t.reopen_deadline, tz),
+                    relative=relative_to_ordinary_end(t.ordinary_end, t.reopen_deadline),
+                )
             )
     lines.append(
-        f"Deadline: {format_time(t.deadline, tz) if t.deadline else 'none (no time limit)'}"
+        _("Deadline: {deadline}").format(
+            deadline=format_time(t.deadline, tz) if t.deadline else _("none (no time limit)")
+        )
     )
-    lines.append("How the end time is made up:")
-    lines.append(f"  exam time ends        {format_time(t.exam_end, tz)}")
-    lines.append(f"  + upload allowance    {format_duration(t.allowance_minutes)}")
-    lines.append(f"  = ordinary end        {format_time(t.ordinary_end, tz)}")
+    lines.append(_("How the end time is made up:"))
+    made_up = [
+        (_("exam time ends"), format_time(t.exam_end, tz)),
+        (_("+ upload allowance"), format_duration(t.allowance_minutes)),
+        (_("= ordinary end"), format_time(t.ordinary_end, tz)),
+    ]
     if t.individual_end is not None:
-        lines.append(f"  individual end        {format_time(t.individual_end, tz)} (replaces it)")
-    lines.append(f"  + extra time          {format_duration(t.extra_minutes)} (registry)")
-    lines.append(f"  + incident time       {format_duration(t.incident_minutes)}")
-    lines.append(f"  = end time            {format_time(t.end_time, tz)}")
+        made_up.append(
+            (
+                _("individual end"),
+                _("{time} (replaces it)").format(time=format_time(t.individual_end, tz)),
+            )
+        )
+    made_up += [
+        (
+            _("+ extra time"),
+            _("{duration} (registry)").format(duration=format_duration(t.extra_minutes)),
+        ),
+        (_("+ incident time"), format_duration(t.incident_minutes)),
+        (_("= end time"), format_time(t.end_time, tz)),
+    ]
+    # The values line up in a column however long the labels are in the reader's language.
+    width = max(22, *(len(label) + 2 for label, _value in made_up))
+    lines += [f"  {label.ljust(width)}{value}" for label, value in made_up]
     n = data["notices"]
     lines.append(
-        f"Notices: {n['inapp']} in the exam app, {n['read']} read; SMS {n['sms']}; "
-        f"e-mail {n['email']}"
+        _("Notices: {inapp} in the exam app, {read} read; SMS {sms}; e-mail {email}").format(
+            inapp=n["inapp"], read=n["read"], sms=n["sms"], email=n["email"]
+        )
     )
-    lines.append(f"Phone {data['phone']} · e-mail {data['email']} · language {candidate.language}")
+    lines.append(
+        _("Phone {phone} · e-mail {email} · language {language}").format(
+            phone=data["phone"], email=data["email"], language=candidate.language
+        )
+    )
     return Reply(text="\n".join(lines), kind="candidate", data=data)
 
 
@@ -121,4 +148,23 @@ _NOTICE_SUMMARY = union_all(
 
 
 def _statuses(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or _("none")
+
+
+def status_label(status: str) -> str:
+    """A candidate's status as the reader says it."""
+    return {
+        CandidateStatus.NOT_STARTED: _("not started"),
+        CandidateStatus.STARTED: _("started"),
+        CandidateStatus.SUBMITTED: _("submitted"),
+    }[CandidateStatus(status)]
+
+
+def kind_label(kind: str) -> str:
+    """A test's kind as the reader says it: "school exam" …"""
+    return {
+        "school": _("school exam"),
+        "home": _("home exam"),
+        "assignment": _("assignment exam"),
+        "thesis": _("thesis exam"),
+    }.get(kind, f"{kind} exam")

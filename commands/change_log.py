@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from commands.context import Ctx
+from commands.language import current
 from notifications import outbox
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,10 @@ RENDER = "change_log"
 
 
 def post(ctx: Ctx, lines: Sequence[str], *, via: str, mentions: Sequence[str] = ()) -> None:
-    """Post ``lines`` (who, what, for whom, why) with the change being made in ``ctx``."""
+    """Post ``lines`` (who, what, for whom, why) with the change being made in ``ctx``.
+
+    The lines are in the language of the person who made the change, and so is the rest of
+    the post (``language``): the channel reads each change as its maker worded it."""
     if not lines:
         return
     channel = ctx.outside.support_channel
@@ -32,7 +36,12 @@ def post(ctx: Ctx, lines: Sequence[str], *, via: str, mentions: Sequence[str] = 
         target=channel,
         payload={
             "render": RENDER,
-            "data": {"lines": list(lines), "via": via, "mentions": list(mentions)},
+            "data": {
+                "lines": list(lines),
+                "via": via,
+                "mentions": list(mentions),
+                "language": current(),
+            },
         },
         # The log reads in the order the changes were made.
         order_key=f"change_log:{channel}",

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from commands.context import Ctx
 from commands.errors import CommandError
+from commands.language import _
 from commands.permissions import SUPPORT, role_of
 from commands.reply import Reply
 from commands.router import dispatch
@@ -145,8 +146,10 @@ def cancel(
         ):
             db_session.rollback()
             return Reply(
-                text=f"Only <@{asked_by}>, who asked for this, or exam support staff may "
-                "cancel it. Nothing was changed.",
+                text=_(
+                    "Only {asker}, who asked for this, or exam support staff may cancel it. "
+                    "Nothing was changed."
+                ).format(asker=f"<@{asked_by}>"),
                 ok=False,
                 kind="refusal",
                 mentions=(asked_by,),
@@ -161,26 +164,32 @@ def cancel(
             .values(used_by=f"{actor}:{CANCELLED}")
         )
         db_session.commit()
-    return Reply(text="Cancelled. Nothing was changed.", kind="message")
+    return Reply(text=_("Cancelled. Nothing was changed."), kind="message")
 
 
 def _not_claimable(db_session: Session, token: str, tz: ZoneInfo) -> Reply:
     row = db_session.get(Confirmation, token)
     mentions: tuple[str, ...] = ()
     if row is None:
-        text = "This confirmation is unknown. Run the command again to get a new one."
+        text = _("This confirmation is unknown. Run the command again to get a new one.")
     elif row.used_at is None:
-        text = (
-            f"This confirmation has expired (buttons are valid for "
-            f"{int(VALID_FOR.total_seconds() // 60)} minutes) and nothing was changed. "
-            f"Run the command again: `{row.command}`"
-        )
+        text = _(
+            "This confirmation has expired (buttons are valid for {minutes} minutes) and "
+            "nothing was changed. Run the command again: `{command}`"
+        ).format(minutes=int(VALID_FOR.total_seconds() // 60), command=row.command)
     else:
-        by, _, marker = (row.used_by or "").partition(":")
-        done = "cancelled" if marker == CANCELLED else "applied"
-        text = (
-            f"This was already {done} by <@{by}> at {format_time(row.used_at, tz)}; "
-            "it takes effect once only. Nothing more was changed."
+        by, _colon, marker = (row.used_by or "").partition(":")
+        said = (
+            _(
+                "This was already cancelled by {user} at {time}; it takes effect once only. "
+                "Nothing more was changed."
+            )
+            if marker == CANCELLED
+            else _(
+                "This was already applied by {user} at {time}; it takes effect once only. "
+                "Nothing more was changed."
+            )
         )
+        text = said.format(user=f"<@{by}>", time=format_time(row.used_at, tz))
         mentions = (by,)
     return Reply(text=text, ok=False, kind="refusal", mentions=mentions)

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from babel.numbers import format_decimal
 from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from commands import audit, change_log, delivery_queries
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused
+from commands.language import N_, _, locale
+from commands.language import number as number_of
 from commands.lookup import get_candidate, get_test, parse_candidate_number
 from commands.permissions import require_support
 from commands.reopen import close_reopening, end_reopening
@@ -24,9 +27,9 @@ from notifications.candidate_messages import DELIVERED
 from store.models import Candidate, CandidateStatus, Reopening, Submission, Test, TestKind
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
-DELIVER_USAGE = (
+DELIVER_USAGE = N_(
     "Usage: examdesk deliver TEST CANDIDATE FILE --as USER --reason TEXT\n"
-    "  The reason is recorded (R15); the candidate is told it was delivered for them, unless\n"
+    "  The reason is recorded; the candidate is told it was delivered for them, unless\n"
     "  the reason ends with --quiet."
 )
 SYSTEM_ACTOR = "examdesk"
@@ -122,7 +125,7 @@ def deliver_due(ctx: Ctx, *, candidate_ids: list[int] | None = None) -> list[Del
         audit.record(
             ctx,
             action=action,
-            reason="deadline reached (R9)",
+            reason="deadline reached",
             before=before,
             after=candidate_status(candidate, test, ctx.tz),
             candidate=candidate,
@@ -141,7 +144,7 @@ def _post_delivered(ctx: Ctx, done: list[Delivered]) -> None:
     change_log.post(
         ctx,
         [
-            f"Delivered automatically at the deadline (R9): {code} candidate " + listed(numbers)
+            f"Delivered automatically at the deadline: {code} candidate " + listed(numbers)
             for code, numbers in by_test.items()
         ],
         via="the scheduler",
@@ -151,20 +154,28 @@ def _post_delivered(ctx: Ctx, done: list[Delivered]) -> None:
 def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: str) -> str:
     """R10: staff deliver a file for the candidate (at most 50 MB); status becomes submitted."""
     db = ctx.db_session
-    require_support(db_session=db, user_id=ctx.actor, doing="deliver for a candidate")
+    require_support(db_session=db, user_id=ctx.actor, doing=_("deliver for a candidate"))
     reason, quiet = audit.require_reason(reason, DELIVER_USAGE)
     test = get_test(db_session=db, test_code=test_code)
     candidate = get_candidate(
         db_session=db, test=test, number=parse_candidate_number(number), lock=True
     )
     if not path.is_file():
-        raise InvalidInput(f"There is no file {path}. Give the path of the answer file.")
+        raise InvalidInput(
+            _("There is no file {path}. Give the path of the answer file.").format(path=path)
+        )
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise Refused(
-            f"{path.name} is {size / 1024 / 1024:.1f} MB; at most 50 MB can be delivered for a "
-            f"candidate. Open the candidate for new delivery instead: `/reopen {test.code} "
-            f"{candidate.number} in 30m`."
+            _(
+                "{file} is {size} MB; at most 50 MB can be delivered for a candidate. Open the "
+                "candidate for new delivery instead: `/reopen {test} {candidate} in 30m`."
+            ).format(
+                file=path.name,
+                size=format_decimal(round(size / 1024 / 1024, 1), "0.0", locale=locale()),
+                test=test.code,
+                candidate=candidate.number,
+            )
         )
     digest = hashlib.sha256()
     try:
@@ -172,7 +183,9 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     except OSError as error:
-        raise InvalidInput(f"{path.name} cannot be read ({error.strerror}).") from None
+        raise InvalidInput(
+            _("{file} cannot be read ({error}).").format(file=path.name, error=error.strerror)
+        ) from None
     before = candidate_status(candidate, test, ctx.tz)
     reopening = active_reopening(candidate)
     if reopening is not None:
@@ -205,13 +218,20 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
     change_log.post(
         ctx,
         [
-            f"<@{ctx.actor}> delivered {path.name} for candidate {candidate.number} of "
-            f"{test.code}: {reason or 'no reason given'}"
+            _("{actor} delivered {file} for candidate {candidate} of {test}: {reason}").format(
+                actor=f"<@{ctx.actor}>",
+                file=path.name,
+                candidate=candidate.number,
+                test=test.code,
+                reason=reason or _("no reason given"),
+            )
         ],
         via="examdesk deliver",
         mentions=(ctx.actor,),
     )
-    return (
-        f"Delivered {path.name} ({size} bytes) for candidate {candidate.number} of "
-        f"{test.code}; the status is submitted." + (f"\n{told_text}" if told_text else "")
+    return _(
+        "Delivered {file} ({size} bytes) for candidate {candidate} of {test}; the status is "
+        "submitted."
+    ).format(file=path.name, size=number_of(size), candidate=candidate.number, test=test.code) + (
+        f"\n{told_text}" if told_text else ""
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from commands.language import _
+
 
 class CommandError(Exception):
     """Base of every refusal; ``message`` is shown as it is, ``usage`` after it.
@@ -33,7 +35,8 @@ class CommandError(Exception):
         self.field = field
 
     def __str__(self) -> str:
-        return f"{self.message}\n{self.usage}" if self.usage else self.message
+        # A usage text is marked for the catalogue where it is defined (``N_``).
+        return f"{self.message}\n{_(self.usage)}" if self.usage else self.message
 
 
 class InvalidInput(CommandError):

@@ -13,6 +13,8 @@ from sqlalchemy import select
 
 from commands.context import Ctx
 from commands.exam_overview import grading_state
+from commands.language import _
+from commands.language import number as number_of
 from commands.timeparse import format_duration, format_time
 from commands.timing import ordinary_end
 from notifications import outbox
@@ -62,18 +64,24 @@ def ready_text(ctx: Ctx, test: Test) -> str:
         )
         .order_by(Candidate.number)
     ).all()
-    head = f"All answers of {test.code} are in; grading can start."
+    head = _("All answers of {test} are in; grading can start.").format(test=test.code)
     if not late:
-        return f"{head} Nobody delivered after the ordinary end ({format_time(end, ctx.tz)})."
+        return f"{head} " + _("Nobody delivered after the ordinary end ({time}).").format(
+            time=format_time(end, ctx.tz)
+        )
     shown = ", ".join(
         f"{number} (+{format_duration(max(1, round((at - end) / timedelta(minutes=1))))})"
         for number, at in late[:LATE_LISTED]
     )
-    more = f" … and {len(late) - LATE_LISTED} more" if len(late) > LATE_LISTED else ""
-    return (
-        f"{head} Delivered after the ordinary end ({format_time(end, ctx.tz)}): "
-        f"{shown}{more}. The whole list with the reasons: `/exam {test.code} report`."
+    more = (
+        " " + _("… and {n} more").format(n=number_of(len(late) - LATE_LISTED))
+        if len(late) > LATE_LISTED
+        else ""
     )
+    return f"{head} " + _(
+        "Delivered after the ordinary end ({time}): {shown}. The whole list with the reasons: "
+        "`/exam {test} report`."
+    ).format(time=format_time(end, ctx.tz), shown=shown + more, test=test.code)
 
 
 def _teachers_not_told(ctx: Ctx, test: Test) -> list[str]:

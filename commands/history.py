@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 
 from commands.context import Ctx
 from commands.errors import InvalidInput
+from commands.language import N_, _, ngettext
+from commands.language import number as number_of
 from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support_or_teacher
 from commands.reply import Reply
@@ -27,7 +29,7 @@ from commands.timeparse import format_duration, format_time, iso
 from notifications.masking import mask_email, mask_phone
 from store.models import Candidate, Change, Test
 
-USAGE = (
+USAGE = N_(
     "Usage: /candidate TEST CANDIDATE history [page N]\n"
     "  The candidate's change record, oldest first: when, who, what, why, before → after.\n"
     "  Without a page, the latest changes; a page holds 20, page 1 the oldest.\n"
@@ -48,36 +50,36 @@ REASON_SHOWN = 300
 VALUE_SHOWN = 80
 
 ACTIONS = {
-    "incident_time_add": "incident time added",
-    "incident_time_subtract": "incident time subtracted",
-    "incident_time_set": "incident time set",
-    "incident_time_undo": "incident time change undone",
-    "reopen": "opened for new delivery",
-    "reopen_undo": "new delivery change undone",
-    "close_current": "new delivery closed, current answer delivered",
-    "close_reverted": "new delivery closed, earlier answer delivered",
-    "auto_deliver": "delivered automatically at the deadline",
-    "auto_deliver_reopened": "new delivery ended at its deadline, delivered automatically",
-    "deliver_file": "file delivered for the candidate",
-    "registry_candidates": "student registry",
-    "registry_test": "student registry (test)",
-    "notice_sent": "notice sent",
-    "question_error_reported": "question-set error reported",
-    "question_error_edited": "question-set error report edited",
-    "question_error_rejected": "question-set error report rejected",
-    "retention_purge": "contact data erased (retention)",
+    "incident_time_add": N_("incident time added"),
+    "incident_time_subtract": N_("incident time subtracted"),
+    "incident_time_set": N_("incident time set"),
+    "incident_time_undo": N_("incident time change undone"),
+    "reopen": N_("opened for new delivery"),
+    "reopen_undo": N_("new delivery change undone"),
+    "close_current": N_("new delivery closed, current answer delivered"),
+    "close_reverted": N_("new delivery closed, earlier answer delivered"),
+    "auto_deliver": N_("delivered automatically at the deadline"),
+    "auto_deliver_reopened": N_("new delivery ended at its deadline, delivered automatically"),
+    "deliver_file": N_("file delivered for the candidate"),
+    "registry_candidates": N_("student registry"),
+    "registry_test": N_("student registry (test)"),
+    "notice_sent": N_("notice sent"),
+    "question_error_reported": N_("question-set error reported"),
+    "question_error_edited": N_("question-set error report edited"),
+    "question_error_rejected": N_("question-set error report rejected"),
+    "retention_purge": N_("contact data erased (retention)"),
 }
 FIELDS = {
-    "incident_minutes": "incident time",
-    "extra_minutes": "extra time",
-    "postponed_deadline": "postponed deadline",
-    "individual_deadline": "individual deadline",
-    "individual_end": "individual end",
-    "new_delivery": "new delivery",
-    "end_time": "end time",
-    "submitted_at": "delivered",
-    "phone": "phone",
-    "email": "e-mail",
+    "incident_minutes": N_("incident time"),
+    "extra_minutes": N_("extra time"),
+    "postponed_deadline": N_("postponed deadline"),
+    "individual_deadline": N_("individual deadline"),
+    "individual_end": N_("individual end"),
+    "new_delivery": N_("new delivery"),
+    "end_time": N_("end time"),
+    "submitted_at": N_("delivered"),
+    "phone": N_("phone"),
+    "email": N_("e-mail"),
 }
 # Contact data never leaves the record unmasked (Slack, terminal or JSON alike).
 MASKS = {"phone": mask_phone, "email": mask_email}
@@ -200,7 +202,7 @@ def run(ctx: Ctx, test_code: str, number_text: str, rest: list[str]) -> Reply:
     page = _page_asked(rest)
     db = ctx.db_session
     test, _role = test_for_support_or_teacher(
-        db_session=db, user_id=ctx.actor, test_code=test_code, doing="see its change record"
+        db_session=db, user_id=ctx.actor, test_code=test_code, doing=_("see its change record")
     )
     number = parse_candidate_number(number_text)
     get_candidate(db_session=db, test=test, number=number)  # a clear "no such candidate"
@@ -210,29 +212,41 @@ def run(ctx: Ctx, test_code: str, number_text: str, rest: list[str]) -> Reply:
         page = pages
     elif page > pages:
         raise InvalidInput(
-            f"Candidate {number} of {test.code} has {len(found)} changes, so there "
-            f"{'is' if pages == 1 else 'are'} {pages} page{'s' if pages > 1 else ''}. "
-            f"Ask for page 1 to {pages}, or leave the page out for the latest."
+            ngettext(
+                "Candidate {candidate} of {test} has {count} changes, so there is {n} page. "
+                "Ask for page 1 to {n}, or leave the page out for the latest.",
+                "Candidate {candidate} of {test} has {count} changes, so there are {n} pages. "
+                "Ask for page 1 to {n}, or leave the page out for the latest.",
+                pages,
+            ).format(candidate=number, test=test.code, count=number_of(len(found)), n=pages)
         )
     first = (page - 1) * PAGE
     shown = found[first : first + PAGE]
     command = f"/candidate {test.code} {number} history page"
-    lines = [f"Change record of candidate {number} · {test.code} (oldest first)"]
+    lines = [
+        _("Change record of candidate {candidate} · {test} (oldest first)").format(
+            candidate=number, test=test.code
+        )
+    ]
     if not found:
-        lines.append("No changes recorded.")
+        lines.append(_("No changes recorded."))
     else:
-        lines[0] += (
-            f": changes {first + 1}–{first + len(shown)} of {len(found)}"
+        lines[0] += ": " + (
+            _("changes {first}–{last} of {count}").format(
+                first=first + 1, last=first + len(shown), count=number_of(len(found))
+            )
             if len(found) > len(shown)
-            else f": {len(found)} change{'s' if len(found) > 1 else ''}"
+            else ngettext("{n} change", "{n} changes", len(found)).format(n=number_of(len(found)))
         )
     if first:
-        lines.append(f"… {first} earlier: `{command} {page - 1}`")
+        lines.append(
+            _("… {n} earlier: {command}").format(n=first, command=f"`{command} {page - 1}`")
+        )
     for entry in shown:
         lines += describe(entry, ctx.tz, mention=True, candidate=number)
     later = len(found) - first - len(shown)
     if later:
-        lines.append(f"… {later} later: `{command} {page + 1}`")
+        lines.append(_("… {n} later: {command}").format(n=later, command=f"`{command} {page + 1}`"))
     return Reply(
         text="\n".join(lines),
         kind="history",
@@ -255,14 +269,22 @@ def _page_asked(rest: list[str]) -> int | None:
         page = int(rest[1])
         if 1 <= page <= 100_000:
             return page
-    raise InvalidInput("After `history`, give nothing or `page N` (N from 1).", USAGE)
+    raise InvalidInput(_("After `history`, give nothing or `page N` (N from 1)."), USAGE)
 
 
 def log_text(db_session: Session, test: Test, number: str | None, tz: ZoneInfo) -> str:
     """`examdesk log TEST [CANDIDATE]`: the whole record, oldest first, unpaged."""
     found = entries(db_session, test, number)
-    whose = f"candidate {number} · {test.code}" if number else test.code
-    lines = [f"Change record of {whose} (oldest first): {len(found)} changes"]
+    whose = (
+        _("candidate {candidate} · {test}").format(candidate=number, test=test.code)
+        if number
+        else test.code
+    )
+    lines = [
+        _("Change record of {whose} (oldest first): {count} changes").format(
+            whose=whose, count=number_of(len(found))
+        )
+    ]
     for entry in found:
         lines += describe(entry, tz, mention=False, candidate=number)
     return "\n".join(lines)
@@ -271,12 +293,12 @@ def log_text(db_session: Session, test: Test, number: str | None, tz: ZoneInfo) 
 def describe(entry: Entry, tz: ZoneInfo, *, mention: bool, candidate: str | None) -> list[str]:
     """An entry as lines: when, who, what, why, then before → after."""
     who = f"<@{entry.actor}>" if mention and _SLACK_USER.fullmatch(entry.actor) else entry.actor
-    what = ACTIONS.get(entry.action, entry.action.replace("_", " "))
+    what = action_label(entry.action)
     if candidate is not None and entry.touched > 1:
-        what += f" (one change for {entry.touched} candidates)"
+        what += " " + _("(one change for {n} candidates)").format(n=number_of(entry.touched))
     head = f"• {format_time(entry.at, tz)} · {who} · {what}"
     if entry.reason:
-        head += f" · why: {_clip(entry.reason, REASON_SHOWN)}"
+        head += " · " + _("why: {reason}").format(reason=_clip(entry.reason, REASON_SHOWN))
     lines = [head]
     test_wide = _changes(entry.before, entry.after, tz)
     if test_wide:
@@ -286,9 +308,11 @@ def describe(entry: Entry, tz: ZoneInfo, *, mention: bool, candidate: str | None
         lines += [f"    {c}" for p in parts if (c := _changes(p.before, p.after, tz))]
         return lines
     for p in parts[:LISTED]:
-        lines.append(f"    {p.candidate}: {_changes(p.before, p.after, tz) or 'no change'}")
+        lines.append(f"    {p.candidate}: {_changes(p.before, p.after, tz) or _('no change')}")
     if len(parts) > LISTED:
-        lines.append(f"    … and {len(parts) - LISTED} more candidates")
+        lines.append(
+            "    " + _("… and {n} more candidates").format(n=number_of(len(parts) - LISTED))
+        )
     return lines
 
 
@@ -299,13 +323,13 @@ def _changes(before: dict[str, Any], after: dict[str, Any], tz: ZoneInfo) -> str
         old, new = before.get(key), after.get(key)
         if key in before and key in after and old == new:
             continue
-        label = FIELDS.get(key, key.replace("_", " "))
+        label = _(FIELDS[key]) if key in FIELDS else key.replace("_", " ")
         if key not in before:
             if new in (None, 0, "", [], {}):
                 continue
             shown.append(f"{label} {_value(key, new, tz)}")
         elif key not in after:
-            shown.append(f"{label} {_value(key, old, tz)} → none")
+            shown.append(f"{label} {_value(key, old, tz)} → {_('none')}")
         else:
             shown.append(f"{label} {_value(key, old, tz)} → {_value(key, new, tz)}")
     return "; ".join(shown)
@@ -315,9 +339,9 @@ def _value(key: str, value: Any, tz: ZoneInfo) -> str:
     if key in MASKS:
         return MASKS[key](value)
     if value is None:
-        return "none"
+        return _("none")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return _("yes") if value else _("no")
     if isinstance(value, int) and key.endswith("minutes"):
         return format_duration(value)
     if isinstance(value, str) and _ISO.match(value):
@@ -328,11 +352,16 @@ def _value(key: str, value: Any, tz: ZoneInfo) -> str:
     if key == "new_delivery" and isinstance(value, dict):
         until = _value("deadline", value.get("deadline"), tz)
         if value.get("deadline") is None:
-            return f"{value.get('mode')}, no time limit"
-        return f"{value.get('mode')} until {until}"
+            return _("{mode}, no time limit").format(mode=value.get("mode"))
+        return _("{mode} until {time}").format(mode=value.get("mode"), time=until)
     if isinstance(value, list):
-        return _clip(", ".join(str(v) for v in value) or "none", VALUE_SHOWN)
+        return _clip(", ".join(str(v) for v in value) or _("none"), VALUE_SHOWN)
     return _clip(str(value), VALUE_SHOWN)
+
+
+def action_label(action: str) -> str:
+    """What a change did, as the reader says it."""
+    return _(ACTIONS[action]) if action in ACTIONS else action.replace("_", " ")
 
 
 def _masked(values: dict[str, Any]) -> dict[str, Any]:

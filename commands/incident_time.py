@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, NotFound, Refused, concerning
+from commands.language import N_, _, ngettext, number, speaking
 from commands.lookup import get_candidates, parse_candidate_list
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply, listed
@@ -22,7 +23,7 @@ from notifications.candidate_messages import INCIDENT_TIME
 from store.models import Candidate, Test
 from store.sql import json_object_agg
 
-USAGE = (
+USAGE = N_(
     "Usage: /incident-time TEST CANDIDATES add|subtract|set DURATION reason\n"
     "  CANDIDATES: all, or numbers separated by commas (10023,10024)\n"
     "  DURATION: minutes (15) or 1h30m, 45m, 2h\n"
@@ -41,17 +42,23 @@ MAX_TOTAL_MINUTES = MAX_DURATION_MINUTES
 def parse(args: list[str]) -> tuple[str, list[str] | None, str, int, str, bool]:
     """The parts of the command; the last two are the reason and whether it says --quiet."""
     if len(args) < 4:
-        raise InvalidInput("Some parts are missing.", USAGE)
+        raise InvalidInput(_("Some parts are missing."), USAGE)
     test_code, who, operation, amount, *reason = args
     operation = operation.lower()
     if operation not in OPERATIONS:
-        raise InvalidInput(f"'{operation}' is not add, subtract or set.", USAGE, field="operation")
+        raise InvalidInput(
+            _("'{operation}' is not add, subtract or set.").format(operation=operation),
+            USAGE,
+            field="operation",
+        )
     with concerning("minutes"):
         minutes = parse_duration(amount)
     if minutes == 0 and operation != "set":
         raise InvalidInput(
-            f"`{operation} 0` changes nothing. Give the minutes to {operation}, e.g. "
-            f"`{operation} 15`, or use `set 0` to take all incident time away.",
+            _(
+                "`{operation} 0` changes nothing. Give the minutes to {operation}, e.g. "
+                "`{operation} 15`, or use `set 0` to take all incident time away."
+            ).format(operation=operation),
             USAGE,
             field="minutes",
         )
@@ -98,7 +105,7 @@ def change(
         db_session=ctx.db_session,
         user_id=ctx.actor,
         test_code=test_code,
-        doing="change incident extra time",
+        doing=_("change incident extra time"),
     )
     refuse_after_ordinary_end(ctx, test)
     what = _describe(operation, minutes)
@@ -196,7 +203,7 @@ def _change_all(
     )
     latest = _latest_end_of_test(db, test)
     reply = _receipt(ctx, test, shown, count, what, reason, latest, all_=True, note=_tell_all(test))
-    reply.data["notice_command"] = _notice_command(test, what)
+    reply.data["notice_command"] = _notice_command(test, operation, minutes)
     return reply
 
 
@@ -209,15 +216,21 @@ def _preview_all(
     if not count:
         _refuse_no_candidates(test)
     _refuse_all_out_of_bounds(db, test, operation, minutes)
+    counted = number(count)
     return Reply(
-        text=f"This would {what} incident time for all {count} candidates of "
-        f"{test.code}. Nothing is changed until you confirm.\n{_tell_all(test)}",
+        text=_(
+            "This would {what} incident time for all {count} candidates of {test}. Nothing is "
+            "changed until you confirm."
+        ).format(what=what, count=counted, test=test.code)
+        + f"\n{_tell_all(test)}",
         kind="confirm",
-        data={"notice_command": _notice_command(test, what)},
+        data={"notice_command": _notice_command(test, operation, minutes)},
         confirm=Confirm(
-            prompt=f"{what.capitalize()} incident time for all {count} candidates of {test.code}?",
+            prompt=_("{what} incident time for all {count} candidates of {test}?").format(
+                what=what.capitalize(), count=counted, test=test.code
+            ),
             command=command,
-            button=f"Yes, {what} for all {count}",
+            button=_("Yes, {what} for all {count}").format(what=what, count=counted),
         ),
     )
 
@@ -241,39 +254,57 @@ def _numbers_where(db: Session, test: Test, condition: ColumnElement[bool]) -> l
     ).all()
 
 
-def _notice_command(test: Test, what: str) -> str:
+def _notice_command(test: Test, operation: str, minutes: int) -> str:
+    """A notice for the candidates, in both their languages whoever asks."""
+    with speaking("nb"):
+        what_nb = _describe(operation, minutes)
+    with speaking("en"):
+        what_en = _describe(operation, minutes)
     return (
         f"/notice {test.code} nb: Alle kandidater har fått endret ekstra tid etter hendelse "
-        f"({what}). en: All candidates' extra time for an incident has changed ({what})."
+        f"({what_nb}). en: All candidates' extra time for an incident has changed ({what_en})."
     )
 
 
 def _tell_all(test: Test) -> str:
     """After `all` nothing is sent by itself: a notice tells everyone (DESIGN.md)."""
-    return (
+    return _(
         "The candidates are not told by themselves after `all`. To tell them, send a notice: "
-        f"`/notice {test.code} TEXT`."
-    )
+        "`/notice {test} TEXT`."
+    ).format(test=test.code)
 
 
 def _refuse_no_candidates(test: Test) -> None:
     raise Refused(
-        f"Test {test.code} has no candidates yet, so there is nothing to change. "
-        "Import its candidates first (`examdesk import candidates FILE`).",
+        _(
+            "Test {test} has no candidates yet, so there is nothing to change. Import its "
+            "candidates first (`examdesk import candidates FILE`)."
+        ).format(test=test.code),
         field="test",
     )
 
 
 def _has(rows: list) -> str:
-    return listed([f"{r.number} has {format_duration(r.incident_minutes)}" for r in rows])
+    return listed(
+        [
+            _("{candidate} has {duration}").format(
+                candidate=r.number, duration=format_duration(r.incident_minutes)
+            )
+            for r in rows
+        ]
+    )
 
 
 def _refuse_below_zero(below: list, minutes: int) -> None:
     if below:
         raise Refused(
-            f"Subtracting {format_duration(minutes)} would take incident time below zero "
-            f"for {len(below)} candidate{'s' if len(below) > 1 else ''} ({_has(below)}). "
-            "Nothing was changed. Subtract less, or use `set 0`.",
+            ngettext(
+                "Subtracting {duration} would take incident time below zero for {n} candidate "
+                "({has}). Nothing was changed. Subtract less, or use `set 0`.",
+                "Subtracting {duration} would take incident time below zero for {n} candidates "
+                "({has}). Nothing was changed. Subtract less, or use `set 0`.",
+                len(below),
+            ).format(duration=format_duration(minutes), n=number(len(below)), has=_has(below)),
             field="minutes",
         )
 
@@ -281,29 +312,42 @@ def _refuse_below_zero(below: list, minutes: int) -> None:
 def _refuse_above_most(above: list, minutes: int) -> None:
     if above:
         most = format_duration(MAX_TOTAL_MINUTES)
+        # R4: the most a candidate can have.
         raise Refused(
-            f"Adding {format_duration(minutes)} would take incident time above {most}, the "
-            f"most a candidate can have (R4), for {len(above)} "
-            f"candidate{'s' if len(above) > 1 else ''} ({_has(above)}). Nothing was changed. "
-            f"Add less, or use `set` with a total of at most {most}.",
+            ngettext(
+                "Adding {duration} would take incident time above {most}, the most a "
+                "candidate can have, for {n} candidate ({has}). Nothing was changed. Add "
+                "less, or use `set` with a total of at most {most}.",
+                "Adding {duration} would take incident time above {most}, the most a "
+                "candidate can have, for {n} candidates ({has}). Nothing was changed. Add "
+                "less, or use `set` with a total of at most {most}.",
+                len(above),
+            ).format(
+                duration=format_duration(minutes), most=most, n=number(len(above)), has=_has(above)
+            ),
             field="minutes",
         )
 
 
 def refuse_after_ordinary_end(ctx: Ctx, test: Test) -> None:
     if ordinary_end_passed(test, ctx.now):
+        # R5
         raise Refused(
-            f"The ordinary end of {test.code} ({format_time(ordinary_end(test), ctx.tz)}) has "
-            "passed, so extra time can no longer be changed (R5). Open the candidate for new "
-            f"delivery instead: `/reopen {test.code} CANDIDATE in 30m reason`.",
+            _(
+                "The ordinary end of {test} ({end}) has passed, so extra time can no longer "
+                "be changed. Open the candidate for new delivery instead: "
+                "`/reopen {test} CANDIDATE in 30m reason`."
+            ).format(test=test.code, end=format_time(ordinary_end(test), ctx.tz)),
             field="test",
         )
 
 
 def _not_found(test: Test, missing: Sequence[str]) -> NotFound:
     return NotFound(
-        f"Test {test.code} has no candidate {listed(missing)}. "
-        f"Check the numbers with `/exam {test.code}`. Nothing was changed."
+        _(
+            "Test {test} has no candidate {numbers}. Check the numbers with `/exam {test}`. "
+            "Nothing was changed."
+        ).format(test=test.code, numbers=listed(missing))
     )
 
 
@@ -364,9 +408,11 @@ def _latest_end_of_test(db: Session, test: Test) -> datetime:
 
 def _describe(operation: str, minutes: int) -> str:
     amount = format_duration(minutes)
-    return {"add": f"add {amount}", "subtract": f"subtract {amount}", "set": f"set {amount}"}[
-        operation
-    ]
+    if operation == "add":
+        return _("add {duration}").format(duration=amount)
+    if operation == "subtract":
+        return _("subtract {duration}").format(duration=amount)
+    return _("set {duration}").format(duration=amount)
 
 
 def _receipt(
@@ -397,27 +443,41 @@ def _receipt(
             }
         )
         lines.append(
-            f"• {candidate.number}: {format_duration(before)} → "
-            f"{format_duration(new_total)}; end time {format_time(old_end, ctx.tz)} → "
-            f"{format_time(new_end, ctx.tz)}"
+            _("• {candidate}: {before} → {after}; end time {old_end} → {new_end}").format(
+                candidate=candidate.number,
+                before=format_duration(before),
+                after=format_duration(new_total),
+                old_end=format_time(old_end, ctx.tz),
+                new_end=format_time(new_end, ctx.tz),
+            )
         )
-    if count > RECEIPT_LINES:
-        lines.append(f"…and {count - RECEIPT_LINES} more.")
+    more = count - RECEIPT_LINES
+    if more > 0:
+        lines.append(_("…and {n} more.").format(n=number(more)))
     numbers = [s.candidate.number for s in shown]
     if all_:
-        whom = f"all {count} candidates"
+        whom = _("all {count} candidates").format(count=number(count))
     elif count == 1:
-        whom = f"candidate {numbers[0]}"
-    else:
-        whom = f"candidates {', '.join(numbers)}" + (
-            f" and {count - RECEIPT_LINES} more" if count > RECEIPT_LINES else ""
+        whom = _("candidate {candidate}").format(candidate=numbers[0])
+    elif more > 0:
+        whom = _("candidates {numbers} and {n} more").format(
+            numbers=", ".join(numbers), n=number(more)
         )
-    head = f"Incident time for {whom} of {test.code}: {what} (reason: {reason})." + (
-        f" {note}" if note else ""
-    )
-    log = (
-        f"<@{ctx.actor}> incident time {what} for {whom} of {test.code}; why: {reason}; "
-        f"latest end time now {format_time(latest, ctx.tz)}"
+    else:
+        whom = _("candidates {numbers}").format(numbers=", ".join(numbers))
+    head = _("Incident time for {whom} of {test}: {what} (reason: {reason}).").format(
+        whom=whom, test=test.code, what=what, reason=reason
+    ) + (f" {note}" if note else "")
+    log = _(
+        "{actor} incident time {what} for {whom} of {test}; why: {reason}; latest end time "
+        "now {end}"
+    ).format(
+        actor=f"<@{ctx.actor}>",
+        what=what,
+        whom=whom,
+        test=test.code,
+        reason=reason,
+        end=format_time(latest, ctx.tz),
     )
     return Reply(
         text="\n".join([head, *lines]),

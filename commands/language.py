@@ -16,6 +16,7 @@ from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 
 LANGUAGES = ("nb", "en")
@@ -48,6 +49,15 @@ def speaking(language: str | None) -> Iterator[str]:
         _current.reset(token)
 
 
+def choose(language: str | None) -> str:
+    """Word the rest of the current context in ``language``: for a front door that cannot
+    wrap its request in ``speaking`` (Bolt runs the listener after its middleware returned;
+    each request runs in a context of its own or chooses again first)."""
+    chosen = language_of(language) or DEFAULT
+    _current.set(chosen)
+    return chosen
+
+
 def current() -> str:
     return _current.get()
 
@@ -55,6 +65,20 @@ def current() -> str:
 def locale() -> str:
     """Babel's locale for the current language."""
     return LOCALES[_current.get()]
+
+
+def number(value: int) -> str:
+    """A count as the reader writes it: ``2 000`` in Norwegian; English keeps ``2000``, as
+    examdesk has always written it."""
+    if _current.get() == DEFAULT:
+        return str(value)
+    return format_decimal(value, locale=locale())
+
+
+def N_(message: str) -> str:
+    """Marks ``message`` for the catalogue where it is defined (a table of labels); it is
+    translated with ``_`` where it is shown, in the reader's language then."""
+    return message
 
 
 def _(message: str) -> str:

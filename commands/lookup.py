@@ -9,12 +9,12 @@ from sqlalchemy import ColumnElement, Connection, select
 from sqlalchemy.orm import Session, joinedload
 
 from commands.errors import InvalidInput, NotFound
+from commands.language import _, ngettext, number
 from commands.reply import listed
 from commands.text import clip
 from store.db import has_row_locks
 from store.models import Candidate, Test
 
-CANDIDATES_FORMS = "'all' or candidate numbers separated by commas, e.g. 10023,10024"
 # More than any test has: a longer list is a mistake (and too many for one SQL statement).
 MAX_CANDIDATES = 10_000
 _CODE = re.compile(r"[A-Z0-9][A-Z0-9_.-]{0,63}")
@@ -43,8 +43,10 @@ def may_be_test_code(code: str) -> bool:
 
 def test_not_found(test_code: str) -> NotFound:
     return NotFound(
-        f"There is no test {clip(test_code)}. Check the code (like TDT4100-2026H); "
-        "tests come from the student registry (`examdesk import tests FILE`).",
+        _(
+            "There is no test {test}. Check the code (like TDT4100-2026H); tests come from the "
+            "student registry (`examdesk import tests FILE`)."
+        ).format(test=clip(test_code)),
         field="test",
     )
 
@@ -85,8 +87,11 @@ def get_candidates(
 
 def candidate_not_found(test: Test, missing: Sequence[str]) -> NotFound:
     return NotFound(
-        f"Test {test.code} has no candidate {listed(missing)}. "
-        f"Check the number{'s' if len(missing) > 1 else ''} with `/exam {test.code}`."
+        ngettext(
+            "Test {test} has no candidate {numbers}. Check the number with `/exam {test}`.",
+            "Test {test} has no candidate {numbers}. Check the numbers with `/exam {test}`.",
+            len(missing),
+        ).format(test=test.code, numbers=listed(missing))
     )
 
 
@@ -114,17 +119,26 @@ def parse_candidate_list(text: str) -> list[str] | None:
     numbers = [part.strip() for part in text.split(",")]
     if len(numbers) > MAX_CANDIDATES:
         raise InvalidInput(
-            f"That is a list of {len(numbers)} candidates; name at most {MAX_CANDIDATES}, "
-            "or write 'all' for every candidate of the test."
+            _(
+                "That is a list of {count} candidates; name at most {most}, or write 'all' "
+                "for every candidate of the test."
+            ).format(count=number(len(numbers)), most=number(MAX_CANDIDATES))
         )
     if not numbers or not all(is_candidate_number(n) for n in numbers):
-        raise InvalidInput(f"'{clip(text)}' is not a list of candidates. Write {CANDIDATES_FORMS}.")
+        raise InvalidInput(
+            _(
+                "'{text}' is not a list of candidates. Write 'all' or candidate numbers "
+                "separated by commas, e.g. 10023,10024."
+            ).format(text=clip(text))
+        )
     return list(dict.fromkeys(numbers))
 
 
 def parse_candidate_number(text: str) -> str:
     if not is_candidate_number(text):
         raise InvalidInput(
-            f"'{clip(text)}' is not a candidate number. Write the number, e.g. 10023."
+            _("'{text}' is not a candidate number. Write the number, e.g. 10023.").format(
+                text=clip(text)
+            )
         )
     return text

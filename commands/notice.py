@@ -15,25 +15,31 @@ from typing import Any
 from commands import audit
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused, concerning
+from commands.language import N_, _, ngettext, number
 from commands.lookup import get_test
 from commands.permissions import require_support
 from commands.reply import Confirm, Reply, listed
 from notifications import fanout
-from notifications.channels import EMAIL, SMS, Outside
+from notifications.channels import SMS, Outside
 from store.models import Test
 
-USAGE = (
+USAGE = N_(
     "Usage: /notice TEST text   or   /notice TEST nb: TEKST en: TEXT\n"
     "  Sends the text to every candidate of the test: in the exam app, plus an SMS saying a\n"
     "  notice is waiting (school exams, home exams of 6 hours or less) or an e-mail (longer\n"
-    "  home exams, assignments, theses) (R13). Shows the counts and asks to confirm first.\n"
+    "  home exams, assignments, theses). Shows the counts and asks to confirm first.\n"
     "  With `nb:` and `en:` each candidate reads their language; a text in one language\n"
     "  only is shown to everybody as written.\n"
     "  Example: /notice TDT4100-2026H nb: Oppgave 3b: bruk n = 10. en: Task 3b: use n = 10."
 )
 MAX_TEXT = 2000
 LISTED = 20
-LANGUAGE_NAMES = {"nb": "Norwegian", "en": "English"}
+
+
+def language_name(language: str) -> str:
+    return _("Norwegian") if language == "nb" else _("English")
+
+
 # `nb:` or `en:` where a word starts: the start of each language's text.
 _MARKER = re.compile(r"(?i)(?<!\S)(nb|en):")
 
@@ -100,8 +106,10 @@ def parse_texts(text: str) -> Texts:
     for name, part in parts.items():
         if (name == language or second) and not part.strip():
             raise InvalidInput(
-                f"The {LANGUAGE_NAMES[name]} text after `{name}:` is empty. Write it, or leave "
-                f"`{name}:` out to send the other text to everybody.",
+                _(
+                    "The {language} text after `{marker}:` is empty. Write it, or leave "
+                    "`{marker}:` out to send the other text to everybody."
+                ).format(language=language_name(name), marker=name),
                 field=f"text_{name}",
             )
     checked = {}
@@ -112,7 +120,7 @@ def parse_texts(text: str) -> Texts:
 
 
 def _candidates(n: int) -> str:
-    return f"{n} candidate" if n == 1 else f"{n} candidates"
+    return ngettext("{n} candidate", "{n} candidates", n).format(n=number(n))
 
 
 def language_note(plan: fanout.Plan, texts: Texts) -> str:
@@ -121,31 +129,39 @@ def language_note(plan: fanout.Plan, texts: Texts) -> str:
     if not texts.languages:
         return ""
     if len(texts.languages) == 2:
-        return (
-            f"Norwegian text for {_candidates(counts['nb'])}, English text for "
-            f"{_candidates(counts['en'])}."
+        return _("Norwegian text for {nb}, English text for {en}.").format(
+            nb=_candidates(counts["nb"]), en=_candidates(counts["en"])
         )
     language = texts.languages[0]
     other = "en" if language == "nb" else "nb"
-    name, other_name = LANGUAGE_NAMES[language], LANGUAGE_NAMES[other]
-    note = f"The text is in {name} only"
+    name, other_name = language_name(language), language_name(other)
+    note = _("The text is in {language} only").format(language=name)
     if texts.guessed:
-        note += f" (judged from its words; start it with `{other}:` if it is {other_name})"
+        note += " " + _(
+            "(judged from its words; start it with `{marker}:` if it is {other})"
+        ).format(marker=other, other=other_name)
     if not counts[other]:
-        return note + f": all candidates have {name} as their language."
+        return (
+            note
+            + ": "
+            + _("all candidates have {language} as their language.").format(language=name)
+        )
     return (
-        note + f": all candidates see it as written, also the {_candidates(counts[other])} "
-        f"whose language is {other_name}. To give them a text of their own: "
-        "`nb: TEKST en: TEXT`."
+        note
+        + ": "
+        + _(
+            "all candidates see it as written, also the {candidates} whose language is "
+            "{other}. To give them a text of their own: `nb: TEKST en: TEXT`."
+        ).format(candidates=_candidates(counts[other]), other=other_name)
     )
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     if len(args) < 2:
-        raise InvalidInput("Give the test code and then the text for the candidates.", USAGE)
+        raise InvalidInput(_("Give the test code and then the text for the candidates."), USAGE)
     test_code, *words = args
     db = ctx.db_session
-    require_support(db_session=db, user_id=ctx.actor, doing="send notices to candidates")
+    require_support(db_session=db, user_id=ctx.actor, doing=_("send notices to candidates"))
     test = get_test(db_session=db, test_code=test_code)
     texts = parse_texts(" ".join(words))
     command = " ".join(["/notice", *args])
@@ -158,37 +174,54 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
 def check_text(text: str) -> str:
     text = text.strip()
     if not text:
-        raise InvalidInput("The notice has no text. Write what the candidates should read.")
+        raise InvalidInput(_("The notice has no text. Write what the candidates should read."))
     if len(text) > MAX_TEXT:
         raise InvalidInput(
-            f"The notice is {len(text)} characters long; shorten it to {MAX_TEXT} characters "
-            "or fewer, so it reads well on a phone. Nothing was sent."
+            _(
+                "The notice is {length} characters long; shorten it to {most} characters or "
+                "fewer, so it reads well on a phone. Nothing was sent."
+            ).format(length=number(len(text)), most=number(MAX_TEXT))
         )
     return text
 
 
 def counts_text(plan: fanout.Plan) -> str:
     """'120 in-app notices, 118 SMS, 0 e-mails' plus who cannot be reached outside the app."""
-    line = f"{plan.candidates} in-app notices, {plan.sms} SMS, {plan.emails} e-mails"
+    line = _("{inapp} in-app notices, {sms} SMS, {email} e-mails").format(
+        inapp=number(plan.candidates), sms=number(plan.sms), email=number(plan.emails)
+    )
     if plan.unreachable:
-        what = "phone number" if plan.channel == SMS else "e-mail address"
-        line += (
-            f"\nNo usable {what} ({len(plan.unreachable)}, in-app only): {listed(plan.unreachable)}"
-        )
+        line += "\n" + _unreachable(plan.channel, plan.unreachable, counted=True)
     return line
 
 
-NOT_CONFIGURED = {
-    SMS: "SMS: not configured — will only be written to the log",
-    EMAIL: "E-mail: not configured — will only be written to the log",
-}
+def _unreachable(channel: str, numbers: list[str], *, counted: bool) -> str:
+    if channel == SMS:
+        said = (
+            _("No usable phone number ({n}, in-app only): {numbers}")
+            if counted
+            else _("No usable phone number (in-app only): {numbers}")
+        )
+    else:
+        said = (
+            _("No usable e-mail address ({n}, in-app only): {numbers}")
+            if counted
+            else _("No usable e-mail address (in-app only): {numbers}")
+        )
+    return said.format(n=number(len(numbers)), numbers=listed(numbers))
+
+
+def _not_configured_text(channel: str) -> str:
+    if channel == SMS:
+        return _("SMS: not configured — will only be written to the log")
+    return _("E-mail: not configured — will only be written to the log")
 
 
 def not_configured(plan: fanout.Plan, outside: Outside | None) -> str:
     """Said before sending when the plan's channel has no provider: nobody would be told."""
     if outside is None or not plan.reachable or not outside.logs_only(plan.channel):
         return ""
-    return NOT_CONFIGURED[plan.channel]
+    return _not_configured_text(plan.channel)
 
 
 def plan_data(plan: fanout.Plan, outside: Outside | None = None) -> dict[str, Any]:
@@ -214,8 +247,10 @@ def _plan_or_refuse(ctx: Ctx, test: Test) -> fanout.Plan:
     plan = fanout.plan(db_session=ctx.db_session, test=test)
     if not plan.candidates:
         raise Refused(
-            f"Test {test.code} has no candidates, so there is nobody to tell. "
-            "Import its candidates first (`examdesk import candidates FILE`).",
+            _(
+                "Test {test} has no candidates, so there is nobody to tell. Import its "
+                "candidates first (`examdesk import candidates FILE`)."
+            ).format(test=test.code),
             field="test",
         )
     return plan
@@ -226,11 +261,15 @@ def preview(ctx: Ctx, *, test: Test, texts: Texts, command: str) -> Reply:
     note = language_note(plan, texts)
     logged = not_configured(plan, ctx.outside)
     prompt = (
-        f"Send this notice to all {plan.candidates} candidates of {test.code}?\n"
-        f"{counts_text(plan)}\n" + (f"{logged}\n" if logged else "") + f"{note}\n{_shown(texts)}"
+        _("Send this notice to all {count} candidates of {test}?").format(
+            count=number(plan.candidates), test=test.code
+        )
+        + f"\n{counts_text(plan)}\n"
+        + (f"{logged}\n" if logged else "")
+        + f"{note}\n{_shown(texts)}"
     )
     return Reply(
-        text=prompt + "\nNothing is sent until you confirm.",
+        text=prompt + "\n" + _("Nothing is sent until you confirm."),
         kind="confirm",
         data=plan_data(plan, ctx.outside)
         | {
@@ -242,7 +281,7 @@ def preview(ctx: Ctx, *, test: Test, texts: Texts, command: str) -> Reply:
         confirm=Confirm(
             prompt=prompt,
             command=command,
-            button=f"Send to {plan.candidates} candidates",
+            button=_("Send to {count} candidates").format(count=number(plan.candidates)),
         ),
     )
 
@@ -282,28 +321,41 @@ def publish(
 
 
 def receipt(ctx: Ctx, *, test: Test, result: fanout.FanOut, texts: Texts) -> Reply:
-    queued = f"{result.reachable} {'SMS' if result.channel == SMS else 'e-mails'}"
+    queued = (_("{n} SMS") if result.channel == SMS else _("{n} e-mails")).format(
+        n=number(result.reachable)
+    )
     note = language_note(result, texts)
     logged = not_configured(result, ctx.outside)
     text = (
-        f"Notice #{result.notice_id} to {test.code}: {result.candidates} in-app notices "
-        f"are up, {queued} queued" + (f" ({logged})" if logged else "") + f".\n{note}"
+        _("Notice #{id} to {test}: {inapp} in-app notices are up, {queued} queued").format(
+            id=result.notice_id, test=test.code, inapp=number(result.candidates), queued=queued
+        )
+        + (f" ({logged})" if logged else "")
+        + f".\n{note}"
     )
     if result.unreachable:
-        what = "phone number" if result.channel == SMS else "e-mail address"
-        text += f"\nNo usable {what} (in-app only): {listed(result.unreachable)}"
-    text += (
-        f"\nIf the error cost the candidates time, give it to all of them (R14): "
-        f"`/incident-time {test.code} all add MINUTES reason`."
-    )
+        text += "\n" + _unreachable(result.channel, result.unreachable, counted=False)
+    text += "\n" + _(
+        "If the error cost the candidates time, give it to all of them: "
+        "`/incident-time {test} all add MINUTES reason`."
+    ).format(test=test.code)
     return Reply(
         text=text,
         kind="receipt",
         data={"action": "notice", "notice_id": result.notice_id, "language_note": note}
         | plan_data(result, ctx.outside),
         log=[
-            f"<@{ctx.actor}> sent notice #{result.notice_id} to {result.candidates} "
-            f"candidates of {test.code} ({queued}, {len(result.unreachable)} unreachable)"
+            _(
+                "{actor} sent notice #{id} to {count} candidates of {test} ({queued}, "
+                "{unreachable} unreachable)"
+            ).format(
+                actor=f"<@{ctx.actor}>",
+                id=result.notice_id,
+                count=number(result.candidates),
+                test=test.code,
+                queued=queued,
+                unreachable=number(len(result.unreachable)),
+            )
         ],
         mentions=(ctx.actor,),
     )

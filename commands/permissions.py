@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.errors import NotAllowed
+from commands.language import _
 from commands.lookup import get_test
 from store.models import Staff, StaffTest, Test
 
@@ -31,12 +32,18 @@ def _not_registered(db_session: Session, user_id: str) -> NotAllowed:
         )
     )
     ask = (
-        "Ask exam support to add you: " + ", ".join(f"<@{u}>" for u in support) + "."
+        _("Ask exam support to add you: {users}.").format(
+            users=", ".join(f"<@{u}>" for u in support)
+        )
         if support
-        else "Ask the exam office to add you (`examdesk staff add USER --role …`)."
+        else _("Ask the exam office to add you (`examdesk staff add USER --role …`).")
     )
     return NotAllowed(
-        f"You ({user_id}) are not registered as exam support staff or teacher in examdesk. " + ask,
+        _("You ({user}) are not registered as exam support staff or teacher in examdesk.").format(
+            user=user_id
+        )
+        + " "
+        + ask,
         mentions=support,
     )
 
@@ -47,9 +54,11 @@ def require_support(*, db_session: Session, user_id: str, doing: str) -> None:
         return
     if role == TEACHER:
         raise NotAllowed(
-            f"Only exam support staff may {doing}. As a teacher you can see your tests with "
-            "`/exam` and `/candidate`, and report errors with `/question-error`; "
-            "exam support acts on them."
+            _(
+                "Only exam support staff may {doing}. As a teacher you can see your tests with "
+                "`/exam` and `/candidate`, and report errors with `/question-error`; exam "
+                "support acts on them."
+            ).format(doing=doing)
         )
     raise _not_registered(db_session, user_id)
 
@@ -65,8 +74,10 @@ def require_support_or_teacher_of(
         if teaches(db_session=db_session, user_id=user_id, test=test):
             return role
         raise NotAllowed(
-            f"You are not registered as a teacher of {test.code}, so you cannot {doing}. "
-            "If you should be, ask exam support to add the test to your account.",
+            _(
+                "You are not registered as a teacher of {test}, so you cannot {doing}. If you "
+                "should be, ask exam support to add the test to your account."
+            ).format(test=test.code, doing=doing),
             field="test",
         )
     raise _not_registered(db_session, user_id)

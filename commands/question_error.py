@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from commands import audit, incident_time
 from commands.context import Ctx
 from commands.errors import InvalidInput, NotFound, Refused
+from commands.language import N_, _, current, number
 from commands.lookup import get_test
 from commands.notice import (
     MAX_TEXT,
@@ -30,11 +31,11 @@ from commands.timeparse import format_time
 from notifications import fanout, outbox
 from store.models import QuestionErrorReport, ReportState, Test
 
-USAGE = (
+USAGE = N_(
     "Usage: /question-error TEST [text]\n"
     "  Report an error in the question set of a running test. The set cannot be changed once\n"
-    "  the test has started (R12), so exam support sends your text to every candidate (R13,\n"
-    "  R14). `nb: TEKST en: TEXT` gives both languages; each candidate reads theirs.\n"
+    "  the test has started, so exam support sends your text to every candidate.\n"
+    "  `nb: TEKST en: TEXT` gives both languages; each candidate reads theirs.\n"
     "  Without text, Slack opens a form (question, text in Norwegian and/or English,\n"
     "  suggested extra time).\n"
     "  Example: /question-error TDT4100-2026H Task 3b: n = 10, not n = 100."
@@ -45,18 +46,20 @@ MAX_MINUTES = 600
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     if not args:
-        raise InvalidInput("Give the test code and then the text for the candidates.", USAGE)
+        raise InvalidInput(_("Give the test code and then the text for the candidates."), USAGE)
     test_code, *words = args
     if not words:
         # Checked first so a teacher of another test learns that before anything else.
         test = get_test(db_session=ctx.db_session, test_code=test_code)
         require_support_or_teacher_of(
-            db_session=ctx.db_session, user_id=ctx.actor, test=test, doing="report errors in it"
+            db_session=ctx.db_session, user_id=ctx.actor, test=test, doing=_("report errors in it")
         )
         raise InvalidInput(
-            "Write the text for the candidates after the test code, e.g. "
-            f"`/question-error {test.code} Task 3b: n = 10, not n = 100`. "
-            "In Slack, `/question-error TEST` alone opens a form."
+            _(
+                "Write the text for the candidates after the test code, e.g. "
+                "`/question-error {test} Task 3b: n = 10, not n = 100`. In Slack, "
+                "`/question-error TEST` alone opens a form."
+            ).format(test=test.code)
         )
     texts = parse_texts(" ".join(words))
     return report(ctx, test_code=test_code, text_nb=texts.nb, text_en=texts.en)
@@ -65,7 +68,8 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
 def check_minutes(value: int | None) -> int | None:
     if value is not None and not 0 <= value <= MAX_MINUTES:
         raise InvalidInput(
-            f"Suggested extra time must be 0–{MAX_MINUTES} minutes.", field="minutes"
+            _("Suggested extra time must be 0–{most} minutes.").format(most=MAX_MINUTES),
+            field="minutes",
         )
     return value or None
 
@@ -74,13 +78,15 @@ def _check_texts(text_nb: str, text_en: str) -> tuple[str, str]:
     text_nb, text_en = text_nb.strip(), text_en.strip()
     if not text_nb and not text_en:
         raise InvalidInput(
-            "Write the text for the candidates, in Norwegian and/or English.", field="text_nb"
+            _("Write the text for the candidates, in Norwegian and/or English."), field="text_nb"
         )
     for text in (text_nb, text_en):
         if len(text) > MAX_TEXT:
             raise InvalidInput(
-                f"The text for the candidates is {len(text)} characters long; shorten it to "
-                f"{MAX_TEXT} characters or fewer.",
+                _(
+                    "The text for the candidates is {length} characters long; shorten it to "
+                    "{most} characters or fewer."
+                ).format(length=number(len(text)), most=number(MAX_TEXT)),
                 field="text_nb",
             )
     return text_nb, text_en
@@ -90,8 +96,10 @@ def _check_question(question: str) -> str:
     question = question.strip()
     if len(question) > MAX_QUESTION:
         raise InvalidInput(
-            f"The question or task is {len(question)} characters long; name it in "
-            f"{MAX_QUESTION} characters or fewer (e.g. Task 3b).",
+            _(
+                "The question or task is {length} characters long; name it in {most} "
+                "characters or fewer (e.g. Task 3b)."
+            ).format(length=number(len(question)), most=MAX_QUESTION),
             field="question",
         )
     return question
@@ -99,10 +107,13 @@ def _check_question(question: str) -> str:
 
 def _require_started(ctx: Ctx, test: Test) -> None:
     if ctx.now < test.start:
+        # R12
         raise Refused(
-            f"{test.code} has not started yet (it starts {format_time(test.start, ctx.tz)}), "
-            "so the question set can still be corrected in the exam system itself. Reports "
-            "here are for errors found after the start, when it can no longer change (R12)."
+            _(
+                "{test} has not started yet (it starts {start}), so the question set can still "
+                "be corrected in the exam system itself. Reports here are for errors found "
+                "after the start, when it can no longer change."
+            ).format(test=test.code, start=format_time(test.start, ctx.tz))
         )
 
 
@@ -118,7 +129,7 @@ def report(
     db = ctx.db_session
     test = get_test(db_session=db, test_code=test_code)
     require_support_or_teacher_of(
-        db_session=db, user_id=ctx.actor, test=test, doing="report errors in its question set"
+        db_session=db, user_id=ctx.actor, test=test, doing=_("report errors in its question set")
     )
     _require_started(ctx, test)
     text_nb, text_en = _check_texts(text_nb, text_en)
@@ -156,19 +167,18 @@ def report(
             # What is said about the report later goes in its thread, after it.
             order_key=report_key(found.id),
         )
-        told = (
-            f"Error report #{found.id} for {test.code} is recorded and sent to exam support. "
-            "The question set cannot be changed now that the test has started (R12); support "
-            f"sends your text to the {plan.candidates} candidates (R13, R14) and you will "
-            "hear back here."
-        )
+        told = _(
+            "Error report #{id} for {test} is recorded and sent to exam support. The question "
+            "set cannot be changed now that the test has started; support sends your text to "
+            "the {count} candidates and you will hear back here."
+        ).format(id=found.id, test=test.code, count=number(plan.candidates))
     else:
-        told = (
-            f"Error report #{found.id} for {test.code} is recorded, but no support channel is "
-            "configured (SLACK_SUPPORT_CHANNEL), so it is not posted to exam support: tell "
-            f"them, and they find it with `examdesk reports {test.code}`. The question set "
-            "cannot be changed now that the test has started (R12)."
-        )
+        told = _(
+            "Error report #{id} for {test} is recorded, but no support channel is configured "
+            "(SLACK_SUPPORT_CHANNEL), so it is not posted to exam support: tell them, and they "
+            "find it with `examdesk reports {test}`. The question set cannot be changed now "
+            "that the test has started."
+        ).format(id=found.id, test=test.code)
     return Reply(
         text=told,
         kind="receipt",
@@ -209,6 +219,8 @@ def view(
         "slack_ts": posted.get("ts"),
         "plan": plan_data(plan, ctx.outside),
         "language_note": language_note(plan, report_texts(found)),
+        # The language it is worded in: its post in the support channel is drawn in it.
+        "language": current(),
     }
 
 
@@ -221,7 +233,11 @@ def _open_report(ctx: Ctx, report_id: int) -> tuple[QuestionErrorReport, Test]:
     found = get_report(ctx, report_id, lock=True)
     test = ctx.db_session.get(Test, found.test_id)
     if found.state != ReportState.OPEN:
-        raise Refused(f"Error report #{found.id} for {test.code} is already {found.state}.")
+        raise Refused(
+            _("Error report #{id} for {test} is already {state}.").format(
+                id=found.id, test=test.code, state=state_label(found.state)
+            )
+        )
     return found, test
 
 
@@ -229,7 +245,7 @@ def for_editing(ctx: Ctx, *, report_id: int) -> dict[str, Any]:
     """The report, for someone who may edit it now (as ``edit`` checks)."""
     found, test = _open_report(ctx, report_id)
     require_support_or_teacher_of(
-        db_session=ctx.db_session, user_id=ctx.actor, test=test, doing="edit its error reports"
+        db_session=ctx.db_session, user_id=ctx.actor, test=test, doing=_("edit its error reports")
     )
     return view(ctx, found, test=test)
 
@@ -246,7 +262,7 @@ def edit(
     """Change the text before it is sent: the reporting teacher's tests, or support."""
     found, test = _open_report(ctx, report_id)
     require_support_or_teacher_of(
-        db_session=ctx.db_session, user_id=ctx.actor, test=test, doing="edit its error reports"
+        db_session=ctx.db_session, user_id=ctx.actor, test=test, doing=_("edit its error reports")
     )
     text_nb, text_en = _check_texts(text_nb, text_en)
     before = {"text_nb": found.text_nb, "text_en": found.text_en}
@@ -268,7 +284,7 @@ def edit(
 
 def reject(ctx: Ctx, *, report_id: int, reason: str = "") -> dict[str, Any]:
     """Support decides not to send it (not an error, or handled otherwise)."""
-    require_support(db_session=ctx.db_session, user_id=ctx.actor, doing="reject error reports")
+    require_support(db_session=ctx.db_session, user_id=ctx.actor, doing=_("reject error reports"))
     found, test = _open_report(ctx, report_id)
     found.state, found.handled_by, found.handled_at = ReportState.REJECTED, ctx.actor, ctx.now
     audit.record(
@@ -303,8 +319,17 @@ def get_report(ctx: Ctx, report_id: int, *, lock: bool = False) -> QuestionError
         query = query.with_for_update()
     report = ctx.db_session.scalar(query)
     if report is None:
-        raise NotFound(f"There is no error report #{report_id}.")
+        raise NotFound(_("There is no error report #{id}.").format(id=report_id))
     return report
+
+
+def state_label(state: str) -> str:
+    """A report's state as the reader says it."""
+    return {
+        ReportState.OPEN: _("open"),
+        ReportState.SENT: _("sent"),
+        ReportState.REJECTED: _("rejected"),
+    }.get(state, state)
 
 
 def report_texts(report: QuestionErrorReport) -> Texts:
@@ -314,19 +339,26 @@ def report_texts(report: QuestionErrorReport) -> Texts:
 def send(ctx: Ctx, *, report_id: int) -> Reply:
     """The report's "Send to candidates" button: its text to every candidate, once."""
     db = ctx.db_session
-    require_support(db_session=db, user_id=ctx.actor, doing="send notices to candidates")
+    require_support(db_session=db, user_id=ctx.actor, doing=_("send notices to candidates"))
     report = get_report(ctx, report_id, lock=True)
     test = db.get(Test, report.test_id)
     if report.state != ReportState.OPEN:
-        by = f" by <@{report.handled_by}>" if report.handled_by else ""
-        when = f" at {format_time(report.handled_at, ctx.tz)}" if report.handled_at else ""
+        said = _("Error report #{id} for {test} was already {state}").format(
+            id=report.id, test=test.code, state=state_label(report.state)
+        )
+        if report.handled_by:
+            said += " " + _("by {user}").format(user=f"<@{report.handled_by}>")
+        if report.handled_at:
+            said += " " + _("at {time}").format(time=format_time(report.handled_at, ctx.tz))
         raise Refused(
-            f"Error report #{report.id} for {test.code} was already {report.state}{by}{when}.",
+            said + ".",
             mentions=(report.handled_by,) if report.handled_by else (),
         )
     if not (report.text_nb.strip() or report.text_en.strip()):
         raise InvalidInput(
-            f"Error report #{report.id} has no text for the candidates. Edit it first."
+            _("Error report #{id} has no text for the candidates. Edit it first.").format(
+                id=report.id
+            )
         )
     # A double click: only the first UPDATE finds the report still open.
     taken = db.execute(
@@ -336,7 +368,7 @@ def send(ctx: Ctx, *, report_id: int) -> Reply:
         execution_options={"synchronize_session": False},
     ).rowcount
     if taken != 1:
-        raise Refused(f"Error report #{report.id} is being sent already.")
+        raise Refused(_("Error report #{id} is being sent already.").format(id=report.id))
     db.expire(report)
     posted = outbox.result_of(db, report_key(report.id)) or {}
     result = publish(

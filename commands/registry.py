@@ -25,6 +25,8 @@ from sqlalchemy import select
 from commands import audit, change_log
 from commands.context import Ctx
 from commands.errors import InvalidInput
+from commands.language import _, ngettext
+from commands.language import number as number_of
 from commands.lookup import is_candidate_number
 from commands.text import CONTROL
 from commands.timeparse import format_duration, local_to_utc
@@ -80,19 +82,32 @@ class ImportResult:
     new_teachers: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self, source: str) -> str:
-        head = (
-            f"Imported {self.kind} from {source}: {self.created} new, {self.updated} updated, "
-            f"{self.unchanged} unchanged."
+        kind = _("tests") if self.kind == "tests" else _("candidates")
+        head = _(
+            "Imported {kind} from {source}: {created} new, {updated} updated, {unchanged} "
+            "unchanged."
+        ).format(
+            kind=kind,
+            source=source,
+            created=number_of(self.created),
+            updated=number_of(self.updated),
+            unchanged=number_of(self.unchanged),
         )
-        lines = [head, *(f"  note: {w}" for w in self.warnings)]
+        # The notes are the registry's own findings, worded for the exam office (English).
+        lines = [head, *("  " + _("note: {note}").format(note=w) for w in self.warnings)]
         if self.new_teachers:
             accounts = ", ".join(
                 f"{user} ({', '.join(codes)})" for user, codes in self.new_teachers.items()
             )
             lines.append(
-                f"  new teacher account{'s' if len(self.new_teachers) > 1 else ''} from the "
-                f"teachers column: {accounts}; `examdesk staff list` shows every account, "
-                "`examdesk staff remove USER` removes one"
+                "  "
+                + ngettext(
+                    "new teacher account from the teachers column: {accounts}; `examdesk staff "
+                    "list` shows every account, `examdesk staff remove USER` removes one",
+                    "new teacher accounts from the teachers column: {accounts}; `examdesk staff "
+                    "list` shows every account, `examdesk staff remove USER` removes one",
+                    len(self.new_teachers),
+                ).format(accounts=accounts)
             )
         return "\n".join(lines)
 
@@ -556,7 +571,7 @@ def _posted(ctx: Ctx, result: ImportResult, path: Path) -> ImportResult:
             ctx,
             [
                 f"{f'<@{ctx.actor}>' if slack_user else ctx.actor} imported {result.kind} from "
-                f"{path.name}: {result.created} new, {result.updated} updated (R11)"
+                f"{path.name}: {result.created} new, {result.updated} updated"
             ],
             via="the student registry",
             mentions=(ctx.actor,) if slack_user else (),
@@ -643,7 +658,7 @@ def _apply_registry(
             result.warnings.append(
                 f"candidate {item.number} of {test.code}: extra time "
                 f"{format_duration(old)} → {format_duration(new)} not applied, the ordinary end "
-                "has passed (R5); reopen the candidate if needed"
+                "has passed; reopen the candidate if needed"
             )
             continue
         setattr(candidate, name, new)

@@ -7,8 +7,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from commands import audit
+from commands.candidate_view import status_label
 from commands.context import Ctx
 from commands.errors import InvalidInput, Refused, concerning
+from commands.language import N_, _, current
 from commands.lookup import get_candidate, parse_candidate_number
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
@@ -30,7 +32,7 @@ from commands.timing import (
 from notifications.candidate_messages import DELIVERED, REOPENED
 from store.models import Candidate, CandidateStatus, Reopening, ReopenMode, Submission, Test
 
-USAGE = (
+USAGE = N_(
     "Usage: /reopen TEST CANDIDATE until-close|at DATETIME|in DURATION|no-limit reason\n"
     "       /reopen TEST CANDIDATE close current|reverted [reason]\n"
     "  until-close: open until the candidate's own end time (only before the ordinary end)\n"
@@ -50,11 +52,11 @@ FAR_AHEAD = timedelta(days=14)
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     if len(args) < 3:
-        raise InvalidInput("Some parts are missing.", USAGE)
+        raise InvalidInput(_("Some parts are missing."), USAGE)
     test_code, number, mode, *rest = args
     if number.lower() == "all" or "," in number:
         raise InvalidInput(
-            "New delivery is opened for one candidate at a time.", USAGE, field="candidate"
+            _("New delivery is opened for one candidate at a time."), USAGE, field="candidate"
         )
     with concerning("candidate"):
         number = parse_candidate_number(number)
@@ -62,7 +64,7 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     if mode == "close":
         if not rest or rest[0].lower() not in ("current", "reverted"):
             raise InvalidInput(
-                "Say which answer to deliver: `close current` or `close reverted`.",
+                _("Say which answer to deliver: `close current` or `close reverted`."),
                 USAGE,
                 field="mode",
             )
@@ -77,19 +79,22 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
             ctx, test_code=test_code, number=number, choice=choice, reason=reason, quiet=quiet
         )
     if mode not in MODES:
-        raise InvalidInput(f"'{mode}' is not a way to reopen.", USAGE, field="mode")
+        raise InvalidInput(
+            _("'{mode}' is not a way to reopen.").format(mode=mode), USAGE, field="mode"
+        )
     deadline = None
     if mode == "at":
         with concerning("datetime"):
             deadline, rest = _parse_at(ctx, rest)
     elif mode == "in":
         if not rest:
-            raise InvalidInput("Say for how long: `in 30m`.", USAGE, field="duration")
+            raise InvalidInput(_("Say for how long: `in 30m`."), USAGE, field="duration")
         with concerning("duration"):
             minutes = parse_duration(rest[0])
         if minutes == 0:
             raise InvalidInput(
-                "`in 0` would close it at once; give a duration, e.g. `in 30m`.", field="duration"
+                _("`in 0` would close it at once; give a duration, e.g. `in 30m`."),
+                field="duration",
             )
         deadline = (ctx.now + timedelta(minutes=minutes)).replace(microsecond=0)
         rest = rest[1:]
@@ -110,7 +115,7 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
 
 def _parse_at(ctx: Ctx, rest: list[str]) -> tuple:
     if not rest:
-        raise InvalidInput("Say until when: `at 2026-12-01 15:30` or `at 15:30`.", USAGE)
+        raise InvalidInput(_("Say until when: `at 2026-12-01 15:30` or `at 15:30`."), USAGE)
     # `at HH:MM` or `at YYYY-MM-DD HH:MM`: a date is followed by a time.
     take = 2 if "-" in rest[0] and len(rest) >= 2 else 1
     return parse_local_datetime(" ".join(rest[:take]), tz=ctx.tz, now=ctx.now), rest[take:]
@@ -129,35 +134,56 @@ def reopen(
     quiet: bool = False,
 ) -> Reply:
     test = test_for_support(
-        db_session=ctx.db_session, user_id=ctx.actor, test_code=test_code, doing="reopen delivery"
+        db_session=ctx.db_session,
+        user_id=ctx.actor,
+        test_code=test_code,
+        doing=_("reopen delivery"),
     )
     with concerning("candidate"):
         candidate = get_candidate(db_session=ctx.db_session, test=test, number=number, lock=True)
     _check_mode(ctx, test, number, end_time(candidate, test), mode, deadline)
     if mode == ReopenMode.NO_LIMIT and not confirmed:
         return Reply(
-            text=f"Reopening {number} of {test.code} with no time limit is not "
-            "recommended: the answer is never delivered automatically, someone must close it "
-            f"with `/reopen {test.code} {number} close current`. Nothing is changed "
-            "until you confirm.",
+            text=_(
+                "Reopening {candidate} of {test} with no time limit is not recommended: the "
+                "answer is never delivered automatically, someone must close it with "
+                "`/reopen {test} {candidate} close current`. Nothing is changed until you "
+                "confirm."
+            ).format(candidate=number, test=test.code),
             kind="confirm",
             confirm=Confirm(
-                prompt=f"Open {number} of {test.code} for new delivery with no time limit?",
+                prompt=_("Open {candidate} of {test} for new delivery with no time limit?").format(
+                    candidate=number, test=test.code
+                ),
                 command=command,
-                button="Yes, no time limit",
+                button=_("Yes, no time limit"),
             ),
         )
     if mode == "at" and deadline - ctx.now > FAR_AHEAD and not confirmed:
         return Reply(
-            text=f"{format_time(deadline, ctx.tz)} is more than {FAR_AHEAD.days} days ahead: "
-            f"candidate {number} of {test.code} would stay open for new delivery until then. "
-            "Check the date; nothing is changed until you confirm.",
+            text=_(
+                "{time} is more than {days} days ahead: candidate {candidate} of {test} would "
+                "stay open for new delivery until then. Check the date; nothing is changed "
+                "until you confirm."
+            ).format(
+                time=format_time(deadline, ctx.tz),
+                days=FAR_AHEAD.days,
+                candidate=number,
+                test=test.code,
+            ),
             kind="confirm",
             confirm=Confirm(
-                prompt=f"Open {number} of {test.code} for new delivery until "
-                f"{format_time(deadline, ctx.tz)}, more than {FAR_AHEAD.days} days ahead?",
+                prompt=_(
+                    "Open {candidate} of {test} for new delivery until {time}, more than "
+                    "{days} days ahead?"
+                ).format(
+                    candidate=number,
+                    test=test.code,
+                    time=format_time(deadline, ctx.tz),
+                    days=FAR_AHEAD.days,
+                ),
                 command=command,
-                button="Yes, until then",
+                button=_("Yes, until then"),
             ),
         )
     before = state(ctx, candidate, test)
@@ -176,9 +202,15 @@ def reopen(
     told = 0 if quiet else tell(ctx, test=test, candidates=[candidate], change=REOPENED)
     told_text = told_line(told, quiet=quiet)
     return Reply(
-        text=f"Candidate {number} of {test.code} is open for new delivery "
-        f"({mode}) {due} (reason: {reason}).\nBefore: {describe(before, ctx)}\nNow: "
-        f"{describe(after, ctx)}" + (f"\n{told_text}" if told_text else ""),
+        text=_(
+            "Candidate {candidate} of {test} is open for new delivery ({mode}) {due} "
+            "(reason: {reason})."
+        ).format(candidate=number, test=test.code, mode=mode, due=due, reason=reason)
+        + "\n"
+        + _("Before: {state}").format(state=describe(before, ctx))
+        + "\n"
+        + _("Now: {state}").format(state=describe(after, ctx))
+        + (f"\n{told_text}" if told_text else ""),
         kind="receipt",
         data={
             "test": test.code,
@@ -189,7 +221,14 @@ def reopen(
         }
         | audit.undo_offer(change_id, ctx.now),
         log=[
-            f"<@{ctx.actor}> reopened {test.code} candidate {number} ({mode}) {due}; why: {reason}"
+            _("{actor} reopened {test} candidate {candidate} ({mode}) {due}; why: {reason}").format(
+                actor=f"<@{ctx.actor}>",
+                test=test.code,
+                candidate=number,
+                mode=mode,
+                due=due,
+                reason=reason,
+            )
         ],
         mentions=(ctx.actor,),
     )
@@ -222,28 +261,35 @@ def _check_mode(ctx: Ctx, test: Test, number: str, end: datetime, mode: str, dea
     ordinary = format_time(ordinary_end(test), ctx.tz)
     if mode == ReopenMode.UNTIL_CLOSE and closed:
         raise Refused(
-            f"until-close is only possible before the ordinary end of {test.code} ({ordinary}), "
-            f"which has passed. Use `/reopen {test.code} {number} in 30m` or "
-            f"`at HH:MM` instead.",
+            _(
+                "until-close is only possible before the ordinary end of {test} ({ordinary}), "
+                "which has passed. Use `/reopen {test} {candidate} in 30m` or `at HH:MM` "
+                "instead."
+            ).format(test=test.code, ordinary=ordinary, candidate=number),
             field="mode",
         )
     if mode == ReopenMode.UNTIL_CLOSE and end <= ctx.now:
         raise Refused(
-            f"Candidate {number}'s own end time ({format_time(end, ctx.tz)}) has passed, so "
-            f"until-close would close at once. Use `/reopen {test.code} {number} at HH:MM` "
-            "instead.",
+            _(
+                "Candidate {candidate}'s own end time ({end}) has passed, so until-close would "
+                "close at once. Use `/reopen {test} {candidate} at HH:MM` instead."
+            ).format(candidate=number, end=format_time(end, ctx.tz), test=test.code),
             field="mode",
         )
     if mode == "in" and not closed:
         raise Refused(
-            f"`in DURATION` is only possible after the ordinary end of {test.code} ({ordinary})."
-            f" Before it, give extra time (`/incident-time {test.code} {number} add "
-            f"15`) or use `until-close` or `at HH:MM`.",
+            _(
+                "`in DURATION` is only possible after the ordinary end of {test} ({ordinary}). "
+                "Before it, give extra time (`/incident-time {test} {candidate} add 15`) or "
+                "use `until-close` or `at HH:MM`."
+            ).format(test=test.code, ordinary=ordinary, candidate=number),
             field="mode",
         )
     if mode == "at" and deadline <= ctx.now:
         raise Refused(
-            f"{format_time(deadline, ctx.tz)} is not in the future. Give a later time.",
+            _("{time} is not in the future. Give a later time.").format(
+                time=format_time(deadline, ctx.tz)
+            ),
             field="datetime",
         )
 
@@ -260,15 +306,17 @@ def close(
     """R8: end the reopening now and deliver the current or the earlier answer."""
     db = ctx.db_session
     test = test_for_support(
-        db_session=db, user_id=ctx.actor, test_code=test_code, doing="close new delivery"
+        db_session=db, user_id=ctx.actor, test_code=test_code, doing=_("close new delivery")
     )
     with concerning("candidate"):
         candidate = get_candidate(db_session=db, test=test, number=number, lock=True)
     reopening = active_reopening(candidate)
     if reopening is None:
         raise Refused(
-            f"Candidate {candidate.number} of {test.code} is not open for new delivery, so "
-            "there is nothing to close. See `/candidate` for the status.",
+            _(
+                "Candidate {candidate} of {test} is not open for new delivery, so there is "
+                "nothing to close. See `/candidate` for the status."
+            ).format(candidate=candidate.number, test=test.code),
             field="candidate",
         )
     # An earlier delivery is one recorded here, or a "submitted" status from the registry.
@@ -278,9 +326,10 @@ def close(
     )
     if choice == "reverted" and not delivered_before:
         raise Refused(
-            f"Candidate {candidate.number} had delivered nothing before the reopening, so "
-            f"there is no earlier version. Use `/reopen {test.code} {candidate.number} close "
-            "current`.",
+            _(
+                "Candidate {candidate} had delivered nothing before the reopening, so there is "
+                "no earlier version. Use `/reopen {test} {candidate} close current`."
+            ).format(candidate=candidate.number, test=test.code),
             field="mode",
         )
     before = state(ctx, candidate, test)
@@ -294,13 +343,19 @@ def close(
         after=after,
         candidate=candidate,
     )
-    which = "the current answer" if choice == "current" else "the answer delivered before"
+    which = _("the current answer") if choice == "current" else _("the answer delivered before")
     told = 0 if quiet else tell(ctx, test=test, candidates=[candidate], change=DELIVERED)
     told_text = told_line(told, quiet=quiet)
     return Reply(
-        text=f"New delivery for {candidate.number} of {test.code} is closed; {which} is "
-        f"delivered and the status is submitted.\nBefore: {describe(before, ctx)}\nNow: "
-        f"{describe(after, ctx)}" + (f"\n{told_text}" if told_text else ""),
+        text=_(
+            "New delivery for {candidate} of {test} is closed; {which} is delivered and the "
+            "status is submitted."
+        ).format(candidate=candidate.number, test=test.code, which=which)
+        + "\n"
+        + _("Before: {state}").format(state=describe(before, ctx))
+        + "\n"
+        + _("Now: {state}").format(state=describe(after, ctx))
+        + (f"\n{told_text}" if told_text else ""),
         kind="receipt",
         data={
             "test": test.code,
@@ -310,8 +365,11 @@ def close(
             "after": after,
         },
         log=[
-            f"<@{ctx.actor}> closed new delivery for {test.code} candidate "
-            f"{candidate.number}, delivered {which}"
+            _(
+                "{actor} closed new delivery for {test} candidate {candidate}, delivered {which}"
+            ).format(
+                actor=f"<@{ctx.actor}>", test=test.code, candidate=candidate.number, which=which
+            )
         ],
         mentions=(ctx.actor,),
     )
@@ -354,14 +412,24 @@ def state(ctx: Ctx, candidate: Candidate, test: Test) -> dict:
 
 def describe(state: dict, ctx: Ctx) -> str:
     nd = state["new_delivery"]
-    reopened = "not open for new delivery" if nd is None else f"new delivery {nd['mode']}"
+    reopened = (
+        _("not open for new delivery")
+        if nd is None
+        else _("new delivery {mode}").format(mode=nd["mode"])
+    )
     due = state["deadline"]
-    deadline = format_time(datetime.fromisoformat(due), ctx.tz) if due else "none (no limit)"
-    return f"{state['status']}, {reopened}, deadline {deadline}"
+    deadline = format_time(datetime.fromisoformat(due), ctx.tz) if due else _("none (no limit)")
+    # English keeps the status as stored ("not_started"), as it always read.
+    status = state["status"] if current() == "en" else status_label(state["status"])
+    return _("{status}, {new_delivery}, deadline {deadline}").format(
+        status=status, new_delivery=reopened, deadline=deadline
+    )
 
 
 def _describe_deadline(ctx: Ctx, deadline, test: Test) -> str:
     if deadline is None:
-        return "with no time limit"
+        return _("with no time limit")
     relative = relative_to_ordinary_end(ordinary_end(test), deadline)
-    return f"until {format_time(deadline, ctx.tz)} ({relative})"
+    return _("until {time} ({relative})").format(
+        time=format_time(deadline, ctx.tz), relative=relative
+    )

@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session, selectinload
 from commands import history
 from commands.context import Ctx
 from commands.delivery import SYSTEM_ACTOR
+from commands.language import N_, _, ngettext
+from commands.language import number as number_of
 from commands.permissions import test_for_support_or_teacher
 from commands.timeparse import format_duration, format_time
 from commands.timing import end_time, individual_end, ordinary_end, reopen_deadline
@@ -325,44 +327,57 @@ def _notices(db_session: Session, test: Test) -> list[NoticeFact]:
 def for_asker(ctx: Ctx, test_code: str) -> Report:
     """The report of ``test_code``, for support or a teacher of the test."""
     test, _role = test_for_support_or_teacher(
-        db_session=ctx.db_session, user_id=ctx.actor, test_code=test_code, doing="see its report"
+        db_session=ctx.db_session, user_id=ctx.actor, test_code=test_code, doing=_("see its report")
     )
     return build(ctx.db_session, test, now=ctx.now)
 
 
 LABELS = {
-    "extra": "extra time",
-    "incident": "incident time",
-    "own_end": "individual end",
-    "reopened": "new delivery",
-    "delivered_for": "delivered for by staff",
-    "after_ordinary_end": "delivered after the ordinary end",
+    "extra": N_("extra time"),
+    "incident": N_("incident time"),
+    "own_end": N_("individual end"),
+    "reopened": N_("new delivery"),
+    "delivered_for": N_("delivered for by staff"),
+    "after_ordinary_end": N_("delivered after the ordinary end"),
 }
 
 
 def summary(report: Report, tz: ZoneInfo) -> str:
     counts = report.counts()
     lines = [
-        f"Incident report of {report.test}: {counts['listed']} of {counts['candidates']} "
-        f"candidates with a deviation (ordinary end {format_time(report.ordinary_end, tz)})"
+        _(
+            "Incident report of {test}: {listed} of {count} candidates with a deviation "
+            "(ordinary end {time})"
+        ).format(
+            test=report.test,
+            listed=number_of(counts["listed"]),
+            count=number_of(counts["candidates"]),
+            time=format_time(report.ordinary_end, tz),
+        )
     ]
     if report.rows:
         lines.append(
-            "; ".join(f"{label} {counts[key]}" for key, label in LABELS.items() if counts[key])
+            "; ".join(
+                f"{_(label)} {number_of(counts[key])}"
+                for key, label in LABELS.items()
+                if counts[key]
+            )
         )
     for row in report.rows[:SUMMARY_ROWS]:
         lines.append(f"• {row.candidate}: {row_summary(row, tz)}")
     more = len(report.rows) - SUMMARY_ROWS
     if more > 0:
-        lines.append(f"… and {more} more")
+        lines.append(_("… and {n} more").format(n=number_of(more)))
     if report.notices:
         for notice in report.notices:
             lines.append(notice_summary(notice, tz))
     else:
-        lines.append("Notices: none sent")
+        lines.append(_("Notices: none sent"))
     lines.append(
-        f"The whole report as a file: `examdesk report {report.test} --format xlsx "
-        f"--output {report.test}.xlsx` (or --format csv, json)."
+        _(
+            "The whole report as a file: `examdesk report {test} --format xlsx --output "
+            "{test}.xlsx` (or --format csv, json)."
+        ).format(test=report.test)
     )
     return "\n".join(lines)
 
@@ -370,24 +385,30 @@ def summary(report: Report, tz: ZoneInfo) -> str:
 def row_summary(row: CandidateRow, tz: ZoneInfo) -> str:
     parts = []
     if row.extra_minutes:
-        parts.append(f"extra {format_duration(row.extra_minutes)}")
+        parts.append(_("extra {duration}").format(duration=format_duration(row.extra_minutes)))
     if row.incident_minutes or row.incident_changes:
         n = len(row.incident_changes)
         parts.append(
-            f"incident {format_duration(row.incident_minutes)}"
-            + (f" ({n} change{'s' if n != 1 else ''})" if n else "")
+            _("incident {duration}").format(duration=format_duration(row.incident_minutes))
+            + (" (" + ngettext("{n} change", "{n} changes", n).format(n=n) + ")" if n else "")
         )
     if row.individual_end is not None:
-        parts.append(f"individual end {format_time(row.individual_end, tz)}")
+        parts.append(_("individual end {time}").format(time=format_time(row.individual_end, tz)))
     for r in row.reopenings:
-        until = format_time(r.deadline, tz) if r.deadline else "no limit"
-        parts.append(f"new delivery {r.mode} until {until} ({r.closed})")
+        until = format_time(r.deadline, tz) if r.deadline else _("no limit")
+        parts.append(
+            _("new delivery {mode} until {time} ({closed})").format(
+                mode=r.mode, time=until, closed=r.closed
+            )
+        )
     if row.deliveries:
-        parts.append(f"{len(row.deliveries)} file(s) delivered for the candidate")
+        parts.append(_("{n} file(s) delivered for the candidate").format(n=len(row.deliveries)))
     if row.after_ordinary_end_minutes is not None and row.submitted_at is not None:
         parts.append(
-            f"delivered {format_time(row.submitted_at, tz)}, "
-            f"{format_duration(row.after_ordinary_end_minutes)} after the ordinary end"
+            _("delivered {time}, {duration} after the ordinary end").format(
+                time=format_time(row.submitted_at, tz),
+                duration=format_duration(row.after_ordinary_end_minutes),
+            )
         )
     return "; ".join(parts)
 
@@ -397,11 +418,10 @@ def notice_summary(notice: NoticeFact, tz: ZoneInfo) -> str:
     for channel, counts in notice.deliveries.items():
         shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         if shown:
-            channels.append(f"{'SMS' if channel == 'sms' else 'e-mail'} {shown}")
-    return (
-        f"Notice #{notice.id} ({format_time(notice.sent_at, tz)}): in-app {notice.inapp}, "
-        f"read {notice.read}" + (f"; {'; '.join(channels)}" if channels else "")
-    )
+            channels.append(f"{'SMS' if channel == 'sms' else _('e-mail')} {shown}")
+    return _("Notice #{id} ({time}): in-app {inapp}, read {read}").format(
+        id=notice.id, time=format_time(notice.sent_at, tz), inapp=notice.inapp, read=notice.read
+    ) + (f"; {'; '.join(channels)}" if channels else "")
 
 
 def summary_data(report: Report) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from commands import (
 )
 from commands.context import Ctx
 from commands.errors import InvalidInput
+from commands.language import _
 from commands.reply import Reply
 from commands.text import CONTROL
 
@@ -58,12 +59,12 @@ def split(command_line: str) -> tuple[str, list[str]]:
     """
     if CONTROL.search(command_line):
         # NUL and friends are never typed on purpose, and PostgreSQL refuses to store NUL.
-        raise InvalidInput("The command holds control characters; type it again as plain text.")
+        raise InvalidInput(_("The command holds control characters; type it again as plain text."))
     words = command_line.split()
     if words and words[0].lower().lstrip("/") not in FREE_TEXT:
         words = _join_number_lists(words)
     if not words:
-        raise InvalidInput("Empty command. " + known_commands())
+        raise InvalidInput(_("Empty command.") + " " + known_commands())
     name = words[0].lower()
     if not name.startswith("/"):
         name = "/" + name
@@ -82,7 +83,9 @@ def _join_number_lists(words: list[str]) -> list[str]:
 
 
 def known_commands() -> str:
-    return "Commands: " + ", ".join(sorted(COMMANDS)) + " (add `help` to any for its usage)."
+    return _("Commands: {commands} (add `help` to any for its usage).").format(
+        commands=", ".join(sorted(COMMANDS))
+    )
 
 
 def reads_only(command_line: str, *, confirmed: bool = False, stores_preview: bool = False) -> bool:
@@ -106,8 +109,10 @@ def dispatch(ctx: Ctx, command_line: str, *, confirmed: bool = False) -> Reply:
     name, args = split(command_line)
     if name not in COMMANDS:
         shown = name if len(name) <= 40 else name[:39] + "…"
-        raise InvalidInput(f"There is no command {shown}. " + known_commands())
+        raise InvalidInput(
+            _("There is no command {command}.").format(command=shown) + " " + known_commands()
+        )
     handler, usage = COMMANDS[name]
     if len(args) == 1 and args[0].lower() in HELP:
-        return Reply(text=usage, kind="usage")
+        return Reply(text=_(usage), kind="usage")
     return handler(ctx, args, confirmed=confirmed)

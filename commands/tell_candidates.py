@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from commands.context import Ctx
+from commands.language import _, ngettext, number
 from commands.timing import active_reopening, timing
 from notifications import candidate_messages as messages
 from notifications.channels import outside_channel
@@ -65,8 +66,13 @@ def tell(ctx: Ctx, *, test: Test, candidates: Sequence[Candidate], change: str) 
 def told_line(told: int, *, quiet: bool) -> str:
     """What the receipt says of it."""
     if quiet:
-        return "The candidates are not told (--quiet)."
+        return _("The candidates are not told (--quiet).")
     if not told:
         return ""
-    whom = "The candidate is" if told == 1 else f"{told} candidates are"
-    return f"{whom} told by message in a minute (several changes make one message)."
+    if told == 1:
+        return _("The candidate is told by message in a minute (several changes make one message).")
+    return ngettext(
+        "{n} candidate is told by message in a minute (several changes make one message).",
+        "{n} candidates are told by message in a minute (several changes make one message).",
+        told,
+    ).format(n=number(told))

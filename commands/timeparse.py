@@ -11,12 +11,22 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime
+
 from commands.errors import InvalidInput
+from commands.language import _, current, locale
 from commands.text import clip
 
 MAX_DURATION_MINUTES = 7 * 24 * 60
-DURATION_FORMS = "minutes (15) or hours and minutes (1h30m, 45m, 2h)"
-DATETIME_FORMS = "YYYY-MM-DD HH:MM or HH:MM (today), in the exam office's time zone"
+
+
+def duration_forms() -> str:
+    return _("minutes (15) or hours and minutes (1h30m, 45m, 2h)")
+
+
+def datetime_forms() -> str:
+    return _("YYYY-MM-DD HH:MM or HH:MM (today), in the exam office's time zone")
+
 
 # ASCII digits only: Python's \d and int() also take other scripts' digits, which nobody types
 # on purpose here. Ten digits are plenty and keep int() far from its size limits.
@@ -36,11 +46,22 @@ def parse_duration(text: str) -> int:
     if not raw or not match or (match["bare"] is None and not (match["h"] or match["m"])):
         if re.fullmatch(r"\d{11,}", raw, re.ASCII):
             raise InvalidInput(
-                f"{raw[:12]}… minutes is far too long; the most examdesk accepts is "
-                f"{format_duration(MAX_DURATION_MINUTES)}. Check the number and try again."
+                _(
+                    "{number}… minutes is far too long; the most examdesk accepts is "
+                    "{most}. Check the number and try again."
+                ).format(number=raw[:12], most=format_duration(MAX_DURATION_MINUTES))
             )
-        hint = " Durations are never negative." if raw.startswith("-") else ""
-        raise InvalidInput(f"'{clip(text)}' is not a duration.{hint} Write {DURATION_FORMS}.")
+        if raw.startswith("-"):
+            raise InvalidInput(
+                _(
+                    "'{text}' is not a duration. Durations are never negative. Write {forms}."
+                ).format(text=clip(text), forms=duration_forms())
+            )
+        raise InvalidInput(
+            _("'{text}' is not a duration. Write {forms}.").format(
+                text=clip(text), forms=duration_forms()
+            )
+        )
     if match["bare"] is not None:
         minutes = int(match["bare"])
     else:
@@ -48,25 +69,31 @@ def parse_duration(text: str) -> int:
         if match["h"] and int(match["m"] or 0) >= 60:
             hours, rest = divmod(minutes, 60)
             raise InvalidInput(
-                f"'{clip(text)}' has {int(match['m'])} minutes after the hours; write "
-                + (f"{hours}h{rest}m." if rest else f"{hours}h.")
+                _("'{text}' has {minutes} minutes after the hours; write {right}.").format(
+                    text=clip(text),
+                    minutes=int(match["m"]),
+                    right=f"{hours}h{rest}m" if rest else f"{hours}h",
+                )
             )
     if minutes > MAX_DURATION_MINUTES:
         raise InvalidInput(
-            f"{format_duration(minutes)} is far too long; the most examdesk accepts is "
-            f"{format_duration(MAX_DURATION_MINUTES)}. Check the number and try again."
+            _(
+                "{duration} is far too long; the most examdesk accepts is {most}. Check the "
+                "number and try again."
+            ).format(duration=format_duration(minutes), most=format_duration(MAX_DURATION_MINUTES))
         )
     return minutes
 
 
 def format_duration(minutes: int) -> str:
+    """``1 h 30 min`` (Norwegian: ``1 t 30 min``)."""
     sign = "-" if minutes < 0 else ""
     hours, mins = divmod(abs(minutes), 60)
     if hours and mins:
-        return f"{sign}{hours} h {mins} min"
+        return sign + _("{hours} h {minutes} min").format(hours=hours, minutes=mins)
     if hours:
-        return f"{sign}{hours} h"
-    return f"{sign}{mins} min"
+        return sign + _("{hours} h").format(hours=hours)
+    return sign + _("{minutes} min").format(minutes=mins)
 
 
 def parse_local_datetime(text: str, *, tz: ZoneInfo, now: datetime) -> datetime:
@@ -77,23 +104,30 @@ def parse_local_datetime(text: str, *, tz: ZoneInfo, now: datetime) -> datetime:
     elif len(parts) == 2:
         day, clock = _parse_date(parts[0]), parts[1]
     else:
-        raise InvalidInput(f"'{clip(text)}' is not a date and time. Write {DATETIME_FORMS}.")
+        raise InvalidInput(
+            _("'{text}' is not a date and time. Write {forms}.").format(
+                text=clip(text), forms=datetime_forms()
+            )
+        )
     return local_to_utc(day, _parse_time(clock, text), tz=tz)
 
 
 def local_to_utc(day: date, clock: time, *, tz: ZoneInfo) -> datetime:
     if day.year not in YEARS:
         raise InvalidInput(
-            f"{day.isoformat()} is not a plausible exam date; use a year from {YEARS.start} to "
-            f"{YEARS.stop - 1}."
+            _("{day} is not a plausible exam date; use a year from {first} to {last}.").format(
+                day=day.isoformat(), first=YEARS.start, last=YEARS.stop - 1
+            )
         )
     local = datetime.combine(day, clock, tzinfo=tz)
     # A round trip through UTC moves a time in the spring-forward gap; that is how we spot it.
     back = local.astimezone(UTC).astimezone(tz)
     if back.replace(tzinfo=None) != local.replace(tzinfo=None):
         raise InvalidInput(
-            f"{day.isoformat()} {clock.strftime('%H:%M')} does not exist in {tz.key}: the "
-            "clocks are put forward that night. Choose a time before or after the change."
+            _(
+                "{day} {time} does not exist in {zone}: the clocks are put forward that "
+                "night. Choose a time before or after the change."
+            ).format(day=day.isoformat(), time=clock.strftime("%H:%M"), zone=tz.key)
         )
     return local.astimezone(UTC)
 
@@ -101,29 +135,41 @@ def local_to_utc(day: date, clock: time, *, tz: ZoneInfo) -> datetime:
 def _parse_date(text: str) -> date:
     match = _DATE.match(text)
     if not match:
-        raise InvalidInput(f"'{clip(text)}' is not a date. Write YYYY-MM-DD, e.g. 2026-12-01.")
+        raise InvalidInput(
+            _("'{text}' is not a date. Write YYYY-MM-DD, e.g. 2026-12-01.").format(text=clip(text))
+        )
     try:
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
-        raise InvalidInput(f"{text} is not a date in the calendar. Check day and month.") from None
+        raise InvalidInput(
+            _("{text} is not a date in the calendar. Check day and month.").format(text=text)
+        ) from None
 
 
 def _parse_time(text: str, whole: str) -> time:
     match = _TIME.match(text)
     if not match:
-        raise InvalidInput(f"'{clip(whole)}' is not a date and time. Write {DATETIME_FORMS}.")
+        raise InvalidInput(
+            _("'{text}' is not a date and time. Write {forms}.").format(
+                text=clip(whole), forms=datetime_forms()
+            )
+        )
     hour, minute = int(match[1]), int(match[2])
     if hour > 23 or minute > 59:
-        raise InvalidInput(f"{text} is not a time of day. Use 00:00 to 23:59.")
+        raise InvalidInput(_("{text} is not a time of day. Use 00:00 to 23:59.").format(text=text))
     return time(hour, minute)
 
 
 def format_time(moment: datetime | None, tz: ZoneInfo) -> str:
-    """``2026-12-01 13:15 CET``: minute precision, zone abbreviation shows DST."""
+    """``2026-12-01 13:15 CET``: minute precision, zone abbreviation shows DST. Norwegian:
+    ``01.12.2026 kl. 13:15 CET``."""
     if moment is None:
-        return "none"
+        return _("none")
     shown = moment.astimezone(tz)
-    return f"{shown:%Y-%m-%d %H:%M} {shown.tzname()}"
+    if current() == "en":
+        return f"{shown:%Y-%m-%d %H:%M} {shown.tzname()}"
+    day_and_time = format_datetime(shown, "dd.MM.yyyy 'kl.' HH:mm", locale=locale())
+    return f"{day_and_time} {shown.tzname()}"
 
 
 def iso(moment: datetime | None, tz: ZoneInfo) -> str | None:
@@ -136,10 +182,15 @@ def iso(moment: datetime | None, tz: ZoneInfo) -> str | None:
 def relative_to_ordinary_end(ordinary_end: datetime, moment: datetime) -> str:
     """R7: a deadline as minutes after (or before) the test's ordinary end."""
     minutes = minutes_between(ordinary_end, moment)
-    side = "after" if minutes >= 0 else "before"
     amount = abs(minutes)
     spelled = f" ({format_duration(amount)})" if amount >= 60 else ""
-    return f"{amount} min{spelled} {side} the ordinary end"
+    if minutes >= 0:
+        return _("{minutes} min{spelled} after the ordinary end").format(
+            minutes=amount, spelled=spelled
+        )
+    return _("{minutes} min{spelled} before the ordinary end").format(
+        minutes=amount, spelled=spelled
+    )
 
 
 def minutes_between(start: datetime, end: datetime) -> int:

@@ -22,6 +22,8 @@ from sqlalchemy.orm import selectinload
 from commands import audit, history, incident_time, reopen
 from commands.context import Ctx
 from commands.errors import InvalidInput, NotFound, Refused
+from commands.language import N_, _
+from commands.language import number as number_of
 from commands.lookup import get_candidate, lock_candidates
 from commands.permissions import require_support, test_for_support
 from commands.reply import Confirm, Reply, listed
@@ -36,7 +38,7 @@ from commands.timing import (
 from notifications.candidate_messages import INCIDENT_TIME, REOPENED
 from store.models import Candidate, Change, Submission, Test
 
-USAGE = (
+USAGE = N_(
     "Usage: /undo CHANGE\n"
     "  Takes back a change to one or a list of candidates (incident time, opening or "
     "changing new delivery) within 15 minutes of it, after you confirm.\n"
@@ -55,10 +57,12 @@ _LARGEST_ID = 2**63 - 1
 
 def parse(args: list[str]) -> int:
     if len(args) != 1:
-        raise InvalidInput("Give the number of one change.", USAGE)
+        raise InvalidInput(_("Give the number of one change."), USAGE)
     text = args[0].removeprefix("#")
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= _LARGEST_ID:
-        raise InvalidInput(f"'{args[0][:40]}' is not the number of a change.", USAGE)
+        raise InvalidInput(
+            _("'{text}' is not the number of a change.").format(text=args[0][:40]), USAGE
+        )
     return int(text)
 
 
@@ -70,42 +74,47 @@ def reads_only(args: list[str], confirmed: bool) -> bool:
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     change_id = parse(args)
     db = ctx.db_session
-    require_support(db_session=db, user_id=ctx.actor, doing="undo a change")
+    require_support(db_session=db, user_id=ctx.actor, doing=_("undo a change"))
     change = db.get(Change, change_id)
     code = db.scalar(select(Test.code).where(Test.id == change.test_id)) if change else None
     if change is None or code is None:
         raise NotFound(
-            f"There is no change {change_id} of a test. The receipt of a change has its "
-            "Undo button; `examdesk log TEST --json` gives each change's id."
+            _(
+                "There is no change {id} of a test. The receipt of a change has its Undo "
+                "button; `examdesk log TEST --json` gives each change's id."
+            ).format(id=change_id)
         )
-    test = test_for_support(db_session=db, user_id=ctx.actor, test_code=code, doing="undo it")
+    test = test_for_support(db_session=db, user_id=ctx.actor, test_code=code, doing=_("undo it"))
     if change.action in INCIDENT_ACTIONS and not audit.is_test_wide(change.batch):
         return _undo_incident_time(ctx, test, change, confirmed=confirmed)
     if change.action == "reopen":
         return _undo_reopening(ctx, test, change, confirmed=confirmed)
-    raise Refused(_not_undoable(change, test) + " Nothing was changed.")
+    raise Refused(_not_undoable(change, test) + " " + _("Nothing was changed."))
 
 
 def _not_undoable(change: Change, test: Test) -> str:
-    what = history.ACTIONS.get(change.action, change.action.replace("_", " "))
-    head = f"Change {change.id} ({what}) cannot be undone"
+    what = history.action_label(change.action)
+    head = _("Change {id} ({what}) cannot be undone").format(id=change.id, what=what)
     if change.action in (INCIDENT_UNDO, REOPEN_UNDO):
-        return f"{head}: it is an undo itself. To make that change again, run its command again."
-    if change.action in INCIDENT_ACTIONS:
-        return (
-            f"{head}: it changed incident time for every candidate of {test.code}, and undo "
-            "takes back changes to one or a list of candidates. Change it for all with "
-            f"`/incident-time {test.code} all add|subtract|set DURATION reason`."
+        why = _("it is an undo itself. To make that change again, run its command again.")
+    elif change.action in INCIDENT_ACTIONS:
+        why = _(
+            "it changed incident time for every candidate of {test}, and undo takes back "
+            "changes to one or a list of candidates. Change it for all with "
+            "`/incident-time {test} all add|subtract|set DURATION reason`."
+        ).format(test=test.code)
+    elif change.action.startswith("close_"):
+        # R8: a delivery stays.
+        why = _(
+            "it delivered an answer for the candidate, and a delivery stays. If the candidate "
+            "must deliver again, reopen: `/reopen {test} CANDIDATE …`."
+        ).format(test=test.code)
+    else:
+        why = _(
+            "undo takes back incident time given to one or a list of candidates, and opening "
+            "or changing new delivery, within 15 minutes."
         )
-    if change.action.startswith("close_"):
-        return (
-            f"{head}: it delivered an answer for the candidate (R8), and a delivery stays. "
-            f"If the candidate must deliver again, reopen: `/reopen {test.code} CANDIDATE …`."
-        )
-    return (
-        f"{head}: undo takes back incident time given to one or a list of candidates, and "
-        "opening or changing new delivery, within 15 minutes."
-    )
+    return f"{head}: {why}"
 
 
 # ------------------------------------------------------------------ incident time (R4, R5)
@@ -116,10 +125,16 @@ def _undo_incident_time(ctx: Ctx, test: Test, change: Change, *, confirmed: bool
     after: dict[str, int] = change.after
     numbers = sorted(before)
     whom = _whom(numbers)
-    what = f"{history.ACTIONS[change.action]} for {whom} of {test.code}"
-    instead = "Nothing was changed. Set it as it should be: " + "; ".join(
-        f"`/incident-time {test.code} {','.join(group)} set {minutes} reason`"
-        for minutes, group in _by_value(before).items()
+    what = _("{what} for {whom} of {test}").format(
+        what=history.action_label(change.action), whom=whom, test=test.code
+    )
+    instead = (
+        _("Nothing was changed. Set it as it should be:")
+        + " "
+        + "; ".join(
+            f"`/incident-time {test.code} {','.join(group)} set {minutes} reason`"
+            for minutes, group in _by_value(before).items()
+        )
     )
     _refuse_too_old(ctx, change, instead)
     incident_time.refuse_after_ordinary_end(ctx, test)
@@ -136,43 +151,61 @@ def _undo_incident_time(ctx: Ctx, test: Test, change: Change, *, confirmed: bool
     )
     missing = sorted(set(numbers) - {r.number for r in rows})
     if missing:
-        raise Refused(f"Test {test.code} has no candidate {listed(missing)} any more. {instead}")
+        raise Refused(
+            _("Test {test} has no candidate {numbers} any more.").format(
+                test=test.code, numbers=listed(missing)
+            )
+            + f" {instead}"
+        )
     _refuse_if_anything_since(ctx, test, change, {r.id: r.number for r in rows}, instead)
     moved = [r for r in rows if r.incident_minutes != after[r.number]]
     if moved:
+        moves = listed(
+            [
+                _("{candidate} has {now}, not {then}").format(
+                    candidate=r.number,
+                    now=format_duration(r.incident_minutes),
+                    then=format_duration(after[r.number]),
+                )
+                for r in moved
+            ]
+        )
         raise Refused(
-            f"Incident time has moved since change {change.id} ("
-            + listed(
-                [
-                    f"{r.number} has {format_duration(r.incident_minutes)}, not "
-                    f"{format_duration(after[r.number])}"
-                    for r in moved
-                ]
-            )
-            + f"), so it cannot simply be put back. {instead}"
+            _(
+                "Incident time has moved since change {id} ({moves}), so it cannot simply be "
+                "put back."
+            ).format(id=change.id, moves=moves)
+            + f" {instead}"
         )
 
     def end_of(r: Candidate, minutes: int) -> datetime:
         return end_time(r, test) + timedelta(minutes=minutes - r.incident_minutes)
 
     lines = [
-        f"• {r.number}: {format_duration(r.incident_minutes)} → "
-        f"{format_duration(before[r.number])}; end time "
-        f"{format_time(end_of(r, r.incident_minutes), ctx.tz)} → "
-        f"{format_time(end_of(r, before[r.number]), ctx.tz)}"
+        _("• {candidate}: {before} → {after}; end time {old_end} → {new_end}").format(
+            candidate=r.number,
+            before=format_duration(r.incident_minutes),
+            after=format_duration(before[r.number]),
+            old_end=format_time(end_of(r, r.incident_minutes), ctx.tz),
+            new_end=format_time(end_of(r, before[r.number]), ctx.tz),
+        )
         for r in rows[: incident_time.RECEIPT_LINES]
     ]
     if len(rows) > incident_time.RECEIPT_LINES:
-        lines.append(f"…and {len(rows) - incident_time.RECEIPT_LINES} more.")
+        more = len(rows) - incident_time.RECEIPT_LINES
+        lines.append(_("…and {n} more.").format(n=number_of(more)))
     origin = _origin(ctx, change)
     if not confirmed:
         return _preview(
             ctx,
             change,
-            text=f"Undo change {change.id} ({what}, {origin})? Incident time would go back "
-            "to what it was:",
+            text=_(
+                "Undo change {id} ({what}, {origin})? Incident time would go back to what it was:"
+            ).format(id=change.id, what=what, origin=origin),
             lines=lines,
-            prompt=f"Put incident time of {whom} of {test.code} back as before change {change.id}?",
+            prompt=_("Put incident time of {whom} of {test} back as before change {id}?").format(
+                whom=whom, test=test.code, id=change.id
+            ),
         )
     minutes_now = {r.number: r.incident_minutes for r in rows}
     items = [
@@ -204,8 +237,13 @@ def _undo_incident_time(ctx: Ctx, test: Test, change: Change, *, confirmed: bool
     return Reply(
         text="\n".join(
             [
-                f"Change {change.id} ({what}) is undone: incident time is back to what it "
-                f"was (reason: {reason}). {told_line(told, quiet=False)}".rstrip(),
+                (
+                    _(
+                        "Change {id} ({what}) is undone: incident time is back to what it was "
+                        "(reason: {reason})."
+                    ).format(id=change.id, what=what, reason=reason)
+                    + f" {told_line(told, quiet=False)}"
+                ).rstrip(),
                 *lines,
             ]
         ),
@@ -218,8 +256,9 @@ def _undo_incident_time(ctx: Ctx, test: Test, change: Change, *, confirmed: bool
             "items": items,
         },
         log=[
-            f"<@{ctx.actor}> undid change {change.id} ({what}): incident time back to {back}; "
-            f"why: {reason}"
+            _(
+                "{actor} undid change {id} ({what}): incident time back to {back}; why: {reason}"
+            ).format(actor=f"<@{ctx.actor}>", id=change.id, what=what, back=back, reason=reason)
         ],
         mentions=_mentions(ctx, change),
     )
@@ -239,18 +278,29 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
     db = ctx.db_session
     number = db.scalar(select(Candidate.number).where(Candidate.id == change.candidate_id))
     if number is None:
-        raise Refused(f"The candidate of change {change.id} is no longer in {test.code}.")
+        raise Refused(
+            _("The candidate of change {id} is no longer in {test}.").format(
+                id=change.id, test=test.code
+            )
+        )
     was = change.before.get("new_delivery")
     opened = was is None
     what = (
-        f"{'opened' if opened else 'changed'} new delivery "
-        f"({change.after['new_delivery']['mode']}) for candidate {number} of {test.code}"
-    )
-    instead = "Nothing was changed. " + (
-        f"End it as R8 says (`/reopen {test.code} {number} close current` or `close "
-        f"reverted`), or change it with `/reopen {test.code} {number} at HH:MM reason`."
+        _("opened new delivery ({mode}) for candidate {candidate} of {test}")
         if opened
-        else f"Change it as it should be: `/reopen {test.code} {number} at HH:MM reason`."
+        else _("changed new delivery ({mode}) for candidate {candidate} of {test}")
+    ).format(mode=change.after["new_delivery"]["mode"], candidate=number, test=test.code)
+    instead = (
+        _("Nothing was changed.")
+        + " "
+        + (
+            _(
+                "End it (`/reopen {test} {candidate} close current` or `close reverted`), or "
+                "change it with `/reopen {test} {candidate} at HH:MM reason`."
+            )
+            if opened
+            else _("Change it as it should be: `/reopen {test} {candidate} at HH:MM reason`.")
+        ).format(test=test.code, candidate=number)
     )
     _refuse_too_old(ctx, change, instead)
     candidate = get_candidate(db_session=db, test=test, number=number, lock=confirmed)
@@ -259,8 +309,11 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
     now_state = reopen.state(ctx, candidate, test)
     if reopening is None or now_state["new_delivery"] != change.after["new_delivery"]:
         raise Refused(
-            f"New delivery for {number} has changed since change {change.id} (now: "
-            f"{reopen.describe(now_state, ctx)}), so it cannot simply be put back. {instead}"
+            _(
+                "New delivery for {candidate} has changed since change {id} (now: {state}), so "
+                "it cannot simply be put back."
+            ).format(candidate=number, id=change.id, state=reopen.describe(now_state, ctx))
+            + f" {instead}"
         )
     if not opened:
         mode = was["mode"]
@@ -268,31 +321,38 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
         _refuse_unrestorable(ctx, test, candidate, number, mode, deadline)
     origin = _origin(ctx, change)
     if not confirmed:
-        result = (
-            "new delivery would end without a delivery; the answer delivered before stands"
+        question = (
+            _(
+                "Undo change {id} ({what}, {origin})? The new delivery would end without a "
+                "delivery; the answer delivered before stands:"
+            )
             if opened
-            else "new delivery would go back to what it was"
+            else _(
+                "Undo change {id} ({what}, {origin})? The new delivery would go back to "
+                "what it was:"
+            )
         )
         return _preview(
             ctx,
             change,
-            text=f"Undo change {change.id} ({what}, {origin})? The {result}:",
+            text=question.format(id=change.id, what=what, origin=origin),
             lines=[
-                f"Now: {reopen.describe(now_state, ctx)}",
-                f"After the undo: {reopen.describe(change.before, ctx)}",
+                _("Now: {state}").format(state=reopen.describe(now_state, ctx)),
+                _("After the undo: {state}").format(state=reopen.describe(change.before, ctx)),
             ],
-            prompt=f"Put new delivery for {number} of {test.code} back as before change "
-            f"{change.id}?",
+            prompt=_(
+                "Put new delivery for {candidate} of {test} back as before change {id}?"
+            ).format(candidate=number, test=test.code, id=change.id),
         )
     if opened:
         # Ended, not closed (R8): no answer is delivered, the one delivered before stands.
         reopen.end_reopening(ctx, reopening, choice=UNDONE)
         candidate.status = reopening.status_before
-        done = "new delivery is ended without a delivery; the answer delivered before stands"
+        done = _("new delivery is ended without a delivery; the answer delivered before stands")
     else:
         reopening.mode, reopening.deadline = mode, deadline
         reopening.opened_by, reopening.reason = _previous_opening(ctx, change, reopening)
-        done = "new delivery is back to what it was"
+        done = _("new delivery is back to what it was")
     db.flush()
     after = reopen.state(ctx, candidate, test)
     reason = _reason(change)
@@ -308,8 +368,13 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
         tell(ctx, test=test, candidates=[candidate], change=REOPENED), quiet=False
     )
     return Reply(
-        text=f"Change {change.id} ({what}) is undone: {done} (reason: {reason}).\n"
-        f"Before: {reopen.describe(now_state, ctx)}\nNow: {reopen.describe(after, ctx)}"
+        text=_("Change {id} ({what}) is undone: {done} (reason: {reason}).").format(
+            id=change.id, what=what, done=done, reason=reason
+        )
+        + "\n"
+        + _("Before: {state}").format(state=reopen.describe(now_state, ctx))
+        + "\n"
+        + _("Now: {state}").format(state=reopen.describe(after, ctx))
         + (f"\n{told}" if told else ""),
         kind="receipt",
         data={
@@ -321,8 +386,18 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
             "after": after,
         },
         log=[
-            f"<@{ctx.actor}> undid change {change.id} ({what}): {test.code} candidate {number}"
-            f" {reopen.describe(after, ctx)}; why: {reason}"
+            _(
+                "{actor} undid change {id} ({what}): {test} candidate {candidate} {state}; why: "
+                "{reason}"
+            ).format(
+                actor=f"<@{ctx.actor}>",
+                id=change.id,
+                what=what,
+                test=test.code,
+                candidate=number,
+                state=reopen.describe(after, ctx),
+                reason=reason,
+            )
         ],
         mentions=_mentions(ctx, change),
     )
@@ -337,25 +412,31 @@ def _refuse_unrestorable(
     deadline: datetime | None,
 ) -> None:
     """R6 for the reopening that would come back: its deadline must still be ahead."""
-    again = (
-        "Nothing was changed. Change it with "
-        f"`/reopen {test.code} {number} at HH:MM reason` instead."
-    )
+    again = _(
+        "Nothing was changed. Change it with `/reopen {test} {candidate} at HH:MM reason` instead."
+    ).format(test=test.code, candidate=number)
     if deadline is not None and deadline <= ctx.now:
         raise Refused(
-            f"The deadline new delivery had before ({format_time(deadline, ctx.tz)}) has "
-            f"passed, so it cannot come back (R6). {again}"
+            _(
+                "The deadline new delivery had before ({time}) has passed, so it cannot come back."
+            ).format(time=format_time(deadline, ctx.tz))
+            + f" {again}"
         )
     if mode == "until-close" and ordinary_end_passed(test, ctx.now):
         raise Refused(
-            f"New delivery was until-close before, which is only possible before the ordinary"
-            f" end of {test.code} ({format_time(ordinary_end(test), ctx.tz)}); it has passed "
-            f"(R6). {again}"
+            _(
+                "New delivery was until-close before, which is only possible before the "
+                "ordinary end of {test} ({time}); it has passed."
+            ).format(test=test.code, time=format_time(ordinary_end(test), ctx.tz))
+            + f" {again}"
         )
     if mode == "until-close" and end_time(candidate, test) <= ctx.now:
         raise Refused(
-            f"New delivery was until-close before, and {number}'s own end time "
-            f"({format_time(end_time(candidate, test), ctx.tz)}) has passed (R6). {again}"
+            _(
+                "New delivery was until-close before, and {candidate}'s own end time ({time}) "
+                "has passed."
+            ).format(candidate=number, time=format_time(end_time(candidate, test), ctx.tz))
+            + f" {again}"
         )
 
 
@@ -382,8 +463,11 @@ def _refuse_too_old(ctx: Ctx, change: Change, instead: str) -> None:
     if ctx.now > change.at + audit.UNDO_WINDOW:
         minutes = int(audit.UNDO_WINDOW.total_seconds() // 60)
         raise Refused(
-            f"Change {change.id} was made at {format_time(change.at, ctx.tz)}, more than "
-            f"{minutes} minutes ago, so it can no longer be undone. {instead}"
+            _(
+                "Change {id} was made at {time}, more than {minutes} minutes ago, so it can no "
+                "longer be undone."
+            ).format(id=change.id, time=format_time(change.at, ctx.tz), minutes=minutes)
+            + f" {instead}"
         )
 
 
@@ -408,15 +492,26 @@ def _refuse_if_anything_since(
             f"undo of change {change.id}:"
         ):
             raise Refused(
-                f"Change {change.id} is undone already: change {later.id} at {when} by {by}. "
-                "Nothing more was changed.",
+                _(
+                    "Change {id} is undone already: change {later} at {time} by {user}. "
+                    "Nothing more was changed."
+                ).format(id=change.id, later=later.id, time=when, user=by),
                 mentions=_slack_users([later.actor]),
             )
-        what = history.ACTIONS.get(later.action, later.action.replace("_", " "))
+        what = history.action_label(later.action)
         raise Refused(
-            f"{_whom(named).capitalize()} changed again after change {change.id}: change "
-            f"{later.id} ({what}) at {when} by {by}. Only the latest change can be undone. "
-            f"{instead}",
+            _(
+                "{whom} changed again after change {id}: change {later} ({what}) at {time} by "
+                "{user}. Only the latest change can be undone."
+            ).format(
+                whom=_whom(named).capitalize(),
+                id=change.id,
+                later=later.id,
+                what=what,
+                time=when,
+                user=by,
+            )
+            + f" {instead}",
             mentions=_slack_users([later.actor]),
         )
     delivered = db.execute(
@@ -427,27 +522,36 @@ def _refuse_if_anything_since(
     ).first()
     if delivered is not None:
         raise Refused(
-            f"Candidate {candidates[delivered.candidate_id]} delivered at "
-            f"{format_time(delivered.at, ctx.tz)}, after change {change.id}; a delivery stays, "
-            f"so the change can no longer be undone. {instead}"
+            _(
+                "Candidate {candidate} delivered at {time}, after change {id}; a delivery stays, "
+                "so the change can no longer be undone."
+            ).format(
+                candidate=candidates[delivered.candidate_id],
+                time=format_time(delivered.at, ctx.tz),
+                id=change.id,
+            )
+            + f" {instead}"
         )
 
 
 def _preview(ctx: Ctx, change: Change, *, text: str, lines: list[str], prompt: str) -> Reply:
     return Reply(
-        text="\n".join([text, *lines, "Nothing is changed until you confirm."]),
+        text="\n".join([text, *lines, _("Nothing is changed until you confirm.")]),
         kind="confirm",
         confirm=Confirm(
-            prompt=prompt, command=f"/undo {change.id}", button=f"Yes, undo change {change.id}"
+            prompt=prompt,
+            command=f"/undo {change.id}",
+            button=_("Yes, undo change {id}").format(id=change.id),
         ),
         mentions=_mentions(ctx, change),
     )
 
 
 def _origin(ctx: Ctx, change: Change) -> str:
-    return (
-        f"by {_who(change.actor)} at {format_time(change.at, ctx.tz)}; why: "
-        f"{change.reason or 'no reason given'}"
+    return _("by {user} at {time}; why: {reason}").format(
+        user=_who(change.actor),
+        time=format_time(change.at, ctx.tz),
+        reason=change.reason or _("no reason given"),
     )
 
 
@@ -457,7 +561,9 @@ def _reason(change: Change) -> str:
 
 
 def _whom(numbers: list[str]) -> str:
-    return f"candidate {numbers[0]}" if len(numbers) == 1 else f"candidates {listed(numbers)}"
+    if len(numbers) == 1:
+        return _("candidate {candidate}").format(candidate=numbers[0])
+    return _("candidates {numbers}").format(numbers=listed(numbers))
 
 
 def _who(actor: str) -> str:

@@ -167,6 +167,8 @@ class Staff(Base):
     role: Mapped[str] = mapped_column(String(16))  # support | teacher
     added_at: Mapped[datetime]
     added_by: Mapped[str] = mapped_column(String(64))
+    # nb | en, chosen with `staff add --language`; None: their Slack locale, else English.
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class StaffTest(Base):

@@ -51,7 +51,10 @@ class FakeSlack:
             "groups:history",
             "files:write",
             "im:write",
+            "users:read",
         ]
+        # Users' locales as users.info gives them (include_locale): user id → "nb-NO" …
+        self.locales: dict[str, str] = {}
         # Files uploaded (files.upload_v2's second step): upload path → the bytes.
         self.uploads: dict[str, bytes] = {}
         # Channels conversations.info knows: id → the channel object's fields.
@@ -208,6 +211,12 @@ class FakeSlack:
             if channel not in self.channels:
                 return {"ok": False, "error": "channel_not_found"}
             return {"ok": True, "channel": {"id": channel, **self.channels[channel]}}
+        if method == "users.info":
+            user = {"id": body.get("user")}
+            asked = body.get("include_locale") in (True, "true", "1")
+            if asked and body.get("user") in self.locales:
+                user["locale"] = self.locales[body["user"]]
+            return {"ok": True, "user": user}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(body.get("users", ""))[1:]}}
         if method == "files.getUploadURLExternal":

@@ -63,7 +63,7 @@ def test_r9_started_answers_are_delivered_at_the_deadline(exam):
     ]
     assert [c.action for c in changes] == ["auto_deliver", "auto_deliver"]
     assert changes[0].before["status"] == "started" and changes[0].after["status"] == "submitted"
-    assert changes[0].reason == "deadline reached (R9)"
+    assert changes[0].reason == "deadline reached"
 
 
 def test_r9_running_twice_delivers_once(exam):

@@ -311,7 +311,7 @@ def test_scopes_the_manifest_asks_for_are_missing(services: Services, check):
         check(),
         "slack scopes",
         "the token lacks chat:write, channels:read, groups:read, channels:history, "
-        "groups:history, files:write, im:write of the scopes manifest.yml",
+        "groups:history, files:write, im:write, users:read of the scopes manifest.yml",
         "reinstall the app",
     )
 
@@ -326,6 +326,7 @@ def test_the_manifest_names_the_scopes_checked():
         "groups:history",
         "files:write",
         "im:write",
+        "users:read",
     ]
 
 

@@ -38,7 +38,7 @@ from test_slack_app import _serve
 from bot.config import Settings
 from bot.runtime.server import Wiring, wire
 from bot.slack import door as slack_door
-from bot.slack.listeners.question_errors import NOT_A_REPORT
+from bot.slack.listeners.question_errors import not_a_report
 from bot.slack.middleware import NO_BUTTON, NO_USER
 from bot.slack.outbox_views import RENDERERS
 from bot.web.app import ALREADY_HANDLED
@@ -167,7 +167,7 @@ def no_traceback(caplog: pytest.LogCaptureFixture) -> None:
     assert "Traceback" not in caplog.text
 
 
-LOOK_UPS = ("conversations.history", "conversations.replies")
+LOOK_UPS = ("conversations.history", "conversations.replies", "users.info")
 
 
 def no_outbound(door: Door, *, besides: tuple[str, ...] = ()) -> None:
@@ -183,6 +183,7 @@ def no_outbound(door: Door, *, besides: tuple[str, ...] = ()) -> None:
     expected = [_where(door, target) for target in (*besides, last)]
     # A look-up of what was posted changes nothing in Slack: the notifier makes one when a
     # post of its own looks cut off (a slow heartbeat under load) rather than post twice.
+    # Nor does users.info, the sender's locale (the language of the reply).
     made = [c.path for c in door.fake.calls if c.method not in LOOK_UPS]
     assert sorted(made) == sorted(expected)
 
@@ -728,7 +729,7 @@ def test_a_report_button_that_names_no_report_is_refused_plainly(door, exam, log
     body = block_action(action_id, value, user=SUPPORT, response_url="x", channel=CHANNEL)
     assert door.signed(body).status_code == 200
     (told,) = door.fake.wait_for("chat.postEphemeral")
-    assert told.body["text"] == NOT_A_REPORT and told.body["user"] == SUPPORT
+    assert told.body["text"] == not_a_report() and told.body["user"] == SUPPORT
     unchanged(door, before, but_seen=True)
     no_traceback(log)
 

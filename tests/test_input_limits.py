@@ -38,7 +38,7 @@ def test_r4_total_incident_time_is_at_most_168_h_however_it_is_added(world):
     ):
         refused = world.run(command)
         assert not refused.ok
-        assert "above 168 h, the most a candidate can have (R4)" in refused.text
+        assert "above 168 h, the most a candidate can have, for" in refused.text
         assert "for 1 candidate (101 has 168 h)" in refused.text
         assert "Nothing was changed" in refused.text
     for all_ in ({}, {"confirmed": True}):

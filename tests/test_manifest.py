@@ -88,8 +88,9 @@ def test_manifest_asks_for_the_scopes_it_uses_and_no_more():
     # channels:read, groups:read: conversations.info, with which `examdesk doctor` checks the
     # bot is in the support channel; channels:history, groups:history: the outbox looks up
     # a post cut off by a crash before it posts again; files:write, im:write: `/exam TEST
-    # report` uploads the report into the asker's direct message. views.publish (App Home)
-    # and response_url need no scope.
+    # report` uploads the report into the asker's direct message; users:read: users.info
+    # gives a staff member's Slack locale, their replies' language when they chose none.
+    # views.publish (App Home) and response_url need no scope.
     assert sorted(manifest()["oauth_config"]["scopes"]["bot"]) == [
         "channels:history",
         "channels:read",
@@ -99,6 +100,7 @@ def test_manifest_asks_for_the_scopes_it_uses_and_no_more():
         "groups:history",
         "groups:read",
         "im:write",
+        "users:read",
     ]
     assert "user" not in manifest()["oauth_config"]["scopes"]
 

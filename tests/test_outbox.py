@@ -304,7 +304,7 @@ def test_r9_automatic_deliveries_are_in_the_change_log(exam):
     data = row.payload["data"]
     assert data["via"] == "the scheduler"
     assert data["lines"] == [
-        f"Delivered automatically at the deadline (R9): {CODE} candidate 101, 102, 103"
+        f"Delivered automatically at the deadline: {CODE} candidate 101, 102, 103"
     ]
 
 

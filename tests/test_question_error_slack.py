@@ -114,7 +114,8 @@ def test_r12_r14_report_send_progress_and_thread(world, slack):
         response_url=fake.response_url(),
     )
     assert response.status_code == 200
-    assert "recorded and sent to exam support" in response.text and "R12" in response.text
+    assert "recorded and sent to exam support" in response.text
+    assert "cannot be changed now that the test has started" in response.text
 
     (post,) = fake.wait_for("chat.postMessage")
     assert post.body["channel"] == CHANNEL

@@ -209,7 +209,7 @@ def test_r11_r5_extra_time_is_frozen_after_the_ordinary_end(loaded, files):
     assert c.extra_minutes == 30
     assert c.postponed_deadline == oslo("2026-12-04 12:00")
     assert len(result.warnings) == 1
-    assert "10024" in result.warnings[0] and "R5" in result.warnings[0]
+    assert "10024" in result.warnings[0] and "the ordinary end has passed" in result.warnings[0]
     assert "30 min → 1 h not applied" in result.summary("candidates.csv")
 
 

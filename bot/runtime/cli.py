@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("user", help="Slack user id, e.g. U0123ABCD")
     add.add_argument("--role", required=True, choices=["support", "teacher"])
     add.add_argument("--tests", default="", help="test codes separated by commas")
+    add.add_argument(
+        "--language",
+        choices=["nb", "en"],
+        help="the language of their replies (default: their Slack locale, else English)",
+    )
     staff_sub.add_parser("list", help="list users and roles")
     remove = staff_sub.add_parser("remove", help="remove a user")
     remove.add_argument("user")
@@ -273,7 +278,9 @@ def _staff(args: argparse.Namespace) -> int:
             settings,
             factory,
             _cli_actor(),
-            lambda ctx: staff.add(ctx, user_id=args.user, role=args.role, test_codes=codes),
+            lambda ctx: staff.add(
+                ctx, user_id=args.user, role=args.role, test_codes=codes, language=args.language
+            ),
         )
     elif args.staff_command == "remove":
         text = _with_ctx(
@@ -285,11 +292,26 @@ def _staff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace) -> int:
-    from commands.runner import execute
+def _speaking_as(factory, actor: str):
+    """Word what follows in the language ``actor`` chose (`staff add --language`), else
+    English. The terminal does not ask Slack for their locale: it works without Slack."""
+    from commands import staff
+    from commands.language import speaking
 
+    return speaking(staff.chosen_language(factory, actor))
+
+
+def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
+    with _speaking_as(factory, args.actor):
+        return _run_as(args, settings, factory)
+
+
+def _run_as(args: argparse.Namespace, settings, factory) -> int:
+    from commands.language import _
+    from commands.runner import execute
+
     reply = execute(
         session_factory=factory,
         actor=args.actor,
@@ -309,11 +331,13 @@ def _run(args: argparse.Namespace) -> int:
         from commands.timeparse import format_time
 
         print(
-            f"To undo it until {format_time(reply.data['undo_until'], settings.tz)}: "
-            f'examdesk run --as {args.actor} --yes "/undo {reply.data["change_id"]}"'
+            _("To undo it until {time}: {command}").format(
+                time=format_time(reply.data["undo_until"], settings.tz),
+                command=f'examdesk run --as {args.actor} --yes "/undo {reply.data["change_id"]}"',
+            )
         )
     if reply.needs_confirmation:
-        print("Nothing was changed. Run the same command with --yes to apply it.")
+        print(_("Nothing was changed. Run the same command with --yes to apply it."))
         return EXIT_CONFIRM
     return EXIT_OK
 
@@ -419,10 +443,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _reports(args: argparse.Namespace) -> int:
-    from commands import notice, question_error, question_reports
+    from commands import question_reports
     from commands.lookup import get_test
-    from notifications import fanout
-    from store.models import Test
 
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
@@ -446,6 +468,16 @@ def _reports(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not args.actor:
         raise CliError("say who acts: add --as USER (a Slack user id of exam support)")
+    with _speaking_as(factory, args.actor):
+        return _reports_as(args, settings, factory, report_id)
+
+
+def _reports_as(args: argparse.Namespace, settings, factory, report_id: int) -> int:
+    from commands import notice, question_error
+    from commands.language import _
+    from notifications import fanout
+    from store.models import Test
+
     if args.send is not None:
         if not args.yes:
 
@@ -455,11 +487,16 @@ def _reports(args: argparse.Namespace) -> int:
                 plan = fanout.plan(db_session=ctx.db_session, test=test)
                 logged = notice.not_configured(plan, ctx.outside)
                 return (
-                    f"This sends error report #{report_id} to the {plan.candidates} candidates "
-                    f"of {report['test']}: {notice.counts_text(plan)}"
+                    _("This sends error report #{id} to the {count} candidates of {test}:").format(
+                        id=report_id, count=plan.candidates, test=report["test"]
+                    )
+                    + f" {notice.counts_text(plan)}"
                     + (f"\n{logged}" if logged else "")
-                    + "\nIt cannot be taken back. Nothing was sent. Run the same command with "
-                    "--yes to send it."
+                    + "\n"
+                    + _(
+                        "It cannot be taken back. Nothing was sent. Run the same command with "
+                        "--yes to send it."
+                    )
                 )
 
             print(_with_ctx(settings, factory, args.actor, ask))
@@ -471,7 +508,7 @@ def _reports(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.edit is not None:
         if args.nb is None and args.en is None and args.question is None:
-            raise CliError("say what changes: --nb TEXT, --en TEXT and/or --question TEXT")
+            raise CliError(_("say what changes: --nb TEXT, --en TEXT and/or --question TEXT"))
 
         def edit(ctx):
             current = question_error.for_editing(ctx, report_id=report_id)
@@ -485,7 +522,9 @@ def _reports(args: argparse.Namespace) -> int:
             )
 
         edited = _with_ctx(settings, factory, args.actor, edit)
-        print(f"Error report #{report_id} for {edited['test']} is edited.")
+        print(
+            _("Error report #{id} for {test} is edited.").format(id=report_id, test=edited["test"])
+        )
         return EXIT_OK
     rejected = _with_ctx(
         settings,
@@ -493,7 +532,11 @@ def _reports(args: argparse.Namespace) -> int:
         args.actor,
         lambda ctx: question_error.reject(ctx, report_id=report_id, reason=args.reason),
     )
-    print(f"Error report #{report_id} for {rejected['test']} is rejected; nothing is sent.")
+    print(
+        _("Error report #{id} for {test} is rejected; nothing is sent.").format(
+            id=report_id, test=rejected["test"]
+        )
+    )
     return EXIT_OK
 
 
@@ -517,8 +560,8 @@ def _deliver(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     _, factory = open_database(settings, migrate=False)
-    print(
-        _with_ctx(
+    with _speaking_as(factory, args.actor):
+        delivered = _with_ctx(
             settings,
             factory,
             args.actor,
@@ -526,7 +569,7 @@ def _deliver(args: argparse.Namespace) -> int:
                 ctx, test_code=args.test, number=args.candidate, path=args.file, reason=args.reason
             ),
         )
-    )
+    print(delivered)
     return EXIT_OK
 
 

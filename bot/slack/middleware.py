@@ -3,7 +3,8 @@
 The first middleware refuses, in plain words, a request that lacks what every listener
 relies on: who sent it, and for a button press which button. The next puts what every
 listener needs into Bolt's context: ``deps`` and the acting user (``actor``, the Slack user
-id that the core checks, R15). The database session is the core's: each command opens its
+id that the core checks, R15), and chooses the language everything after it is worded in
+(``bot.slack.language``). The database session is the core's: each command opens its
 own unit of work (``commands.runner.in_transaction``), so it is applied whole or not at all,
 and one that only reads can start as read-only.
 """
@@ -21,7 +22,9 @@ from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
 
 from bot.deps import Deps
+from bot.slack.language import SlackLocales, language_for
 from bot.slack.views import blocks, forms
+from commands.language import choose
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 # have: only then may the error handler answer through the request's response_url.
 CHECKED = "examdesk_checked"
 USER_ID = re.compile(r"[A-Z0-9]{1,32}")  # Slack's user ids: U…, W…
+# Said before the sender is checked, so before their language is known: in English.
 NO_USER = "Slack did not say who sent this, so examdesk did nothing. Please try again."
 NO_BUTTON = (
     "This button press came without the button's details, so nothing was changed. "
@@ -38,7 +42,7 @@ NO_BUTTON = (
 
 def install(app: App, deps: Deps) -> None:
     app.use(RequestCheck(deps))
-    app.use(request_context(deps))
+    app.use(request_context(deps, SlackLocales(deps.settings)))
     app.error(error_handler(deps))
 
 
@@ -53,6 +57,8 @@ class RequestCheck(Middleware):
         self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
     ) -> BoltResponse:
         body = req.body
+        # Before the sender is known (and in a thread that served someone else): English.
+        choose(None)
         problem = _problem(body, req.context.user_id)
         if problem is None:
             req.context[CHECKED] = True
@@ -94,10 +100,11 @@ def _problem(body: dict[str, Any], user_id: object) -> str | None:
     return None
 
 
-def request_context(deps: Deps) -> Callable[..., Any]:
+def request_context(deps: Deps, locales: SlackLocales) -> Callable[..., Any]:
     def attach(context: BoltContext, next: Callable[[], Any]) -> Any:
         context["deps"] = deps
         context["actor"] = context.user_id
+        context["language"] = choose(language_for(deps, locales, context.user_id))
         return next()
 
     return attach

@@ -8,13 +8,16 @@ from typing import Any
 from bot.slack.views import blocks
 from bot.slack.views import notices as blocks_notices
 from commands import change_log
+from commands.language import speaking
 
 
 def _change_log(data: dict[str, Any]) -> dict[str, Any]:
-    return blocks.change_log(data["lines"], via=data["via"], mentions=tuple(data["mentions"]))
+    # In the language of the change's maker, as its lines are (change_log.post).
+    with speaking(data.get("language")):
+        return blocks.change_log(data["lines"], via=data["via"], mentions=tuple(data["mentions"]))
 
 
 RENDERERS = {
     change_log.RENDER: _change_log,
-    "report": blocks_notices.report_blocks,
+    "report": blocks_notices.report_post,
 }

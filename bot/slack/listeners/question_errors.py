@@ -32,6 +32,7 @@ from bot.slack.views import notices as blocks_notices
 from commands import question_error
 from commands.context import Ctx
 from commands.errors import CommandError, NotFound
+from commands.language import _
 from commands.permissions import require_support
 from commands.reply import Reply
 from commands.runner import execute, in_transaction, refusal
@@ -44,11 +45,17 @@ log = logging.getLogger(__name__)
 UPDATE_EVERY = 2.0
 # Whole numbers from Slack (report ids, minutes) fit the database's integer columns.
 MAX_DIGITS = 9
-NOT_A_REPORT = (
-    "This button or form does not name an error report, so nothing was changed. "
-    "Use the buttons on the report in the support channel."
-)
-NO_TRIGGER = "Slack did not send what is needed to open the form. Please press the button again."
+
+
+def not_a_report() -> str:
+    return _(
+        "This button or form does not name an error report, so nothing was changed. Use the "
+        "buttons on the report in the support channel."
+    )
+
+
+def no_trigger() -> str:
+    return _("Slack did not send what is needed to open the form. Please press the button again.")
 
 
 def register(app: App, deps: Deps) -> None:
@@ -168,7 +175,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
     words = text.split()
     if len(words) == 1 and words[0].lower() not in ("help", "-h", "--help"):
         if not command.get("trigger_id"):
-            ack(response_type="ephemeral", text=NO_TRIGGER)
+            ack(response_type="ephemeral", text=no_trigger())
             return
         # The trigger_id lives 3 seconds: open the form before anything else.
         client.views_open(
@@ -208,7 +215,7 @@ def _minutes(value: Any) -> int | None:
         return None
     minutes = _number(value)
     if minutes is None:
-        raise NotMinutes("Give the extra time as a whole number of minutes, e.g. 10.")
+        raise NotMinutes(_("Give the extra time as a whole number of minutes, e.g. 10."))
     return minutes
 
 
@@ -252,7 +259,7 @@ def on_send(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     actor = context["actor"]
     report_id = _report_id(body)
     if report_id is None:
-        _tell_user(deps, body, actor, NOT_A_REPORT)
+        _tell_user(deps, body, actor, not_a_report())
         return
     reply = _replied(deps, actor, lambda ctx: _sending(ctx, report_id))
     if not reply.ok:
@@ -269,8 +276,15 @@ def _sending(ctx: Ctx, report_id: int) -> Reply:
         _thread(
             ctx,
             report,
-            f"{mention(ctx.actor)} is sending your text to the {reply.data['inapp']} candidates "
-            f"of {report['test']} ({blocks_notices.counts(reply.data)}). Progress is shown above.",
+            _(
+                "{user} is sending your text to the {count} candidates of {test} ({counts}). "
+                "Progress is shown above."
+            ).format(
+                user=mention(ctx.actor),
+                count=reply.data["inapp"],
+                test=report["test"],
+                counts=blocks_notices.counts(reply.data),
+            ),
         )
     return reply
 
@@ -281,7 +295,7 @@ def on_edit(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebCli
     actor = context["actor"]
     report_id = _report_id(body)
     if report_id is None:
-        _tell_user(deps, body, actor, NOT_A_REPORT)
+        _tell_user(deps, body, actor, not_a_report())
         return
     # Whoever may not edit it learns so now, not after filling in the form.
     try:
@@ -292,7 +306,7 @@ def on_edit(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebCli
         _tell_user(deps, body, actor, str(error), error.mentions)
         return
     if not body.get("trigger_id"):
-        _tell_user(deps, body, actor, NO_TRIGGER)
+        _tell_user(deps, body, actor, no_trigger())
         return
     client.views_open(trigger_id=body["trigger_id"], view=blocks_notices.edit_modal(report))
 
@@ -302,7 +316,7 @@ def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> N
     values = blocks_notices.modal_values(view)
     report_id = _number(view.get("private_metadata"))
     if report_id is None:
-        ack(response_action="errors", errors={"text_nb": NOT_A_REPORT})
+        ack(response_action="errors", errors={"text_nb": not_a_report()})
         return
     try:
         minutes = _minutes(values.get("minutes"))
@@ -320,7 +334,11 @@ def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> N
             suggested_minutes=minutes,
         )
         _refresh(ctx, report)
-        _thread(ctx, report, f"{mention(ctx.actor)} edited the text for candidates.")
+        _thread(
+            ctx,
+            report,
+            _("{user} edited the text for candidates.").format(user=mention(ctx.actor)),
+        )
         return report
 
     try:
@@ -337,7 +355,7 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
     actor = context["actor"]
     report_id = _report_id(body)
     if report_id is None:
-        _tell_user(deps, body, actor, NOT_A_REPORT)
+        _tell_user(deps, body, actor, not_a_report())
         return
 
     def reject(ctx: Ctx) -> dict[str, Any]:
@@ -346,8 +364,10 @@ def on_reject(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         _thread(
             ctx,
             report,
-            f"{mention(ctx.actor)} decided not to send this report to the candidates. "
-            "Ask in this thread if you disagree.",
+            _(
+                "{user} decided not to send this report to the candidates. Ask in this thread "
+                "if you disagree."
+            ).format(user=mention(ctx.actor)),
         )
         return report
 
@@ -371,10 +391,13 @@ def give_incident_time(deps: Deps, actor: str, report: dict[str, Any], minutes: 
         deps,
         actor,
         report["report_id"],
-        f"{mention(actor)} gave all candidates {minutes} min incident time: {first_line}"
+        _("{user} gave all candidates {minutes} min incident time: {result}").format(
+            user=mention(actor), minutes=minutes, result=first_line
+        )
         if reply.ok
-        else f"{mention(actor)} tried to give incident time, refused: "
-        + mrkdwn(reply.text, reply.mentions),
+        else _("{user} tried to give incident time, refused: {result}").format(
+            user=mention(actor), result=mrkdwn(reply.text, reply.mentions)
+        ),
     )
     return reply
 
@@ -387,7 +410,7 @@ def on_incident_time(
     actor = context["actor"]
     report_id = _report_id(body)
     if report_id is None:
-        _tell_user(deps, body, actor, NOT_A_REPORT)
+        _tell_user(deps, body, actor, not_a_report())
         return
     # Incident time is support's (R15): anyone else learns so before any form opens.
     try:
@@ -397,7 +420,7 @@ def on_incident_time(
         return
     if not report["suggested_minutes"]:
         if not body.get("trigger_id"):
-            _tell_user(deps, body, actor, NO_TRIGGER)
+            _tell_user(deps, body, actor, no_trigger())
             return
         client.views_open(trigger_id=body["trigger_id"], view=blocks_notices.minutes_modal(report))
         return
@@ -408,7 +431,7 @@ def on_incident_time(
 
 def _for_support(ctx: Ctx, report_id: int) -> dict[str, Any]:
     require_support(
-        db_session=ctx.db_session, user_id=ctx.actor, doing="give candidates incident time"
+        db_session=ctx.db_session, user_id=ctx.actor, doing=_("give candidates incident time")
     )
     return question_error.show(ctx, report_id=report_id)
 
@@ -420,12 +443,12 @@ def on_minutes_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -
     except NotMinutes:
         minutes = None
     if not minutes:
-        ack(response_action="errors", errors={"minutes": "Give a number of minutes above 0."})
+        ack(response_action="errors", errors={"minutes": _("Give a number of minutes above 0.")})
         return
     report_id = _number(view.get("private_metadata"))
     try:
         if report_id is None:
-            raise NotFound(NOT_A_REPORT)
+            raise NotFound(not_a_report())
         report = _report(deps, report_id)
     except CommandError as error:
         ack(response_action="errors", errors={"minutes": str(error)[:150]})

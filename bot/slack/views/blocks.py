@@ -13,9 +13,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.slack.text import capped, escape, fallback, mrkdwn, text_object
+from commands.candidate_view import kind_label, status_label
+from commands.language import _, number
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time
-from store.models import CandidateStatus
 
 CONFIRM_ACTION = "examdesk_confirm"
 CANCEL_ACTION = "examdesk_cancel"
@@ -56,7 +57,7 @@ def _section(text: str) -> list[dict[str, Any]]:
         if current and len(current) + len(line) + 1 > SECTION_LIMIT:
             chunks.append(current)
             if len(chunks) == TEXT_SECTIONS - 1:
-                current = f"… and {len(lines) - index} more lines"
+                current = _("… and {n} more lines").format(n=number(len(lines) - index))
                 break
             current = line
         else:
@@ -85,7 +86,7 @@ def _code(text: str) -> str:
 
 
 def _time(value: str | None, tz: ZoneInfo) -> str:
-    return format_time(datetime.fromisoformat(value), tz) if value else "none"
+    return format_time(datetime.fromisoformat(value), tz) if value else _("none")
 
 
 # ------------------------------------------------------------------ one renderer per kind
@@ -101,15 +102,15 @@ def _usage(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
 
 def _refusal(reply: Reply) -> list[dict[str, Any]]:
     # A CommandError's text is its message, then the usage when the input was malformed.
-    problem, sep, usage = reply.text.partition("\nUsage:")
+    problem, sep, usage = reply.text.partition("\n" + _("Usage:"))
     blocks = _section(":warning: " + _own(reply, problem))
     if sep:
-        blocks += _section(_code("Usage:" + usage))
+        blocks += _section(_code(sep.lstrip("\n") + usage))
     return blocks
 
 
 def _receipt(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
-    head, _, rest = reply.text.partition("\n")
+    head, _newline, rest = reply.text.partition("\n")
     blocks = _section(":white_check_mark: " + _own(reply, head))
     if rest:
         blocks += _section(_own(reply, rest))
@@ -129,12 +130,16 @@ def _undo(change_id: int, until: datetime, tz: ZoneInfo) -> list[dict[str, Any]]
                 {
                     "type": "button",
                     "action_id": UNDO_ACTION,
-                    "text": {"type": "plain_text", "text": "Undo"},
+                    "text": {"type": "plain_text", "text": _("Undo")},
                     "value": str(change_id),
                 }
             ],
         },
-        _context(f"Undo is possible until {format_time(until, tz)} and asks to confirm."),
+        _context(
+            _("Undo is possible until {time} and asks to confirm.").format(
+                time=format_time(until, tz)
+            )
+        ),
     ]
 
 
@@ -156,22 +161,22 @@ def _confirm(reply: Reply) -> list[dict[str, Any]]:
                     "value": token,
                     # Slack's own dialog: a second, deliberate click before anything changes.
                     "confirm": {
-                        "title": {"type": "plain_text", "text": "Are you sure?"},
+                        "title": {"type": "plain_text", "text": _("Are you sure?")},
                         "text": text_object(capped(_own(reply, confirm.prompt), 300)),
-                        "confirm": {"type": "plain_text", "text": "Yes, apply it"},
-                        "deny": {"type": "plain_text", "text": "No, go back"},
+                        "confirm": {"type": "plain_text", "text": _("Yes, apply it")},
+                        "deny": {"type": "plain_text", "text": _("No, go back")},
                         "style": "danger",
                     },
                 },
                 {
                     "type": "button",
                     "action_id": CANCEL_ACTION,
-                    "text": {"type": "plain_text", "text": "Cancel"},
+                    "text": {"type": "plain_text", "text": _("Cancel")},
                     "value": token,
                 },
             ],
         },
-        _context("Nothing changes until you confirm. The button works once."),
+        _context(_("Nothing changes until you confirm. The button works once.")),
     ]
 
 
@@ -179,45 +184,73 @@ def _candidate(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
     d = reply.data
     reopened = d.get("new_delivery")
     if reopened is None:
-        delivery = "not open"
+        delivery = _("not open")
     elif reopened["deadline"] is None:
-        delivery = f"allowed ({reopened['mode']}), no time limit"
+        delivery = _("allowed ({mode}), no time limit").format(mode=reopened["mode"])
     else:
-        delivery = f"allowed ({reopened['mode']}) until {_time(reopened['deadline'], tz)}"
-    deadline = _time(d["deadline"], tz) if d.get("deadline") else "none (no time limit)"
+        delivery = _("allowed ({mode}) until {time}").format(
+            mode=reopened["mode"], time=_time(reopened["deadline"], tz)
+        )
+    deadline = _time(d["deadline"], tz) if d.get("deadline") else _("none (no time limit)")
     made_up = [
-        f"exam time ends      {_time(d['exam_end'], tz)}",
-        f"+ upload allowance  {format_duration(d['upload_allowance_minutes'])}",
-        f"= ordinary end      {_time(d['ordinary_end'], tz)}",
+        (_("exam time ends"), _time(d["exam_end"], tz)),
+        (_("+ upload allowance"), format_duration(d["upload_allowance_minutes"])),
+        (_("= ordinary end"), _time(d["ordinary_end"], tz)),
     ]
     if d.get("individual_end"):
-        made_up.append(f"individual end      {_time(d['individual_end'], tz)} (replaces it)")
+        made_up.append(
+            (
+                _("individual end"),
+                _("{time} (replaces it)").format(time=_time(d["individual_end"], tz)),
+            )
+        )
     made_up += [
-        f"+ extra time        {format_duration(d['extra_minutes'])} (registry)",
-        f"+ incident time     {format_duration(d['incident_minutes'])}",
-        f"= end time          {_time(d['end_time'], tz)}",
+        (
+            _("+ extra time"),
+            _("{duration} (registry)").format(duration=format_duration(d["extra_minutes"])),
+        ),
+        (_("+ incident time"), format_duration(d["incident_minutes"])),
+        (_("= end time"), _time(d["end_time"], tz)),
     ]
     if reopened is not None:
-        until = _time(reopened["deadline"], tz) if reopened["deadline"] else "no time limit"
-        made_up.append(f"new delivery until  {until}")
+        until = _time(reopened["deadline"], tz) if reopened["deadline"] else _("no time limit")
+        made_up.append((_("new delivery until"), until))
+    # The values line up in a column however long the labels are in the reader's language.
+    width = max(20, *(len(label) + 2 for label, _value in made_up))
     notices = d.get("notices") or {}
+    submitted = _time(d["submitted_at"], tz) if d.get("submitted_at") else _("not yet")
     return [
-        _header(f"Candidate {d['candidate']} · {d['test']}"),
+        _header(
+            _("Candidate {candidate} · {test}").format(candidate=d["candidate"], test=d["test"])
+        ),
         _fields(
             [
-                ("Status", CandidateStatus(d["status"]).label),
-                ("Deadline", deadline),
-                ("New delivery", delivery),
-                ("Submitted", _time(d["submitted_at"], tz) if d.get("submitted_at") else "not yet"),
+                (_("Status"), status_label(d["status"])),
+                (_("Deadline"), deadline),
+                (_("New delivery"), delivery),
+                (_("Submitted"), submitted),
             ]
         ),
-        *_section("*How the deadline is made up*\n" + _code("\n".join(made_up))),
+        *_section(
+            "*"
+            + _("How the deadline is made up")
+            + "*\n"
+            + _code("\n".join(label.ljust(width) + value for label, value in made_up))
+        ),
         _context(
-            f"Notices: {notices.get('inapp', 0)} in the exam app, {notices.get('read', 0)} read"
-            f" · SMS {notices.get('sms', 'none')} · e-mail {notices.get('email', 'none')}\n"
+            _("Notices: {inapp} in the exam app, {read} read · SMS {sms} · e-mail {email}").format(
+                inapp=notices.get("inapp", 0),
+                read=notices.get("read", 0),
+                sms=notices.get("sms", _("none")),
+                email=notices.get("email", _("none")),
+            )
+            + "\n"
             + escape(
-                f"Phone {d.get('phone', '')} · e-mail {d.get('email', '')} · "
-                f"language {d.get('language', '')}"
+                _("Phone {phone} · e-mail {email} · language {language}").format(
+                    phone=d.get("phone", ""),
+                    email=d.get("email", ""),
+                    language=d.get("language", ""),
+                )
             )
         ),
     ]
@@ -225,13 +258,15 @@ def _candidate(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
 
 def _listed(label: str, listed: dict[str, Any], *, minutes: bool) -> str:
     if not listed["count"]:
-        return f"*{label}:* none"
+        return f"*{label}:* " + _("none")
     shown = ", ".join(
         f"{row[0]} ({format_duration(row[1])})" if minutes else str(row[0])
         for row in listed["first"]
     )
     more = listed["count"] - len(listed["first"])
-    return f"*{label}:* {listed['count']} — {shown}" + (f", …{more} more" if more else "")
+    return f"*{label}:* {number(listed['count'])} — {shown}" + (
+        ", " + _("…{n} more").format(n=number(more)) if more else ""
+    )
 
 
 def _overview(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
@@ -244,50 +279,66 @@ def _overview(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
     blocks += [
         _header(f"{d['test']} — {d['title']}" if d.get("title") else d["test"]),
         _context(
-            f"{d['kind']} exam · {_time(d['start'], tz)} – {_time(d['exam_end'], tz)} · "
-            f"ordinary end {_time(d['ordinary_end'], tz)}"
+            _("{kind} · {start} – {end} · ordinary end {ordinary_end}").format(
+                kind=kind_label(d["kind"]),
+                start=_time(d["start"], tz),
+                end=_time(d["exam_end"], tz),
+                ordinary_end=_time(d["ordinary_end"], tz),
+            )
         ),
         _fields(
             [
-                ("Candidates", str(d["candidates"])),
-                ("Not started", str(by_status["not_started"])),
-                ("Started", str(by_status["started"])),
-                ("Submitted", str(by_status["submitted"])),
+                (_("Candidates"), number(d["candidates"])),
+                (_("Not started"), number(by_status["not_started"])),
+                (_("Started"), number(by_status["started"])),
+                (_("Submitted"), number(by_status["submitted"])),
             ]
         ),
     ]
     lines = [
-        _listed("Extra time (registry)", d["extra"], minutes=True),
-        _listed("Incident time", d["incident"], minutes=True),
-        _listed("Individual end", d["individual"], minutes=False),
+        _listed(_("Extra time (registry)"), d["extra"], minutes=True),
+        _listed(_("Incident time"), d["incident"], minutes=True),
+        _listed(_("Individual end"), d["individual"], minutes=False),
     ]
     reopened = d["reopened"]
+    new_delivery = "*" + _("New delivery:") + "* "
     if reopened["count"]:
-        lines.append(f"*New delivery:* {reopened['count']} open")
+        lines.append(new_delivery + _("{n} open").format(n=number(reopened["count"])))
         lines += [
             f"• {r['candidate']} ({r['mode']}) "
-            + (f"until {_time(r['deadline'], tz)}" if r["deadline"] else "no time limit")
+            + (
+                _("until {time}").format(time=_time(r["deadline"], tz))
+                if r["deadline"]
+                else _("no time limit")
+            )
             for r in reopened["first"]
         ]
         if reopened["count"] > len(reopened["first"]):
-            lines.append(f"• …{reopened['count'] - len(reopened['first'])} more")
+            more = reopened["count"] - len(reopened["first"])
+            lines.append("• " + _("…{n} more").format(n=number(more)))
     else:
-        lines.append("*New delivery:* none")
+        lines.append(new_delivery + _("none"))
     notices = d["notices"]
+    said = "*" + _("Notices:") + "* "
     if notices["sent"]:
         channels = "; ".join(
-            ("SMS " if channel == "sms" else "e-mail ")
+            ("SMS " if channel == "sms" else _("e-mail") + " ")
             + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
             for channel, counts in sorted(notices["deliveries"].items())
         )
         lines.append(
-            f"*Notices:* {notices['sent']} sent; in-app {notices['inapp']}, read "
-            f"{notices['read']}" + (f"; {channels}" if channels else "")
+            said
+            + _("{sent} sent; in-app {inapp}, read {read}").format(
+                sent=number(notices["sent"]),
+                inapp=number(notices["inapp"]),
+                read=number(notices["read"]),
+            )
+            + (f"; {channels}" if channels else "")
         )
     else:
-        lines.append("*Notices:* none sent")
+        lines.append(said + _("none sent"))
     if d.get("grading"):
-        lines.append(f"*Grading:* {escape(d['grading']['text'])}")
+        lines.append("*" + _("Grading:") + f"* {escape(d['grading']['text'])}")
     return blocks + _section("\n".join(lines))
 
 
@@ -312,15 +363,15 @@ def change_log(lines: list[str], *, via: str, mentions: tuple[str, ...] = ()) ->
         "text": fallback(text, mentions),
         "blocks": [
             *_section(":memo: " + mrkdwn(text, mentions)),
-            _context(f"examdesk change log · via {escape(via)}"),
+            _context(_("examdesk change log · via {via}").format(via=escape(via))),
         ],
     }
 
 
 def unexpected_error(reference: str) -> dict[str, Any]:
-    text = (
+    text = _(
         "Sorry, something went wrong on our side. If you were changing something, check the "
         "result (`/candidate` or `/exam`) before trying again; if it keeps happening, tell "
-        f"exam support (reference {reference})."
-    )
+        "exam support (reference {reference})."
+    ).format(reference=reference)
     return {"text": text, "blocks": _section(":boom: " + text)}

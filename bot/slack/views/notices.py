@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.slack.text import capped, escape, fallback, mention, text_object
+from commands.language import _, speaking
+from commands.question_error import state_label
 from notifications.masking import scrub
 from notifications.progress import Progress
 
@@ -44,89 +46,138 @@ def _button(label: str, action_id: str, value: str, style: str | None = None) ->
 
 
 def counts(plan: dict[str, Any]) -> str:
-    return f"{plan['inapp']} in-app notices, {plan['sms']} SMS and {plan['email']} e-mails"
+    return _("{inapp} in-app notices, {sms} SMS and {email} e-mails").format(
+        inapp=plan["inapp"], sms=plan["sms"], email=plan["email"]
+    )
 
 
 def _quote(text: str) -> str:
     return "\n".join("> " + line for line in escape(text).splitlines() or [""])
 
 
+def report_post(report: dict[str, Any]) -> dict[str, Any]:
+    """The outbox's first post of a report: in the language it was reported in."""
+    with speaking(report.get("language")):
+        return report_blocks(report)
+
+
 def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
     """The report as posted to the support channel, with its buttons while it is open."""
     plan = report["plan"]
-    head = (
-        f":warning: *Error in the question set of {escape(report['test'])}* (report #"
-        f"{report['report_id']}) from {mention(report['reported_by'])} at "
-        f"{report['reported_at']}"
+    head = ":warning: " + _(
+        "*Error in the question set of {test}* (report #{id}) from {user} at {time}"
+    ).format(
+        test=escape(report["test"]),
+        id=report["report_id"],
+        user=mention(report["reported_by"]),
+        time=report["reported_at"],
     )
     blocks: list[dict[str, Any]] = [_section(head)]
     if report["question"]:
-        blocks.append(_section(f"*Question or task:* {escape(report['question'])}"))
+        blocks.append(
+            _section(
+                _("*Question or task:* {question}").format(question=escape(report["question"]))
+            )
+        )
     if report["text_nb"]:
-        blocks.append(_section("*Text for candidates (norsk):*\n" + _quote(report["text_nb"])))
+        blocks.append(
+            _section(_("*Text for candidates (norsk):*") + "\n" + _quote(report["text_nb"]))
+        )
     if report["text_en"]:
-        blocks.append(_section("*Text for candidates (English):*\n" + _quote(report["text_en"])))
+        blocks.append(
+            _section(_("*Text for candidates (English):*") + "\n" + _quote(report["text_en"]))
+        )
     minutes = report["suggested_minutes"]
     blocks.append(
         _context(
-            f"{plan['inapp']} candidates · sending makes {counts(plan)}"
+            _("{inapp} candidates · sending makes {counts}").format(
+                inapp=plan["inapp"], counts=counts(plan)
+            )
             + (
-                f" · {len(plan['unreachable'])} without a usable address"
+                " · " + _("{n} without a usable address").format(n=len(plan["unreachable"]))
                 if plan["unreachable"]
                 else ""
             )
-            + (f" · teacher suggests {minutes} min incident time for all" if minutes else "")
-            + " · the set cannot be changed after the start (R12)"
+            + (
+                " · "
+                + _("teacher suggests {minutes} min incident time for all").format(minutes=minutes)
+                if minutes
+                else ""
+            )
+            + " · "
+            + _("the set cannot be changed after the start")
             + (f"\n{report['language_note']}" if report.get("language_note") else "")
         )
     )
     value = str(report["report_id"])
     if report["state"] == "open":
-        send = _button("Send to candidates", SEND_ACTION, value, "primary")
+        send = _button(_("Send to candidates"), SEND_ACTION, value, "primary")
         send["confirm"] = {
-            "title": {"type": "plain_text", "text": "Send to all candidates?"},
+            "title": {"type": "plain_text", "text": _("Send to all candidates?")},
             "text": text_object(
-                f"This sends {counts(plan)} to the candidates of {report['test']}. "
+                _("This sends {counts} to the candidates of {test}.").format(
+                    counts=counts(plan), test=report["test"]
+                )
+                + " "
                 + (f"{plan['not_configured']}. " if plan.get("not_configured") else "")
-                + "It cannot be taken back."
+                + _("It cannot be taken back.")
             ),
-            "confirm": {"type": "plain_text", "text": "Send"},
-            "deny": {"type": "plain_text", "text": "Cancel"},
+            "confirm": {"type": "plain_text", "text": _("Send")},
+            "deny": {"type": "plain_text", "text": _("Cancel")},
         }
         elements = [
             send,
-            _button("Edit text", EDIT_ACTION, value),
-            _button("Reject", REJECT_ACTION, value, "danger"),
+            _button(_("Edit text"), EDIT_ACTION, value),
+            _button(_("Reject"), REJECT_ACTION, value, "danger"),
         ]
     else:
-        who = f" by {mention(report['handled_by'])}" if report["handled_by"] else ""
-        blocks.append(_context(f"*{report['state'].capitalize()}*{who}"))
+        who = (
+            " " + _("by {user}").format(user=mention(report["handled_by"]))
+            if report["handled_by"]
+            else ""
+        )
+        blocks.append(_context(f"*{state_label(report['state']).capitalize()}*{who}"))
         elements = []
     if report["state"] != "rejected":
         label = (
-            f"Give all candidates {minutes} min incident time"
+            _("Give all candidates {minutes} min incident time").format(minutes=minutes)
             if minutes
-            else "Give all candidates incident time"
+            else _("Give all candidates incident time")
         )
         elements.append(_button(label, INCIDENT_ACTION, value))
     if elements:
         blocks.append({"type": "actions", "block_id": f"qe_{value}", "elements": elements})
     if progress is not None:
         blocks.extend(progress_blocks(progress))
-    return {"text": fallback(f"Error in the question set of {report['test']}"), "blocks": blocks}
+    return {
+        "text": fallback(_("Error in the question set of {test}").format(test=report["test"])),
+        "blocks": blocks,
+    }
 
 
-# A logged message was written to the log because the channel is not configured.
-_SHOWN = {"logged": "only written to the log (not configured, not sent)"}
+def _shown(status: str) -> str:
+    # A logged message was written to the log because the channel is not configured.
+    return {
+        "logged": _("only written to the log (not configured, not sent)"),
+        "sent": _("sent"),
+        "delivered": _("delivered"),
+        "undelivered": _("undelivered"),
+        "failed": _("failed"),
+        "unknown": _("unknown"),
+    }.get(status, status)
 
 
 def progress_line(progress: Progress) -> str:
-    parts = [f"in-app {progress.inapp}, read {progress.read} (opened {progress.opened})"]
+    parts = [
+        _("in-app {inapp}, read {read} (opened {opened})").format(
+            inapp=progress.inapp, read=progress.read, opened=progress.opened
+        )
+    ]
     for channel, by_status in sorted(progress.by_channel.items()):
-        label = "SMS" if channel == "sms" else "e-mail"
+        label = "SMS" if channel == "sms" else _("e-mail")
         queued = by_status.get("pending", 0) + by_status.get("sending", 0)
-        shown = [f"{queued} queued"] + [
-            f"{by_status[s]} {_SHOWN.get(s, s)}"
+        shown = [_("{n} queued").format(n=queued)] + [
+            f"{by_status[s]} {_shown(s)}"
             for s in ("sent", "delivered", "undelivered", "failed", "unknown", "logged")
             if by_status.get(s)
         ]
@@ -135,10 +186,13 @@ def progress_line(progress: Progress) -> str:
 
 
 def progress_blocks(progress: Progress) -> list[dict[str, Any]]:
-    state = "done" if progress.done else "sending…"
+    state = _("done") if progress.done else _("sending…")
     blocks = [
         _section(
-            f"*Notice #{progress.notice_id} to {progress.test_code}* ({state})\n"
+            _("*Notice #{id} to {test}* ({state})").format(
+                id=progress.notice_id, test=progress.test_code, state=state
+            )
+            + "\n"
             + progress_line(progress)
         )
     ]
@@ -149,33 +203,41 @@ def progress_blocks(progress: Progress) -> list[dict[str, Any]]:
 
 def failures_text(progress: Progress) -> str:
     lines = [
-        f"{number} ({'SMS' if channel == 'sms' else 'e-mail'} {status}: {escape(scrub(reason))})"
+        f"{number} ({'SMS' if channel == 'sms' else _('e-mail')} {_shown(status)}: "
+        f"{escape(scrub(reason))})"
         for number, channel, status, reason in progress.problems
     ]
     more = progress.problem_count - len(lines)
     return (
-        f"*Not reached outside the app ({progress.problem_count}):* "
+        _("*Not reached outside the app ({n}):*").format(n=progress.problem_count)
+        + " "
         + "; ".join(lines)
-        + (f"; and {more} more (`/exam {progress.test_code}`)" if more > 0 else "")
+        + (
+            "; " + _("and {n} more (`/exam {test}`)").format(n=more, test=progress.test_code)
+            if more > 0
+            else ""
+        )
     )
 
 
 def summary_text(progress: Progress) -> str:
     """The summary in the notice's thread, as mrkdwn (a message's whole text)."""
-    text = (
-        f"Notice #{progress.notice_id} to {progress.test_code} is sent: {progress_line(progress)}."
+    text = _("Notice #{id} to {test} is sent: {progress}.").format(
+        id=progress.notice_id, test=progress.test_code, progress=progress_line(progress)
     )
     if progress.problems:
         text += "\n" + failures_text(progress)
     else:
-        text += "\nEvery candidate was reached."
+        text += "\n" + _("Every candidate was reached.")
     return capped(text)
 
 
 def notice_progress_message(progress: Progress) -> dict[str, Any]:
     return {
         "text": fallback(
-            f"Notice #{progress.notice_id} to {progress.test_code}: {progress_line(progress)}"
+            _("Notice #{id} to {test}: {progress}").format(
+                id=progress.notice_id, test=progress.test_code, progress=progress_line(progress)
+            )
         ),
         "blocks": progress_blocks(progress),
     }
@@ -224,7 +286,7 @@ def _minutes_input(initial: int | None = None, *, optional: bool = True) -> dict
     return {
         "type": "input",
         "block_id": "minutes",
-        "label": {"type": "plain_text", "text": "Extra time for all candidates (minutes)"},
+        "label": {"type": "plain_text", "text": _("Extra time for all candidates (minutes)")},
         "element": element,
         "optional": optional,
     }
@@ -237,7 +299,7 @@ def _modal(callback_id: str, title: str, submit: str, blocks: list, metadata: st
         "private_metadata": metadata,
         "title": {"type": "plain_text", "text": title},
         "submit": {"type": "plain_text", "text": submit},
-        "close": {"type": "plain_text", "text": "Cancel"},
+        "close": {"type": "plain_text", "text": _("Cancel")},
         "blocks": blocks,
     }
 
@@ -245,19 +307,25 @@ def _modal(callback_id: str, title: str, submit: str, blocks: list, metadata: st
 def report_modal(test_code: str, channel: str = "") -> dict[str, Any]:
     return _modal(
         REPORT_MODAL,
-        "Error in question set",
-        "Report",
+        _("Error in question set"),
+        _("Report"),
         [
             _context(
-                "A question set cannot be changed once the test has started (R12). Write what "
-                "the candidates should read; exam support sends it to all of them."
+                _(
+                    "A question set cannot be changed once the test has started. Write what "
+                    "the candidates should read; exam support sends it to all of them."
+                )
             ),
-            _input("test", "Test", initial=test_code, max_length=64),
+            _input("test", _("Test"), initial=test_code, max_length=64),
             _input(
-                "question", "Question or task", optional=True, max_length=300, hint="e.g. Task 3b"
+                "question",
+                _("Question or task"),
+                optional=True,
+                max_length=300,
+                hint=_("e.g. Task 3b"),
             ),
-            _input("text_nb", "Text for candidates (norsk)", multiline=True, optional=True),
-            _input("text_en", "Text for candidates (English)", multiline=True, optional=True),
+            _input("text_nb", _("Text for candidates (norsk)"), multiline=True, optional=True),
+            _input("text_en", _("Text for candidates (English)"), multiline=True, optional=True),
             _minutes_input(),
         ],
         metadata=channel,
@@ -267,26 +335,26 @@ def report_modal(test_code: str, channel: str = "") -> dict[str, Any]:
 def edit_modal(report: dict[str, Any]) -> dict[str, Any]:
     return _modal(
         EDIT_MODAL,
-        f"Edit report #{report['report_id']}"[:24],
-        "Save",
+        _("Edit report #{id}").format(id=report["report_id"])[:24],
+        _("Save"),
         [
             _input(
                 "question",
-                "Question or task",
+                _("Question or task"),
                 optional=True,
                 max_length=300,
                 initial=report["question"],
             ),
             _input(
                 "text_nb",
-                "Text for candidates (norsk)",
+                _("Text for candidates (norsk)"),
                 multiline=True,
                 optional=True,
                 initial=report["text_nb"],
             ),
             _input(
                 "text_en",
-                "Text for candidates (English)",
+                _("Text for candidates (English)"),
                 multiline=True,
                 optional=True,
                 initial=report["text_en"],
@@ -300,12 +368,14 @@ def edit_modal(report: dict[str, Any]) -> dict[str, Any]:
 def minutes_modal(report: dict[str, Any]) -> dict[str, Any]:
     return _modal(
         MINUTES_MODAL,
-        "Incident time for all",
-        "Give time",
+        _("Incident time for all"),
+        _("Give time"),
         [
             _context(
-                f"Adds incident time for every candidate of {report['test']} (R4, R14), "
-                f"reason: error in the question set (report #{report['report_id']})."
+                _(
+                    "Adds incident time for every candidate of {test}, reason: error in the "
+                    "question set (report #{id})."
+                ).format(test=report["test"], id=report["report_id"])
             ),
             _minutes_input(report["suggested_minutes"], optional=False),
         ],
