@@ -428,7 +428,7 @@ def test_r5_after_the_ordinary_end_the_refusal_shows_on_the_test(world, exam, sl
     sender, _fake = slack
     world.at("2026-12-01 13:30")
     errors = errors_of(submit(sender, "incident-time", GOOD_INCIDENT))
-    assert "(R5)" in errors["test"] and "/reopen" in errors["test"]
+    assert "has passed" in errors["test"] and "/reopen" in errors["test"]
     assert changes(world) == []
 
 
