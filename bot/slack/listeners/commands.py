@@ -15,7 +15,7 @@ from slack_bolt import Ack, App, BoltContext
 
 from bot.deps import Deps
 from bot.slack.text import from_slack
-from bot.slack.views import blocks
+from bot.slack.views import blocks, limits
 from commands import confirmations
 from commands.reply import Reply
 from store import clock
@@ -48,7 +48,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext) -> None:
         routes=deps.routes,
         via=command["command"],
     )
-    ack(response_type="ephemeral", **blocks.message(reply, tz=settings.tz))
+    ack(response_type="ephemeral", **limits.fit(blocks.message(reply, tz=settings.tz)))
 
 
 def on_confirm(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:

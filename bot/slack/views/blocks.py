@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.slack.text import capped, escape, fallback, mrkdwn, text_object
+from bot.slack.views import today
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time
 from store.models import CandidateStatus
@@ -297,6 +298,7 @@ _RENDERERS = {
     "receipt": _receipt,
     "candidate": _candidate,
     "overview": _overview,
+    "today": today.today_blocks,
 }
 
 
