@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.slack.text import capped, escape, fallback, mrkdwn, text_object
-from bot.slack.views import today
+from bot.slack.views import desk, today
 from commands.reply import Reply
 from commands.timeparse import format_duration, format_time
 from store.models import CandidateStatus
@@ -289,6 +289,7 @@ def _overview(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
         lines.append("*Notices:* none sent")
     if d.get("grading"):
         lines.append(f"*Grading:* {escape(d['grading']['text'])}")
+    lines.append(desk.open_reports_line(d.get("open_reports") or [], tz))
     return blocks + _section("\n".join(lines))
 
 

@@ -5,6 +5,7 @@ listener), built with slack_sdk's Block Kit models so that their own checks run 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from slack_sdk.models.blocks import (
@@ -19,7 +20,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.slack.text import escape
+from bot.slack.text import escape, mention
 from bot.slack.views import limits
 from commands.exam_today import TestState
 from commands.language import _, ngettext
@@ -27,6 +28,7 @@ from commands.timeparse import format_time
 from store.models import CandidateStatus
 
 FORM_OPEN = "form_open"
+SHOWN_REPORTS = 10
 
 
 def form_labels() -> dict[str, str]:
@@ -118,6 +120,35 @@ def test_text(state: TestState, tz: ZoneInfo, *, running: bool) -> str:
         )
     title = f" — {escape(state.title)}" if state.title else ""
     return f"*{escape(state.code)}*{title} ({state.kind})\n{when}\n" + " · ".join(counts)
+
+
+def open_reports_line(reports: list[dict], tz: ZoneInfo) -> str:
+    """`/exam TEST`'s line on the test's open error reports (``ReportLine.as_json``)."""
+    if not reports:
+        return "*" + _("Error reports:") + "* " + _("none open")
+    shown = [
+        f"#{r['id']}"
+        + (f" ({escape(r['question'])})" if r["question"] else "")
+        + " "
+        + _("from {who} at {at}").format(
+            who=mention(r["reported_by"]),
+            at=format_time(datetime.fromisoformat(r["reported_at"]), tz),
+        )
+        for r in reports[:SHOWN_REPORTS]
+    ]
+    more = len(reports) - len(shown)
+    if more:
+        shown.append(_("… and {n} more (`examdesk reports`)").format(n=more))
+    return (
+        "*"
+        + _("Error reports:")
+        + "* "
+        + ngettext("{n} open", "{n} open", len(reports)).format(n=len(reports))
+        + " — "
+        + "; ".join(shown)
+        + " · "
+        + _("send, edit or reject each on its message in the support channel")
+    )
 
 
 def as_dicts(blocks: list[Block]) -> list[dict]:

@@ -154,8 +154,10 @@ def _open_reports(home: Home, tz: ZoneInfo) -> list[Block]:
     return [*blocks, desk.section("\n".join(lines))]
 
 
-def _channel(channel: str) -> str:
-    return _("SMS") if channel == "sms" else _("e-mail")
+def _failed(channel: str, status: str) -> tuple[str, str]:
+    channels = {"sms": _("the SMS"), "email": _("the e-mail")}
+    states = {"failed": _("could not be sent"), "undelivered": _("did not arrive")}
+    return channels.get(channel, channel), states.get(status, status)
 
 
 def _failing(home: Home) -> list[Block]:
@@ -167,8 +169,8 @@ def _failing(home: Home) -> list[Block]:
         + _("{test} candidate {candidate}: {channel} {status}").format(
             test=escape(f.test),
             candidate=escape(f.candidate),
-            channel=_channel(f.channel),
-            status=f.status,
+            channel=_failed(f.channel, f.status)[0],
+            status=_failed(f.channel, f.status)[1],
         )
         + (f" — {escape(f.reason)}" if f.reason else "")
         for f in home.failing
@@ -259,7 +261,11 @@ def _teacher(home: Home, tz: ZoneInfo) -> list[Block]:
 
 def _teacher_reports(home: Home, tz: ZoneInfo) -> list[Block]:
     blocks: list[Block] = [desk.divider(), desk.section("*" + _("Your error reports") + "*")]
-    states = {"open": _("open"), "sent": _("sent to candidates"), "rejected": _("rejected")}
+    states = {
+        "open": _("open, waiting for exam support"),
+        "sent": _("sent to the candidates"),
+        "rejected": _("not sent (rejected by exam support)"),
+    }
     if home.reports:
         lines = [
             f"• {escape(r.test)} #{r.id}"
