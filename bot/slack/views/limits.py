@@ -224,7 +224,8 @@ def _cut_blocks(blocks: list[dict[str, Any]], most: int) -> list[dict[str, Any]]
 
 
 def _size(payload: dict[str, Any]) -> int:
-    return len(json.dumps(payload, ensure_ascii=False).encode())
+    """The payload's size as slack_sdk and Bolt send it (non-ASCII as \\u escapes)."""
+    return len(json.dumps(payload))
 
 
 # ---------------------------------------------------------------- the one way out
