@@ -20,12 +20,15 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from test_slack_app import ephemeral
 
-from bot.slack import outbox_views
+from bot.slack.outbox_views import RENDERERS
 from bot.slack.views import blocks, limits, notices
 from bot.slack.views.home import home_view
 from commands import change_log, home
 from commands.reply import Confirm, Reply
+from notifications.outbox import Outgoing
 from notifications.progress import Progress
+from notifications.slack_post import SlackTransport
+from store import clock
 
 fake, served = test_slack_app.fake, test_slack_app.served
 CODE = "TDT4100-2026H"
@@ -113,6 +116,21 @@ def sent(message: dict[str, Any]) -> dict[str, Any]:
     fitted = limits.fit(message)
     assert_fits(fitted)
     return fitted
+
+
+def posted(payload: dict[str, Any]) -> dict[str, Any]:
+    """A post from the outbox, as the Slack transport sends it (``chat.postMessage``)."""
+    transport = SlackTransport(base_url="http://127.0.0.1:9/", token="x", renderers=RENDERERS)
+    row = Outgoing(
+        id=1,
+        kind="slack_post",
+        target="C1",
+        payload=payload,
+        attempts=0,
+        created_at=clock.now(),
+        refers_to={},
+    )
+    return transport.call(row)[1]
 
 
 def shown(payload: dict[str, Any]) -> str:
@@ -213,10 +231,8 @@ def test_every_command_reply_fits_with_5000_candidates(big):
         message = blocks.message(reply, tz=OSLO)
         sent(message)
         for lines in (reply.log, [LONG] * 5000):
-            post = outbox_views.RENDERERS[change_log.RENDER](
-                {"lines": lines or ["x"], "via": "/incident-time", "mentions": []}
-            )
-            assert_fits(post)
+            data = {"lines": lines or ["x"], "via": "/incident-time", "mentions": []}
+            assert_fits(posted({"render": change_log.RENDER, "data": data}))
 
 
 @pytest.mark.parametrize("kind", ["message", "usage", "receipt", "refusal", "overview_refresh"])
@@ -280,7 +296,8 @@ def test_a_long_notice_and_its_progress_for_5000_candidates_fit():
         problem_count=5000,
     )
     report = _report(LONG, 5000)
-    assert_fits(outbox_views.RENDERERS["report"](report))
+    assert_fits(posted({"render": "report", "data": report}))
+    assert_fits(posted({"method": "chat.update", "render": "report", "data": report}))
     assert_fits(limits.fit(notices.report_blocks(report, progress=progress)))
     assert_fits(limits.fit(notices.notice_progress_message(progress)))
     assert len(notices.summary_text(progress)) <= 40_000
@@ -296,6 +313,7 @@ def test_a_long_notice_and_its_progress_for_5000_candidates_fit():
 
 
 def test_other_messages_fit():
+    assert_fits(posted({"args": {"text": "x " * 30_000, "blocks": [{"type": "divider"}] * 60}}))
     assert_fits(limits.fit(blocks.unexpected_error("x" * 5000)))
     assert_fits(limits.fit(blocks.change_log([LONG] * 5000, via=LONG)))
 
