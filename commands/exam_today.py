@@ -82,10 +82,6 @@ def day_of(now: datetime, tz: ZoneInfo) -> tuple[date, datetime, datetime]:
     return day, first, after
 
 
-def own_test_ids(db_session: Session, user_id: str) -> list[int]:
-    return list(db_session.scalars(select(StaffTest.test_id).where(StaffTest.user_id == user_id)))
-
-
 def tests_between(
     db_session: Session, first: datetime, after: datetime, *, teacher: str | None = None
 ) -> list[Test]:
@@ -160,17 +156,17 @@ def today(
     return states(db_session, tests_between(db_session, first, after, teacher=teacher))
 
 
-def next_after_today(
-    db_session: Session, *, now: datetime, tz: ZoneInfo, teacher: str | None = None
-) -> Test | None:
-    """The first test starting after today, to say when the next one is."""
+def after_today(
+    db_session: Session, *, now: datetime, tz: ZoneInfo, teacher: str | None = None, most: int
+) -> list[Test]:
+    """The first ``most`` tests starting after today (``teacher``'s when given), by start."""
     _day, _first, after = day_of(now, tz)
-    query = select(Test).where(Test.start >= after).order_by(Test.start, Test.code).limit(1)
+    query = select(Test).where(Test.start >= after).order_by(Test.start, Test.code).limit(most)
     if teacher is not None:
         query = query.join(StaffTest, StaffTest.test_id == Test.id).where(
             StaffTest.user_id == teacher
         )
-    return db_session.scalars(query).first()
+    return list(db_session.scalars(query))
 
 
 # ---------------------------------------------------------------- /exam alone
@@ -225,7 +221,7 @@ def run(ctx: Ctx) -> Reply:
         "running": [s.code for s in found if s.running(ctx.now)],
     }
     if not found:
-        coming = next_after_today(db, now=ctx.now, tz=ctx.tz, teacher=teacher)
+        coming = next(iter(after_today(db, now=ctx.now, tz=ctx.tz, teacher=teacher, most=1)), None)
         text = (
             _("None of your tests is on today ({day}).")
             if teacher

@@ -22,7 +22,15 @@ from commands.permissions import SUPPORT, TEACHER, require_support, role_of
 from commands.timing import reopen_deadline
 from notifications import outbox
 from notifications.masking import scrub
-from store.models import Candidate, Change, Delivery, DeliveryStatus, Reopening, Test
+from store.models import (
+    Candidate,
+    Change,
+    Delivery,
+    DeliveryStatus,
+    Reopening,
+    StaffTest,
+    Test,
+)
 
 NEXT_TESTS = 5
 OPEN_DELIVERIES = 20
@@ -126,23 +134,23 @@ def build(*, db_session: Session, user_id: str, now: datetime, tz: ZoneInfo | No
 def _coming(
     db_session: Session, now: datetime, tz: ZoneInfo, teacher: str | None, most: int
 ) -> list[TestState]:
-    _day, _first, after = exam_today.day_of(now, tz)
-    query = select(Test).where(Test.start >= after).order_by(Test.start, Test.code).limit(most)
-    if teacher is not None:
-        query = query.where(Test.id.in_(exam_today.own_test_ids(db_session, teacher)))
-    return exam_today.states(db_session, list(db_session.scalars(query)))
+    tests = exam_today.after_today(db_session, now=now, tz=tz, teacher=teacher, most=most)
+    return exam_today.states(db_session, tests)
 
 
 def _teacher_reports(db_session: Session, user_id: str) -> list[question_reports.ReportLine]:
+    """The reports on the teacher's tests and those they made, newest first."""
     own = set(
         db_session.scalars(
-            select(Test.code).where(Test.id.in_(exam_today.own_test_ids(db_session, user_id)))
+            select(Test.code)
+            .join(StaffTest, StaffTest.test_id == Test.id)
+            .where(StaffTest.user_id == user_id)
         )
     )
-    found = [
-        r for r in question_reports.reports(db_session) if r.test in own or r.reported_by == user_id
+    found = question_reports.reports(db_session)
+    return [r for r in reversed(found) if r.test in own or r.reported_by == user_id][
+        :TEACHER_REPORTS
     ]
-    return found[::-1][:TEACHER_REPORTS]
 
 
 def _failing(db_session: Session, codes: list[str]) -> tuple[list[FailingDelivery], int]:

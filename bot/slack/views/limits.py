@@ -51,6 +51,9 @@ ELLIPSIS = "…"
 _OPEN_AT_END = re.compile(r"&[a-z]{0,4}$|<[^<>]*$")
 # A break within the last part of the room is a boundary worth cutting on.
 _BOUNDARY_SHARE = 0.8
+# Whole lines, when those that fit fill this much of the room; else the text is cut within
+# its first long line.
+_LINES_SHARE = 0.4
 
 
 # ---------------------------------------------------------------- text
@@ -66,12 +69,13 @@ def shorten(text: str, limit: int) -> str:
         kept: list[str] = []
         size = 0
         for index, line in enumerate(lines):
-            tail = "\n" + _more_lines(len(lines) - index)
+            # Room for the last line, and to close a code block the cut is in.
+            tail = "\n" + _more_lines(len(lines) - index) + "```"
             if size + len(line) + 1 + len(tail) > limit:
                 break
             kept.append(line)
             size += len(line) + 1
-        if kept and size >= limit * _BOUNDARY_SHARE / 2:
+        if kept and size >= limit * _LINES_SHARE:
             return _closed("\n".join(kept)) + "\n" + _more_lines(len(lines) - len(kept))
     return _cut(text, limit)
 
