@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
+from bot.slack.views import limits
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Deps:
 
     def respond(self, response_url: str, **payload: object) -> None:
         """Post ``payload`` to ``response_url`` (a button's result), off the request path."""
-        self.later(_respond, response_url, payload)
+        self.later(_respond, response_url, limits.fit(payload))
 
     def ephemeral(self, channel: str, user: str, text: str) -> None:
         """A message only ``user`` sees in ``channel``, off the request path."""

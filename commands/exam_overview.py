@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, contains_eager, selectinload
 
-from commands import question_reports, registry, report_files
+from commands import exam_today, question_reports, registry, report_files
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.lookup import get_test
@@ -43,6 +43,7 @@ from store.models import (
 
 USAGE = (
     "Usage: /exam TEST [refresh|report]\n"
+    "  `/exam` alone lists today's tests with their state (a teacher: the tests they teach).\n"
     "  Overview of a test: candidates per status, extra and incident time, individual ends,\n"
     "  new deliveries and notices. `refresh` (support) re-reads the student registry now;\n"
     "  `report` summarises the incident report (the file: `examdesk report TEST`).\n"
@@ -53,7 +54,9 @@ SUBCOMMANDS = ("refresh", "report")
 
 
 def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
-    if not args or len(args) > 2 or (len(args) == 2 and args[1].lower() not in SUBCOMMANDS):
+    if not args:
+        return exam_today.run(ctx)
+    if len(args) > 2 or (len(args) == 2 and args[1].lower() not in SUBCOMMANDS):
         raise InvalidInput(
             "Give one test code, optionally followed by `refresh` or `report`.", USAGE
         )

@@ -1,38 +1,44 @@
-"""What the App Home shows a user: tests running now and next, open new deliveries and the
-latest changes for support staff; a teacher's own tests; a plain explanation for others."""
+"""What the App Home shows a user. Support staff: today's tests running now and later (in the
+office's day), open error reports, deliveries to candidates that failed, what the outbox gave
+up sending, who is open for new delivery and the latest changes. A teacher: their own tests
+today and next, and their tests' error reports with their state. Others: whom to ask.
+
+Nothing here holds a phone number, an e-mail address or a page link: providers' and
+the outbox's reasons are masked (``notifications.masking.scrub``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from commands import question_reports
+from commands import exam_today, question_reports
 from commands.errors import NotAllowed
+from commands.exam_today import TestState
 from commands.permissions import SUPPORT, TEACHER, require_support, role_of
-from commands.timing import ordinary_end, reopen_deadline
+from commands.timing import reopen_deadline
 from notifications import outbox
-from store.models import Candidate, Change, Reopening, StaffTest, Test
+from notifications.masking import scrub
+from store.models import (
+    Candidate,
+    Change,
+    Delivery,
+    DeliveryStatus,
+    Reopening,
+    StaffTest,
+    Test,
+)
 
-# The longest upload allowance (R1): a test whose exam time ended longer ago than this is over.
-MAX_ALLOWANCE = timedelta(minutes=30)
 NEXT_TESTS = 5
 OPEN_DELIVERIES = 20
 LATEST_CHANGES = 10
 NOT_SENT = 5
-
-
-@dataclass
-class TestLine:
-    code: str
-    title: str
-    kind: str
-    start: datetime
-    ordinary_end: datetime
-    by_status: dict[str, int] = field(default_factory=dict)
+FAILING = 10
+TEACHER_REPORTS = 10
+FAILED_STATES = (DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED)
 
 
 @dataclass
@@ -54,91 +60,138 @@ class ChangeLine:
     reason: str
 
 
+@dataclass(frozen=True)
+class FailingDelivery:
+    """A message to a candidate that did not arrive; ``reason`` is masked."""
+
+    test: str
+    candidate: str
+    channel: str
+    status: str
+    reason: str
+
+
 @dataclass
 class Home:
     role: str | None
+    now: datetime | None = None
     # For someone without a role: the core's own explanation of whom to ask (R15).
     explanation: str = ""
     # The Slack users the explanation names (``Reply.mentions``).
     mentions: tuple[str, ...] = ()
-    running: list[TestLine] = field(default_factory=list)
-    upcoming: list[TestLine] = field(default_factory=list)
+    # Today's tests (the office's day) running now, and those starting later today.
+    running: list[TestState] = field(default_factory=list)
+    upcoming: list[TestState] = field(default_factory=list)
+    # After today: a teacher's next own tests; for support the next test, when none is left
+    # today.
+    coming: list[TestState] = field(default_factory=list)
     open_deliveries: list[OpenDelivery] = field(default_factory=list)
     changes: list[ChangeLine] = field(default_factory=list)
     # Teachers' error reports waiting for support, oldest first.
     open_reports: list[question_reports.ReportLine] = field(default_factory=list)
-    # What the outbox gave up sending: (kind, reason), newest first.
+    # A teacher's: the reports on their tests in any state, newest first.
+    reports: list[question_reports.ReportLine] = field(default_factory=list)
+    # What the outbox gave up sending: (kind, masked reason), newest first.
     not_sent: list[tuple[str, str]] = field(default_factory=list)
+    # Today's messages to candidates that failed, newest first, and how many there are.
+    failing: list[FailingDelivery] = field(default_factory=list)
+    failing_count: int = 0
 
 
-def build(*, db_session: Session, user_id: str, now: datetime) -> Home:
+def build(*, db_session: Session, user_id: str, now: datetime, tz: ZoneInfo | None = None) -> Home:
+    tz = tz or ZoneInfo("Europe/Oslo")
     role = role_of(db_session=db_session, user_id=user_id)
     if role not in (SUPPORT, TEACHER):
         try:
             require_support(db_session=db_session, user_id=user_id, doing="see this page")
         except NotAllowed as refusal:
             return Home(role=None, explanation=refusal.message, mentions=refusal.mentions)
-    own = None if role == SUPPORT else _own_test_ids(db_session, user_id)
+    teacher = user_id if role == TEACHER else None
+    today = exam_today.today(db_session, now=now, tz=tz, teacher=teacher)
     home = Home(
         role=role,
-        running=_running(db_session, now, own),
-        upcoming=_upcoming(db_session, now, own),
+        now=now,
+        running=[t for t in today if t.running(now)],
+        upcoming=[t for t in today if t.start > now],
     )
-    if role == SUPPORT:
-        home.open_deliveries = _open_deliveries(db_session)
-        home.changes = _latest_changes(db_session)
-        home.open_reports = question_reports.reports(db_session, only_open=True)
-        home.not_sent = [
-            (message.kind, message.error_message or message.error_code or "")
-            for message in outbox.failures(db_session, limit=NOT_SENT)
-        ]
+    if role == TEACHER:
+        home.coming = _coming(db_session, now, tz, teacher, NEXT_TESTS)
+        home.reports = _teacher_reports(db_session, user_id)
+        return home
+    if not home.upcoming:
+        home.coming = _coming(db_session, now, tz, None, 1)
+    home.open_deliveries = _open_deliveries(db_session)
+    home.changes = _latest_changes(db_session)
+    home.open_reports = question_reports.reports(db_session, only_open=True)
+    home.not_sent = [
+        (message.kind, scrub(message.error_message or message.error_code or ""))
+        for message in outbox.failures(db_session, limit=NOT_SENT)
+    ]
+    home.failing, home.failing_count = _failing(db_session, [t.code for t in today])
     return home
 
 
-def _own_test_ids(db_session: Session, user_id: str) -> list[int]:
-    return list(db_session.scalars(select(StaffTest.test_id).where(StaffTest.user_id == user_id)))
+def _coming(
+    db_session: Session, now: datetime, tz: ZoneInfo, teacher: str | None, most: int
+) -> list[TestState]:
+    tests = exam_today.after_today(db_session, now=now, tz=tz, teacher=teacher, most=most)
+    return exam_today.states(db_session, tests)
 
 
-def _tests(db_session: Session, own: list[int] | None, *conditions: Any) -> list[Test]:
-    query = select(Test).where(*conditions).order_by(Test.start, Test.code)
-    if own is not None:
-        query = query.where(Test.id.in_(own))
-    return list(db_session.scalars(query))
-
-
-def _running(db_session: Session, now: datetime, own: list[int] | None) -> list[TestLine]:
-    tests = [
-        t
-        for t in _tests(db_session, own, Test.start <= now, Test.end >= now - MAX_ALLOWANCE)
-        if ordinary_end(t) > now
-    ]
-    return _with_counts(db_session, tests)
-
-
-def _upcoming(db_session: Session, now: datetime, own: list[int] | None) -> list[TestLine]:
-    return _with_counts(db_session, _tests(db_session, own, Test.start > now)[:NEXT_TESTS])
-
-
-def _with_counts(db_session: Session, tests: list[Test]) -> list[TestLine]:
-    counts: dict[int, dict[str, int]] = {}
-    if tests:
-        for test_id, status, n in db_session.execute(
-            select(Candidate.test_id, Candidate.status, func.count())
-            .where(Candidate.test_id.in_([t.id for t in tests]))
-            .group_by(Candidate.test_id, Candidate.status)
-        ):
-            counts.setdefault(test_id, {})[status] = n
-    return [
-        TestLine(
-            code=t.code,
-            title=t.title,
-            kind=t.kind,
-            start=t.start,
-            ordinary_end=ordinary_end(t),
-            by_status=counts.get(t.id, {}),
+def _teacher_reports(db_session: Session, user_id: str) -> list[question_reports.ReportLine]:
+    """The reports on the teacher's tests and those they made, newest first."""
+    own = set(
+        db_session.scalars(
+            select(Test.code)
+            .join(StaffTest, StaffTest.test_id == Test.id)
+            .where(StaffTest.user_id == user_id)
         )
-        for t in tests
+    )
+    found = question_reports.reports(db_session)
+    return [r for r in reversed(found) if r.test in own or r.reported_by == user_id][
+        :TEACHER_REPORTS
     ]
+
+
+def _failing(db_session: Session, codes: list[str]) -> tuple[list[FailingDelivery], int]:
+    if not codes:
+        return [], 0
+    condition = (Delivery.status.in_(FAILED_STATES), Test.code.in_(codes))
+    joined = (
+        select(Delivery)
+        .join(Candidate, Candidate.id == Delivery.candidate_id)
+        .join(Test, Test.id == Candidate.test_id)
+        .where(*condition)
+    )
+    count = db_session.scalar(select(func.count()).select_from(joined.subquery()))
+    if not count:
+        return [], 0
+    rows = db_session.execute(
+        select(
+            Test.code,
+            Candidate.number,
+            Delivery.channel,
+            Delivery.status,
+            Delivery.error_code,
+            Delivery.error_message,
+        )
+        .select_from(Delivery)
+        .join(Candidate, Candidate.id == Delivery.candidate_id)
+        .join(Test, Test.id == Candidate.test_id)
+        .where(*condition)
+        .order_by(Delivery.updated_at.desc(), Delivery.id.desc())
+        .limit(FAILING)
+    ).all()
+    return [
+        FailingDelivery(
+            test=code,
+            candidate=number,
+            channel=channel,
+            status=status,
+            reason=scrub(message or error_code or ""),
+        )
+        for code, number, channel, status, error_code, message in rows
+    ], count
 
 
 def _open_deliveries(db_session: Session) -> list[OpenDelivery]:

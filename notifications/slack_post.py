@@ -33,6 +33,8 @@ TRANSIENT = frozenset(
 )
 # A layout the Slack app draws at sending time (the change log): name → args of the call.
 Renderer = Callable[[dict[str, Any]], dict[str, Any]]
+# The renderer every post's arguments pass last: the Slack app's fit to Slack's limits.
+FIT = "_fit"
 
 
 class SlackTransport:
@@ -155,7 +157,7 @@ def _rendered(payload: dict[str, Any], renderers: Mapping[str, Renderer]) -> dic
                 f"this notifier cannot draw {name!r} posts", permanent=False, code="no_layout"
             )
         args |= renderers[name](payload.get("data") or {})
-    return args
+    return renderers[FIT](args) if FIT in renderers else args
 
 
 def _classified(error: SlackApiError) -> TransportError:

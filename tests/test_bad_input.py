@@ -77,7 +77,6 @@ COMMANDS = [
     (f"/reopen {CODE} 10023 in 30 test reason", ["only possible after the ordinary end"]),
     (f"/candidate {CODE}", ["Give a test and one candidate number", "Usage: /candidate"]),
     (f"/candidate {CODE} 10023 10024", ["Too many parts", "Usage: /candidate"]),
-    ("/exam", ["Give one test code", "Usage: /exam"]),
     (f"/exam {CODE} now", ["Give one test code", "refresh"]),
     (f"/exam {CODE} refresh", ["No student registry is configured", "examdesk import"]),
     ("/nonsense 1 2", ["There is no command /nonsense", "/incident-time"]),

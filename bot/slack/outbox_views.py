@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.slack.views import blocks
+from bot.slack.views import blocks, limits
 from bot.slack.views import notices as blocks_notices
 from commands import change_log
 from commands.language import speaking
+from notifications import slack_post
 
 
 def _change_log(data: dict[str, Any]) -> dict[str, Any]:
@@ -20,4 +21,6 @@ def _change_log(data: dict[str, Any]) -> dict[str, Any]:
 RENDERERS = {
     change_log.RENDER: _change_log,
     "report": blocks_notices.report_post,
+    # Every post, drawn here or written whole by ``commands``, within Slack's limits.
+    slack_post.FIT: limits.fit,
 }

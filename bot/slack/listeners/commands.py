@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from bot.deps import Deps
 from bot.slack.listeners import forms
 from bot.slack.text import from_slack
-from bot.slack.views import blocks
+from bot.slack.views import blocks, limits
 from bot.slack.views.forms import Opened
 from commands import confirmations
 from commands.language import _
@@ -46,7 +46,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         _open_form(ack, command, context, client)
         return
     reply = run_line(deps, context["actor"], f"{command['command']} {text}".strip())
-    ack(response_type="ephemeral", **blocks.message(reply, tz=deps.settings.tz))
+    ack(response_type="ephemeral", **limits.fit(blocks.message(reply, tz=deps.settings.tz)))
 
 
 def run_line(deps: Deps, actor: str, command_line: str) -> Reply:

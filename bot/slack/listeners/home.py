@@ -1,4 +1,4 @@
-"""App Home: support staff see the exam day at a glance when they open the app's Home tab."""
+"""App Home: the desk (``views.home``), published when someone opens the app's Home tab."""
 
 from __future__ import annotations
 
@@ -27,5 +27,7 @@ def on_home_opened(event: dict[str, Any], context: BoltContext, client: WebClien
 
 def publish(deps: Deps, client: WebClient, user_id: str) -> None:
     with deps.session_factory() as db_session:
-        data = home.build(db_session=db_session, user_id=user_id, now=clock.now())
+        data = home.build(
+            db_session=db_session, user_id=user_id, now=clock.now(), tz=deps.settings.tz
+        )
     client.views_publish(user_id=user_id, view=home_view(data, tz=deps.settings.tz))

@@ -27,7 +27,7 @@ from sqlalchemy import update
 from bot.deps import Deps
 from bot.slack.client import web_client
 from bot.slack.text import capped, fallback, from_slack, mention, mrkdwn
-from bot.slack.views import blocks
+from bot.slack.views import blocks, limits
 from bot.slack.views import notices as blocks_notices
 from commands import question_error
 from commands.context import Ctx
@@ -180,7 +180,10 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         # The trigger_id lives 3 seconds: open the form before anything else.
         client.views_open(
             trigger_id=command["trigger_id"],
-            view=blocks_notices.report_modal(words[0].upper(), command.get("channel_id", "")),
+            view=limits.fit(
+                blocks_notices.report_modal(words[0].upper(), command.get("channel_id", "")),
+                limits.MODAL,
+            ),
         )
         ack()
         return
@@ -192,7 +195,7 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         now=clock.now(),
         outside=deps.settings.outside,
     )
-    ack(response_type="ephemeral", **blocks.message(reply, tz=deps.settings.tz))
+    ack(response_type="ephemeral", **limits.fit(blocks.message(reply, tz=deps.settings.tz)))
 
 
 def _receipt_to_reporter(ctx: Ctx, reply: Reply) -> Reply:
@@ -308,7 +311,8 @@ def on_edit(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebCli
     if not body.get("trigger_id"):
         _tell_user(deps, body, actor, no_trigger())
         return
-    client.views_open(trigger_id=body["trigger_id"], view=blocks_notices.edit_modal(report))
+    view = limits.fit(blocks_notices.edit_modal(report), limits.MODAL)
+    client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
 def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
@@ -422,7 +426,8 @@ def on_incident_time(
         if not body.get("trigger_id"):
             _tell_user(deps, body, actor, no_trigger())
             return
-        client.views_open(trigger_id=body["trigger_id"], view=blocks_notices.minutes_modal(report))
+        view = limits.fit(blocks_notices.minutes_modal(report), limits.MODAL)
+        client.views_open(trigger_id=body["trigger_id"], view=view)
         return
     reply = give_incident_time(deps, actor, report, report["suggested_minutes"])
     if not reply.ok:
@@ -519,12 +524,12 @@ class ProgressReporter:
             channel, ts, report_id = found.slack_channel, found.slack_ts, found.report_id
         report = _report(self.deps, report_id) if report_id else None
         if isinstance(report, dict):
-            message = blocks_notices.report_blocks(report, progress=state)
+            message = limits.fit(blocks_notices.report_blocks(report, progress=state))
             # Progress shows on the report's post, wherever the outbox placed it.
             channel = channel or report["slack_channel"]
             ts = ts or report["slack_ts"]
         else:
-            message = blocks_notices.notice_progress_message(state)
+            message = limits.fit(blocks_notices.notice_progress_message(state))
         if channel and ts:
             self.client.chat_update(channel=channel, ts=ts, **message)
         else:

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.slack.text import capped, escape, fallback, mrkdwn, text_object
+from bot.slack.views import desk, today
 from commands.candidate_view import kind_label, status_label
 from commands.language import _, number
 from commands.reply import Reply
@@ -339,6 +340,7 @@ def _overview(reply: Reply, tz: ZoneInfo) -> list[dict[str, Any]]:
         lines.append(said + _("none sent"))
     if d.get("grading"):
         lines.append("*" + _("Grading:") + f"* {escape(d['grading']['text'])}")
+    lines.append(desk.open_reports_line(d.get("open_reports") or [], tz))
     return blocks + _section("\n".join(lines))
 
 
@@ -348,6 +350,7 @@ _RENDERERS = {
     "receipt": _receipt,
     "candidate": _candidate,
     "overview": _overview,
+    "today": today.today_blocks,
 }
 
 
