@@ -151,7 +151,7 @@ def test_home_in_norwegian(day):
         data = home.build(db_session=s, user_id=SUPPORT, now=day.now, tz=OSLO)
         shown = json.dumps(home_view(data, tz=OSLO), ensure_ascii=False)
     assert "Pågår nå" in shown and "Running now" not in shown
-    assert "Ekstra tid" in shown and "Ny innlevering" in shown  # the form buttons
+    assert "Ekstratid" in shown and "Ny innlevering" in shown  # the form buttons
 
 
 # ---------------------------------------------------------------- /exam alone
