@@ -15,6 +15,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.deps import Deps
+from bot.slack.command_line import run_line
 from bot.slack.listeners import forms
 from bot.slack.text import from_slack
 from bot.slack.views import blocks, limits
@@ -47,22 +48,6 @@ def on_command(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         return
     reply = run_line(deps, context["actor"], f"{command['command']} {text}".strip())
     ack(response_type="ephemeral", **limits.fit(blocks.message(reply, tz=deps.settings.tz)))
-
-
-def run_line(deps: Deps, actor: str, command_line: str) -> Reply:
-    """A command line as typed by ``actor``; a form's submission comes here too, so that it
-    runs exactly the same command (bot/slack/listeners/forms.py)."""
-    settings = deps.settings
-    return confirmations.run_offering(
-        session_factory=deps.session_factory,
-        actor=actor,
-        command_line=command_line,
-        tz=settings.tz,
-        now=clock.now(),
-        registry_dir=settings.registry_dir,
-        outside=settings.outside,
-        via=command_line.split()[0],
-    )
 
 
 def _open_form(ack: Ack, command: dict[str, Any], context: BoltContext, client: WebClient) -> None:

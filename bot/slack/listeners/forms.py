@@ -2,7 +2,7 @@
 test picker's options, and the submission.
 
 A submission runs the command line the form stands for through ``run_line`` of
-listeners/commands.py, exactly as if it were typed: same reply, same confirmation for `all`
+bot/slack/command_line.py, exactly as if it were typed: same reply, same confirmation for `all`
 and `no-limit`, same change record. A refusal shows on the field the core names
 (``Reply.field``); the modal closes on anything else and the reply comes where the form was
 opened (the response_url of the command or button, ephemeral) or, from the Home tab, as a
@@ -20,6 +20,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.deps import Deps
+from bot.slack.command_line import run_line
 from bot.slack.views import blocks
 from bot.slack.views import forms as views
 from bot.slack.views import notices as views_notices
@@ -104,9 +105,6 @@ def on_reopen_mode(ack: Ack, body: dict[str, Any], context: BoltContext, client:
 
 
 def on_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> None:
-    # Imported here: commands.py imports this module for its bare commands.
-    from bot.slack.listeners.commands import run_line
-
     deps: Deps = context["deps"]
     command = views.command_of(view.get("callback_id", ""))
     if command is None:
