@@ -122,7 +122,6 @@ def _not_undoable(change: Change, test: Test) -> str:
 
 def _undo_incident_time(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) -> Reply:
     before: dict[str, int] = change.before
-    after: dict[str, int] = change.after
     numbers = sorted(before)
     whom = _whom(numbers)
     what = _("{what} for {whom} of {test}").format(
@@ -138,6 +137,78 @@ def _undo_incident_time(ctx: Ctx, test: Test, change: Change, *, confirmed: bool
     )
     _refuse_too_old(ctx, change, instead)
     incident_time.refuse_after_ordinary_end(ctx, test)
+    rows = _restorable_rows(ctx, test, change, confirmed=confirmed, instead=instead)
+    shown = rows[: incident_time.RECEIPT_LINES]
+    lines = [_incident_line(ctx, test, r, before[r.number]) for r in shown]
+    if len(rows) > len(shown):
+        lines.append(_("…and {n} more.").format(n=number_of(len(rows) - len(shown))))
+    if not confirmed:
+        return _preview(
+            ctx,
+            change,
+            text=_(
+                "Undo change {id} ({what}, {origin})? Incident time would go back to what it was:"
+            ).format(id=change.id, what=what, origin=_origin(ctx, change)),
+            lines=lines,
+            prompt=_("Put incident time of {whom} of {test} back as before change {id}?").format(
+                whom=whom, test=test.code, id=change.id
+            ),
+        )
+    minutes_now = {r.number: r.incident_minutes for r in rows}
+    items = [_incident_item(test, r, before[r.number]) for r in shown]
+    for r in rows:
+        r.incident_minutes = before[r.number]
+    ctx.db_session.flush()
+    reason = _reason(change)
+    undo_id = audit.record(
+        ctx,
+        action=INCIDENT_UNDO,
+        reason=reason,
+        before=minutes_now,
+        after={n: before[n] for n in numbers},
+        test=test,
+        candidate_id=rows[0].id if len(rows) == 1 else None,
+        batch=audit.new_batch(),
+    )
+    told = tell(ctx, test=test, candidates=rows, change=INCIDENT_TIME)
+    back = listed([f"{n} {format_duration(before[n])}" for n in numbers])
+    return Reply(
+        text="\n".join(
+            [
+                (
+                    _(
+                        "Change {id} ({what}) is undone: incident time is back to what it was "
+                        "(reason: {reason})."
+                    ).format(id=change.id, what=what, reason=reason)
+                    + f" {told_line(told, quiet=False)}"
+                ).rstrip(),
+                *lines,
+            ]
+        ),
+        kind="receipt",
+        data={
+            "test": test.code,
+            "action": INCIDENT_UNDO,
+            "change_id": undo_id,
+            "undoes": change.id,
+            "items": items,
+        },
+        log=[
+            _(
+                "{actor} undid change {id} ({what}): incident time back to {back}; why: {reason}"
+            ).format(actor=f"<@{ctx.actor}>", id=change.id, what=what, back=back, reason=reason)
+        ],
+        mentions=_mentions(ctx, change),
+    )
+
+
+def _restorable_rows(
+    ctx: Ctx, test: Test, change: Change, *, confirmed: bool, instead: str
+) -> list[Candidate]:
+    """The candidates of ``change``, locked when confirmed; refused when one is gone, was
+    changed or delivered since, or its incident time has moved."""
+    after: dict[str, int] = change.after
+    numbers = sorted(change.before)
     db = ctx.db_session
     if confirmed:
         lock_candidates(db.connection(), test=test, numbers=numbers)
@@ -177,90 +248,31 @@ def _undo_incident_time(ctx: Ctx, test: Test, change: Change, *, confirmed: bool
             ).format(id=change.id, moves=moves)
             + f" {instead}"
         )
+    return rows
 
-    def end_of(r: Candidate, minutes: int) -> datetime:
-        return end_time(r, test) + timedelta(minutes=minutes - r.incident_minutes)
 
-    lines = [
-        _("• {candidate}: {before} → {after}; end time {old_end} → {new_end}").format(
-            candidate=r.number,
-            before=format_duration(r.incident_minutes),
-            after=format_duration(before[r.number]),
-            old_end=format_time(end_of(r, r.incident_minutes), ctx.tz),
-            new_end=format_time(end_of(r, before[r.number]), ctx.tz),
-        )
-        for r in rows[: incident_time.RECEIPT_LINES]
-    ]
-    if len(rows) > incident_time.RECEIPT_LINES:
-        more = len(rows) - incident_time.RECEIPT_LINES
-        lines.append(_("…and {n} more.").format(n=number_of(more)))
-    origin = _origin(ctx, change)
-    if not confirmed:
-        return _preview(
-            ctx,
-            change,
-            text=_(
-                "Undo change {id} ({what}, {origin})? Incident time would go back to what it was:"
-            ).format(id=change.id, what=what, origin=origin),
-            lines=lines,
-            prompt=_("Put incident time of {whom} of {test} back as before change {id}?").format(
-                whom=whom, test=test.code, id=change.id
-            ),
-        )
-    minutes_now = {r.number: r.incident_minutes for r in rows}
-    items = [
-        {
-            "candidate": r.number,
-            "before_minutes": r.incident_minutes,
-            "after_minutes": before[r.number],
-            "end_before": end_of(r, r.incident_minutes),
-            "end_after": end_of(r, before[r.number]),
-        }
-        for r in rows[: incident_time.RECEIPT_LINES]
-    ]
-    for r in rows:
-        r.incident_minutes = before[r.number]
-    db.flush()
-    reason = _reason(change)
-    undo_id = audit.record(
-        ctx,
-        action=INCIDENT_UNDO,
-        reason=reason,
-        before=minutes_now,
-        after={n: before[n] for n in numbers},
-        test=test,
-        candidate_id=rows[0].id if len(rows) == 1 else None,
-        batch=audit.new_batch(),
-    )
-    back = listed([f"{n} {format_duration(before[n])}" for n in numbers])
-    told = tell(ctx, test=test, candidates=rows, change=INCIDENT_TIME)
-    return Reply(
-        text="\n".join(
-            [
-                (
-                    _(
-                        "Change {id} ({what}) is undone: incident time is back to what it was "
-                        "(reason: {reason})."
-                    ).format(id=change.id, what=what, reason=reason)
-                    + f" {told_line(told, quiet=False)}"
-                ).rstrip(),
-                *lines,
-            ]
-        ),
-        kind="receipt",
-        data={
-            "test": test.code,
-            "action": INCIDENT_UNDO,
-            "change_id": undo_id,
-            "undoes": change.id,
-            "items": items,
-        },
-        log=[
-            _(
-                "{actor} undid change {id} ({what}): incident time back to {back}; why: {reason}"
-            ).format(actor=f"<@{ctx.actor}>", id=change.id, what=what, back=back, reason=reason)
-        ],
-        mentions=_mentions(ctx, change),
+def _end_with(test: Test, candidate: Candidate, minutes: int) -> datetime:
+    """The candidate's end time with ``minutes`` of incident time instead of theirs."""
+    return end_time(candidate, test) + timedelta(minutes=minutes - candidate.incident_minutes)
+
+
+def _incident_item(test: Test, candidate: Candidate, back_to: int) -> dict[str, Any]:
+    return {
+        "candidate": candidate.number,
+        "before_minutes": candidate.incident_minutes,
+        "after_minutes": back_to,
+        "end_before": _end_with(test, candidate, candidate.incident_minutes),
+        "end_after": _end_with(test, candidate, back_to),
+    }
+
+
+def _incident_line(ctx: Ctx, test: Test, candidate: Candidate, back_to: int) -> str:
+    return _("• {candidate}: {before} → {after}; end time {old_end} → {new_end}").format(
+        candidate=candidate.number,
+        before=format_duration(candidate.incident_minutes),
+        after=format_duration(back_to),
+        old_end=format_time(_end_with(test, candidate, candidate.incident_minutes), ctx.tz),
+        new_end=format_time(_end_with(test, candidate, back_to), ctx.tz),
     )
 
 
@@ -285,23 +297,7 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
         )
     was = change.before.get("new_delivery")
     opened = was is None
-    what = (
-        _("opened new delivery ({mode}) for candidate {candidate} of {test}")
-        if opened
-        else _("changed new delivery ({mode}) for candidate {candidate} of {test}")
-    ).format(mode=change.after["new_delivery"]["mode"], candidate=number, test=test.code)
-    instead = (
-        _("Nothing was changed.")
-        + " "
-        + (
-            _(
-                "End it (`/reopen {test} {candidate} close current` or `close reverted`), or "
-                "change it with `/reopen {test} {candidate} at HH:MM reason`."
-            )
-            if opened
-            else _("Change it as it should be: `/reopen {test} {candidate} at HH:MM reason`.")
-        ).format(test=test.code, candidate=number)
-    )
+    what, instead = _reopening_words(change, test, number, opened=opened)
     _refuse_too_old(ctx, change, instead)
     candidate = get_candidate(db_session=db, test=test, number=number, lock=confirmed)
     _refuse_if_anything_since(ctx, test, change, {candidate.id: number}, instead)
@@ -319,31 +315,8 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
         mode = was["mode"]
         deadline = datetime.fromisoformat(was["deadline"]) if mode in ("at", "in") else None
         _refuse_unrestorable(ctx, test, candidate, number, mode, deadline)
-    origin = _origin(ctx, change)
     if not confirmed:
-        question = (
-            _(
-                "Undo change {id} ({what}, {origin})? The new delivery would end without a "
-                "delivery; the answer delivered before stands:"
-            )
-            if opened
-            else _(
-                "Undo change {id} ({what}, {origin})? The new delivery would go back to "
-                "what it was:"
-            )
-        )
-        return _preview(
-            ctx,
-            change,
-            text=question.format(id=change.id, what=what, origin=origin),
-            lines=[
-                _("Now: {state}").format(state=reopen.describe(now_state, ctx)),
-                _("After the undo: {state}").format(state=reopen.describe(change.before, ctx)),
-            ],
-            prompt=_(
-                "Put new delivery for {candidate} of {test} back as before change {id}?"
-            ).format(candidate=number, test=test.code, id=change.id),
-        )
+        return _reopening_preview(ctx, change, test, number, what, now_state, opened=opened)
     if opened:
         # Ended, not closed (R8): no answer is delivered, the one delivered before stands.
         reopen.end_reopening(ctx, reopening, choice=UNDONE)
@@ -354,6 +327,20 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
         reopening.opened_by, reopening.reason = _previous_opening(ctx, change, reopening)
         done = _("new delivery is back to what it was")
     db.flush()
+    return _reopening_undone(ctx, change, test, candidate, what, done, now_state)
+
+
+def _reopening_undone(
+    ctx: Ctx,
+    change: Change,
+    test: Test,
+    candidate: Candidate,
+    what: str,
+    done: str,
+    now_state: dict[str, Any],
+) -> Reply:
+    """Record the undo of a reopening, tell the candidate, and the receipt."""
+    number = candidate.number
     after = reopen.state(ctx, candidate, test)
     reason = _reason(change)
     audit.record(
@@ -364,9 +351,7 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
         after=after,
         candidate=candidate,
     )
-    told = told_line(
-        tell(ctx, test=test, candidates=[candidate], change=REOPENED), quiet=False
-    )
+    told = told_line(tell(ctx, test=test, candidates=[candidate], change=REOPENED), quiet=False)
     return Reply(
         text=_("Change {id} ({what}) is undone: {done} (reason: {reason}).").format(
             id=change.id, what=what, done=done, reason=reason
@@ -400,6 +385,62 @@ def _undo_reopening(ctx: Ctx, test: Test, change: Change, *, confirmed: bool) ->
             )
         ],
         mentions=_mentions(ctx, change),
+    )
+
+
+def _reopening_words(change: Change, test: Test, number: str, *, opened: bool) -> tuple[str, str]:
+    """What the change did, and what to do instead of undoing it."""
+    what = (
+        _("opened new delivery ({mode}) for candidate {candidate} of {test}")
+        if opened
+        else _("changed new delivery ({mode}) for candidate {candidate} of {test}")
+    ).format(mode=change.after["new_delivery"]["mode"], candidate=number, test=test.code)
+    instead = (
+        _("Nothing was changed.")
+        + " "
+        + (
+            _(
+                "End it (`/reopen {test} {candidate} close current` or `close reverted`), or "
+                "change it with `/reopen {test} {candidate} at HH:MM reason`."
+            )
+            if opened
+            else _("Change it as it should be: `/reopen {test} {candidate} at HH:MM reason`.")
+        ).format(test=test.code, candidate=number)
+    )
+    return what, instead
+
+
+def _reopening_preview(
+    ctx: Ctx,
+    change: Change,
+    test: Test,
+    number: str,
+    what: str,
+    now_state: dict[str, Any],
+    *,
+    opened: bool,
+) -> Reply:
+    question = (
+        _(
+            "Undo change {id} ({what}, {origin})? The new delivery would end without a "
+            "delivery; the answer delivered before stands:"
+        )
+        if opened
+        else _(
+            "Undo change {id} ({what}, {origin})? The new delivery would go back to what it was:"
+        )
+    )
+    return _preview(
+        ctx,
+        change,
+        text=question.format(id=change.id, what=what, origin=_origin(ctx, change)),
+        lines=[
+            _("Now: {state}").format(state=reopen.describe(now_state, ctx)),
+            _("After the undo: {state}").format(state=reopen.describe(change.before, ctx)),
+        ],
+        prompt=_("Put new delivery for {candidate} of {test} back as before change {id}?").format(
+            candidate=number, test=test.code, id=change.id
+        ),
     )
 
 
