@@ -142,50 +142,10 @@ def reopen(
     with concerning("candidate"):
         candidate = get_candidate(db_session=ctx.db_session, test=test, number=number, lock=True)
     _check_mode(ctx, test, number, end_time(candidate, test), mode, deadline)
-    if mode == ReopenMode.NO_LIMIT and not confirmed:
-        return Reply(
-            text=_(
-                "Reopening {candidate} of {test} with no time limit is not recommended: the "
-                "answer is never delivered automatically, someone must close it with "
-                "`/reopen {test} {candidate} close current`. Nothing is changed until you "
-                "confirm."
-            ).format(candidate=number, test=test.code),
-            kind="confirm",
-            confirm=Confirm(
-                prompt=_("Open {candidate} of {test} for new delivery with no time limit?").format(
-                    candidate=number, test=test.code
-                ),
-                command=command,
-                button=_("Yes, no time limit"),
-            ),
-        )
-    if mode == "at" and deadline - ctx.now > FAR_AHEAD and not confirmed:
-        return Reply(
-            text=_(
-                "{time} is more than {days} days ahead: candidate {candidate} of {test} would "
-                "stay open for new delivery until then. Check the date; nothing is changed "
-                "until you confirm."
-            ).format(
-                time=format_time(deadline, ctx.tz),
-                days=FAR_AHEAD.days,
-                candidate=number,
-                test=test.code,
-            ),
-            kind="confirm",
-            confirm=Confirm(
-                prompt=_(
-                    "Open {candidate} of {test} for new delivery until {time}, more than "
-                    "{days} days ahead?"
-                ).format(
-                    candidate=number,
-                    test=test.code,
-                    time=format_time(deadline, ctx.tz),
-                    days=FAR_AHEAD.days,
-                ),
-                command=command,
-                button=_("Yes, until then"),
-            ),
-        )
+    if not confirmed:
+        ask = _confirm_first(ctx, test, number, mode, deadline, command)
+        if ask is not None:
+            return ask
     before = state(ctx, candidate, test)
     _open(ctx, candidate, mode=mode, deadline=deadline, reason=reason)
     after = state(ctx, candidate, test)
@@ -232,6 +192,57 @@ def reopen(
         ],
         mentions=(ctx.actor,),
     )
+
+
+def _confirm_first(
+    ctx: Ctx, test: Test, number: str, mode: str, deadline: datetime | None, command: str
+) -> Reply | None:
+    """The question to ask before no time limit, or a deadline far ahead; None: no question."""
+    if mode == ReopenMode.NO_LIMIT:
+        return Reply(
+            text=_(
+                "Reopening {candidate} of {test} with no time limit is not recommended: the "
+                "answer is never delivered automatically, someone must close it with "
+                "`/reopen {test} {candidate} close current`. Nothing is changed until you "
+                "confirm."
+            ).format(candidate=number, test=test.code),
+            kind="confirm",
+            confirm=Confirm(
+                prompt=_("Open {candidate} of {test} for new delivery with no time limit?").format(
+                    candidate=number, test=test.code
+                ),
+                command=command,
+                button=_("Yes, no time limit"),
+            ),
+        )
+    if mode == "at" and deadline is not None and deadline - ctx.now > FAR_AHEAD:
+        return Reply(
+            text=_(
+                "{time} is more than {days} days ahead: candidate {candidate} of {test} would "
+                "stay open for new delivery until then. Check the date; nothing is changed "
+                "until you confirm."
+            ).format(
+                time=format_time(deadline, ctx.tz),
+                days=FAR_AHEAD.days,
+                candidate=number,
+                test=test.code,
+            ),
+            kind="confirm",
+            confirm=Confirm(
+                prompt=_(
+                    "Open {candidate} of {test} for new delivery until {time}, more than "
+                    "{days} days ahead?"
+                ).format(
+                    candidate=number,
+                    test=test.code,
+                    time=format_time(deadline, ctx.tz),
+                    days=FAR_AHEAD.days,
+                ),
+                command=command,
+                button=_("Yes, until then"),
+            ),
+        )
+    return None
 
 
 def _open(ctx: Ctx, candidate: Candidate, *, mode: str, deadline, reason: str) -> None:
