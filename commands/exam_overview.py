@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     CompoundSelect,
+    Connection,
     String,
     and_,
     bindparam,
@@ -195,27 +196,7 @@ def _firsts(keys: tuple[str, ...]) -> CompoundSelect:
 
 def overview(ctx: Ctx, test: Test) -> Reply:
     db, tz = ctx.db_session, ctx.tz
-    connection = db.connection()
-    params = {"test_id": test.id}
-    counts: dict[str, int] = {}
-    listed: dict[str, dict[str, Any]] = {key: {"count": 0, "first": []} for key in _LISTS}
-    notices: dict[str, Any] = {"sent": 0, "inapp": 0, "read": 0, "deliveries": {}}
-    for kind, key, status, count, read in connection.execute(_COUNTS, params):
-        if kind == STATUS:
-            counts[key] = count
-        elif kind == LIST:
-            listed[key]["count"] = count
-        elif kind == SENT:
-            notices["sent"] = count
-        elif kind == INAPP:
-            notices["inapp"], notices["read"] = count, read
-        else:
-            notices["deliveries"].setdefault(key, {})[status] = count
-    non_empty = tuple(key for key in _LISTS if listed[key]["count"])
-    if non_empty:
-        rows = connection.execute(_firsts(non_empty), params).all()
-        for key, number, value in sorted(rows, key=lambda row: row[1]):
-            listed[key]["first"].append([number] if key == "individual" else [number, value])
+    counts, listed, notices = _counted(db.connection(), test)
     total = sum(counts.values())
     extra, incident, individual = listed["extra"], listed["incident"], listed["individual"]
     reopened, reopened_count = _reopened(db, test)
@@ -275,6 +256,34 @@ def overview(ctx: Ctx, test: Test) -> Reply:
         "grading": grading,
     }
     return Reply(text="\n".join(lines), kind="overview", data=data)
+
+
+def _counted(
+    connection: Connection, test: Test
+) -> tuple[dict[str, int], dict[str, dict[str, Any]], dict[str, Any]]:
+    """The test's candidates by status, its lists' counts and first entries, and its
+    notices' figures: two queries."""
+    params = {"test_id": test.id}
+    counts: dict[str, int] = {}
+    listed: dict[str, dict[str, Any]] = {key: {"count": 0, "first": []} for key in _LISTS}
+    notices: dict[str, Any] = {"sent": 0, "inapp": 0, "read": 0, "deliveries": {}}
+    for kind, key, status, count, read in connection.execute(_COUNTS, params):
+        if kind == STATUS:
+            counts[key] = count
+        elif kind == LIST:
+            listed[key]["count"] = count
+        elif kind == SENT:
+            notices["sent"] = count
+        elif kind == INAPP:
+            notices["inapp"], notices["read"] = count, read
+        else:
+            notices["deliveries"].setdefault(key, {})[status] = count
+    non_empty = tuple(key for key in _LISTS if listed[key]["count"])
+    if non_empty:
+        rows = connection.execute(_firsts(non_empty), params).all()
+        for key, number, value in sorted(rows, key=lambda row: row[1]):
+            listed[key]["first"].append([number] if key == "individual" else [number, value])
+    return counts, listed, notices
 
 
 def grading_state(ctx: Ctx, test: Test, ordinary_end: datetime) -> dict[str, Any]:
