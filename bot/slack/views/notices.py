@@ -110,34 +110,9 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
         )
     )
     value = str(report["report_id"])
-    if report["state"] == "open":
-        send = _button(_("Send to candidates"), SEND_ACTION, value, "primary")
-        send["confirm"] = {
-            "title": {"type": "plain_text", "text": _("Send to all candidates?")},
-            "text": text_object(
-                _("This sends {counts} to the candidates of {test}.").format(
-                    counts=counts(plan), test=report["test"]
-                )
-                + " "
-                + (f"{plan['not_configured']}. " if plan.get("not_configured") else "")
-                + _("It cannot be taken back.")
-            ),
-            "confirm": {"type": "plain_text", "text": _("Send")},
-            "deny": {"type": "plain_text", "text": _("Cancel")},
-        }
-        elements = [
-            send,
-            _button(_("Edit text"), EDIT_ACTION, value),
-            _button(_("Reject"), REJECT_ACTION, value, "danger"),
-        ]
-    else:
-        who = (
-            " " + _("by {user}").format(user=mention(report["handled_by"]))
-            if report["handled_by"]
-            else ""
-        )
-        blocks.append(_context(f"*{state_label(report['state']).capitalize()}*{who}"))
-        elements = []
+    elements = _open_buttons(report, value) if report["state"] == "open" else []
+    if report["state"] != "open":
+        blocks.append(_context(_handled(report)))
     if report["state"] != "rejected":
         label = (
             _("Give all candidates {minutes} min incident time").format(minutes=minutes)
@@ -153,6 +128,39 @@ def report_blocks(report: dict[str, Any], progress: Progress | None = None) -> d
         "text": fallback(_("Error in the question set of {test}").format(test=report["test"])),
         "blocks": blocks,
     }
+
+
+def _open_buttons(report: dict[str, Any], value: str) -> list[dict[str, Any]]:
+    """Send (confirmed first: it cannot be taken back), edit, reject."""
+    plan = report["plan"]
+    send = _button(_("Send to candidates"), SEND_ACTION, value, "primary")
+    send["confirm"] = {
+        "title": {"type": "plain_text", "text": _("Send to all candidates?")},
+        "text": text_object(
+            _("This sends {counts} to the candidates of {test}.").format(
+                counts=counts(plan), test=report["test"]
+            )
+            + " "
+            + (f"{plan['not_configured']}. " if plan.get("not_configured") else "")
+            + _("It cannot be taken back.")
+        ),
+        "confirm": {"type": "plain_text", "text": _("Send")},
+        "deny": {"type": "plain_text", "text": _("Cancel")},
+    }
+    return [
+        send,
+        _button(_("Edit text"), EDIT_ACTION, value),
+        _button(_("Reject"), REJECT_ACTION, value, "danger"),
+    ]
+
+
+def _handled(report: dict[str, Any]) -> str:
+    who = (
+        " " + _("by {user}").format(user=mention(report["handled_by"]))
+        if report["handled_by"]
+        else ""
+    )
+    return f"*{state_label(report['state']).capitalize()}*{who}"
 
 
 def _shown(status: str) -> str:
