@@ -151,15 +151,8 @@ def _post_delivered(ctx: Ctx, done: list[Delivered]) -> None:
     )
 
 
-def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: str) -> str:
-    """R10: staff deliver a file for the candidate (at most 50 MB); status becomes submitted."""
-    db = ctx.db_session
-    require_support(db_session=db, user_id=ctx.actor, doing=_("deliver for a candidate"))
-    reason, quiet = audit.require_reason(reason, DELIVER_USAGE)
-    test = get_test(db_session=db, test_code=test_code)
-    candidate = get_candidate(
-        db_session=db, test=test, number=parse_candidate_number(number), lock=True
-    )
+def _checked_file(path: Path, *, test: Test, candidate: Candidate) -> tuple[int, str]:
+    """The file's size and SHA-256, once it is known to be a readable file of at most 50 MB."""
     if not path.is_file():
         raise InvalidInput(
             _("There is no file {path}. Give the path of the answer file.").format(path=path)
@@ -186,6 +179,19 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
         raise InvalidInput(
             _("{file} cannot be read ({error}).").format(file=path.name, error=error.strerror)
         ) from None
+    return size, digest.hexdigest()
+
+
+def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: str) -> str:
+    """R10: staff deliver a file for the candidate (at most 50 MB); status becomes submitted."""
+    db = ctx.db_session
+    require_support(db_session=db, user_id=ctx.actor, doing=_("deliver for a candidate"))
+    reason, quiet = audit.require_reason(reason, DELIVER_USAGE)
+    test = get_test(db_session=db, test_code=test_code)
+    candidate = get_candidate(
+        db_session=db, test=test, number=parse_candidate_number(number), lock=True
+    )
+    size, sha256 = _checked_file(path, test=test, candidate=candidate)
     before = candidate_status(candidate, test, ctx.tz)
     reopening = active_reopening(candidate)
     if reopening is not None:
@@ -199,7 +205,7 @@ def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: st
             by=ctx.actor,
             file_name=path.name,
             file_size=size,
-            sha256=digest.hexdigest(),
+            sha256=sha256,
         )
     )
     candidate.status = CandidateStatus.SUBMITTED
