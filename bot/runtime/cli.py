@@ -77,21 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=["csv", "xlsx", "json"], default=None)
     report.add_argument("--output", type=Path, help="file to write (default: standard output)")
 
-    reports = sub.add_parser(
-        "reports", help="teachers' error reports and their state; send, edit or reject one"
-    )
-    reports.add_argument("test", nargs="?", help="only this test's reports")
-    reports.add_argument("--json", action="store_true", help="JSON for scripts")
-    action = reports.add_mutually_exclusive_group()
-    action.add_argument("--send", type=int, metavar="ID", help="send the report's text (R13)")
-    action.add_argument("--edit", type=int, metavar="ID", help="change the text before sending")
-    action.add_argument("--reject", type=int, metavar="ID", help="decide not to send it")
-    reports.add_argument("--as", dest="actor", help="Slack user id to act as (send, edit, reject)")
-    reports.add_argument("--yes", action="store_true", help="send without asking first")
-    reports.add_argument("--nb", help="with --edit: the Norwegian text")
-    reports.add_argument("--en", help="with --edit: the English text")
-    reports.add_argument("--question", help="with --edit: the question or task")
-    reports.add_argument("--reason", default="", help="with --reject: why")
+    _add_reports(sub)
 
     purge = sub.add_parser(
         "purge", help="erase contact data of tests that ended RETENTION_DAYS ago (retention)"
@@ -110,6 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check the configuration before exam day")
     doctor.add_argument("--json", action="store_true", help="JSON for scripts")
     return parser
+
+
+def _add_reports(sub: argparse._SubParsersAction) -> None:
+    reports = sub.add_parser(
+        "reports", help="teachers' error reports and their state; send, edit or reject one"
+    )
+    reports.add_argument("test", nargs="?", help="only this test's reports")
+    reports.add_argument("--json", action="store_true", help="JSON for scripts")
+    action = reports.add_mutually_exclusive_group()
+    action.add_argument("--send", type=int, metavar="ID", help="send the report's text (R13)")
+    action.add_argument("--edit", type=int, metavar="ID", help="change the text before sending")
+    action.add_argument("--reject", type=int, metavar="ID", help="decide not to send it")
+    reports.add_argument("--as", dest="actor", help="Slack user id to act as (send, edit, reject)")
+    reports.add_argument("--yes", action="store_true", help="send without asking first")
+    reports.add_argument("--nb", help="with --edit: the Norwegian text")
+    reports.add_argument("--en", help="with --edit: the English text")
+    reports.add_argument("--question", help="with --edit: the question or task")
+    reports.add_argument("--reason", default="", help="with --reject: why")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
