@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 
 from bot.deps import Deps
 from bot.slack.command_line import run_line
-from bot.slack.listeners import forms
+from bot.slack.listeners.forms import open_form
 from bot.slack.text import from_slack
 from bot.slack.views import blocks, limits
 from bot.slack.views.forms import Opened
@@ -63,7 +63,7 @@ def _open_form(ack: Ack, command: dict[str, Any], context: BoltContext, client: 
         return
     # The trigger_id lives 3 seconds: acknowledged at once, the form opens right after.
     ack()
-    forms.open_form(
+    open_form(
         context["deps"],
         client,
         trigger_id=trigger_id,
