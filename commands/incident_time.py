@@ -138,11 +138,7 @@ def change(
         batch=batch,
     )
     latest = max(end_time(c, test) for c in candidates)
-    told = (
-        0
-        if quiet
-        else tell(ctx, test=test, candidates=candidates, change=CHANGE)
-    )
+    told = 0 if quiet else tell(ctx, test=test, candidates=candidates, change=CHANGE)
     reply = _receipt(
         ctx,
         test,

@@ -53,7 +53,6 @@ WAITING = ("pending", "sending", "unknown")
 FAILED = "failed"
 
 
-
 def enqueue(
     db_session: Session,
     *,

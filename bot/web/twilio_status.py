@@ -2,6 +2,7 @@
 
 The body is read up to a limit, verified, checked and stored, in that order; 204 only once
 the callback is committed, so that a database failure answers 503 and Twilio may try again.
+Callbacks that arrive together are stored together, in one transaction (``GroupCommit``).
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.config import Settings
 from bot.deps import Deps
+from bot.web.group_commit import GroupCommit
 from notifications import status_callback
 from store import clock
 from store.db import session_scope
@@ -43,9 +44,15 @@ async def read_body(request: Request, limit: int) -> bytes | None:
 def routes(deps: Deps) -> list[Route]:
     settings = deps.settings
 
-    def store(callback: status_callback.Callback) -> int | None:
+    def store_all(callbacks: list[status_callback.Callback]) -> list[int | None]:
         with session_scope(deps.session_factory) as db_session:
-            return status_callback.apply(db_session=db_session, callback=callback, now=clock.now())
+            now = clock.now()
+            return [
+                status_callback.apply(db_session=db_session, callback=callback, now=now)
+                for callback in callbacks
+            ]
+
+    store = GroupCommit(store_all, name="twilio-status")
 
     async def twilio_status(request: Request) -> Response:
         body = await read_body(request, MAX_BODY_BYTES)
@@ -67,7 +74,7 @@ def routes(deps: Deps) -> list[Route]:
             )
             return PlainTextResponse(refusal.reason, status_code=refusal.status_code)
         try:
-            notice_id = await run_in_threadpool(store, callback)
+            notice_id = await store(callback)
         except SQLAlchemyError as error:
             log.warning(
                 "Twilio status callback for %s not stored (%s); answered 503 for a retry",

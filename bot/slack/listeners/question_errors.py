@@ -39,6 +39,7 @@ from commands.runner import execute, in_transaction, refusal
 from notifications import outbox
 from notifications.progress import progress
 from store import clock
+from store.db import read_only
 from store.models import Notice
 
 log = logging.getLogger(__name__)
@@ -517,6 +518,7 @@ class ProgressReporter:
 
     def _show(self, notice_id: int) -> None:
         with self.deps.session_factory() as db_session:
+            read_only(db_session)
             state = progress(db_session=db_session, notice_id=notice_id)
             found = db_session.get(Notice, notice_id)
             if state is None or found is None:

@@ -1,0 +1,98 @@
+"""GroupCommit: writes that arrive while one commits go together in the next transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from bot.web.group_commit import GroupCommit
+
+
+class Writer:
+    """A write function whose first batch is held until released, recording every batch."""
+
+    def __init__(self, *, fail_on: str | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.first_started = threading.Event()
+        self.release = threading.Event()
+        self.fail_on = fail_on
+
+    def __call__(self, items: list[str]) -> list[str]:
+        self.batches.append(list(items))
+        if len(self.batches) == 1:
+            self.first_started.set()
+            assert self.release.wait(10)
+        if self.fail_on in items:
+            raise RuntimeError("the database went away")
+        return [item.upper() for item in items]
+
+
+async def _while_first_commits(group: GroupCommit, writer: Writer, later: list[str]):
+    first = asyncio.ensure_future(group("a"))
+    assert await asyncio.to_thread(writer.first_started.wait, 10)
+    waiting = [asyncio.ensure_future(group(item)) for item in later]
+    await asyncio.sleep(0.05)  # every one of them is queued before the first commits
+    writer.release.set()
+    return first, waiting
+
+
+def test_writes_that_come_during_a_commit_go_together_and_each_gets_its_own_result():
+    writer = Writer()
+    group = GroupCommit(writer, name="test-group")
+
+    async def run():
+        first, waiting = await _while_first_commits(group, writer, ["b", "c", "d"])
+        return await first, await asyncio.gather(*waiting)
+
+    first, rest = asyncio.run(run())
+    assert first == "A" and rest == ["B", "C", "D"]
+    assert writer.batches == [["a"], ["b", "c", "d"]]
+
+
+def test_a_failed_batch_fails_each_of_its_callers_and_the_next_batch_still_goes():
+    writer = Writer(fail_on="c")
+    group = GroupCommit(writer, name="test-group")
+
+    async def run():
+        first, waiting = await _while_first_commits(group, writer, ["b", "c"])
+        assert await first == "A"
+        for caller in waiting:
+            with pytest.raises(RuntimeError, match="went away"):
+                await caller
+        return await group("e")
+
+    assert asyncio.run(run()) == "E"
+    assert writer.batches == [["a"], ["b", "c"], ["e"]]
+
+
+def test_a_caller_gone_before_its_turn_is_not_written():
+    """Its client got no answer, so the sender tries again; nothing is written for it."""
+    writer = Writer()
+    group = GroupCommit(writer, name="test-group")
+
+    async def run():
+        first = asyncio.ensure_future(group("a"))
+        assert await asyncio.to_thread(writer.first_started.wait, 10)
+        gone = asyncio.ensure_future(group("gone"))
+        stays = asyncio.ensure_future(group("b"))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        writer.release.set()
+        return await first, await stays
+
+    assert asyncio.run(run()) == ("A", "B")
+    assert writer.batches == [["a"], ["b"]]
+
+
+def test_a_batch_holds_at_most_max_batch():
+    writer = Writer()
+    group = GroupCommit(writer, name="test-group", max_batch=2)
+
+    async def run():
+        first, waiting = await _while_first_commits(group, writer, ["b", "c", "d"])
+        return [await first, *await asyncio.gather(*waiting)]
+
+    assert asyncio.run(run()) == ["A", "B", "C", "D"]
+    assert writer.batches == [["a"], ["b", "c"], ["d"]]
