@@ -202,6 +202,10 @@ class Child:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    @property
+    def stopped(self) -> bool:
+        return self.log.closed  # by stop(), and only there
+
     def stop(self, timeout: float = 30) -> int:
         if self.alive():
             self.process.terminate()

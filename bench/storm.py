@@ -477,6 +477,17 @@ def write_export(folder: Path, engine, changed_every: int = 50) -> int:
 # ---------------------------------------------------------------- the run
 
 
+def stop_children(children: list[Child], logs: Path | None) -> None:
+    """Stop every child not stopped yet, its log kept in ``logs`` (if given)."""
+    for child in children:
+        if child.stopped:
+            continue
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            (logs / f"{child.name}-{child.pid}.log").write_text(child.output())
+        child.stop()
+
+
 def p99_ms(samples: list[Sample], since: float, until: float, kinds: tuple[str, ...]) -> float:
     return (
         percentile(
@@ -676,15 +687,6 @@ def main(argv: list[str] | None = None) -> int:
         scrapes = [scrape(url) for url in base_urls]
         final = notice_statuses(engine, notice_id)
         with engine.connect() as conn:
-            # Every SMS's: the notice's, and the messages commands send candidates after a
-            # change (commands.tell_candidates).
-            rows = conn.execute(
-                select(Delivery.provider_id, Delivery.status, Delivery.error_code).where(
-                    Delivery.provider_id.is_not(None)
-                )
-            ).all()
-            db_status = {sid: status for sid, status, _ in rows}
-            db_codes = {sid: code for sid, _, code in rows}
             r9_statuses = dict(
                 conn.execute(
                     select(Candidate.status, func.count())
@@ -699,6 +701,26 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
             )
+        # Each callback's verdict compares it with its row, so nothing may answer a callback
+        # or write a row once the rows are read. The senders go on meanwhile: the commands'
+        # messages to candidates fall due up to a minute after a change, and read while one
+        # was out, its `delivered` answered 204 after the read showed as lost (row `sent`),
+        # its `sent` as one for a SID no row held. So the fake Twilio stops first (callbacks
+        # it is posting get their answers, those not yet due are not posted: none is answered
+        # by a serve on its way out), then every serve and worker, and then the rows are read.
+        received = twilio.received()
+        twilio = None
+        stop_children([*workers, *(c for c, _ in serves)], args.logs)
+        with engine.connect() as conn:
+            # Every SMS's: the notice's, and the messages commands send candidates after a
+            # change (commands.tell_candidates).
+            rows = conn.execute(
+                select(Delivery.provider_id, Delivery.status, Delivery.error_code).where(
+                    Delivery.provider_id.is_not(None)
+                )
+            ).all()
+        db_status = {sid: status for sid, status, _ in rows}
+        db_codes = {sid: code for sid, _, code in rows}
     finally:
         stop.set()
         if pages is not None:
@@ -707,13 +729,9 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
         if watch is not None:
             watch.close()
-        for child in [*workers, *(c for c, _ in serves)]:
-            if args.logs is not None:
-                args.logs.mkdir(parents=True, exist_ok=True)
-                (args.logs / f"{child.name}-{child.pid}.log").write_text(child.output())
-            child.stop()
+        stop_children([*workers, *(c for c, _ in serves)], args.logs)
         if twilio is not None:
-            received = twilio.received()
+            twilio.received()
         slack.close()
         db.close()
         for leftover in registry.iterdir():

@@ -168,6 +168,11 @@ def apply(*, db_session: Session, callback: Callback, now: datetime) -> int | No
         values["error_code"] = code
         reason = PERMANENT_CODES.get(int(code)) if code else None
         values["error_message"] = f"{reason or 'not delivered'} (Twilio {code or ours})"
+    else:
+        # Twilio has the message: an 'unknown' outcome's error (a sweep's, or no answer) no
+        # longer holds, as when the send's own record or reconciliation says 'sent'.
+        values["error_code"] = None
+        values["error_message"] = None
     if callback.delivery_id is None:
         row = Delivery.provider_id == callback.sid
     else:
