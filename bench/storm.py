@@ -488,6 +488,15 @@ def stop_children(children: list[Child], logs: Path | None) -> None:
         child.stop()
 
 
+def write_samples(path: Path, samples: list[Sample], since: float) -> None:
+    """Every request's time, for finding out what a slow one met (``--logs``)."""
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["at_s", "ms", "kind", "ok"])
+        for s in sorted(samples, key=lambda s: s.at):
+            writer.writerow([f"{s.at - since:.3f}", f"{s.seconds * 1000:.1f}", s.kind, s.ok])
+
+
 def p99_ms(samples: list[Sample], since: float, until: float, kinds: tuple[str, ...]) -> float:
     return (
         percentile(
@@ -594,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         # The R9 test's deadline: at least one sweep (every 30 s) plans it before it falls due.
         quiet_start = time.monotonic()
+        print(f"quiet phase from {time.strftime('%H:%M:%S')}", flush=True)
         deadline_in = size.quiet_s + size.r9_after_s
         deadline = clock.now() + timedelta(seconds=deadline_in)
         with Session(engine) as session, session.begin():
@@ -765,6 +775,8 @@ def main(argv: list[str] | None = None) -> int:
         if not kept or (status == "undelivered" and db_codes.get(sid) != str(code)):
             lost_callbacks += 1
             lost_kinds[f"{status} → row {held}"] += 1
+    if args.logs:
+        write_samples(args.logs / "samples.csv", samples + pages.samples, quiet_start)
     quiet_page = p99_ms(pages.samples, quiet_start, storm_start, ("open",))
     storm_cmd = p99_ms(samples, storm_start, storm_end, KINDS)
     storm_page = p99_ms(pages.samples, storm_start, storm_end, ("open",))
