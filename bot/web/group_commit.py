@@ -1,9 +1,9 @@
 """Writes that come while one is being committed are committed together, in one transaction.
 
-A burst of small writes (Twilio's status callbacks: two or three for every SMS at the
-provider's rate) would otherwise be as many transactions, each queueing for the database's
-write lock (on SQLite the only one) ahead of the commands support staff are waiting for.
-Here one thread writes: the first write goes at once; those that arrive while it commits
+A burst of small writes (Twilio's status callbacks, two or three for every SMS at the
+provider's rate; candidates opening their page after that SMS) would otherwise be as many
+transactions, each queueing for the database's write lock (on SQLite the only one) ahead
+of the commands support staff are waiting for. Here one thread writes: the first write goes at once; those that arrive while it commits
 wait and go together in the next transaction, and so on. No write waits for a timer, and
 under load each transaction carries as many as came. Each caller is answered once its own
 transaction has committed (or with its error), so an answer still means "stored".
@@ -63,7 +63,7 @@ class GroupCommit(Generic[Item, Result]):
 
     def _next_batch(self) -> list[tuple[Item, Future[Result]]]:
         """What waits now, at least one; a caller who went away before its turn is left out
-        (it got no answer, so Twilio sends it again)."""
+        (it got no answer, so it must ask again: nothing was promised)."""
         batch: list[tuple[Item, Future[Result]]] = []
         while not batch:
             waiting = [self._waiting.get()]

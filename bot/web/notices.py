@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.deps import Deps
+from bot.web.group_commit import GroupCommit
 from commands import candidate_page
 from notifications import inapp
 from store import clock
@@ -48,13 +49,14 @@ def _html(page: inapp.Page) -> HTMLResponse:
 def routes(deps: Deps) -> list[Route]:
     settings = deps.settings
 
-    def show(token: str, opened: bool) -> inapp.Page:
+    def show(token: str, opened: bool) -> tuple[inapp.Page, int | None]:
+        """The page, and the candidate whose first opening it is to record (if it is)."""
         now = clock.now()
         with session_scope(deps.session_factory) as db_session:
             read_only(db_session)
             candidate = inapp.find_candidate(db_session=db_session, token=token)
             if candidate is None:
-                return inapp.not_found()
+                return inapp.not_found(), None
             data = candidate_page.page_data(
                 db_session=db_session,
                 candidate=candidate,
@@ -63,23 +65,36 @@ def routes(deps: Deps) -> list[Route]:
             )
             page = inapp.render(data, token=token, tz=settings.tz, now=now)
             candidate_id = candidate.id
-            opened = opened and inapp.unopened(db_session=db_session, candidate_id=candidate_id) > 0
-        if opened:
             # A write only the first time: a notice to thousands of candidates brings as
             # many page views in a few minutes.
-            with session_scope(deps.session_factory) as db_session:
+            opened = opened and inapp.unopened(db_session=db_session, candidate_id=candidate_id) > 0
+        return page, candidate_id if opened else None
+
+    def record_opened(candidate_ids: list[int]) -> list[None]:
+        with session_scope(deps.session_factory) as db_session:
+            now = clock.now()
+            for candidate_id in candidate_ids:
                 inapp.record_opened(db_session=db_session, candidate_id=candidate_id, now=now)
-        return page
+        return [None] * len(candidate_ids)
+
+    def confirm_all(confirmations: list[tuple[str, int]]) -> list[bool]:
+        with session_scope(deps.session_factory) as db_session:
+            now = clock.now()
+            return [
+                inapp.confirm_read(db_session=db_session, token=token, notice_id=notice, now=now)
+                for token, notice in confirmations
+            ]
+
+    # Page views and read confirmations come in bursts after an SMS to a whole test.
+    opened_together = GroupCommit(record_opened, name="pages-opened")
+    confirmed_together = GroupCommit(confirm_all, name="notices-read")
 
     async def page(request: Request) -> Response:
         opened = opened_by_a_person(request.method, request.headers)
-        return _html(await run_in_threadpool(show, request.path_params["token"], opened))
-
-    def confirm(token: str, notice_id: int) -> bool:
-        with session_scope(deps.session_factory) as db_session:
-            return inapp.confirm_read(
-                db_session=db_session, token=token, notice_id=notice_id, now=clock.now()
-            )
+        shown, first_opening = await run_in_threadpool(show, request.path_params["token"], opened)
+        if first_opening is not None:
+            await opened_together(first_opening)
+        return _html(shown)
 
     async def read(request: Request) -> Response:
         token = request.path_params["token"]
@@ -87,7 +102,7 @@ def routes(deps: Deps) -> list[Route]:
         notice = str(form.get("notice", ""))
         if not inapp.valid_token(token) or not notice.isdigit() or len(notice) > 18:
             return _html(inapp.not_found())
-        if not await run_in_threadpool(confirm, token, int(notice)):
+        if not await confirmed_together((token, int(notice))):
             return _html(inapp.not_found())
         # Relative, so that it holds behind a proxy that serves the app under a path too.
         return RedirectResponse(
