@@ -79,17 +79,8 @@ def record(
     # Rows the command added (a candidate, a reopening) get their ids first.
     db.flush()
     test_id = test.id if test else (candidate.test_id if candidate else None)
-    values = {
-        "at": ctx.now,
-        "actor": ctx.actor,
-        "action": action,
-        "test_id": test_id,
-        "candidate_id": candidate.id if candidate else candidate_id,
-        "reason": reason,
-        "before": before,
-        "after": after,
-        "batch": batch,
-    }
+    values = _row(ctx, action, reason, before, after, test_id, batch)
+    values["candidate_id"] = candidate.id if candidate else candidate_id
     # Nothing of the command reads the record back: one INSERT, not an object to track.
     change_id = db.scalar(insert(Change).values(**values).returning(Change.id))
     if ctx.outside.webhook_urls:
@@ -100,6 +91,62 @@ def record(
             number = db.scalar(select(Candidate.number).where(Candidate.id == candidate_id))
         _announce(ctx, change_id, action, reason, before, after, test_id, number, batch)
     return change_id
+
+
+def record_each(
+    ctx: Ctx,
+    *,
+    action: str,
+    reason: str,
+    changes: list[tuple[Candidate, dict[str, Any], dict[str, Any]]],
+) -> None:
+    """One record per candidate, as ``record`` makes it, for many candidates changed by one
+    event (a deadline shared by a whole test): one INSERT for all of them."""
+    if not changes:
+        return
+    db = ctx.db_session
+    db.flush()
+    rows = []
+    for candidate, before, after in changes:
+        row = _row(ctx, action, reason, before, after, candidate.test_id, None)
+        rows.append(row | {"candidate_id": candidate.id})
+    change_ids = db.scalars(
+        insert(Change).returning(Change.id, sort_by_parameter_order=True), rows
+    ).all()
+    if ctx.outside.webhook_urls:
+        for change_id, (candidate, before, after) in zip(change_ids, changes, strict=True):
+            _announce(
+                ctx,
+                change_id,
+                action,
+                reason,
+                before,
+                after,
+                candidate.test_id,
+                candidate.number,
+                None,
+            )
+
+
+def _row(
+    ctx: Ctx,
+    action: str,
+    reason: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    test_id: int | None,
+    batch: str | None,
+) -> dict[str, Any]:
+    return {
+        "at": ctx.now,
+        "actor": ctx.actor,
+        "action": action,
+        "test_id": test_id,
+        "reason": reason,
+        "before": before,
+        "after": after,
+        "batch": batch,
+    }
 
 
 def new_batch(*, test_wide: bool = False) -> str:

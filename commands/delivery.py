@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from babel.numbers import format_decimal
 from sqlalchemy import Select, exists, or_, select
@@ -102,6 +103,7 @@ def deliver_due(ctx: Ctx, *, candidate_ids: list[int] | None = None) -> list[Del
         .with_for_update(of=Candidate, skip_locked=True)
     ).all()
     done = []
+    delivered: dict[str, list[tuple[Candidate, dict[str, Any], dict[str, Any]]]] = {}
     for candidate in candidates:
         test = candidate.test
         t = timing(candidate, test)
@@ -121,16 +123,13 @@ def deliver_due(ctx: Ctx, *, candidate_ids: list[int] | None = None) -> list[Del
             candidate.status = CandidateStatus.SUBMITTED
             candidate.submitted_at = ctx.now
             action = "auto_deliver"
-        db.flush()
-        audit.record(
-            ctx,
-            action=action,
-            reason="deadline reached",
-            before=before,
-            after=candidate_status(candidate, test, ctx.tz),
-            candidate=candidate,
-        )
+        after = candidate_status(candidate, test, ctx.tz)
+        delivered.setdefault(action, []).append((candidate, before, after))
         done.append(Delivered(test.code, candidate.number, t.reopening is not None))
+    # One write for every candidate rather than a few each: a deadline shared by a whole
+    # test holds the write lock (on SQLite, every writer's) for as long as this takes.
+    for action, changes in delivered.items():
+        audit.record_each(ctx, action=action, reason="deadline reached", changes=changes)
     _post_delivered(ctx, done)
     return done
 

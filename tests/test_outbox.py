@@ -40,7 +40,7 @@ from notifications.events import WebhookTransport
 from notifications.outbox import OutboxSender
 from notifications.slack_post import SlackTransport
 from store import clock
-from store.models import OutboxMessage, QuestionErrorReport
+from store.models import Candidate, Change, OutboxMessage, QuestionErrorReport
 
 CHANNEL = "C0SUPPORT"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -306,6 +306,46 @@ def test_r9_automatic_deliveries_are_in_the_change_log(exam):
     assert data["lines"] == [
         f"Delivered automatically at the deadline: {CODE} candidate 101, 102, 103"
     ]
+
+
+def test_r9_r15_each_automatic_delivery_has_its_record_and_its_event(exam, receiver, is_postgres):
+    """A deadline shared by the whole test: one change record per candidate, written
+    together, and one event each, carrying that record's id and the candidate's number."""
+    exam.at("2026-12-01 14:00")
+    from commands.context import Ctx
+
+    with exam.factory.begin() as s:
+        ctx = Ctx(
+            db_session=s,
+            actor=SYSTEM_ACTOR,
+            tz=OSLO,
+            now=exam.now,
+            outside=Outside(webhook_urls=(receiver.url,)),
+        )
+        assert len(deliver_due(ctx)) == 3
+    with exam.factory() as s:
+        records = s.execute(
+            select(Change.id, Candidate.number, Change.action, Change.before, Change.after)
+            .join(Candidate, Candidate.id == Change.candidate_id)
+            .order_by(Change.id)
+        ).all()
+    assert [(r.number, r.action) for r in records] == [
+        ("101", "auto_deliver"),
+        ("102", "auto_deliver"),
+        ("103", "auto_deliver"),
+    ]
+    assert all(r.before["status"] != r.after["status"] == "submitted" for r in records)
+    out = sender(exam.factory, is_postgres, webhook=WebhookTransport(SECRET))
+    while out.send_due():
+        pass
+    events = events_of(receiver)
+    assert [e["type"] for e in events] == ["answer.delivered"] * 3
+    for event, record in zip(events, records, strict=True):
+        jsonschema.validate(event, SCHEMA, format_checker=jsonschema.FormatChecker())
+        assert event["data"]["change_id"] == record.id
+        assert event["data"]["candidates"] == [
+            {"candidate": record.number, "before": record.before, "after": record.after}
+        ]
 
 
 def test_r15_a_change_from_examdesk_run_reaches_the_support_channel(exam, fake, cli, is_postgres):

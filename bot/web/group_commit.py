@@ -3,10 +3,11 @@
 A burst of small writes (Twilio's status callbacks, two or three for every SMS at the
 provider's rate; candidates opening their page after that SMS) would otherwise be as many
 transactions, each queueing for the database's write lock (on SQLite the only one) ahead
-of the commands support staff are waiting for. Here one thread writes: the first write goes at once; those that arrive while it commits
-wait and go together in the next transaction, and so on. No write waits for a timer, and
-under load each transaction carries as many as came. Each caller is answered once its own
-transaction has committed (or with its error), so an answer still means "stored".
+of the commands support staff are waiting for. Here one thread writes: the first write goes
+at once; those that arrive while it commits wait and go together in the next transaction,
+and so on. No write waits for a timer, and under load each transaction carries as many as
+came. Each caller is answered once its own transaction has committed (or with its error),
+so an answer still means "stored".
 """
 
 from __future__ import annotations
