@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from urllib.parse import parse_qsl
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import Update, bindparam, func, or_, update
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 
@@ -156,38 +157,58 @@ def verify(
     )
 
 
+@cache
+def _update(step: Step, by_delivery: bool) -> Update:
+    """The UPDATE a callback of ``step`` makes, its values bound when it runs. Built once:
+    callbacks come two or three for every SMS, and building the statement cost many times
+    what SQLite takes to run it."""
+    sid = bindparam("sid")
+    values = {
+        "status": bindparam("new_status"),
+        "updated_at": bindparam("now"),
+        "error_code": bindparam("code"),
+        "error_message": bindparam("message"),
+    }
+    if by_delivery:
+        # Another SID on the row is another message for it (a resend after an unclear
+        # outcome): its callbacks do not speak for the one recorded.
+        row = (Delivery.id == bindparam("delivery_id")) & or_(
+            Delivery.provider_id.is_(None), Delivery.provider_id == sid
+        )
+        values["provider_id"] = func.coalesce(Delivery.provider_id, sid)
+    else:
+        row = Delivery.provider_id == sid
+    return (
+        update(Delivery)
+        .where(row, may_take(step))
+        .values(**values)
+        .returning(Delivery.notice_id, Delivery.sent_at)
+    )
+
+
 def apply(*, db_session: Session, callback: Callback, now: datetime) -> int | None:
     """Record a verified callback; the notice it concerns, if its delivery changed."""
     ours = MAPPED.get(callback.status)
     if ours is None:
         return None  # queued, sending, accepted …: nothing to record
     step = STEP[ours]
-    values: dict[str, object] = {"status": to(step, ours), "updated_at": now}
-    if ours in NOT_DELIVERED:
-        code = callback.error_code
-        values["error_code"] = code
-        reason = PERMANENT_CODES.get(int(code)) if code else None
-        values["error_message"] = f"{reason or 'not delivered'} (Twilio {code or ours})"
-    else:
+    params: dict[str, object] = {
+        "new_status": to(step, ours),
+        "now": now,
+        "sid": callback.sid,
+        "delivery_id": callback.delivery_id,
         # Twilio has the message: an 'unknown' outcome's error (a sweep's, or no answer) no
         # longer holds, as when the send's own record or reconciliation says 'sent'.
-        values["error_code"] = None
-        values["error_message"] = None
-    if callback.delivery_id is None:
-        row = Delivery.provider_id == callback.sid
-    else:
-        # Another SID on the row is another message for it (a resend after an unclear
-        # outcome): its callbacks do not speak for the one recorded.
-        row = (Delivery.id == callback.delivery_id) & or_(
-            Delivery.provider_id.is_(None), Delivery.provider_id == callback.sid
-        )
-        values["provider_id"] = func.coalesce(Delivery.provider_id, callback.sid)
-    changed = db_session.execute(
-        update(Delivery)
-        .where(row, may_take(step))
-        .values(**values)
-        .returning(Delivery.notice_id, Delivery.sent_at)
-    ).first()
+        "code": None,
+        "message": None,
+    }
+    if ours in NOT_DELIVERED:
+        code = callback.error_code
+        reason = PERMANENT_CODES.get(int(code)) if code else None
+        params["code"] = code
+        params["message"] = f"{reason or 'not delivered'} (Twilio {code or ours})"
+    statement = _update(step, by_delivery=callback.delivery_id is not None)
+    changed = db_session.connection().execute(statement, params).first()
     if changed is None:
         return None
     if changed.sent_at is not None:
