@@ -66,9 +66,19 @@ class _Server(uvicorn.Server):
 
 
 def http_server(web: Starlette) -> uvicorn.Server:
-    # Our own logging set-up stays (log_config=None); no access log on the hot path.
+    # Our own logging set-up stays (log_config=None); no access log on the hot path. The C
+    # HTTP parser and event loop, not uvicorn's pure-Python fallbacks: exam day's status
+    # callbacks come by the hundred a second.
     return _Server(
-        uvicorn.Config(web, log_config=None, access_log=False, lifespan="off", timeout_notify=5)
+        uvicorn.Config(
+            web,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_notify=5,
+            http="httptools",
+            loop="uvloop",
+        )
     )
 
 
