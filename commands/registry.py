@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from commands import audit, change_log
 from commands.context import Ctx
@@ -543,6 +544,13 @@ def _status(row: dict[str, Any]) -> str | None:
 
 def import_candidates(ctx: Ctx, path: Path) -> ImportResult:
     rows = read_rows(path, CANDIDATE_COLUMNS, CANDIDATE_REQUIRED)
+    # Parsed before the first query, which (on SQLite) takes the write lock.
+    parsed, problems = _parse_rows(
+        rows,
+        lambda row: _parse_candidate(row, ctx.tz),
+        key=lambda c: (c.test, c.number),
+        name=lambda c: f"candidate {c.number} of {c.test}",
+    )
     codes = sorted({_text(row.get("test")).upper() for _, row in rows} - {""})
     tests = {t.code: t for t in ctx.db_session.scalars(select(Test).where(Test.code.in_(codes)))}
     # The test column comes first, so its problem does too (the sort below keeps the order).
@@ -551,12 +559,6 @@ def import_candidates(ctx: Ctx, path: Path) -> ImportResult:
         for line, row in rows
         if (code := _text(row.get("test")).upper()) and code not in tests
     ]
-    parsed, problems = _parse_rows(
-        rows,
-        lambda row: _parse_candidate(row, ctx.tz),
-        key=lambda c: (c.test, c.number),
-        name=lambda c: f"candidate {c.number} of {c.test}",
-    )
     _raise_if(errors + problems, path)
     return _posted(ctx, _store_candidates(ctx, list(parsed.values()), tests), path)
 
@@ -599,14 +601,15 @@ def _store_candidates(ctx: Ctx, items: list[CandidateRow], tests: dict[str, Test
             result.warnings.append(item.warning + "; no SMS can reach it")
     for code, rows in by_test.items():
         test = tests[code]
-        existing = {
-            c.number: c for c in db.scalars(select(Candidate).where(Candidate.test_id == test.id))
-        }
+        known, existing = _candidates_to_change(db, test, rows)
         closed = ordinary_end_passed(test, ctx.now)
         before_all: dict[str, Any] = {}
         after_all: dict[str, Any] = {}
         for item in rows:
             candidate = existing.get(item.number)
+            if candidate is None and item.number in known:
+                result.unchanged += 1
+                continue
             if candidate is None:
                 candidate = Candidate(
                     test_id=test.id,
@@ -643,6 +646,41 @@ def _store_candidates(ctx: Ctx, items: list[CandidateRow], tests: dict[str, Test
             before_all, after_all = {}, {}
     db.flush()
     return result
+
+
+def _candidates_to_change(
+    db: Session, test: Test, rows: list[CandidateRow]
+) -> tuple[set[str], dict[str, Candidate]]:
+    """The numbers of ``test``'s candidates, and those the export may change, loaded.
+
+    A refresh brings the whole registry and mostly finds each candidate as it was; it holds
+    the write lock throughout, so only the candidates whose values differ are loaded as
+    objects (and checked again, ``_apply_registry``)."""
+    columns = [getattr(Candidate, name) for name in REGISTRY_FIELDS]
+    known = {
+        row.number: row
+        for row in db.execute(
+            select(Candidate.number, Candidate.status, *columns).where(Candidate.test_id == test.id)
+        )
+    }
+    differ = [
+        item.number
+        for item in rows
+        if (row := known.get(item.number)) is not None
+        and (
+            any(getattr(row, name) != getattr(item, name) for name in REGISTRY_FIELDS)
+            or (item.status and STATUS_RANK[item.status] > STATUS_RANK[row.status])
+        )
+    ]
+    existing = {}
+    if differ:
+        existing = {
+            c.number: c
+            for c in db.scalars(
+                select(Candidate).where(Candidate.test_id == test.id, Candidate.number.in_(differ))
+            )
+        }
+    return set(known), existing
 
 
 def _apply_registry(
