@@ -609,6 +609,8 @@ class Dispatcher:
                         self._progress(notice_id)
 
     def _record(self, items: list[tuple[Job, dict[str, Any]]]) -> None:
+        # In the order of their ids, as the status callbacks' batches take them: no deadlock.
+        items = sorted(items, key=lambda item: item[0].id)
         for attempt in range(5):
             try:
                 with session_scope(self.session_factory) as db_session:

@@ -157,6 +157,24 @@ def verify(
     )
 
 
+def apply_all(*, db_session: Session, callbacks: list[Callback], now: datetime) -> list[int | None]:
+    """``apply`` for each callback of a batch, in one transaction: the notice of each.
+
+    Rows are taken in the order of their ids, as every batch that changes deliveries takes
+    them (the senders' records too), so that two batches on PostgreSQL never wait for each
+    other in a circle (a deadlock, which fails one of them). A callback matched by its SID
+    alone (sent before URLs named the delivery) comes last."""
+
+    def row_order(i: int) -> tuple[int, str]:
+        delivery_id = callbacks[i].delivery_id
+        return (delivery_id if delivery_id is not None else 1 << 63, callbacks[i].sid)
+
+    notices: list[int | None] = [None] * len(callbacks)
+    for i in sorted(range(len(callbacks)), key=row_order):
+        notices[i] = apply(db_session=db_session, callback=callbacks[i], now=now)
+    return notices
+
+
 @cache
 def _update(step: Step, by_delivery: bool) -> Update:
     """The UPDATE a callback of ``step`` makes, its values bound when it runs. Built once:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from fake_twilio import seed_candidates
-from sqlalchemy import select
+from sqlalchemy import event, select, update
 from test_dispatch import running_exam
 
 from notifications import status_callback
@@ -221,3 +221,50 @@ def test_r13_a_callback_during_reconciliation_is_kept(world, delivery_id):
     assert play(world.factory, delivery_id, sid, ["sent"]) == [("sent", False)]
     delivery = row(world, delivery_id)
     assert (delivery.status, delivery.provider_id) == ("delivered", sid)
+
+
+def test_r13_a_batch_of_callbacks_takes_its_rows_in_id_order_and_answers_each(world, engine):
+    """Callbacks stored together (one transaction) change their rows in the order of the
+    rows' ids, as the senders' records do, so two such batches on PostgreSQL never deadlock;
+    each callback still gets its own answer, in the order it came."""
+    running_exam(world, CODE)
+    seed_candidates(world.factory, CODE, 4)
+    assert world.run(f"/notice {CODE} Task 3b: n = 10.", confirmed=True).ok
+    with world.factory() as s:
+        ids = s.scalars(
+            select(Delivery.id).where(Delivery.channel == "sms").order_by(Delivery.id)
+        ).all()
+        notice_id = s.scalar(select(Delivery.notice_id).where(Delivery.id == ids[0]))
+    with session_scope(world.factory) as s:  # each request is out, its answer not yet in
+        s.execute(update(Delivery).where(Delivery.id.in_(ids)).values(status="sending"))
+    came = [ids[2], ids[0], ids[3], ids[1]]
+    callbacks = [
+        status_callback.Callback(
+            sid="SM" + uuid.uuid4().hex, status="sent", error_code=None, delivery_id=i
+        )
+        for i in came
+    ]
+    callbacks.append(
+        status_callback.Callback(
+            sid="SM" + uuid.uuid4().hex, status="delivered", error_code=None, delivery_id=None
+        )
+    )
+    touched: list[int] = []
+
+    def seen(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if statement.lstrip().upper().startswith("UPDATE DELIVERIES"):
+            values = parameters.values() if isinstance(parameters, dict) else parameters
+            touched.append(next((v for v in values if v in ids), -1))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with session_scope(world.factory) as db_session:
+            notices = status_callback.apply_all(
+                db_session=db_session, callbacks=callbacks, now=clock.now()
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert touched == [*ids, -1]  # by id; the one matched by SID alone last
+    assert notices == [notice_id] * 4 + [None]  # no row has that SID
+    for callback in callbacks[:4]:
+        assert row(world, callback.delivery_id).provider_id == callback.sid

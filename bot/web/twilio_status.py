@@ -46,11 +46,9 @@ def routes(deps: Deps) -> list[Route]:
 
     def store_all(callbacks: list[status_callback.Callback]) -> list[int | None]:
         with session_scope(deps.session_factory) as db_session:
-            now = clock.now()
-            return [
-                status_callback.apply(db_session=db_session, callback=callback, now=now)
-                for callback in callbacks
-            ]
+            return status_callback.apply_all(
+                db_session=db_session, callbacks=callbacks, now=clock.now()
+            )
 
     store = GroupCommit(store_all, name="twilio-status")
 
