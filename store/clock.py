@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 
 ENV = "EXAMDESK_CLOCK_SHIFT"
 
-_PART = re.compile(r"(\d+)([dhms])")
+# Seconds may have a fraction: a test's processes must read the very same clock.
+_PART = re.compile(r"(\d+)([dhm])|(\d+(?:\.\d{1,6})?)(s)")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
 
@@ -25,19 +26,21 @@ def parse_shift(text: str) -> timedelta:
     raw = text.strip()
     sign = -1 if raw.startswith("-") else 1
     body = raw.lstrip("+-")
-    parts = _PART.findall(body)
+    parts = [(n or f, u or v) for n, u, f, v in _PART.findall(body)]
     if not body or "".join(n + u for n, u in parts) != body:
         raise ValueError(
             f"{ENV}={text!r} is not a shift: write days, hours, minutes and seconds "
             "such as 400d, -2h30m or 90s"
         )
-    return sign * timedelta(**{_UNITS[u]: int(n) for n, u in parts})
+    return sign * timedelta(**{_UNITS[u]: float(n) if u == "s" else int(n) for n, u in parts})
 
 
 def format_shift(delta: timedelta) -> str:
-    """The inverse of :func:`parse_shift`, in whole seconds."""
-    seconds = round(delta.total_seconds())
-    return f"{'-' if seconds < 0 else ''}{abs(seconds)}s"
+    """The inverse of :func:`parse_shift`, in seconds to the microsecond."""
+    micro = abs(delta) // timedelta(microseconds=1)
+    seconds, fraction = divmod(micro, 1_000_000)
+    text = f"{seconds}.{fraction:06d}".rstrip("0").rstrip(".")
+    return f"{'-' if delta < timedelta(0) else ''}{text}s"
 
 
 _shift: timedelta | None = None

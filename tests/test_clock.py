@@ -47,6 +47,8 @@ def test_only_the_clock_module_reads_the_wall_clock():
         ("-2h30m", -timedelta(hours=2, minutes=30)),
         ("+90s", timedelta(seconds=90)),
         ("1d2h3m4s", timedelta(days=1, hours=2, minutes=3, seconds=4)),
+        # A test's processes share its clock to the microsecond.
+        ("-86399.250001s", -timedelta(seconds=86399, microseconds=250001)),
     ],
 )
 def test_shift_forms(text: str, delta: timedelta):
@@ -54,7 +56,9 @@ def test_shift_forms(text: str, delta: timedelta):
     assert clock.parse_shift(clock.format_shift(delta)) == delta
 
 
-@pytest.mark.parametrize("text", ["", "abc", "10", "2h-30m", "1y", "d"])
+@pytest.mark.parametrize(
+    "text", ["", "abc", "10", "2h-30m", "1y", "d", "1.5h", "1.s", "0.1234567s"]
+)
 def test_a_malformed_shift_names_the_right_form(text: str):
     with pytest.raises(ValueError, match="such as 400d"):
         clock.parse_shift(text)
