@@ -4,14 +4,20 @@ Slack, in `examdesk status TEST --json` and across the 0006 migration."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import httpx
 import pytest
 from conftest import OSLO
 from sqlalchemy import inspect, select, text
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
 
+from bot.config import Settings
+from bot.deps import Deps
 from bot.slack.views.notices import progress_line
+from bot.web import notices as web_notices
 from bot.web.notices import opened_by_a_person
 from notifications import inapp
 from notifications.progress import progress
@@ -70,6 +76,36 @@ def _sent(world) -> tuple[int, dict[str, str]]:
         )
         s.commit()
     return reply.data["notice_id"], tokens
+
+
+def test_r13_a_notice_no_row_can_have_is_not_found_without_asking_the_database(
+    engine, session_factory, monkeypatch
+):
+    """R13's read button: a notice id that is not ASCII digits, too long for int(), or past
+    PostgreSQL's INTEGER is a plain 404 and never joins a batch of read confirmations,
+    where PostgreSQL's "integer out of range" would fail every other candidate's too."""
+    asked: list[int] = []
+
+    def confirm_read(*, db_session, token: str, notice_id: int, now) -> bool:
+        asked.append(notice_id)
+        return False
+
+    monkeypatch.setattr(inapp, "confirm_read", confirm_read)
+    deps = Deps(settings=Settings(), engine=engine, session_factory=session_factory)
+    app = Starlette(routes=web_notices.routes(deps))
+    url = f"http://examdesk/notices/{'t' * 43}/read"
+
+    async def press(notices: list[str]) -> list[int]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+            return [
+                (await client.post(url, data={"notice": notice})).status_code for notice in notices
+            ]
+
+    unusable = ["2147483648", "99999999999", "\u00b2", "\u0663", "9" * 5000]
+    assert asyncio.run(press(unusable)) == [404] * len(unusable)
+    assert asked == []
+    assert asyncio.run(press(["2147483647"])) == [404]
+    assert asked == [2147483647]
 
 
 def test_r13_progress_in_slack_shows_opened_apart_from_read(world):

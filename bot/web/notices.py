@@ -27,6 +27,8 @@ from store.db import read_only, session_scope
 PREFETCH = {"purpose": "prefetch", "sec-purpose": "prefetch", "x-purpose": "preview"}
 # Link previewers that the crawler list does not name (iMessage; Outlook's own fetches).
 PREVIEWERS = ("linkpreview", "microsoft office", "ms-office")
+# The largest id a row has (INTEGER primary keys on PostgreSQL).
+MAX_ID = 2**31 - 1
 
 
 def opened_by_a_person(method: str, headers: Headers) -> bool:
@@ -40,6 +42,13 @@ def opened_by_a_person(method: str, headers: Headers) -> bool:
         return False
     # Browsers say what a fetch is for; only a top-level page view counts.
     return headers.get("sec-fetch-dest", "document") == "document"
+
+
+def _an_id(text: str) -> bool:
+    """Whether ``text`` can name a row: ASCII digits ("²" passes isdigit, not int), few
+    enough for int(), within PostgreSQL's INTEGER. Anything else never reaches the database:
+    there it would fail the whole batch of read confirmations it went with, not only its own."""
+    return text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= MAX_ID
 
 
 def _html(page: inapp.Page) -> HTMLResponse:
@@ -100,7 +109,7 @@ def routes(deps: Deps) -> list[Route]:
         token = request.path_params["token"]
         form = await request.form()
         notice = str(form.get("notice", ""))
-        if not inapp.valid_token(token) or not notice.isdigit() or len(notice) > 18:
+        if not inapp.valid_token(token) or not _an_id(notice):
             return _html(inapp.not_found())
         if not await confirmed_together((token, int(notice))):
             return _html(inapp.not_found())
