@@ -96,3 +96,20 @@ def test_a_batch_holds_at_most_max_batch():
 
     assert asyncio.run(run()) == ["A", "B", "C", "D"]
     assert writer.batches == [["a"], ["b", "c"], ["d"]]
+
+
+def test_a_write_that_answers_for_too_few_fails_its_batch_and_the_writer_goes_on():
+    """A write that returns fewer results than it was given items answers its callers with
+    an error, not with another's result or never; later batches still go."""
+
+    def write(items: list[str]) -> list[str]:
+        return [item.upper() for item in items if item != "lost"]
+
+    group = GroupCommit(write, name="test-group")
+
+    async def run():
+        with pytest.raises(RuntimeError, match="0 results for a batch of 1"):
+            await asyncio.wait_for(group("lost"), 10)
+        return await asyncio.wait_for(group("b"), 10)
+
+    assert asyncio.run(run()) == "B"

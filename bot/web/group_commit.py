@@ -55,6 +55,10 @@ class GroupCommit(Generic[Item, Result]):
             batch = self._next_batch()
             try:
                 results = self._write([item for item, _ in batch])
+                if len(results) != len(batch):
+                    # Checked before any caller is answered: a mismatch found half-way would
+                    # end this thread, and every later caller would wait for ever.
+                    raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
             except Exception as error:
                 for _, future in batch:
                     future.set_exception(error)
