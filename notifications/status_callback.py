@@ -163,11 +163,12 @@ def apply_all(*, db_session: Session, callbacks: list[Callback], now: datetime) 
     Rows are taken in the order of their ids, as every batch that changes deliveries takes
     them (the senders' records too), so that two batches on PostgreSQL never wait for each
     other in a circle (a deadlock, which fails one of them). A callback matched by its SID
-    alone (sent before URLs named the delivery) comes last."""
+    alone (sent before URLs named the delivery) comes last; callbacks for one row keep the
+    order they came in."""
 
-    def row_order(i: int) -> tuple[int, str]:
+    def row_order(i: int) -> int:
         delivery_id = callbacks[i].delivery_id
-        return (delivery_id if delivery_id is not None else 1 << 63, callbacks[i].sid)
+        return delivery_id if delivery_id is not None else 1 << 63
 
     notices: list[int | None] = [None] * len(callbacks)
     for i in sorted(range(len(callbacks)), key=row_order):

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from conftest import OSLO
 from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 
@@ -185,3 +186,32 @@ def test_0006_moves_what_a_page_view_marked_read_to_opened_and_downgrades_back(t
         back = "SELECT candidate_id, read_at FROM notice_receipts ORDER BY candidate_id"
         assert conn.execute(text(back)).all() == [(1, "2026-12-01 09:05:00"), (2, None)]
     engine.dispose()
+
+
+def test_r13_the_page_is_shown_when_its_opening_cannot_be_recorded(
+    world, engine, session_factory, monkeypatch, caplog
+):
+    """Openings are written together after the page is rendered; a database error there
+    costs the statistic, never the candidate's page (the next view records it)."""
+    _, tokens = _sent(world)
+
+    def record_opened(**_: object) -> None:
+        raise OperationalError("UPDATE notice_receipts", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(inapp, "record_opened", record_opened)
+    deps = Deps(settings=Settings(), engine=engine, session_factory=session_factory)
+    app = Starlette(routes=web_notices.routes(deps))
+
+    async def view() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+            return await client.get(
+                f"http://examdesk/notices/{tokens['10003']}",
+                headers={"user-agent": PHONE, "sec-fetch-dest": "document"},
+            )
+
+    response = asyncio.run(view())
+    assert response.status_code == 200 and "Oppgave 2: bruk kg." in response.text
+    assert "first opening of a page not recorded (OperationalError)" in caplog.text
+    with world.factory() as s:
+        candidate_id = s.scalar(select(Candidate.id).where(Candidate.number == "10003"))
+        assert inapp.unopened(db_session=s, candidate_id=candidate_id) == 1

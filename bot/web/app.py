@@ -31,7 +31,7 @@ from bot.web import notices as web_notices
 from bot.web import twilio_status as web_twilio
 from notifications import outbox
 from store import clock
-from store.db import raw_execute
+from store.db import raw_execute, read_only
 from store.models import Delivery
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,7 @@ def _outbox(deps: Deps) -> dict[str, int]:
     waiting = Delivery.status.in_(("pending", "sending", "unknown"))
     failed = Delivery.status.in_(("failed", "undelivered"))
     with deps.session_factory() as db_session:
+        read_only(db_session)  # a health check must not queue for the write lock
         row = db_session.execute(
             select(
                 func.count().filter(waiting).label("pending"),

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from store.db import SQLITE_BEGIN
 from store.models import Delivery
 
 REQUESTS = Counter(
@@ -108,7 +109,8 @@ class DeliveryCollector(Collector):
         query = select(Delivery.channel, Delivery.status, func.count()).group_by(
             Delivery.channel, Delivery.status
         )
-        with self.engine.connect() as connection:
+        # A scrape only reads: it must not queue for SQLite's write lock.
+        with self.engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"}) as connection:
             for channel, state, count in connection.execute(query):
                 family.add_metric([channel, state], count)
         yield family

@@ -9,7 +9,10 @@ mail scanners), which fetch links without a person reading them.
 
 from __future__ import annotations
 
+import logging
+
 from crawleruseragents import is_crawler
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -22,6 +25,8 @@ from commands import candidate_page
 from notifications import inapp
 from store import clock
 from store.db import read_only, session_scope
+
+log = logging.getLogger(__name__)
 
 # Headers with which browsers mark a fetch made ahead of the person asking for the page.
 PREFETCH = {"purpose": "prefetch", "sec-purpose": "prefetch", "x-purpose": "preview"}
@@ -102,7 +107,11 @@ def routes(deps: Deps) -> list[Route]:
         opened = opened_by_a_person(request.method, request.headers)
         shown, first_opening = await run_in_threadpool(show, request.path_params["token"], opened)
         if first_opening is not None:
-            await opened_together(first_opening)
+            try:
+                await opened_together(first_opening)
+            except SQLAlchemyError as error:
+                # The candidate still gets the page; the next view records the opening.
+                log.warning("first opening of a page not recorded (%s)", type(error).__name__)
         return _html(shown)
 
     async def read(request: Request) -> Response:

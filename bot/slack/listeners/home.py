@@ -11,6 +11,7 @@ from bot.deps import Deps
 from bot.slack.views.home import home_view
 from commands import home
 from store import clock
+from store.db import read_only
 
 
 def register(app: App, deps: Deps) -> None:
@@ -27,6 +28,7 @@ def on_home_opened(event: dict[str, Any], context: BoltContext, client: WebClien
 
 def publish(deps: Deps, client: WebClient, user_id: str) -> None:
     with deps.session_factory() as db_session:
+        read_only(db_session)
         data = home.build(
             db_session=db_session, user_id=user_id, now=clock.now(), tz=deps.settings.tz
         )
