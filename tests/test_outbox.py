@@ -287,19 +287,18 @@ def test_r12_without_a_support_channel_the_teacher_is_told_the_report_is_only_st
         assert s.scalars(select(QuestionErrorReport)).one().state == "open"
 
 
-def test_r9_automatic_deliveries_are_in_the_change_log(exam):
-    exam.at("2026-12-01 14:00")
+def deliver_at_the_deadline(exam: World, outside: Outside) -> int:
+    """R9 as the scheduler runs it, once every candidate's deadline has passed."""
     from commands.context import Ctx
 
+    exam.at("2026-12-01 14:00")
     with exam.factory.begin() as s:
-        ctx = Ctx(
-            db_session=s,
-            actor=SYSTEM_ACTOR,
-            tz=OSLO,
-            now=exam.now,
-            outside=Outside(support_channel=CHANNEL),
-        )
-        assert len(deliver_due(ctx)) == 3
+        ctx = Ctx(db_session=s, actor=SYSTEM_ACTOR, tz=OSLO, now=exam.now, outside=outside)
+        return len(deliver_due(ctx))
+
+
+def test_r9_automatic_deliveries_are_in_the_change_log(exam):
+    assert deliver_at_the_deadline(exam, Outside(support_channel=CHANNEL)) == 3
     (row,) = rows(exam)
     data = row.payload["data"]
     assert data["via"] == "the scheduler"
@@ -311,18 +310,7 @@ def test_r9_automatic_deliveries_are_in_the_change_log(exam):
 def test_r9_r15_each_automatic_delivery_has_its_record_and_its_event(exam, receiver, is_postgres):
     """A deadline shared by the whole test: one change record per candidate, written
     together, and one event each, carrying that record's id and the candidate's number."""
-    exam.at("2026-12-01 14:00")
-    from commands.context import Ctx
-
-    with exam.factory.begin() as s:
-        ctx = Ctx(
-            db_session=s,
-            actor=SYSTEM_ACTOR,
-            tz=OSLO,
-            now=exam.now,
-            outside=Outside(webhook_urls=(receiver.url,)),
-        )
-        assert len(deliver_due(ctx)) == 3
+    assert deliver_at_the_deadline(exam, Outside(webhook_urls=(receiver.url,))) == 3
     with exam.factory() as s:
         records = s.execute(
             select(Change.id, Candidate.number, Change.action, Change.before, Change.after)
