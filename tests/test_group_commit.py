@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import pytest
+from conftest import run_async
 
 from bot.web.group_commit import GroupCommit
 
@@ -46,7 +47,7 @@ def test_writes_that_come_during_a_commit_go_together_and_each_gets_its_own_resu
         first, waiting = await _while_first_commits(group, writer, ["b", "c", "d"])
         return await first, await asyncio.gather(*waiting)
 
-    first, rest = asyncio.run(run())
+    first, rest = run_async(run())
     assert first == "A" and rest == ["B", "C", "D"]
     assert writer.batches == [["a"], ["b", "c", "d"]]
 
@@ -63,7 +64,7 @@ def test_a_failed_batch_fails_each_of_its_callers_and_the_next_batch_still_goes(
                 await caller
         return await group("e")
 
-    assert asyncio.run(run()) == "E"
+    assert run_async(run()) == "E"
     assert writer.batches == [["a"], ["b", "c"], ["e"]]
 
 
@@ -82,7 +83,7 @@ def test_a_caller_gone_before_its_turn_is_not_written():
         writer.release.set()
         return await first, await stays
 
-    assert asyncio.run(run()) == ("A", "B")
+    assert run_async(run()) == ("A", "B")
     assert writer.batches == [["a"], ["b"]]
 
 
@@ -94,7 +95,7 @@ def test_a_batch_holds_at_most_max_batch():
         first, waiting = await _while_first_commits(group, writer, ["b", "c", "d"])
         return [await first, *await asyncio.gather(*waiting)]
 
-    assert asyncio.run(run()) == ["A", "B", "C", "D"]
+    assert run_async(run()) == ["A", "B", "C", "D"]
     assert writer.batches == [["a"], ["b", "c"], ["d"]]
 
 
@@ -112,4 +113,4 @@ def test_a_write_that_answers_for_too_few_fails_its_batch_and_the_writer_goes_on
             await asyncio.wait_for(group("lost"), 10)
         return await asyncio.wait_for(group("b"), 10)
 
-    assert asyncio.run(run()) == "B"
+    assert run_async(run()) == "B"

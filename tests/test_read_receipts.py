@@ -4,12 +4,11 @@ Slack, in `examdesk status TEST --json` and across the 0006 migration."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
 import pytest
-from conftest import OSLO
+from conftest import OSLO, run_async
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
@@ -103,9 +102,9 @@ def test_r13_a_notice_no_row_can_have_is_not_found_without_asking_the_database(
             ]
 
     unusable = ["2147483648", "99999999999", "\u00b2", "\u0663", "9" * 5000]
-    assert asyncio.run(press(unusable)) == [404] * len(unusable)
+    assert run_async(press(unusable)) == [404] * len(unusable)
     assert asked == []
-    assert asyncio.run(press(["2147483647"])) == [404]
+    assert run_async(press(["2147483647"])) == [404]
     assert asked == [2147483647]
 
 
@@ -209,7 +208,7 @@ def test_r13_the_page_is_shown_when_its_opening_cannot_be_recorded(
                 headers={"user-agent": PHONE, "sec-fetch-dest": "document"},
             )
 
-    response = asyncio.run(view())
+    response = run_async(view())
     assert response.status_code == 200 and "Oppgave 2: bruk kg." in response.text
     assert "first opening of a page not recorded (OperationalError)" in caplog.text
     with world.factory() as s:
