@@ -27,6 +27,7 @@ if __package__ in (None, ""):
 from bench._support import PER_TEST, SUPPORT_USER, create_database, table, test_code
 from bot.slack.views import blocks
 from commands import confirmations
+from store import clock
 from store.db import make_session_factory
 
 TESTS = 10
@@ -60,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(line: str) -> None:
         reply = confirmations.run_offering(
-            session_factory=session_factory, actor=SUPPORT_USER, command_line=line, tz=TZ
+            session_factory=session_factory,
+            actor=SUPPORT_USER,
+            command_line=line,
+            tz=TZ,
+            now=clock.now(),
         )
         if not reply.ok:
             raise RuntimeError(f"{line}: {reply.text}")

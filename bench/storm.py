@@ -790,6 +790,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "examdesk_http_requests_total" and dict(labels)["route"] == STATUS_PATH
     }
     sms_counted = metric_sum(scrapes, "examdesk_messages_sent_total", channel="sms", outcome="sent")
+    slots_missed = {
+        where: int(metric_sum(scrapes, "examdesk_sms_slots_missed_total", where=where))
+        for where in ("hand-over", "wire")
+    }
     r9_late = r9_done_at - r9_due
 
     print()
@@ -820,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         ["SMS rate at the fake", f"{rate:.2f}/s (limit {RATE}/s), {len(times):,} requests"],
         ["SMS sent (GET /metrics; the worker's not scraped)", int(sms_counted)],
+        ["SMS slots missed (GET /metrics): at hand-over / at the wire", slots_missed],
         ["the same SMS twice: the notice's / any", f"{duplicates} / {duplicates_all}"],
         [
             "callbacks posted / refused / lost",
@@ -887,6 +892,7 @@ def main(argv: list[str] | None = None) -> int:
         "page_p99_storm_vs_quiet": round(storm_page / quiet_page, 2),
         "sms_rate": round(rate, 2),
         "sms_rate_limit": RATE,
+        "sms_slots_missed": slots_missed,
         "callbacks_refused": refused,
         "callbacks_lost": lost_callbacks,
         "duplicates": duplicates,

@@ -11,6 +11,14 @@ MESSAGES = Counter(
     "Messages to candidates handed to a channel, by channel and outcome",
     ["channel", "outcome"],
 )
+# Each missed slot is a gap in the schedule that no SMS fills: a notice goes out that much
+# below SMS_PER_SECOND. `where`: "hand-over" (no sending thread took the slot in time),
+# "wire" (the thread with the request woke too late at its slot).
+SLOTS_MISSED = Counter(
+    "examdesk_sms_slots_missed_total",
+    "SMS send slots given up because no request was ready to leave in time",
+    ["where"],
+)
 CALLBACK_LAG = Histogram(
     "examdesk_callback_lag_seconds",
     "Seconds from handing an SMS to Twilio to applying a status callback for it",

@@ -30,6 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifications.metrics import SLOTS_MISSED
 from store import clock
 from store.db import session_scope
 from store.models import Lease
@@ -113,7 +114,10 @@ class SendSchedule:
         delay = slot - time.monotonic()
         if delay > 0 and stop.wait(delay):
             return False
-        return time.monotonic() - slot <= LATE
+        if time.monotonic() - slot <= LATE:
+            return True
+        SLOTS_MISSED.labels("wire").inc()
+        return False
 
     def close(self) -> None:
         self._booker.shutdown(wait=True, cancel_futures=True)
@@ -124,6 +128,7 @@ class SendSchedule:
         while True:
             while self._slots and self._slots[0] < time.monotonic() - LATE:
                 self._slots.popleft()  # missed: given up, never used late
+                SLOTS_MISSED.labels("hand-over").inc()
             if self._booking is not None and (self._booking.done() or not self._slots):
                 booking, self._booking = self._booking, None
                 try:

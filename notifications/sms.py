@@ -85,25 +85,35 @@ class GatedAdapter(HTTPAdapter):
 
 class PooledHttpClient(TwilioHttpClient):
     """Keeps as many connections open as requests are in flight (default pools hold 10), and
-    holds each at its thread's gate (``wire``), if any."""
+    holds each at its thread's gate (``wire``), if any.
 
-    def __init__(self, *, timeout: float, pool_size: int) -> None:
+    requests reads the proxy and CA-bundle variables (``HTTPS_PROXY``, ``NO_PROXY``,
+    ``REQUESTS_CA_BUNDLE``…) from the environment at every request, and that is a large share
+    of an SMS's CPU time in the process that also answers Slack. This client talks to one host,
+    ``api_url``'s, so they are read once, here, by requests' own rules.
+    """
+
+    def __init__(self, api_url: str, *, timeout: float, pool_size: int) -> None:
         super().__init__(timeout=timeout, logger=_SDK_LOG)
         self.wire = _Wire()
         adapter = GatedAdapter(self.wire, pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         assert self.session is not None
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
+        found = self.session.merge_environment_settings(api_url, {}, None, None, None)
+        self.proxy = found["proxies"] or None
+        self.session.verify = found["verify"]
+        self.session.trust_env = False
 
 
 class RewritingHttpClient(PooledHttpClient):
     """Sends every request to ``base_url`` instead of the host the SDK chose."""
 
     def __init__(self, base_url: str, *, timeout: float, pool_size: int) -> None:
-        super().__init__(timeout=timeout, pool_size=pool_size)
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"TWILIO_API_URL must be an http(s) URL, not {base_url!r}")
+        super().__init__(base_url, timeout=timeout, pool_size=pool_size)
         self._scheme, self._netloc = parts.scheme, parts.netloc
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any):  # type: ignore[override]
@@ -114,7 +124,7 @@ class RewritingHttpClient(PooledHttpClient):
 
 def http_client(api_url: str, *, timeout: float, pool_size: int) -> PooledHttpClient:
     if api_url.rstrip("/") == TWILIO_API:
-        return PooledHttpClient(timeout=timeout, pool_size=pool_size)
+        return PooledHttpClient(api_url, timeout=timeout, pool_size=pool_size)
     return RewritingHttpClient(api_url, timeout=timeout, pool_size=pool_size)
 
 

@@ -15,11 +15,13 @@ from datetime import datetime
 
 import pytest
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, Fail, FakeTwilio, seed_candidates, wait_until
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from test_dispatch import running_exam
 from test_dispatch_crash import start_worker, worker_env
 
 from notifications.dispatch import LEASE_PREFIX, Dispatcher, Tuning, sweep
+from notifications.ratelimit import LATE, SendSchedule
 from notifications.sms import TwilioTransport
 from notifications.transports import Gate, Message, SlotMissed, TransportError, pass_gate
 from store import clock
@@ -287,6 +289,32 @@ def test_an_sms_waits_for_its_slot_at_the_wire_and_a_missed_slot_sends_nothing()
         transport.find_sent(Message(2, "sms", "+4741000002", "second"), since=clock.now())
     assert asked == [0, 0]
     assert [m["body"] for m in fake.accepted] == ["first", "second"]
+
+
+def _missed(where: str) -> float:
+    return REGISTRY.get_sample_value("examdesk_sms_slots_missed_total", {"where": where}) or 0.0
+
+
+def test_slots_given_up_are_counted_for_metrics_where_they_were_missed(session_factory):
+    """An operator sees why a notice goes out below SMS_PER_SECOND: each slot given up is
+    counted, at the hand-over (no thread took it in time) or at the wire (woke too late)."""
+    stop = threading.Event()
+    at_wire, at_hand_over = _missed("wire"), _missed("hand-over")
+
+    assert SendSchedule.wait_for(time.monotonic() + 0.01, stop) is True
+    assert SendSchedule.wait_for(time.monotonic() - 2 * LATE, stop) is False
+    assert _missed("wire") == at_wire + 1
+
+    schedule = SendSchedule(session_factory, rate=100)
+    try:
+        first = schedule.take(stop, wanted=10)
+        assert first is not None
+        time.sleep(0.5)  # the other slots of the booking pass unused
+        assert schedule.take(stop, wanted=10) is not None
+    finally:
+        schedule.close()
+    assert _missed("hand-over") - at_hand_over == schedule.chunk - 1
+    assert _missed("wire") == at_wire + 1
 
 
 def test_a_heartbeat_slower_than_half_the_liveness_is_refused_with_the_fix(cli):

@@ -179,3 +179,41 @@ def test_r13_dispatch_through_prism_sends_every_sms(world, prism):
 def _statuses(world) -> Counter:
     with world.factory() as s:
         return Counter(s.scalars(select(Delivery.status)))
+
+
+def test_the_proxy_variables_are_honoured_as_requests_reads_them(monkeypatch):
+    from notifications.sms import http_client
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/exam-office.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = http_client("https://api.twilio.com", timeout=5, pool_size=1)
+    assert client.proxy == {"https": "http://proxy.example.org:3128"}
+    assert client.session.verify == "/etc/ssl/certs/exam-office.pem"
+
+    monkeypatch.setenv("NO_PROXY", "api.twilio.com")
+    assert http_client("https://api.twilio.com", timeout=5, pool_size=1).proxy is None
+
+
+def test_the_environment_is_read_once_not_at_every_sms(monkeypatch):
+    from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeTwilio() as fake:
+        transport = TwilioTransport(
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            public_url="https://exams.example.org",
+            sender="+4759440000",
+            api_url=fake.url,
+        )
+        # A proxy that refuses every connection, set once the transport runs: requests
+        # would read it at this request and fail to connect.
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        sid = transport.send(
+            Message(delivery_id=None, channel="sms", address=phone(1), body="Eksamen: test")
+        )
+    assert sid.startswith("SM")
+    assert fake.sent_to()[phone(1)] == 1
