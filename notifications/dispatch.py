@@ -81,6 +81,7 @@ from notifications.transports import (
 )
 from store import clock
 from store.db import session_scope
+from store.group_commit import GroupCommit
 from store.models import Candidate, Delivery, Lease, Notice, Test
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ READY_SECONDS = 0.5  # of sends marked ahead of their slots, at the whole rate
 HAND_OVER_SECONDS = 0.05
 SWITCH_INTERVAL_SECONDS = 0.0005
 ProgressCallback = Callable[[int], None]
+RECORD_TRIES = 5  # of a batch of outcomes, 0.5 s more apart each time (5 s in all)
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,10 @@ class Job:
             ),
             subject=texts.email_subject(language=self.language, test_code=self.test_code),
         )
+
+
+# A sent job and the values its row takes.
+Outcome = tuple[Job, dict[str, Any]]
 
 
 def _job_query():
@@ -278,11 +284,11 @@ class Dispatcher:
         self._ready: queue.Queue[Job | None] = queue.Queue(maxsize=ahead)
         self._pacer = threading.Thread(target=self._pace, name="notifier-pace", daemon=True)
         self._pacer.start()
-        self._results: queue.Queue[tuple[Job, dict[str, Any]] | None] = queue.Queue()
-        self._writer = threading.Thread(
-            target=self._write_results, name="notifier-record", daemon=True
+        # Outcomes, from the sending threads: those that come while one batch of them
+        # commits go together in the next transaction.
+        self._recorder: GroupCommit[Outcome, None] = GroupCommit(
+            self._record, name="notifier-record"
         )
-        self._writer.start()
         dialect = session_factory.kw["bind"].dialect.name
         self.skip_locked = dialect == "postgresql"
         # The outbox's messages (Slack posts, webhook events), claimed and retried the same
@@ -531,7 +537,8 @@ class Dispatcher:
             else:
                 values |= {"claimed_by": None, "claimed_until": None, "updated_at": clock.now()}
                 values["status"] = to(Step.RECORD, values["status"])
-                self._results.put((job, values))
+                # Nobody waits for it: _record never fails its batch, it logs.
+                self._recorder.submit((job, values))
         finally:
             self.slots.release()
 
@@ -582,66 +589,57 @@ class Dispatcher:
             "error_message": None,
         }
 
-    def _write_results(self) -> None:
-        """One writer records outcomes in batches: a transaction per ~0.1 s, not per SMS."""
-        stopping = False
-        while not stopping:
-            first = self._results.get()
-            items = []
-            if first is None:
-                stopping = True
-            else:
-                items.append(first)
-            deadline = time.monotonic() + 0.1
-            while len(items) < 500:
-                try:
-                    item = self._results.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    continue
-                items.append(item)
-            if items:
-                self._record(items)
-                for notice_id in dict.fromkeys(job.notice_id for job, _ in items):
-                    if notice_id is not None:
-                        self._progress(notice_id)
+    def _record(self, outcomes: list[Outcome]) -> list[None]:
+        """Store a batch of outcomes in one transaction, then report the notices' progress.
 
-    def _record(self, items: list[tuple[Job, dict[str, Any]]]) -> None:
-        # In the order of their ids, as the status callbacks' batches take them: no deadlock.
-        items = sorted(items, key=lambda item: item[0].id)
-        for attempt in range(5):
+        Tried again here, not in GroupCommit: its web callers want an error at once (Twilio
+        sends a callback again after a 503), while nobody waits for an outcome and the
+        sending threads have long moved on. Meanwhile later outcomes wait. After the last
+        try the rows stay 'sending': once their claim is over the sweep turns them into
+        'unknown', and reconciliation asks the provider.
+        """
+        # In the order of their ids, as the status callbacks' batches take them: on
+        # PostgreSQL two transactions that lock rows in opposite orders deadlock.
+        ordered = sorted(outcomes, key=lambda outcome: outcome[0].id)
+        for attempt in range(1, RECORD_TRIES + 1):
             try:
-                with session_scope(self.session_factory) as db_session:
-                    for job, values in items:
-                        recorded = db_session.execute(
-                            update(Delivery)
-                            .where(
-                                Delivery.id == job.id,
-                                may_take(Step.RECORD),
-                                Delivery.provider_id.is_(None),
-                            )
-                            .values(**values)
-                        ).rowcount
-                        if not recorded and values["status"] == SENT:
-                            # Twilio's status callback came first (its URL names the
-                            # delivery) and set the SID and a status: that status stays.
-                            db_session.execute(
-                                update(Delivery)
-                                .where(
-                                    Delivery.id == job.id,
-                                    Delivery.provider_id == values["provider_id"],
-                                )
-                                .values(
-                                    sent_at=values["sent_at"], claimed_by=None, claimed_until=None
-                                )
-                            )
-                return
+                self._store(ordered)
+                break
             except Exception:
-                log.exception("recording %d deliveries failed (try %d)", len(items), attempt + 1)
-                time.sleep(0.5 * (attempt + 1))
-        # Left in 'sending': the sweep turns them into 'unknown', and reconciliation asks.
+                log.exception("recording %d deliveries failed (try %d)", len(ordered), attempt)
+                if attempt < RECORD_TRIES:
+                    time.sleep(0.5 * attempt)
+        else:
+            log.error("%d deliveries left in 'sending' for the sweep", len(ordered))
+            return [None] * len(outcomes)
+        for notice_id in dict.fromkeys(job.notice_id for job, _ in ordered):
+            if notice_id is not None:
+                self._progress(notice_id)
+        return [None] * len(outcomes)
+
+    def _store(self, outcomes: list[Outcome]) -> None:
+        with session_scope(self.session_factory) as db_session:
+            for job, values in outcomes:
+                recorded = db_session.execute(
+                    update(Delivery)
+                    .where(
+                        Delivery.id == job.id,
+                        may_take(Step.RECORD),
+                        Delivery.provider_id.is_(None),
+                    )
+                    .values(**values)
+                ).rowcount
+                if not recorded and values["status"] == SENT:
+                    # Twilio's status callback came first (its URL names the
+                    # delivery) and set the SID and a status: that status stays.
+                    db_session.execute(
+                        update(Delivery)
+                        .where(
+                            Delivery.id == job.id,
+                            Delivery.provider_id == values["provider_id"],
+                        )
+                        .values(sent_at=values["sent_at"], claimed_by=None, claimed_until=None)
+                    )
 
     def close(self) -> None:
         """Send what was handed over (unless stopping), finish the requests already out and
@@ -650,8 +648,7 @@ class Dispatcher:
         self._pacer.join()
         self.pool.shutdown(wait=True)
         self.schedule.close()
-        self._results.put(None)
-        self._writer.join()
+        self._recorder.close()
 
     def _progress(self, notice_id: int) -> None:
         if self.on_progress is None:

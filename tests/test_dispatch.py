@@ -20,7 +20,7 @@ from fake_twilio import (
     twilio_settings,
     wait_until,
 )
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from notifications.dispatch import Dispatcher, Tuning, from_settings, start_dispatcher, sweep
 from notifications.gsm7 import is_gsm7, septets
@@ -285,3 +285,79 @@ def test_a_stopped_dispatcher_leaves_its_unsent_claims_for_others(world, fake):
     assert {d.status for d in rows} <= {"sent", "pending"}
     assert all(d.claimed_by is None for d in rows)
     assert sum(d.status == "sent" for d in rows) == len(fake.accepted) < 40
+
+
+class FailingRecords:
+    """Fails the statements that record a send's outcome, the first ``times`` of them (all
+    when None), as a database that went away for a while would."""
+
+    def __init__(self, engine, times: int | None) -> None:
+        self.engine = engine
+        self.left = times
+        self.failed = 0
+
+    def __enter__(self) -> FailingRecords:
+        event.listen(self.engine, "before_cursor_execute", self._before)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._before)
+
+    def _before(self, _conn, _cursor, statement: str, *_args) -> None:
+        recording = statement.startswith("UPDATE deliveries") and "provider_id IS NULL" in statement
+        if recording and self.left != 0:
+            if self.left is not None:
+                self.left -= 1
+            self.failed += 1
+            raise RuntimeError("the database went away")
+
+
+def _sent_with_progress(world, fake, progress: list[tuple[int, list[str]]]) -> Dispatcher:
+    """A dispatcher that notes, at each progress callback, the statuses then committed."""
+
+    def on_progress(notice_id: int) -> None:
+        statuses = sorted(d.status for d in _deliveries(world.factory).values())
+        progress.append((notice_id, statuses))
+
+    return from_settings(
+        twilio_settings(fake.url), world.factory, tuning=FAST, on_progress=on_progress
+    )
+
+
+def test_r13_outcomes_are_recorded_on_a_later_try_and_progress_follows_the_commit(world, fake):
+    """The outcomes' transaction fails twice: it is tried again (nothing is sent again), and
+    close() returns only once every outcome is stored; progress is reported after commits."""
+    notice_id = _notice(world, 3)
+    progress: list[tuple[int, list[str]]] = []
+    with FailingRecords(world.factory.kw["bind"], times=2) as failing:
+        dispatcher = _sent_with_progress(world, fake, progress)
+        assert dispatcher.dispatch_batch() == 3
+        dispatcher.close()
+    assert failing.failed == 2
+    rows = _deliveries(world.factory).values()
+    assert [(d.status, d.attempts, d.claimed_by) for d in rows] == [("sent", 1, None)] * 3
+    assert fake.sent_to() == Counter({phone(n): 1 for n in (1, 2, 3)})
+    assert progress and {n for n, _ in progress} == {notice_id}
+    assert all("sent" in statuses for _, statuses in progress)
+    assert progress[-1][1] == ["sent"] * 3
+
+
+def test_r13_outcomes_not_recorded_after_the_last_try_stay_sending_for_the_sweep(
+    world, fake, monkeypatch
+):
+    """Out of tries: the rows stay 'sending' (they were sent; never 'pending' again) and
+    the sweep makes them 'unknown', for reconciliation to ask Twilio."""
+    monkeypatch.setattr("notifications.dispatch.RECORD_TRIES", 2)
+    _notice(world, 2)
+    progress: list[tuple[int, list[str]]] = []
+    with FailingRecords(world.factory.kw["bind"], times=None) as failing:
+        dispatcher = _sent_with_progress(world, fake, progress)
+        assert dispatcher.dispatch_batch() == 2
+        dispatcher.close()
+    assert failing.failed >= 2
+    assert {d.status for d in _deliveries(world.factory).values()} == {"sending"}
+    assert fake.sent_to() == Counter({phone(1): 1, phone(2): 1})
+    assert progress == []  # nothing was committed
+    later = clock.now() + FAST.sending_claim() + timedelta(seconds=1)
+    with world.factory.begin() as s:
+        assert sweep(db_session=s, now=later)["unknown"] == 2

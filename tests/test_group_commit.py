@@ -9,7 +9,7 @@ import threading
 import pytest
 from conftest import run_async
 
-from bot.web.group_commit import GroupCommit
+from store.group_commit import GroupCommit
 
 
 class Writer:
@@ -119,3 +119,44 @@ def test_a_write_that_answers_for_too_few_fails_its_batch_and_the_writer_goes_on
         return await asyncio.wait_for(group("b"), 10)
 
     assert run_async(run()) == "B"
+
+
+def test_submit_answers_a_thread_once_its_batch_committed():
+    writer = Writer()
+    group = GroupCommit(writer, name="test-group")
+    first = group.submit("a")
+    assert writer.first_started.wait(10)
+    later = [group.submit(item) for item in ["b", "c"]]
+    assert not first.done()  # not answered before its transaction committed
+    writer.release.set()
+    assert [future.result(10) for future in [first, *later]] == ["A", "B", "C"]
+    assert writer.batches == [["a"], ["b", "c"]]
+
+
+def test_close_writes_everything_handed_over_before_it_returns_and_refuses_more():
+    writer = Writer()
+    group = GroupCommit(writer, name="test-group", max_batch=2)
+    first = group.submit("a")
+    assert writer.first_started.wait(10)
+    later = [group.submit(item) for item in ["b", "c", "d"]]
+    closing = threading.Thread(target=group.close)
+    closing.start()
+    closing.join(0.1)
+    assert closing.is_alive()  # waits for the batch being committed and those after it
+    writer.release.set()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert all(future.done() for future in [first, *later])
+    assert writer.batches == [["a"], ["b", "c"], ["d"]]
+    with pytest.raises(RuntimeError, match="test-group is closed"):
+        group.submit("e")
+    assert writer.batches == [["a"], ["b", "c"], ["d"]]
+
+
+def test_closing_a_group_that_never_wrote_returns_at_once():
+    writer = Writer()
+    group = GroupCommit(writer, name="test-group")
+    group.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        group.submit("a")
+    assert writer.batches == []

@@ -20,11 +20,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.deps import Deps
-from bot.web.group_commit import GroupCommit
 from commands import candidate_page
 from notifications import inapp
 from store import clock
 from store.db import read_only, session_scope
+from store.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 

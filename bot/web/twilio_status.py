@@ -16,10 +16,10 @@ from starlette.routing import Route
 
 from bot.config import Settings
 from bot.deps import Deps
-from bot.web.group_commit import GroupCommit
 from notifications import status_callback
 from store import clock
 from store.db import session_scope
+from store.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
