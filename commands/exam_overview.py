@@ -66,14 +66,7 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     db = ctx.db_session
     prefix = ""
     if len(args) == 2:
-        test = get_test(db_session=db, test_code=args[0])
-        require_support(db_session=db, user_id=ctx.actor, doing="refresh from the registry")
-        if ctx.registry_dir is None:
-            raise InvalidInput(
-                "No student registry is configured (REGISTRY_DIR is unset), so there is "
-                "nothing to refresh from. Import files with `examdesk import candidates FILE`."
-            )
-        prefix = registry.refresh(ctx, ctx.registry_dir) + "\n"
+        test, prefix = _refresh(ctx, args[0])
     else:
         test, _role = test_for_support_or_teacher(
             db_session=db, user_id=ctx.actor, test_code=args[0], doing="see it"
@@ -81,6 +74,31 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     reply = overview(ctx, test)
     reply.text = prefix + reply.text
     return reply
+
+
+def _refresh(ctx: Ctx, test_code: str) -> tuple[Test, str]:
+    """`/exam TEST refresh`: the test and the refresh's summary (R11).
+
+    The exports are parsed before the first query, which on SQLite takes the write lock
+    (``registry.read_exports``); a bad file is told only after the test and the user's role
+    are checked, as if it had been read after them."""
+    exports: registry.Exports | InvalidInput | None = None
+    if ctx.registry_dir is not None:
+        try:
+            exports = registry.read_exports(ctx.registry_dir, ctx.tz)
+        except InvalidInput as error:
+            exports = error
+    db = ctx.db_session
+    test = get_test(db_session=db, test_code=test_code)
+    require_support(db_session=db, user_id=ctx.actor, doing="refresh from the registry")
+    if exports is None:
+        raise InvalidInput(
+            "No student registry is configured (REGISTRY_DIR is unset), so there is "
+            "nothing to refresh from. Import files with `examdesk import candidates FILE`."
+        )
+    if isinstance(exports, InvalidInput):
+        raise exports
+    return test, registry.apply_exports(ctx, exports) + "\n"
 
 
 def reads_only(args: list[str], confirmed: bool) -> bool:

@@ -364,26 +364,38 @@ def _teachers(row: dict[str, Any]) -> tuple[str, ...]:
     return teachers
 
 
+@dataclass(frozen=True)
+class TestsFile:
+    """A tests export, parsed and checked whole; nothing of it stored yet."""
+
+    path: Path
+    tests: list[tuple[Test, tuple[str, ...]]]  # each test with its teachers
+
+
 def import_tests(ctx: Ctx, path: Path) -> ImportResult:
+    return store_tests(ctx, parse_tests(path, ctx.tz))
+
+
+def parse_tests(path: Path, tz: ZoneInfo) -> TestsFile:
+    """The tests of a file without a bad row (else InvalidInput); no database needed."""
     rows = read_rows(path, TEST_COLUMNS, TEST_REQUIRED)
     parsed, errors = _parse_rows(
         rows,
-        lambda row: _parse_test(row, ctx.tz),
+        lambda row: _parse_test(row, tz),
         key=lambda t: t[0].code,
         name=lambda t: f"test {t[0].code}",
     )
     _raise_if(errors, path)
-    return _posted(ctx, _store_tests(ctx, list(parsed.values())), path)
+    return TestsFile(path=path, tests=list(parsed.values()))
 
 
-def _store_tests(ctx: Ctx, items: list[tuple[Test, tuple[str, ...]]]) -> ImportResult:
+def store_tests(ctx: Ctx, export: TestsFile) -> ImportResult:
     db = ctx.db_session
     result = ImportResult(kind="tests")
-    existing = {
-        t.code: t for t in db.scalars(select(Test).where(Test.code.in_([i.code for i, _ in items])))
-    }
+    codes = [test.code for test, _ in export.tests]
+    existing = {t.code: t for t in db.scalars(select(Test).where(Test.code.in_(codes)))}
     fields = ("title", "kind", "start", "end", "has_upload", "auto_deliver")
-    for item, teachers in items:
+    for item, teachers in export.tests:
         test = existing.get(item.code)
         before: dict[str, Any] = {}
         if test is None:
@@ -415,7 +427,7 @@ def _store_tests(ctx: Ctx, items: list[tuple[Test, tuple[str, ...]]]) -> ImportR
             },
             test=test,
         )
-    return result
+    return _posted(ctx, result, export.path)
 
 
 def _link_teachers(
@@ -542,25 +554,38 @@ def _status(row: dict[str, Any]) -> str | None:
     return status
 
 
+@dataclass(frozen=True)
+class CandidatesFile:
+    """A candidates export, parsed; nothing of it stored yet. Its bad rows are told together
+    with the rows naming a test that does not exist, which only the database knows
+    (``store_candidates``)."""
+
+    path: Path
+    candidates: list[CandidateRow]
+    problems: list[tuple[int, str]]  # (line, problem)
+    test_codes: list[tuple[int, str]]  # (line, the test the row names, "" for none)
+
+
 def import_candidates(ctx: Ctx, path: Path) -> ImportResult:
+    return store_candidates(ctx, parse_candidates(path, ctx.tz))
+
+
+def parse_candidates(path: Path, tz: ZoneInfo) -> CandidatesFile:
+    """The candidates of a file (InvalidInput for a file that cannot be read as one); no
+    database needed."""
     rows = read_rows(path, CANDIDATE_COLUMNS, CANDIDATE_REQUIRED)
-    # Parsed before the first query, which (on SQLite) takes the write lock.
     parsed, problems = _parse_rows(
         rows,
-        lambda row: _parse_candidate(row, ctx.tz),
+        lambda row: _parse_candidate(row, tz),
         key=lambda c: (c.test, c.number),
         name=lambda c: f"candidate {c.number} of {c.test}",
     )
-    codes = sorted({_text(row.get("test")).upper() for _, row in rows} - {""})
-    tests = {t.code: t for t in ctx.db_session.scalars(select(Test).where(Test.code.in_(codes)))}
-    # The test column comes first, so its problem does too (the sort below keeps the order).
-    errors = [
-        (line, f"there is no test {code[:40]}; import the tests file first")
-        for line, row in rows
-        if (code := _text(row.get("test")).upper()) and code not in tests
-    ]
-    _raise_if(errors + problems, path)
-    return _posted(ctx, _store_candidates(ctx, list(parsed.values()), tests), path)
+    return CandidatesFile(
+        path=path,
+        candidates=list(parsed.values()),
+        problems=problems,
+        test_codes=[(line, _text(row.get("test")).upper()) for line, row in rows],
+    )
 
 
 def _posted(ctx: Ctx, result: ImportResult, path: Path) -> ImportResult:
@@ -591,11 +616,20 @@ REGISTRY_FIELDS = (
 )
 
 
-def _store_candidates(ctx: Ctx, items: list[CandidateRow], tests: dict[str, Test]) -> ImportResult:
+def store_candidates(ctx: Ctx, export: CandidatesFile) -> ImportResult:
     db = ctx.db_session
+    codes = sorted({code for _, code in export.test_codes} - {""})
+    tests = {t.code: t for t in db.scalars(select(Test).where(Test.code.in_(codes)))}
+    # The test column comes first, so its problem does too (_raise_if's sort keeps the order).
+    errors = [
+        (line, f"there is no test {code[:40]}; import the tests file first")
+        for line, code in export.test_codes
+        if code and code not in tests
+    ]
+    _raise_if(errors + export.problems, export.path)
     result = ImportResult(kind="candidates")
     by_test: dict[str, list[CandidateRow]] = {}
-    for item in items:
+    for item in export.candidates:
         by_test.setdefault(item.test, []).append(item)
         if item.warning:
             result.warnings.append(item.warning + "; no SMS can reach it")
@@ -645,7 +679,7 @@ def _store_candidates(ctx: Ctx, items: list[CandidateRow], tests: dict[str, Test
             )
             before_all, after_all = {}, {}
     db.flush()
-    return result
+    return _posted(ctx, result, export.path)
 
 
 def _candidates_to_change(
@@ -787,15 +821,46 @@ def newest_export(folder: Path, prefix: str) -> Path | None:
     return max(files, key=lambda p: (p.stat().st_mtime, p.name)) if files else None
 
 
-def refresh(ctx: Ctx, folder: Path) -> str:
-    """Re-import the newest tests and candidates exports from ``folder`` (R11)."""
+@dataclass(frozen=True)
+class Exports:
+    """The newest tests and candidates exports of the registry folder, parsed (None: the
+    folder has no such file)."""
+
+    folder: Path
+    tests: TestsFile | None
+    candidates: CandidatesFile | None
+
+
+def read_exports(folder: Path, tz: ZoneInfo) -> Exports:
+    """Both exports read and parsed, without the database: a refresh's first query (on
+    SQLite) takes the write lock, which every other command then waits for, and the lock
+    should not be held while up to 10,000 rows are parsed."""
     if not folder.is_dir():
         raise InvalidInput(f"The registry folder {folder} does not exist. Check REGISTRY_DIR.")
+    tests = newest_export(folder, "tests")
+    candidates = newest_export(folder, "candidates")
+    return Exports(
+        folder=folder,
+        tests=parse_tests(tests, tz) if tests else None,
+        candidates=parse_candidates(candidates, tz) if candidates else None,
+    )
+
+
+def apply_exports(ctx: Ctx, exports: Exports) -> str:
+    """Store the exports, the tests first (the candidates' tests may be new); the summary."""
     lines = []
-    for prefix, importer in (("tests", import_tests), ("candidates", import_candidates)):
-        path = newest_export(folder, prefix)
-        if path is None:
-            lines.append(f"No {prefix} file in {folder}.")
-            continue
-        lines.append(importer(ctx, path).summary(path.name))
+    if exports.tests is None:
+        lines.append(f"No tests file in {exports.folder}.")
+    else:
+        lines.append(store_tests(ctx, exports.tests).summary(exports.tests.path.name))
+    if exports.candidates is None:
+        lines.append(f"No candidates file in {exports.folder}.")
+    else:
+        stored = store_candidates(ctx, exports.candidates)
+        lines.append(stored.summary(exports.candidates.path.name))
     return "\n".join(lines)
+
+
+def refresh(ctx: Ctx, folder: Path) -> str:
+    """Re-import the newest tests and candidates exports from ``folder`` (R11)."""
+    return apply_exports(ctx, read_exports(folder, ctx.tz))

@@ -10,7 +10,7 @@ import pytest
 from conftest import OSLO, SUPPORT, TEACHER, oslo
 from dbstate import snapshot
 from openpyxl import Workbook
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from commands import registry
 from commands.context import Ctx
@@ -18,6 +18,7 @@ from commands.delivery import attach_file
 from commands.errors import InvalidInput
 from commands.registry import CANDIDATE_COLUMNS, TEST_COLUMNS, ImportResult
 from commands.runner import execute
+from store.db import session_scope
 from store.models import Candidate, Change, Reopening, Staff, StaffTest
 from store.models import Test as ExamTest
 
@@ -258,3 +259,111 @@ def test_r11_refresh_on_demand_reads_the_newest_exports(world, files, tmp_path):
     assert "Imported candidates from candidates-2026-11-30.csv: 3 new" in reply.text
     assert "Candidates: 2" in reply.text
     assert not run(TEACHER).ok
+
+
+@pytest.fixture
+def registry_folder(tmp_path) -> Path:
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    write_csv(folder / "tests-2026-11-30.csv", TEST_COLUMNS, TESTS)
+    write_csv(folder / "candidates-2026-11-30.csv", CANDIDATE_COLUMNS, CANDIDATES)
+    return folder
+
+
+def refresh_on_demand(world, folder: Path, actor: str = SUPPORT):
+    return execute(
+        session_factory=world.factory,
+        actor=actor,
+        command_line=f"/exam {CODE} refresh",
+        tz=OSLO,
+        registry_dir=folder,
+        now=world.now,
+    )
+
+
+def scheduled_refresh(world, folder: Path) -> str:
+    # As the scheduler's registry_job: the refresh is the unit of work's first query.
+    with session_scope(world.factory) as s:
+        return registry.refresh(Ctx(db_session=s, actor="examdesk", tz=OSLO, now=world.now), folder)
+
+
+@pytest.mark.parametrize("entry", ["scheduler", "/exam TEST refresh"])
+def test_r11_a_refresh_parses_both_exports_before_its_first_statement(
+    world, files, registry_folder, monkeypatch, entry
+):
+    """R11: the first statement takes the write lock (SQLite), which every command then
+    waits for; both export files are parsed before it, so the lock is held for the writing
+    only."""
+    load(world, "tests", files[0])  # /exam TEST refresh needs its test
+    happened: list[str] = []
+    for name, kind in (("_parse_test", "tests"), ("_parse_candidate", "candidates")):
+        parse = getattr(registry, name)
+        monkeypatch.setattr(
+            registry,
+            name,
+            lambda row, tz, parse=parse, kind=kind: happened.append(kind) or parse(row, tz),
+        )
+    engine = world.factory.kw["bind"]
+
+    def on_begin(_connection) -> None:
+        happened.append("begin")
+
+    def on_statement(*_args) -> None:
+        happened.append("statement")
+
+    event.listen(engine, "begin", on_begin)
+    event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        if entry == "scheduler":
+            summary = scheduled_refresh(world, registry_folder)
+        else:
+            reply = refresh_on_demand(world, registry_folder)
+            assert reply.ok, reply.text
+            summary = reply.text
+    finally:
+        event.remove(engine, "begin", on_begin)
+        event.remove(engine, "before_cursor_execute", on_statement)
+    assert "Imported tests from tests-2026-11-30.csv: 0 new, 0 updated, 2 unchanged" in summary
+    assert "Imported candidates from candidates-2026-11-30.csv: 3 new" in summary
+    first = min(happened.index("begin"), happened.index("statement"))
+    assert happened[:first] == ["tests"] * len(TESTS) + ["candidates"] * len(CANDIDATES)
+    assert "tests" not in happened[first:] and "candidates" not in happened[first:]
+
+
+def test_r11_a_bad_candidates_export_refuses_the_whole_refresh(world, registry_folder):
+    """R11: a candidates file with a bad row and a row of an unknown test is refused with
+    both problems, and the good tests file of the same refresh is not stored either."""
+    rows = [*CANDIDATES, ["NOSUCH-2026H", "10025", "", "", "de", "", "", "", ""]]
+    write_csv(registry_folder / "candidates-2026-12-01.csv", CANDIDATE_COLUMNS, rows)
+    before = snapshot(world.factory)
+    with pytest.raises(InvalidInput) as error:
+        scheduled_refresh(world, registry_folder)
+    assert error.value.message.startswith("candidates-2026-12-01.csv has 1 bad row (2 problems)")
+    assert (
+        "line 5: there is no test NOSUCH-2026H; import the tests file first\n"
+        "          language 'de' is not nb or en"
+    ) in error.value.message
+    assert snapshot(world.factory) == before
+
+
+def test_r11_r15_a_bad_export_is_told_only_to_support_staff(world, files, registry_folder):
+    """R11, R15: `/exam TEST refresh` checks the test and the user's role before it tells
+    what is wrong with an export (the files are parsed before either check)."""
+    load(world, "tests", files[0])
+    write_csv(registry_folder / "candidates-2026-12-01.csv", [*CANDIDATE_COLUMNS, "seat"], [])
+    before = snapshot(world.factory)
+    refused = refresh_on_demand(world, registry_folder, actor=TEACHER)
+    assert not refused.ok and "Only exam support staff may" in refused.text
+    assert "seat" not in refused.text
+    unknown = execute(
+        session_factory=world.factory,
+        actor=SUPPORT,
+        command_line="/exam NOSUCH-2026H refresh",
+        tz=OSLO,
+        registry_dir=registry_folder,
+        now=world.now,
+    )
+    assert not unknown.ok and "NOSUCH-2026H" in unknown.text and "seat" not in unknown.text
+    bad = refresh_on_demand(world, registry_folder)
+    assert not bad.ok and "candidates-2026-12-01.csv: unknown column 'seat'" in bad.text
+    assert snapshot(world.factory) == before
