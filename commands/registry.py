@@ -365,7 +365,7 @@ def _teachers(row: dict[str, Any]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class TestsFile:
+class ParsedTests:
     """A tests export, parsed and checked whole; nothing of it stored yet."""
 
     path: Path
@@ -376,7 +376,7 @@ def import_tests(ctx: Ctx, path: Path) -> ImportResult:
     return store_tests(ctx, parse_tests(path, ctx.tz))
 
 
-def parse_tests(path: Path, tz: ZoneInfo) -> TestsFile:
+def parse_tests(path: Path, tz: ZoneInfo) -> ParsedTests:
     """The tests of a file without a bad row (else InvalidInput); no database needed."""
     rows = read_rows(path, TEST_COLUMNS, TEST_REQUIRED)
     parsed, errors = _parse_rows(
@@ -386,10 +386,10 @@ def parse_tests(path: Path, tz: ZoneInfo) -> TestsFile:
         name=lambda t: f"test {t[0].code}",
     )
     _raise_if(errors, path)
-    return TestsFile(path=path, tests=list(parsed.values()))
+    return ParsedTests(path=path, tests=list(parsed.values()))
 
 
-def store_tests(ctx: Ctx, export: TestsFile) -> ImportResult:
+def store_tests(ctx: Ctx, export: ParsedTests) -> ImportResult:
     db = ctx.db_session
     result = ImportResult(kind="tests")
     codes = [test.code for test, _ in export.tests]
@@ -555,7 +555,7 @@ def _status(row: dict[str, Any]) -> str | None:
 
 
 @dataclass(frozen=True)
-class CandidatesFile:
+class ParsedCandidates:
     """A candidates export, parsed; nothing of it stored yet. Its bad rows are told together
     with the rows naming a test that does not exist, which only the database knows
     (``store_candidates``)."""
@@ -570,7 +570,7 @@ def import_candidates(ctx: Ctx, path: Path) -> ImportResult:
     return store_candidates(ctx, parse_candidates(path, ctx.tz))
 
 
-def parse_candidates(path: Path, tz: ZoneInfo) -> CandidatesFile:
+def parse_candidates(path: Path, tz: ZoneInfo) -> ParsedCandidates:
     """The candidates of a file (InvalidInput for a file that cannot be read as one); no
     database needed."""
     rows = read_rows(path, CANDIDATE_COLUMNS, CANDIDATE_REQUIRED)
@@ -580,7 +580,7 @@ def parse_candidates(path: Path, tz: ZoneInfo) -> CandidatesFile:
         key=lambda c: (c.test, c.number),
         name=lambda c: f"candidate {c.number} of {c.test}",
     )
-    return CandidatesFile(
+    return ParsedCandidates(
         path=path,
         candidates=list(parsed.values()),
         problems=problems,
@@ -616,7 +616,7 @@ REGISTRY_FIELDS = (
 )
 
 
-def store_candidates(ctx: Ctx, export: CandidatesFile) -> ImportResult:
+def store_candidates(ctx: Ctx, export: ParsedCandidates) -> ImportResult:
     db = ctx.db_session
     codes = sorted({code for _, code in export.test_codes} - {""})
     tests = {t.code: t for t in db.scalars(select(Test).where(Test.code.in_(codes)))}
@@ -827,8 +827,8 @@ class Exports:
     folder has no such file)."""
 
     folder: Path
-    tests: TestsFile | None
-    candidates: CandidatesFile | None
+    tests: ParsedTests | None
+    candidates: ParsedCandidates | None
 
 
 def read_exports(folder: Path, tz: ZoneInfo) -> Exports:
