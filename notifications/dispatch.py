@@ -33,7 +33,6 @@ import queue
 import random
 import signal
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -92,7 +91,6 @@ READY_SECONDS = 0.5  # of sends marked ahead of their slots, at the whole rate
 # and waits for the slot at the wire (the transport's gate), so that nothing but its own
 # wakeup stands between the slot and the request; only a few threads wait at a time.
 HAND_OVER_SECONDS = 0.05
-SWITCH_INTERVAL_SECONDS = 0.0005
 ProgressCallback = Callable[[int], None]
 RECORD_TRIES = 5  # of a batch of outcomes, 0.5 s more apart each time (5 s in all)
 
@@ -306,12 +304,6 @@ class Dispatcher:
     def run(self) -> None:
         """Until ``stop()``: claim due deliveries and send them; meanwhile, from threads of
         their own, keep the liveness row, sweep and reconcile."""
-        # Process-wide, for the send slots: a sending thread that wakes at its slot waits for
-        # the GIL while another thread of this process computes, up to the switch interval.
-        # At Python's default (5 ms) such waits make it miss more of its slots, and a notice
-        # goes out further below SMS_PER_SECOND. Set here only, for every process that
-        # sends (serve and worker).
-        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self._heartbeat_logged()
         heart = threading.Thread(target=self._beat, name="notifier-heartbeat", daemon=True)
         heart.start()
