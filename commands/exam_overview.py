@@ -79,13 +79,14 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
 def _refresh(ctx: Ctx, test_code: str) -> tuple[Test, str]:
     """`/exam TEST refresh`: the test and the refresh's summary (R11).
 
-    The exports are parsed before the first query, which on SQLite takes the write lock
+    The exports are parsed and compared with the database before the first query of the
+    command's own transaction, which on SQLite takes the write lock
     (``registry.read_exports``); a bad file is told only after the test and the user's role
     are checked, as if it had been read after them."""
     exports: registry.Exports | InvalidInput | None = None
     if ctx.registry_dir is not None:
         try:
-            exports = registry.read_exports(ctx.registry_dir, ctx.tz)
+            exports = registry.read_exports(ctx, ctx.registry_dir)
         except InvalidInput as error:
             exports = error
     db = ctx.db_session

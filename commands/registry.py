@@ -14,7 +14,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +34,7 @@ from commands.timeparse import format_duration, local_to_utc
 from commands.timing import ordinary_end_passed
 from notifications.addresses import usable_phone
 from notifications.masking import mask_email, mask_phone
+from store.db import read_only
 from store.models import Candidate, CandidateStatus, Staff, StaffTest, Test, TestKind
 
 T = TypeVar("T")
@@ -564,10 +565,14 @@ class ParsedCandidates:
     candidates: list[CandidateRow]
     problems: list[tuple[int, str]]  # (line, problem)
     test_codes: list[tuple[int, str]]  # (line, the test the row names, "" for none)
+    # Per test code, the numbers of the rows that differ from the database or are not in it
+    # (``find_differing``); the import looks at only these. A test without an entry has
+    # all its rows looked at.
+    differing: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def import_candidates(ctx: Ctx, path: Path) -> ImportResult:
-    return store_candidates(ctx, parse_candidates(path, ctx.tz))
+    return store_candidates(ctx, find_differing(ctx, parse_candidates(path, ctx.tz)))
 
 
 def parse_candidates(path: Path, tz: ZoneInfo) -> ParsedCandidates:
@@ -635,13 +640,15 @@ def store_candidates(ctx: Ctx, export: ParsedCandidates) -> ImportResult:
             result.warnings.append(item.warning + "; no SMS can reach it")
     for code, rows in by_test.items():
         test = tests[code]
-        known, existing = _candidates_to_change(db, test, rows)
+        numbers = export.differing.get(code)
+        existing = _load_candidates(db, test, numbers)
         closed = ordinary_end_passed(test, ctx.now)
         before_all: dict[str, Any] = {}
         after_all: dict[str, Any] = {}
         for item in rows:
             candidate = existing.get(item.number)
-            if candidate is None and item.number in known:
+            if candidate is None and numbers is not None and item.number not in numbers:
+                # Found as the export has it (find_differing); candidates are never removed.
                 result.unchanged += 1
                 continue
             if candidate is None:
@@ -682,39 +689,62 @@ def store_candidates(ctx: Ctx, export: ParsedCandidates) -> ImportResult:
     return _posted(ctx, result, export.path)
 
 
-def _candidates_to_change(
-    db: Session, test: Test, rows: list[CandidateRow]
-) -> tuple[set[str], dict[str, Candidate]]:
-    """The numbers of ``test``'s candidates, and those the export may change, loaded.
+def find_differing(ctx: Ctx, export: ParsedCandidates) -> ParsedCandidates:
+    """``export`` with the rows of each test that differ from the database or are not in it.
 
-    A refresh brings the whole registry and mostly finds each candidate as it was; it holds
-    the write lock throughout, so only the candidates whose values differ are loaded as
-    objects (and checked again, ``_apply_registry``)."""
-    columns = [getattr(Candidate, name) for name in REGISTRY_FIELDS]
-    known = {
-        row.number: row
-        for row in db.execute(
-            select(Candidate.number, Candidate.status, *columns).where(Candidate.test_id == test.id)
-        )
-    }
-    differ = [
-        item.number
-        for item in rows
-        if (row := known.get(item.number)) is not None
-        and (
-            any(getattr(row, name) != getattr(item, name) for name in REGISTRY_FIELDS)
-            or (item.status and STATUS_RANK[item.status] > STATUS_RANK[row.status])
-        )
-    ]
-    existing = {}
-    if differ:
-        existing = {
-            c.number: c
-            for c in db.scalars(
-                select(Candidate).where(Candidate.test_id == test.id, Candidate.number.in_(differ))
+    A refresh brings the whole registry and mostly finds every candidate as it was; comparing
+    them all took most of the time the import held the write lock (on SQLite the only one:
+    every command waits for it). So, called before the command's first statement, this reads
+    in a transaction of its own that takes no lock (called later, in the command's
+    transaction, which sees the command's own changes), and the write transaction loads
+    only the candidates found here and checks each one again (``_apply_registry``).
+
+    Nothing committed in between is undone or missed. A row found differing is loaded as it
+    is now. A row found as the export has it is one the import leaves alone; what can change
+    it meanwhile is a staff change (which never touches the registry's fields, and statuses
+    move back only by staff undoing a reopening), an erasure (retention) or another import,
+    and each stands as if made just after this import. The next refresh compares again."""
+    db = ctx.db_session
+    own = not db.in_transaction()
+    if own:
+        read_only(db)
+    try:
+        stored = db.execute(
+            select(
+                Test.code,
+                Candidate.number,
+                Candidate.status,
+                *(getattr(Candidate, name) for name in REGISTRY_FIELDS),
             )
-        }
-    return set(known), existing
+            .join(Test, Test.id == Candidate.test_id)
+            .where(Test.code.in_(sorted({item.test for item in export.candidates})))
+        ).all()
+    finally:
+        if own:
+            db.rollback()  # it only read; the import's writes begin a transaction of their own
+    known = {(row.code, row.number): row for row in stored}
+    differing: dict[str, set[str]] = {row.code: set() for row in stored}
+    for item in export.candidates:
+        row = known.get((item.test, item.number))
+        if item.test in differing and (
+            row is None
+            or any(getattr(row, name) != getattr(item, name) for name in REGISTRY_FIELDS)
+            or (item.status and STATUS_RANK[item.status] > STATUS_RANK[row.status])
+        ):
+            differing[item.test].add(item.number)
+    return replace(export, differing={code: frozenset(n) for code, n in differing.items()})
+
+
+def _load_candidates(
+    db: Session, test: Test, numbers: frozenset[str] | None
+) -> dict[str, Candidate]:
+    """``test``'s candidates of ``numbers`` (None: all of them), by number."""
+    query = select(Candidate).where(Candidate.test_id == test.id)
+    if numbers is not None:
+        if not numbers:
+            return {}
+        query = query.where(Candidate.number.in_(sorted(numbers)))
+    return {c.number: c for c in db.scalars(query)}
 
 
 def _apply_registry(
@@ -831,18 +861,21 @@ class Exports:
     candidates: ParsedCandidates | None
 
 
-def read_exports(folder: Path, tz: ZoneInfo) -> Exports:
-    """Both exports read and parsed, without the database: a refresh's first query (on
-    SQLite) takes the write lock, which every other command then waits for, and the lock
-    should not be held while up to 10,000 rows are parsed."""
+def read_exports(ctx: Ctx, folder: Path) -> Exports:
+    """Both exports read, parsed and compared with the database (``find_differing``), before
+    the command's first statement: that statement takes the write lock (SQLite), which every
+    other command then waits for, and the lock should not be held while up to 10,000 rows
+    are parsed or compared."""
     if not folder.is_dir():
         raise InvalidInput(f"The registry folder {folder} does not exist. Check REGISTRY_DIR.")
     tests = newest_export(folder, "tests")
     candidates = newest_export(folder, "candidates")
     return Exports(
         folder=folder,
-        tests=parse_tests(tests, tz) if tests else None,
-        candidates=parse_candidates(candidates, tz) if candidates else None,
+        tests=parse_tests(tests, ctx.tz) if tests else None,
+        candidates=(
+            find_differing(ctx, parse_candidates(candidates, ctx.tz)) if candidates else None
+        ),
     )
 
 
@@ -863,4 +896,4 @@ def apply_exports(ctx: Ctx, exports: Exports) -> str:
 
 def refresh(ctx: Ctx, folder: Path) -> str:
     """Re-import the newest tests and candidates exports from ``folder`` (R11)."""
-    return apply_exports(ctx, read_exports(folder, ctx.tz))
+    return apply_exports(ctx, read_exports(ctx, folder))

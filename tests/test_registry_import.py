@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from conftest import OSLO, SUPPORT, TEACHER, oslo
 from dbstate import snapshot
 from openpyxl import Workbook
 from sqlalchemy import event, select
+from sqlalchemy.orm import ORMExecuteState
 
 from commands import registry
 from commands.context import Ctx
@@ -18,10 +22,11 @@ from commands.delivery import attach_file
 from commands.errors import InvalidInput
 from commands.registry import CANDIDATE_COLUMNS, TEST_COLUMNS, ImportResult
 from commands.runner import execute
-from store.db import session_scope
+from store.db import SQLITE_BEGIN, session_scope
 from store.models import Candidate, Change, Reopening, Staff, StaffTest
 from store.models import Test as ExamTest
 
+T = TypeVar("T")
 CODE = "TDT4100-2026H"
 TESTS = [
     # code, title, kind, start, end, upload, auto_deliver, teachers
@@ -328,6 +333,143 @@ def test_r11_a_refresh_parses_both_exports_before_its_first_statement(
     first = min(happened.index("begin"), happened.index("statement"))
     assert happened[:first] == ["tests"] * len(TESTS) + ["candidates"] * len(CANDIDATES)
     assert "tests" not in happened[first:] and "candidates" not in happened[first:]
+
+
+@dataclass
+class Transaction:
+    begin: str  # as the SQLite "begin" listener of store.db reads it
+    candidate_rows: int = 0  # rows read that carry a candidate's columns
+    writes: int = 0
+
+
+def transactions_of(world, run: Callable[[], T]) -> tuple[T, list[Transaction]]:
+    """``run()`` and the transactions it ran, with the candidate rows each one read."""
+    engine = world.factory.kw["bind"]
+    seen: list[Transaction] = []
+
+    def on_begin(connection) -> None:
+        seen.append(Transaction(connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")))
+
+    def on_statement(_conn, _cursor, statement: str, *_args) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            seen[-1].writes += 1
+
+    def count_rows(state: ORMExecuteState):
+        described = getattr(state.statement, "column_descriptions", [])
+        if not state.is_select or all(d.get("entity") is not Candidate for d in described):
+            return None
+        # Run here (the transaction begins in it), counted, and handed on as it was.
+        frozen = state.invoke_statement().freeze()
+        seen[-1].candidate_rows += len(frozen.data)
+        return frozen()
+
+    listeners = [
+        (engine, "begin", on_begin),
+        (engine, "before_cursor_execute", on_statement),
+        (world.factory, "do_orm_execute", count_rows),
+    ]
+    for target, name, listener in listeners:
+        event.listen(target, name, listener)
+    try:
+        return run(), seen
+    finally:
+        for target, name, listener in listeners:
+            event.remove(target, name, listener)
+
+
+@pytest.mark.parametrize("entry", ["scheduler", "/exam TEST refresh", "examdesk import"])
+def test_r11_a_refresh_compares_the_registry_before_it_takes_the_write_lock(
+    world, files, registry_folder, entry
+):
+    """R11: the write lock (SQLite's only one, which every command waits for) is held for
+    the changes only: which of the export's candidates differ is read in a transaction that
+    only reads, and the one that writes reads just the candidates it changes."""
+    load(world, "tests", files[0])
+    rows = [
+        [code, str(10000 + n), "", f"c{n}@example.org", "nb", "0", "", "", "started"]
+        for code in (CODE, "TMA4100-2026H")
+        for n in range(30)
+    ]
+    path = write_csv(registry_folder / "candidates-2026-11-30.csv", CANDIDATE_COLUMNS, rows)
+    load(world, "candidates", path)
+    for n, row in enumerate(rows):
+        if n % 10 == 0:
+            row[3] = f"new{n}@example.org"
+    write_csv(path, CANDIDATE_COLUMNS, rows)
+
+    def run() -> str:
+        if entry == "scheduler":
+            return scheduled_refresh(world, registry_folder)
+        if entry == "examdesk import":
+            return load(world, "candidates", path).summary(path.name)
+        reply = refresh_on_demand(world, registry_folder)
+        assert reply.ok, reply.text
+        return reply.text
+
+    summary, seen = transactions_of(world, run)
+    assert "Imported candidates from candidates-2026-11-30.csv: 0 new, 6 updated, 54 " in summary
+    comparing = [t for t in seen if t.candidate_rows >= len(rows)]
+    writing = [t for t in seen if t.writes]
+    assert [(t.begin, t.writes) for t in comparing] == [("DEFERRED", 0)]
+    assert len(writing) == 1 and writing[0].begin == "IMMEDIATE"
+    assert writing[0].candidate_rows == 6
+    with world.factory() as s:
+        recorded = s.scalars(select(Change).order_by(Change.id.desc()).limit(2)).all()
+    assert [(c.action, len(c.after), c.before["10000"], c.after["10000"]) for c in recorded] == [
+        ("registry_candidates", 3, {"email": "c0@example.org"}, {"email": "new30@example.org"}),
+        ("registry_candidates", 3, {"email": "c0@example.org"}, {"email": "new0@example.org"}),
+    ]
+
+
+def test_r11_changes_made_between_the_comparison_and_the_write_are_kept(
+    loaded, files, registry_folder, tmp_path, monkeypatch
+):
+    """R11: what staff change after the refresh compared the registry and before it writes
+    is neither undone nor overwritten (the write checks each candidate it changes again),
+    and a candidate another import created meanwhile is not created twice."""
+    loaded.at("2026-12-01 10:00")
+    rows = [list(r) for r in CANDIDATES]
+    rows[0][5] = "10"  # 10023 of CODE: extra time; staff give it incident time meanwhile
+    rows[2][3] = "b@example.org"  # 10023 of TMA4100: staff deliver for it meanwhile
+    rows[2][8] = "started"
+    new = [CODE, "10025", "", "", "en", "", "", "", ""]
+    rows.append(new)  # created by another import meanwhile
+    write_csv(registry_folder / "candidates-2026-12-01.csv", CANDIDATE_COLUMNS, rows)
+    answer = tmp_path / "answer.pdf"
+    answer.write_bytes(b"answer")
+    compare = registry.find_differing
+
+    def compare_then_others_change(ctx, export):
+        compared = compare(ctx, export)
+        assert loaded.run(f"/incident-time {CODE} 10023 add 20 test reason").ok
+        with loaded.factory() as s:
+            staff = Ctx(db_session=s, actor=SUPPORT, tz=OSLO, now=loaded.now)
+            attach_file(staff, test_code="TMA4100-2026H", number="10023", path=answer, reason="x")
+            s.commit()
+        with loaded.factory() as s:
+            other = loaded.ctx(s)
+            one = write_csv(tmp_path / "one.csv", CANDIDATE_COLUMNS, [new])
+            registry.store_candidates(other, compare(other, registry.parse_candidates(one, OSLO)))
+            s.commit()
+        return compared
+
+    monkeypatch.setattr(registry, "find_differing", compare_then_others_change)
+    summary = scheduled_refresh(loaded, registry_folder)
+    assert "candidates-2026-12-01.csv: 0 new, 2 updated, 2 unchanged" in summary
+    found = candidates(loaded)
+    timed = found[(CODE, "10023")]
+    assert (timed.extra_minutes, timed.incident_minutes) == (10, 20)
+    delivered = found[("TMA4100-2026H", "10023")]
+    assert (delivered.email, delivered.status) == ("b@example.org", "submitted")
+    assert (CODE, "10025") in found
+    with loaded.factory() as s:
+        changes = s.scalars(
+            select(Change).where(Change.action == "registry_candidates").order_by(Change.id)
+        ).all()
+    assert [c.after for c in changes[-2:]] == [
+        {"10023": {"extra_minutes": 10}},
+        {"10023": {"email": "b@example.org"}},
+    ]
 
 
 def test_r11_a_bad_candidates_export_refuses_the_whole_refresh(world, registry_folder):
