@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from notifications import claims
@@ -95,7 +96,17 @@ def enqueue(
         next_attempt_at=max(now, not_before) if not_before else now,
         updated_at=now,
     )
-    db_session.add(row)
+    if key is None:
+        db_session.add(row)
+        return row
+    # Another transaction may be enqueueing the same key at this moment (on PostgreSQL, two
+    # schedulers that overlap): its row wins, and the savepoint keeps the clash to this row
+    # instead of failing the caller's whole transaction.
+    try:
+        with db_session.begin_nested():
+            db_session.add(row)
+    except IntegrityError:
+        return db_session.scalars(select(OutboxMessage).where(OutboxMessage.key == key)).one()
     return row
 
 

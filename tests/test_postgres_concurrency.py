@@ -167,3 +167,55 @@ def test_r9_overlapping_schedulers_deliver_each_answer_once(world, database_url)
     assert len(per_candidate) == 50
     assert {n for _, n in per_candidate} == {1}
     assert submitted == 50
+
+
+def test_two_transactions_enqueueing_one_key_at_once_add_one_message_and_both_commit(
+    session_factory, database_url
+):
+    """Two schedulers that overlap both tell a teacher that grading can start (the outbox
+    key makes it one message): the second must neither fail its run nor add a second one."""
+    from notifications import outbox
+    from store.models import OutboxMessage
+
+    key = "grading-ready:concurrency:U0TEACHER1"
+    message = {"method": "chat.postMessage", "args": {"channel": "U0TEACHER1", "text": "ready"}}
+    engine = make_engine(database_url, pool_size=2, max_overflow=0)
+    factory = make_session_factory(engine)
+    got: list[int] = []
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with session_scope(factory) as db_session:
+                row = outbox.enqueue(
+                    db_session,
+                    kind=outbox.SLACK_POST,
+                    target="U0TEACHER1",
+                    payload=message,
+                    key=key,
+                )
+                db_session.flush()
+                got.append(row.id)
+        except BaseException as error:
+            failed.append(error)
+
+    try:
+        with factory() as first:
+            mine = outbox.enqueue(
+                first, kind=outbox.SLACK_POST, target="U0TEACHER1", payload=message, key=key
+            )
+            first.flush()
+            thread = threading.Thread(target=second)
+            thread.start()
+            thread.join(0.5)  # the second's INSERT waits for the first's row to commit
+            assert thread.is_alive()
+            first.commit()
+            thread.join(10)
+            first_id = mine.id
+    finally:
+        engine.dispose()
+    assert failed == []
+    assert got == [first_id]
+    with session_factory() as db_session:
+        rows = db_session.scalars(select(OutboxMessage).where(OutboxMessage.key == key)).all()
+    assert [row.id for row in rows] == [first_id]
