@@ -9,7 +9,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifications.config import NotifierConfig
-from notifications.dispatch import from_settings, install_stop_signals, start_dispatcher
+from notifications.dispatch import (
+    ProgressCallback,
+    from_settings,
+    install_stop_signals,
+    start_dispatcher,
+)
 from notifications.slack_post import Renderer
 
 __all__ = ["run_worker", "start_dispatcher"]
@@ -23,11 +28,15 @@ def run_worker(
     engine: Engine,
     session_factory: sessionmaker[Session],
     renderers: Mapping[str, Renderer] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> int:
     """Send notices' deliveries and the outbox until SIGTERM or SIGINT; requests already out
-    are finished and recorded."""
+    are finished and recorded. ``on_progress(notice_id)``: after a notice's deliveries
+    changed (its Slack progress message)."""
     try:
-        dispatcher = from_settings(settings, session_factory, renderers=renderers)
+        dispatcher = from_settings(
+            settings, session_factory, on_progress=on_progress, renderers=renderers
+        )
     except ValueError as error:
         log.error("notifier cannot start: %s", error)
         return 1

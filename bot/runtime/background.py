@@ -51,7 +51,10 @@ def start(deps: Deps) -> Callable[[], None]:
 
     try:
         stop_dispatcher = start_dispatcher(
-            deps.settings, deps.session_factory, on_progress=_progress(deps), renderers=RENDERERS
+            deps.settings,
+            deps.session_factory,
+            on_progress=progress_to_slack(deps),
+            renderers=RENDERERS,
         )
     except ValueError as error:  # the notifier's configuration is incomplete
         raise CliError(f"the notifier cannot start: {error}") from None
@@ -67,9 +70,10 @@ def start(deps: Deps) -> Callable[[], None]:
     return stop
 
 
-def _progress(deps: Deps) -> Callable[[int], None]:
-    """Tell Slack about a notice's progress, off the notifier's thread; the listener that
-    shows progress may install itself after start."""
+def progress_to_slack(deps: Deps) -> Callable[[int], None]:
+    """The notifier's ``on_progress`` (serve's and `examdesk worker`'s): tell Slack about a
+    notice's progress, off the notifier's thread; the listener that shows progress may
+    install itself after start."""
 
     def report(notice_id: int) -> None:
         if deps.notice_progress is not None:

@@ -243,12 +243,31 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from bot.deps import Deps
+    from bot.runtime.background import progress_to_slack
+    from bot.slack.client import web_client
+    from bot.slack.listeners.question_errors import ProgressReporter
     from bot.slack.outbox_views import RENDERERS
     from notifications.worker import run_worker
 
     settings = load_settings()
     engine, factory = open_database(settings, migrate=False)
-    return run_worker(settings, engine=engine, session_factory=factory, renderers=RENDERERS)
+    if settings.slack_bot_token is None:
+        return run_worker(settings, engine=engine, session_factory=factory, renderers=RENDERERS)
+    # The notices this worker sends show their progress in Slack as serve's do: no provider
+    # callback comes for an e-mail, so no serve would update the message after it.
+    deps = Deps(settings=settings, engine=engine, session_factory=factory)
+    deps.notice_progress = ProgressReporter(deps, web_client(settings))
+    try:
+        return run_worker(
+            settings,
+            engine=engine,
+            session_factory=factory,
+            renderers=RENDERERS,
+            on_progress=progress_to_slack(deps),
+        )
+    finally:
+        deps.close()
 
 
 def _db(args: argparse.Namespace) -> int:
