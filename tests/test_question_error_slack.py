@@ -25,6 +25,7 @@ from bot.slack.listeners.question_errors import ProgressReporter
 from commands import question_error
 from notifications import outbox
 from notifications.dispatch import Tuning
+from notifications.progress import progress
 from store import clock
 from store.models import Candidate, Delivery, Notice, QuestionErrorReport
 
@@ -264,6 +265,37 @@ def test_progress_updates_are_throttled_with_a_trailing_update(world, slack):
     assert len(fake.of("chat.postMessage")) == 1 and len(fake.of("chat.update")) == 1
     with world.factory() as s:
         assert s.get(Notice, notice_id).slack_ts is not None
+
+
+def test_r13_a_notice_summary_is_posted_once_whichever_process_sees_it_done(world, slack):
+    """A serve and a worker (or two serves) both see the notice done: one summary."""
+    _, fake, wiring = slack
+    code = exam_now(world)
+    assert world.run(f"/notice {code} Bruk n = 10.", confirmed=True).ok
+    with world.factory() as s:
+        notice_id = s.scalar(select(Notice.id))
+
+    def done() -> bool:
+        with world.factory() as s:
+            state = progress(db_session=s, notice_id=notice_id)
+            return state is not None and state.done
+
+    with running_notifier(wiring.deps.settings, world.factory):  # the SMS, written to the log
+        wait_until(done, timeout=30)
+    for _process in range(2):
+        reporter = ProgressReporter(wiring.deps, wiring.bolt_app.client)
+        reporter.client.token = "xoxb-test-token"
+        reporter(notice_id)
+
+    def summaries() -> list[dict]:
+        return [c.body for c in fake.of("chat.postMessage") if "is sent" in c.body.get("text", "")]
+
+    wait_until(lambda: summaries(), timeout=30)
+    time.sleep(1)  # the outbox's sender polls every 0.05 s here: a second one would be out
+    (summary,) = summaries()
+    with world.factory() as s:
+        assert summary["thread_ts"] == s.get(Notice, notice_id).slack_ts
+    assert "10004" in summary["text"]
 
 
 def _posted_ts(world) -> str | None:

@@ -469,6 +469,11 @@ def on_minutes_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -
 # ---------------------------------------------------------------- progress while sending
 
 
+def summary_key(notice_id: int) -> str:
+    """The outbox key of the summary in a notice's thread."""
+    return f"notice-summary:{notice_id}"
+
+
 class ProgressReporter:
     """``on_progress(notice_id)`` for the dispatcher: updates the notice's Slack message.
 
@@ -485,6 +490,8 @@ class ProgressReporter:
         self._last: dict[int, float] = {}
         self._pending: dict[int, threading.Timer] = {}
         self._rendering: dict[int, threading.Lock] = {}
+        # Notices whose summary this process has enqueued: spares a write at every later
+        # update (the outbox key is what makes it once).
         self._summarised: set[int] = set()
 
     def __call__(self, notice_id: int) -> None:
@@ -549,6 +556,20 @@ class ProgressReporter:
                 )
         if state.done and notice_id not in self._summarised:
             self._summarised.add(notice_id)
-            self.client.chat_postMessage(
-                channel=channel, thread_ts=ts, text=blocks_notices.summary_text(state)
-            )
+            # Through the outbox under the notice's key: once, whichever process (a serve, a
+            # worker, after a restart) sees the notice done first.
+            with self.deps.session_factory.begin() as db_session:
+                outbox.enqueue(
+                    db_session,
+                    kind=outbox.SLACK_POST,
+                    target=channel,
+                    payload={
+                        "method": "chat.postMessage",
+                        "args": {
+                            "channel": channel,
+                            "thread_ts": ts,
+                            "text": blocks_notices.summary_text(state),
+                        },
+                    },
+                    key=summary_key(notice_id),
+                )
