@@ -82,7 +82,7 @@ def record(
     values = _row(ctx, action, reason, before, after, test_id, batch)
     values["candidate_id"] = candidate.id if candidate else candidate_id
     # Nothing of the command reads the record back: one INSERT, not an object to track.
-    change_id = db.scalar(insert(Change).values(**values).returning(Change.id))
+    change_id = db.scalar(insert(Change).returning(Change.id), values)
     if ctx.outside.webhook_urls:
         number = None
         if batch is None and candidate is not None:

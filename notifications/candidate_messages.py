@@ -200,12 +200,13 @@ def send_candidate_message(
         if replaced:
             return
     session.execute(
-        insert(Delivery).values(
-            notice_id=None,
-            candidate_id=candidate.id,
-            attempts=0,
-            next_attempt_at=not_before,
-            updated_at=now,
+        insert(Delivery),
+        {
+            "notice_id": None,
+            "candidate_id": candidate.id,
+            "attempts": 0,
+            "next_attempt_at": not_before,
+            "updated_at": now,
             **values,
-        )
+        },
     )
