@@ -32,6 +32,7 @@ from commands.reply import Reply
 from commands.timeparse import format_duration, format_time, iso, relative_to_ordinary_end
 from commands.timing import ordinary_end as ordinary_end_of
 from commands.timing import timing, upload_allowance_minutes
+from store.db import read_only
 from store.models import (
     Candidate,
     CandidateStatus,
@@ -79,27 +80,25 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
 def _refresh(ctx: Ctx, test_code: str) -> tuple[Test, str]:
     """`/exam TEST refresh`: the test and the refresh's summary (R11).
 
-    The exports are parsed and compared with the database before the first query of the
-    command's own transaction, which on SQLite takes the write lock
-    (``registry.read_exports``); a bad file is told only after the test and the user's role
-    are checked, as if it had been read after them."""
-    exports: registry.Exports | InvalidInput | None = None
-    if ctx.registry_dir is not None:
-        try:
-            exports = registry.read_exports(ctx, ctx.registry_dir)
-        except InvalidInput as error:
-            exports = error
+    Who may refresh is checked first, in a transaction that only reads: only support staff
+    make the server read the registry's files. The exports are then parsed and compared with
+    the database (``registry.read_exports``) before the transaction that writes, which on
+    SQLite takes the write lock."""
     db = ctx.db_session
-    test = get_test(db_session=db, test_code=test_code)
+    own = not db.in_transaction()
+    if own:
+        read_only(db)
+    get_test(db_session=db, test_code=test_code)
     require_support(db_session=db, user_id=ctx.actor, doing="refresh from the registry")
-    if exports is None:
+    if own:
+        db.rollback()
+    if ctx.registry_dir is None:
         raise InvalidInput(
             "No student registry is configured (REGISTRY_DIR is unset), so there is "
             "nothing to refresh from. Import files with `examdesk import candidates FILE`."
         )
-    if isinstance(exports, InvalidInput):
-        raise exports
-    return test, registry.apply_exports(ctx, exports) + "\n"
+    exports = registry.read_exports(ctx, ctx.registry_dir)
+    return get_test(db_session=db, test_code=test_code), registry.apply_exports(ctx, exports) + "\n"
 
 
 def reads_only(args: list[str], confirmed: bool) -> bool:

@@ -106,7 +106,11 @@ def enqueue(
         with db_session.begin_nested():
             db_session.add(row)
     except IntegrityError:
-        return db_session.scalars(select(OutboxMessage).where(OutboxMessage.key == key)).one()
+        # Read committed (PostgreSQL's default): this statement sees the row that won.
+        found = db_session.scalar(select(OutboxMessage).where(OutboxMessage.key == key))
+        if found is None:
+            raise  # another constraint than the key's
+        return found
     return row
 
 

@@ -88,9 +88,9 @@ class PooledHttpClient(TwilioHttpClient):
     holds each at its thread's gate (``wire``), if any.
 
     requests reads the proxy and CA-bundle variables (``HTTPS_PROXY``, ``NO_PROXY``,
-    ``REQUESTS_CA_BUNDLE``…) from the environment at every request, and that is a large share
-    of an SMS's CPU time in the process that also answers Slack. This client talks to one host,
-    ``api_url``'s, so they are read once, here, by requests' own rules.
+    ``REQUESTS_CA_BUNDLE``…) from the environment at every request, in the process that also
+    answers Slack. This client talks to one host, ``api_url``'s, so they are read once, here,
+    by requests' own rules.
     """
 
     def __init__(self, api_url: str, *, timeout: float, pool_size: int) -> None:

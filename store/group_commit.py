@@ -66,13 +66,12 @@ class GroupCommit(Generic[Item, Result]):
     def close(self) -> None:
         """Write everything handed over so far, then stop the writer; later items are refused."""
         with self._handing_over:
-            if self._closed:
-                return
-            self._closed = True
-            if self._thread.ident is None:
-                return
-            self._waiting.put(None)
-        self._thread.join()
+            if not self._closed:
+                self._closed = True
+                if self._thread.ident is not None:
+                    self._waiting.put(None)
+        if self._thread.ident is not None:
+            self._thread.join()
 
     def _run(self) -> None:
         last = False

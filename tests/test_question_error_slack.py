@@ -267,6 +267,23 @@ def test_progress_updates_are_throttled_with_a_trailing_update(world, slack):
         assert s.get(Notice, notice_id).slack_ts is not None
 
 
+def test_an_update_held_back_is_shown_when_the_reporter_closes(world, slack):
+    """A process on its way out shows what its timers would have shown later."""
+    _, fake, wiring = slack
+    code = exam_now(world)
+    assert world.run(f"/notice {code} Bruk n = 10.", confirmed=True).ok
+    with world.factory() as s:
+        notice_id = s.scalar(select(Notice.id))
+    reporter = ProgressReporter(wiring.deps, wiring.bolt_app.client, every=60)
+    reporter.client.token = "xoxb-test-token"
+    reporter(notice_id)
+    fake.wait_for("chat.postMessage")
+    reporter(notice_id)  # held back for a minute
+    assert fake.of("chat.update") == []
+    reporter.close()
+    assert len(fake.of("chat.update")) == 1
+
+
 def test_r13_a_notice_summary_is_posted_once_whichever_process_sees_it_done(world, slack):
     """A serve and a worker (or two serves) both see the notice done: one summary."""
     _, fake, wiring = slack

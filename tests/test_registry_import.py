@@ -293,12 +293,11 @@ def scheduled_refresh(world, folder: Path) -> str:
 
 
 @pytest.mark.parametrize("entry", ["scheduler", "/exam TEST refresh"])
-def test_r11_a_refresh_parses_both_exports_before_its_first_statement(
+def test_r11_a_refresh_parses_both_exports_before_it_takes_the_write_lock(
     world, files, registry_folder, monkeypatch, entry
 ):
-    """R11: the first statement takes the write lock (SQLite), which every command then
-    waits for; both export files are parsed before it, so the lock is held for the writing
-    only."""
+    """R11: the write lock (SQLite's only one), which every command then waits for, is
+    taken after both export files are parsed, so it is held for the writing only."""
     load(world, "tests", files[0])  # /exam TEST refresh needs its test
     happened: list[str] = []
     for name, kind in (("_parse_test", "tests"), ("_parse_candidate", "candidates")):
@@ -310,14 +309,10 @@ def test_r11_a_refresh_parses_both_exports_before_its_first_statement(
         )
     engine = world.factory.kw["bind"]
 
-    def on_begin(_connection) -> None:
-        happened.append("begin")
-
-    def on_statement(*_args) -> None:
-        happened.append("statement")
+    def on_begin(connection) -> None:
+        happened.append(connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE"))
 
     event.listen(engine, "begin", on_begin)
-    event.listen(engine, "before_cursor_execute", on_statement)
     try:
         if entry == "scheduler":
             summary = scheduled_refresh(world, registry_folder)
@@ -327,12 +322,12 @@ def test_r11_a_refresh_parses_both_exports_before_its_first_statement(
             summary = reply.text
     finally:
         event.remove(engine, "begin", on_begin)
-        event.remove(engine, "before_cursor_execute", on_statement)
     assert "Imported tests from tests-2026-11-30.csv: 0 new, 0 updated, 2 unchanged" in summary
     assert "Imported candidates from candidates-2026-11-30.csv: 3 new" in summary
-    first = min(happened.index("begin"), happened.index("statement"))
-    assert happened[:first] == ["tests"] * len(TESTS) + ["candidates"] * len(CANDIDATES)
-    assert "tests" not in happened[first:] and "candidates" not in happened[first:]
+    locked = happened.index("IMMEDIATE")
+    parsed = [kind for kind in happened[:locked] if kind in ("tests", "candidates")]
+    assert parsed == ["tests"] * len(TESTS) + ["candidates"] * len(CANDIDATES)
+    assert "tests" not in happened[locked:] and "candidates" not in happened[locked:]
 
 
 @dataclass
@@ -488,15 +483,22 @@ def test_r11_a_bad_candidates_export_refuses_the_whole_refresh(world, registry_f
     assert snapshot(world.factory) == before
 
 
-def test_r11_r15_a_bad_export_is_told_only_to_support_staff(world, files, registry_folder):
-    """R11, R15: `/exam TEST refresh` checks the test and the user's role before it tells
-    what is wrong with an export (the files are parsed before either check)."""
+def test_r11_r15_a_bad_export_is_told_only_to_support_staff(
+    world, files, registry_folder, monkeypatch
+):
+    """R11, R15: `/exam TEST refresh` checks the test and the user's role before it reads
+    the registry's files at all, and so before it tells what is wrong with an export."""
     load(world, "tests", files[0])
+    read: list[Path] = []
+    real_read_rows = registry.read_rows
+    monkeypatch.setattr(
+        registry, "read_rows", lambda path, *a: read.append(path) or real_read_rows(path, *a)
+    )
     write_csv(registry_folder / "candidates-2026-12-01.csv", [*CANDIDATE_COLUMNS, "seat"], [])
     before = snapshot(world.factory)
     refused = refresh_on_demand(world, registry_folder, actor=TEACHER)
     assert not refused.ok and "Only exam support staff may" in refused.text
-    assert "seat" not in refused.text
+    assert "seat" not in refused.text and read == []
     unknown = execute(
         session_factory=world.factory,
         actor=SUPPORT,
@@ -506,6 +508,7 @@ def test_r11_r15_a_bad_export_is_told_only_to_support_staff(world, files, regist
         now=world.now,
     )
     assert not unknown.ok and "NOSUCH-2026H" in unknown.text and "seat" not in unknown.text
+    assert read == []
     bad = refresh_on_demand(world, registry_folder)
     assert not bad.ok and "candidates-2026-12-01.csv: unknown column 'seat'" in bad.text
     assert snapshot(world.factory) == before

@@ -257,7 +257,8 @@ def _worker(args: argparse.Namespace) -> int:
     # The notices this worker sends show their progress in Slack as serve's do: no provider
     # callback comes for an e-mail, so no serve would update the message after it.
     deps = Deps(settings=settings, engine=engine, session_factory=factory)
-    deps.notice_progress = ProgressReporter(deps, web_client(settings))
+    reporter = ProgressReporter(deps, web_client(settings))
+    deps.notice_progress = reporter
     try:
         return run_worker(
             settings,
@@ -268,6 +269,7 @@ def _worker(args: argparse.Namespace) -> int:
         )
     finally:
         deps.close()
+        reporter.close()
 
 
 def _db(args: argparse.Namespace) -> int:

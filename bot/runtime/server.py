@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.deps import Deps
 from bot.runtime import background, doctor
 from bot.slack.app import build_app
+from bot.slack.listeners.question_errors import ProgressReporter
 from bot.web.app import build_web_app
 from store.db import checkpoint_every
 
@@ -146,6 +147,8 @@ def serve(settings: Settings, *, engine: Engine, session_factory: sessionmaker[S
         if stop_checkpoints is not None:
             stop_checkpoints()
         wiring.deps.close()
+        if isinstance(wiring.deps.notice_progress, ProgressReporter):
+            wiring.deps.notice_progress.close()
         sock.close()
     return 0
 

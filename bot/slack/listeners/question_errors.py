@@ -23,6 +23,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.deps import Deps
 from bot.slack.client import web_client
@@ -520,8 +521,16 @@ class ProgressReporter:
         with lock:
             try:
                 self._show(notice_id)
-            except (SlackApiError, OSError):
+            except (SlackApiError, OSError, SQLAlchemyError):
                 log.exception("could not show the progress of notice %s in Slack", notice_id)
+
+    def close(self) -> None:
+        """Show now the updates held back for later: their timers end with the process."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for notice_id, timer in pending.items():
+            timer.cancel()
+            self._render(notice_id)
 
     def _show(self, notice_id: int) -> None:
         with self.deps.session_factory() as db_session:
@@ -554,8 +563,11 @@ class ProgressReporter:
                     .where(Notice.id == notice_id, Notice.slack_ts.is_(None))
                     .values(slack_channel=channel, slack_ts=ts)
                 )
+                # Another process may have posted one first: its post is the notice's.
+                kept = db_session.get(Notice, notice_id, populate_existing=True)
+                if kept is not None and kept.slack_ts:
+                    channel, ts = kept.slack_channel or channel, kept.slack_ts
         if state.done and notice_id not in self._summarised:
-            self._summarised.add(notice_id)
             # Through the outbox under the notice's key: once, whichever process (a serve, a
             # worker, after a restart) sees the notice done first.
             with self.deps.session_factory.begin() as db_session:
@@ -573,3 +585,4 @@ class ProgressReporter:
                     },
                     key=summary_key(notice_id),
                 )
+            self._summarised.add(notice_id)  # only once committed: else a later call retries
