@@ -42,16 +42,15 @@ from notifications import claims
 from notifications.transports import OutcomeUnknown, TransportError
 from store import clock
 from store.db import read_only, session_scope
-from store.models import OutboxMessage
+from store.models import OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 
 SLACK_POST = "slack_post"
 WEBHOOK = "webhook"
 KINDS = (SLACK_POST, WEBHOOK)
-# Statuses a row is still on its way in (healthz "pending"), and the given-up one.
-WAITING = ("pending", "sending", "unknown")
-FAILED = "failed"
+# Statuses a row is still on its way in (healthz "pending").
+WAITING = (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.UNKNOWN)
 
 
 def enqueue(
@@ -90,7 +89,7 @@ def enqueue(
         payload=payload,
         key=key,
         order_key=order_key,
-        status="pending",
+        status=OutboxStatus.PENDING,
         attempts=0,
         created_at=now,
         next_attempt_at=max(now, not_before) if not_before else now,
@@ -122,14 +121,16 @@ def webhook_order_key(url: str, test_code: str | None) -> str:
 def result_of(db_session: Session, key: str) -> dict[str, Any] | None:
     """What the receiver answered to the message enqueued with ``key``, once it was sent."""
     return db_session.scalar(
-        select(OutboxMessage.result).where(OutboxMessage.key == key, OutboxMessage.status == "sent")
+        select(OutboxMessage.result).where(
+            OutboxMessage.key == key, OutboxMessage.status == OutboxStatus.SENT
+        )
     )
 
 
 def counts(db_session: Session) -> dict[str, int]:
     """How many messages are on their way, and how many were given up (``/healthz``)."""
     waiting = OutboxMessage.status.in_(WAITING)
-    failed = OutboxMessage.status == FAILED
+    failed = OutboxMessage.status == OutboxStatus.FAILED
     row = db_session.execute(
         select(
             func.count().filter(waiting).label("pending"),
@@ -144,7 +145,7 @@ def failures(db_session: Session, *, limit: int = 20) -> list[OutboxMessage]:
     return list(
         db_session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.status == FAILED)
+            .where(OutboxMessage.status == OutboxStatus.FAILED)
             .order_by(OutboxMessage.id.desc())
             .limit(limit)
         )
@@ -231,7 +232,7 @@ class OutboxSender:
                 db_session,
                 OutboxMessage,
                 now,
-                status="unknown",
+                status=OutboxStatus.UNKNOWN,
                 error_code="no_answer",
                 error_message="the sender stopped before the receiver answered; "
                 "it is checked before any resend",
@@ -250,7 +251,7 @@ class OutboxSender:
                 db_session.execute(
                     update(OutboxMessage)
                     .where(
-                        OutboxMessage.status == "pending",
+                        OutboxMessage.status == OutboxStatus.PENDING,
                         OutboxMessage.claimed_by == self.worker_id,
                     )
                     .values(claimed_by=None, claimed_until=None)
@@ -269,7 +270,7 @@ class OutboxSender:
                 db_session.scalar(
                     select(OutboxMessage.id)
                     .where(
-                        OutboxMessage.status == "pending",
+                        OutboxMessage.status == OutboxStatus.PENDING,
                         OutboxMessage.next_attempt_at <= now,
                         OutboxMessage.kind.in_(list(self.transports)),
                     )
@@ -337,11 +338,11 @@ class OutboxSender:
                     update(OutboxMessage)
                     .where(
                         OutboxMessage.id == message.id,
-                        OutboxMessage.status == "pending",
+                        OutboxMessage.status == OutboxStatus.PENDING,
                         OutboxMessage.claimed_by == self.worker_id,
                     )
                     .values(
-                        status="sending",
+                        status=OutboxStatus.SENDING,
                         attempts=OutboxMessage.attempts + 1,
                         claimed_until=now + timeout,
                         updated_at=now,
@@ -357,17 +358,25 @@ class OutboxSender:
         values: dict[str, Any]
         try:
             result = transport.send(message)
-            status = "logged" if transport.logs_only else "sent"
+            status = OutboxStatus.LOGGED if transport.logs_only else OutboxStatus.SENT
             values = {"status": status, "result": result, "sent_at": clock.now()}
             values |= {"error_code": None, "error_message": None}
         except TransportError as error:
             values = self._after_error(message, transport, error, attempts)
         except OutcomeUnknown as error:
-            values = {"status": "unknown", "error_code": "no_answer", "error_message": str(error)}
+            values = {
+                "status": OutboxStatus.UNKNOWN,
+                "error_code": "no_answer",
+                "error_message": str(error),
+            }
         except Exception as error:
             # A bug of ours may strike before or after the request: never guess 'unsent'.
             log.exception("outbox message %s failed unexpectedly", message.id)
-            values = {"status": "unknown", "error_code": "error", "error_message": repr(error)}
+            values = {
+                "status": OutboxStatus.UNKNOWN,
+                "error_code": "error",
+                "error_message": repr(error),
+            }
         self._finish(message, values)
 
     def _after_error(
@@ -380,7 +389,11 @@ class OutboxSender:
                 reason = f"gave up after {attempts} tries over {_hours(now - message.created_at)}: "
                 reason += str(error)
             log.error("outbox: %s to %s failed: %s", message.kind, _shown(message), reason)
-            return {"status": FAILED, "error_code": error.code, "error_message": reason}
+            return {
+                "status": OutboxStatus.FAILED,
+                "error_code": error.code,
+                "error_message": reason,
+            }
         wait = error.retry_after if error.retry_after is not None else self.tuning.backoff(attempts)
         log.info(
             "outbox: %s to %s not accepted (%s); next try in %.0f s",
@@ -390,7 +403,7 @@ class OutboxSender:
             wait,
         )
         return {
-            "status": "pending",
+            "status": OutboxStatus.PENDING,
             "next_attempt_at": now + timedelta(seconds=wait),
             "error_code": error.code,
             "error_message": reason,
@@ -407,7 +420,7 @@ class OutboxSender:
                             OutboxMessage.id == message.id,
                             # A sweep may have called it 'unknown' meanwhile; the answer
                             # that did come is the truth.
-                            OutboxMessage.status.in_(("pending", "sending", "unknown")),
+                            OutboxMessage.status.in_(WAITING),
                         )
                         .values(**values)
                     )
@@ -424,7 +437,7 @@ class OutboxSender:
         with session_scope(self.session_factory) as db_session:
             rows = db_session.scalars(
                 select(OutboxMessage)
-                .where(OutboxMessage.status == "unknown", OutboxMessage.kind.in_(kinds))
+                .where(OutboxMessage.status == OutboxStatus.UNKNOWN, OutboxMessage.kind.in_(kinds))
                 .order_by(OutboxMessage.id)
                 .limit(50)
             ).all()
@@ -440,14 +453,20 @@ class OutboxSender:
                     continue
             now = clock.now()
             if found is not None:
-                values: dict[str, Any] = {"status": "sent", "result": found, "sent_at": now}
+                values: dict[str, Any] = {
+                    "status": OutboxStatus.SENT,
+                    "result": found,
+                    "sent_at": now,
+                }
             else:
-                values = {"status": "pending", "next_attempt_at": now}
+                values = {"status": OutboxStatus.PENDING, "next_attempt_at": now}
             values |= {"error_code": None, "error_message": None, "updated_at": now}
             with session_scope(self.session_factory) as db_session:
                 db_session.execute(
                     update(OutboxMessage)
-                    .where(OutboxMessage.id == message.id, OutboxMessage.status == "unknown")
+                    .where(
+                        OutboxMessage.id == message.id, OutboxMessage.status == OutboxStatus.UNKNOWN
+                    )
                     .values(**values)
                 )
 

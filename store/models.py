@@ -68,6 +68,17 @@ class DeliveryStatus(StrEnum):
     UNKNOWN = "unknown"  # a request whose outcome is unclear; asked of the provider first
 
 
+class OutboxStatus(StrEnum):
+    """Where one outbox message (a Slack post, a webhook) is."""
+
+    PENDING = "pending"  # waiting for its turn (or for a retry)
+    SENDING = "sending"  # claimed by a sender, request under way
+    SENT = "sent"  # the receiver took it
+    LOGGED = "logged"  # the channel is not configured: written to the log, not sent
+    FAILED = "failed"  # given up
+    UNKNOWN = "unknown"  # a request whose outcome is unclear; looked up before another try
+
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -406,8 +417,9 @@ class OutboxMessage(Base):
     key: Mapped[str | None] = mapped_column(String(100), unique=True)
     # Messages with the same order key are sent one after the other, in id order.
     order_key: Mapped[str | None] = mapped_column(String(200), index=True)
-    # pending | sending | sent | logged | failed | unknown
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[OutboxStatus] = mapped_column(
+        StrEnumColumn(OutboxStatus, 16), default=OutboxStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
     next_attempt_at: Mapped[datetime]

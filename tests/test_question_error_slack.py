@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from bot.config import Settings
 from bot.runtime.server import http_server, listen, wire
 from bot.slack.listeners.question_errors import ProgressReporter
+from bot.slack.views.notices import notice_progress_message
 from commands import question_error
 from notifications import outbox
 from notifications.dispatch import Tuning
@@ -265,6 +266,47 @@ def test_progress_updates_are_throttled_with_a_trailing_update(world, slack):
     assert len(fake.of("chat.postMessage")) == 1 and len(fake.of("chat.update")) == 1
     with world.factory() as s:
         assert s.get(Notice, notice_id).slack_ts is not None
+
+
+def test_r13_two_processes_reporting_at_once_make_one_progress_post(world, slack):
+    """A serve and a worker both report a notice that has no Slack message yet (sent by
+    `/notice`): one post in the support channel, and it ends showing the last state."""
+    _, fake, wiring = slack
+    code = exam_now(world)
+    assert world.run(f"/notice {code} Bruk n = 10.", confirmed=True).ok
+    with world.factory() as s:
+        notice_id = s.scalar(select(Notice.id))
+    reporters = [ProgressReporter(wiring.deps, wiring.bolt_app.client, every=0.3) for _ in "ab"]
+    start = threading.Barrier(len(reporters))
+
+    def report(reporter: ProgressReporter) -> None:
+        reporter.client.token = "xoxb-test-token"
+        start.wait()
+        reporter(notice_id)
+
+    threads = [threading.Thread(target=report, args=(r,)) for r in reporters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    with world.factory() as s:
+        expected = notice_progress_message(progress(db_session=s, notice_id=notice_id))
+
+    wait_until(lambda: _notice_ts(world, notice_id) is not None, timeout=30)
+    time.sleep(1)  # the outbox's sender polls every 0.05 s here: a second post would be out
+    heading = f"Notice #{notice_id} "
+    posts = [c.body for c in fake.of("chat.postMessage") if c.body["text"].startswith(heading)]
+    assert len(posts) == 1
+    assert posts[0]["channel"] == CHANNEL
+    ts = _notice_ts(world, notice_id)
+    updates = [c.body for c in fake.of("chat.update") if c.body.get("ts") == ts]
+    assert (updates or posts)[-1]["text"] == expected["text"]
+
+
+def _notice_ts(world, notice_id: int) -> str | None:
+    with world.factory() as s:
+        return s.get(Notice, notice_id).slack_ts
 
 
 def test_an_update_held_back_is_shown_when_the_reporter_closes(world, slack):

@@ -41,7 +41,7 @@ from notifications import outbox
 from notifications.progress import progress
 from store import clock
 from store.db import read_only
-from store.models import Notice
+from store.models import Notice, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 UPDATE_EVERY = 2.0
@@ -470,6 +470,12 @@ def on_minutes_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -
 # ---------------------------------------------------------------- progress while sending
 
 
+def progress_key(notice_id: int) -> str:
+    """The outbox key of the support channel's post that shows a notice's progress, for a
+    notice with no Slack message of its own."""
+    return f"notice-progress:{notice_id}"
+
+
 def summary_key(notice_id: int) -> str:
     """The outbox key of the summary in a notice's thread."""
     return f"notice-summary:{notice_id}"
@@ -500,14 +506,19 @@ class ProgressReporter:
             now = time.monotonic()
             wait = self._last.get(notice_id, -self.every) + self.every - now
             if wait > 0:
-                if notice_id not in self._pending:
-                    timer = threading.Timer(wait, self._trailing, args=(notice_id,))
-                    timer.daemon = True
-                    self._pending[notice_id] = timer
-                    timer.start()
+                self._later(notice_id, wait)
                 return
             self._last[notice_id] = now
         self._render(notice_id)
+
+    def _later(self, notice_id: int, wait: float) -> None:
+        """One render of ``notice_id`` in ``wait`` seconds, unless one is on its way; the
+        caller holds ``_lock``."""
+        if notice_id not in self._pending:
+            timer = threading.Timer(wait, self._trailing, args=(notice_id,))
+            timer.daemon = True
+            self._pending[notice_id] = timer
+            timer.start()
 
     def _trailing(self, notice_id: int) -> None:
         with self._lock:
@@ -548,25 +559,12 @@ class ProgressReporter:
             ts = ts or report["slack_ts"]
         else:
             message = limits.fit(blocks_notices.notice_progress_message(state))
-        if channel and ts:
-            self.client.chat_update(channel=channel, ts=ts, **message)
-        else:
-            channel = self.deps.settings.slack_support_channel
-            if channel is None:
-                log.info("notice #%s: %s", notice_id, blocks_notices.progress_line(state))
+        if not (channel and ts):
+            posted = self._own_post(notice_id, message)
+            if posted is None:
                 return
-            posted = self.client.chat_postMessage(channel=channel, **message)
-            channel, ts = posted["channel"], posted["ts"]
-            with self.deps.session_factory.begin() as db_session:
-                db_session.execute(
-                    update(Notice)
-                    .where(Notice.id == notice_id, Notice.slack_ts.is_(None))
-                    .values(slack_channel=channel, slack_ts=ts)
-                )
-                # Another process may have posted one first: its post is the notice's.
-                kept = db_session.get(Notice, notice_id, populate_existing=True)
-                if kept is not None and kept.slack_ts:
-                    channel, ts = kept.slack_channel or channel, kept.slack_ts
+            channel, ts = posted
+        self.client.chat_update(channel=channel, ts=ts, **message)
         if state.done and notice_id not in self._summarised:
             # Through the outbox under the notice's key: once, whichever process (a serve, a
             # worker, after a restart) sees the notice done first.
@@ -586,3 +584,44 @@ class ProgressReporter:
                     key=summary_key(notice_id),
                 )
             self._summarised.add(notice_id)  # only once committed: else a later call retries
+
+    def _own_post(self, notice_id: int, message: dict[str, Any]) -> tuple[str, str] | None:
+        """Where the progress of a notice with no Slack message of its own (sent by
+        ``/notice`` or ``examdesk run``) is shown: a post in the support channel, made
+        through the outbox under the notice's key, so that one is made however many
+        processes report on the notice. None until the outbox has made it; a render comes
+        again then, so the last state is shown on it."""
+        channel = self.deps.settings.slack_support_channel
+        if channel is None:
+            log.info("%s", message["text"])
+            return None
+        key = progress_key(notice_id)
+        with self.deps.session_factory.begin() as db_session:
+            row = outbox.enqueue(
+                db_session,
+                kind=outbox.SLACK_POST,
+                target=channel,
+                payload={"args": message},
+                key=key,
+                order_key=key,
+            )
+            if row.status == OutboxStatus.SENT and row.result:
+                channel, ts = row.result["channel"], row.result["ts"]
+                # The notice's message from now on, as a report's post is a report's.
+                db_session.execute(
+                    update(Notice)
+                    .where(Notice.id == notice_id, Notice.slack_ts.is_(None))
+                    .values(slack_channel=channel, slack_ts=ts)
+                )
+                return channel, ts
+            waiting = row.status in outbox.WAITING
+            # Not yet taken by a sender: it goes out showing the state of now.
+            db_session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id, OutboxMessage.status == OutboxStatus.PENDING)
+                .values(payload={"args": message})
+            )
+        if waiting:
+            with self._lock:
+                self._later(notice_id, self.every)
+        return None
