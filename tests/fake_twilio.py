@@ -30,11 +30,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from twilio.request_validator import RequestValidator
+
+if TYPE_CHECKING:
+    from notifications.sms import TwilioTransport
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -127,6 +130,19 @@ class FakeTwilio:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def transport(self) -> TwilioTransport:
+        """examdesk's SMS transport with the fake's credentials, sending from a number it has."""
+        # Imported when asked for: the fake served alone (bench/_fake_twilio.py) needs none of it.
+        from notifications.sms import TwilioTransport
+
+        return TwilioTransport(
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            public_url="https://exams.example.org",
+            sender="+4759440000",
+            api_url=self.url,
+        )
 
     def __enter__(self) -> FakeTwilio:
         self.thread.start()

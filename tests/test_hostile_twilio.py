@@ -39,7 +39,6 @@ from notifications import status_callback
 from notifications.dispatch import start_dispatcher
 from notifications.masking import scrub
 from notifications.progress import progress
-from notifications.sms import TwilioTransport
 from notifications.transports import Message
 from store import clock
 from store.models import Delivery
@@ -425,13 +424,7 @@ def test_mask_numbers_keeps_error_codes_and_masks_numbers(text, masked):
 def test_looking_up_a_send_logs_no_number(caplog):
     """The SDK logs each request's parameters at INFO; a look-up's carry the number."""
     with FakeTwilio() as fake:
-        transport = TwilioTransport(
-            account_sid=ACCOUNT_SID,
-            auth_token=AUTH_TOKEN,
-            public_url=PUBLIC,
-            sender="+4759440000",
-            api_url=fake.url,
-        )
+        transport = fake.transport()
         with caplog.at_level(logging.INFO):  # `examdesk serve` logs at INFO
             transport.send(Message(7, "sms", phone(3), "hello"))
             transport.find_sent(Message(7, "sms", phone(3), "hello"), since=clock.now())

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 
 import pytest
-from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, Fail, FakeTwilio, seed_candidates, wait_until
+from fake_twilio import Fail, FakeTwilio, seed_candidates, wait_until
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from test_dispatch import running_exam
@@ -22,7 +22,6 @@ from test_dispatch_crash import start_worker, worker_env
 
 from notifications.dispatch import LEASE_PREFIX, Dispatcher, Tuning, sweep
 from notifications.ratelimit import LATE, SendSchedule
-from notifications.sms import TwilioTransport
 from notifications.transports import Gate, Message, SlotMissed, TransportError, pass_gate
 from store import clock
 from store.models import Delivery, Lease
@@ -243,13 +242,7 @@ def test_each_sms_is_logged_once_with_the_number_masked(caplog):
     """One line per send of examdesk's own, none of the twilio SDK's request logging."""
     with FakeTwilio() as fake:
         fake.always["+4741000002"] = Fail(400, 21211)
-        transport = TwilioTransport(
-            account_sid=ACCOUNT_SID,
-            auth_token=AUTH_TOKEN,
-            public_url="https://exams.example.org",
-            sender="+4759440000",
-            api_url=fake.url,
-        )
+        transport = fake.transport()
         caplog.set_level(logging.INFO)
         transport.send(Message(1, "sms", "+4741000001", "Exam TDT4100-2026H: a new notice"))
         with pytest.raises(TransportError):
@@ -269,13 +262,7 @@ def test_an_sms_waits_for_its_slot_at_the_wire_and_a_missed_slot_sends_nothing()
     """The SDK builds the request before the gate is asked (the slot is kept where the request
     leaves, not where the SDK starts); a gate that says the slot has passed sends nothing."""
     with FakeTwilio() as fake:
-        transport = TwilioTransport(
-            account_sid=ACCOUNT_SID,
-            auth_token=AUTH_TOKEN,
-            public_url="https://exams.example.org",
-            sender="+4759440000",
-            api_url=fake.url,
-        )
+        transport = fake.transport()
         asked: list[int] = []
 
         def gate(open_: bool) -> Gate:

@@ -197,18 +197,12 @@ def test_the_proxy_variables_are_honoured_as_requests_reads_them(monkeypatch):
 
 
 def test_the_environment_is_read_once_not_at_every_sms(monkeypatch):
-    from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+    from fake_twilio import FakeTwilio
 
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     with FakeTwilio() as fake:
-        transport = TwilioTransport(
-            account_sid=ACCOUNT_SID,
-            auth_token=AUTH_TOKEN,
-            public_url="https://exams.example.org",
-            sender="+4759440000",
-            api_url=fake.url,
-        )
+        transport = fake.transport()
         # A proxy that refuses every connection, set once the transport runs: requests
         # would read it at this request and fail to connect.
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
