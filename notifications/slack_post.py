@@ -92,7 +92,7 @@ class SlackTransport:
                 return self._upload(args)
             response = self.client.api_call(method, json=args)
         except SlackApiError as error:
-            raise _classified(error) from error
+            raise classified(error) from error
         except SlackRequestError as error:  # the file's own upload step failed
             raise TransportError(
                 f"Slack did not take the file: {error}", permanent=False, code="upload"
@@ -160,7 +160,8 @@ def _rendered(payload: dict[str, Any], renderers: Mapping[str, Renderer]) -> dic
     return renderers[FIT](args) if FIT in renderers else args
 
 
-def _classified(error: SlackApiError) -> TransportError:
+def classified(error: SlackApiError) -> TransportError:
+    """What Slack's refusal means: worth another try (and when) or not."""
     response = error.response
     status = response.status_code
     code = response.get("error") if isinstance(response.data, dict) else None

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest import OSLO, SUPPORT, TEACHER
-from fake_slack import FakeSlack
+from fake_slack import Answer, FakeSlack
 from fake_twilio import wait_until
 from notifier import running_notifier
 from slack_signing import SECRET, TEAM, SlackSender, block_action
@@ -302,6 +302,49 @@ def test_r13_two_processes_reporting_at_once_make_one_progress_post(world, slack
     ts = _notice_ts(world, notice_id)
     updates = [c.body for c in fake.of("chat.update") if c.body.get("ts") == ts]
     assert (updates or posts)[-1]["text"] == expected["text"]
+
+
+def _a_notice_with_its_message(world) -> int:
+    """A notice sent by `/notice`, its message in the support channel already posted."""
+    code = exam_now(world)
+    assert world.run(f"/notice {code} Bruk n = 10.", confirmed=True).ok
+    with world.factory.begin() as s:
+        notice = s.scalars(select(Notice)).one()
+        notice.slack_channel, notice.slack_ts = CHANNEL, "1767225600.000100"
+        return notice.id
+
+
+def test_r13_an_update_slack_did_not_take_is_tried_again_until_it_is_shown(world, slack):
+    """Slack busy (HTTP 500, then 429 with Retry-After): the message still ends showing the
+    notice's state, instead of what the failed update would have replaced."""
+    _, fake, wiring = slack
+    notice_id = _a_notice_with_its_message(world)
+    fake.script(
+        "chat.update",
+        Answer(500, None),
+        Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}),
+    )
+    reporter = ProgressReporter(wiring.deps, wiring.bolt_app.client, every=0.1)
+    reporter.client.token = "xoxb-test-token"
+    reporter(notice_id)
+    with world.factory() as s:
+        expected = notice_progress_message(progress(db_session=s, notice_id=notice_id))
+    (shown,) = fake.wait_for("chat.update", 3)[2:]
+    assert shown.status == 200 and shown.body["text"] == expected["text"]
+    time.sleep(0.5)
+    assert len(fake.of("chat.update")) == 3  # shown: no more tries
+
+
+def test_an_update_slack_refuses_for_good_is_not_tried_again(world, slack):
+    _, fake, wiring = slack
+    notice_id = _a_notice_with_its_message(world)
+    fake.script("chat.update", Answer(200, {"ok": False, "error": "message_not_found"}))
+    reporter = ProgressReporter(wiring.deps, wiring.bolt_app.client, every=0.1)
+    reporter.client.token = "xoxb-test-token"
+    reporter(notice_id)
+    fake.wait_for("chat.update")
+    time.sleep(0.8)
+    assert len(fake.of("chat.update")) == 1
 
 
 def _notice_ts(world, notice_id: int) -> str | None:

@@ -37,7 +37,7 @@ from commands.language import _
 from commands.permissions import require_support
 from commands.reply import Reply
 from commands.runner import execute, in_transaction, refusal
-from notifications import outbox
+from notifications import outbox, slack_post
 from notifications.progress import progress
 from store import clock
 from store.db import read_only
@@ -45,6 +45,8 @@ from store.models import Notice, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 UPDATE_EVERY = 2.0
+# The longest wait before another try at an update Slack did not take.
+RETRY_AT_MOST = 300.0
 # Whole numbers from Slack (report ids, minutes) fit the database's integer columns.
 MAX_DIGITS = 9
 
@@ -485,8 +487,9 @@ class ProgressReporter:
     """``on_progress(notice_id)`` for the dispatcher: updates the notice's Slack message.
 
     Calls come from many sending threads; Slack gets at most one ``chat.update`` per notice
-    every ``every`` seconds, and a trailing one so the last state is always shown. When the
-    notice is done, a summary listing the candidates not reached goes in the thread, once.
+    every ``every`` seconds, and a trailing one so the last state is always shown; an update
+    Slack did not take for a passing reason is tried again. When the notice is done, a
+    summary listing the candidates not reached goes in the thread, once.
     """
 
     def __init__(self, deps: Deps, client: WebClient, *, every: float = UPDATE_EVERY) -> None:
@@ -497,6 +500,8 @@ class ProgressReporter:
         self._last: dict[int, float] = {}
         self._pending: dict[int, threading.Timer] = {}
         self._rendering: dict[int, threading.Lock] = {}
+        # Notices whose last render failed for a passing reason: how many times in a row.
+        self._failures: dict[int, int] = {}
         # Notices whose summary this process has enqueued: spares a write at every later
         # update (the outbox key is what makes it once).
         self._summarised: set[int] = set()
@@ -532,8 +537,25 @@ class ProgressReporter:
         with lock:
             try:
                 self._show(notice_id)
-            except (SlackApiError, OSError, SQLAlchemyError):
-                log.exception("could not show the progress of notice %s in Slack", notice_id)
+            except SlackApiError as error:
+                failure = slack_post.classified(error)
+                self._failed(notice_id, permanent=failure.permanent, wait=failure.retry_after)
+            except (OSError, SQLAlchemyError):
+                self._failed(notice_id, permanent=False)
+            else:
+                self._failures.pop(notice_id, None)
+
+    def _failed(self, notice_id: int, *, permanent: bool, wait: float | None = None) -> None:
+        """Called while handling the error: a passing one (Slack busy or away, the database
+        locked) is tried again later, less often each time, so the message still ends with
+        the last state instead of whatever the failed update would have replaced."""
+        log.exception("could not show the progress of notice %s in Slack", notice_id)
+        if permanent:
+            return
+        with self._lock:
+            tries = self._failures[notice_id] = self._failures.get(notice_id, 0) + 1
+            backoff = self.every * 2**tries
+            self._later(notice_id, min(backoff if wait is None else wait, RETRY_AT_MOST))
 
     def close(self) -> None:
         """Show now the updates held back for later: their timers end with the process."""
