@@ -12,13 +12,16 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import move_clock
 from sqlalchemy import Engine, select, text
 
 from bot.runtime import leader
 from bot.runtime.leader import AdvisoryLock, Leadership, LeaseElection
+from store import clock
 from store.models import Lease
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,14 +48,17 @@ def lease_holder(engine: Engine, name: str) -> str | None:
 
 
 def test_lease_is_held_by_one_renewed_and_taken_over_after_expiry(engine, session_factory):
+    # The lease is timed by the program's clock: the test moves the clock past the expiry
+    # rather than sleep past a short lease, which one slow step on a loaded machine could
+    # outlast before b is meant to get it.
     name = unique("lease")
-    a = LeaseElection(engine, name=name, holder="a", seconds=0.5)
-    b = LeaseElection(engine, name=name, holder="b", seconds=0.5)
+    a = LeaseElection(engine, name=name, holder="a", seconds=30)
+    b = LeaseElection(engine, name=name, holder="b", seconds=30)
     assert a.acquire()
     assert not b.acquire()
     assert a.acquire()  # renewal
     assert lease_holder(engine, name) == "a"
-    time.sleep(0.6)  # a stopped renewing: it is dead or hung
+    move_clock(clock.now() + timedelta(seconds=31))  # a stopped renewing: dead or hung
     assert b.acquire()
     assert not a.acquire()  # a notices on its next heartbeat that it no longer leads
     assert lease_holder(engine, name) == "b"
@@ -74,7 +80,9 @@ def test_leadership_calls_back_and_passes_on_when_the_leader_stops(engine, sessi
 
             return callback
 
-        election = LeaseElection(engine, name=name, holder=holder, seconds=2)
+        # Longer than any stall of a loaded machine: the first must not lose the lease
+        # while the second waits; stop() hands it on without waiting for it to expire.
+        election = LeaseElection(engine, name=name, holder=holder, seconds=30)
         return Leadership(
             election, on_elected=note("elected"), on_deposed=note("deposed"), interval=0.1
         )
@@ -212,8 +220,6 @@ def test_sqlite_lease_passes_to_a_second_process_when_the_leader_is_killed(
 
 
 def _live_lease_holder(engine: Engine, name: str) -> str | None:
-    from store import clock
-
     with engine.connect() as conn:
         row = conn.execute(
             select(Lease.holder, Lease.expires_at).where(Lease.name == name)

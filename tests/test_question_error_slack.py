@@ -261,7 +261,10 @@ def test_progress_updates_are_throttled_with_a_trailing_update(world, slack):
     for _ in range(50):
         reporter(notice_id)
     fake.wait_for("chat.postMessage")
-    time.sleep(0.8)
+    # The trailing update comes from a timer thread half a second on: waited for, not slept
+    # for; a second update, were one wrongly planned, would come as soon.
+    fake.wait_for("chat.update")
+    time.sleep(0.5)
     # One immediate post, then one trailing update for the 49 calls in between.
     assert len(fake.of("chat.postMessage")) == 1 and len(fake.of("chat.update")) == 1
     with world.factory() as s:
