@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -330,29 +330,32 @@ class OutboxSender:
         except Exception:
             log.exception("outbox message %s: sending failed unexpectedly", message.id)
 
-    def _mark_sending(self, message: Outgoing, timeout: timedelta) -> bool:
+    def _mark_sending(self, message: Outgoing, timeout: timedelta) -> Outgoing | None:
+        """Take the claimed row for this attempt: the message as it is now (a pending row's
+        payload may have changed since the claim), or None if it is no longer ours."""
         now = clock.now()
         with session_scope(self.session_factory) as db_session:
-            return bool(
-                db_session.execute(
-                    update(OutboxMessage)
-                    .where(
-                        OutboxMessage.id == message.id,
-                        OutboxMessage.status == OutboxStatus.PENDING,
-                        OutboxMessage.claimed_by == self.worker_id,
-                    )
-                    .values(
-                        status=OutboxStatus.SENDING,
-                        attempts=OutboxMessage.attempts + 1,
-                        claimed_until=now + timeout,
-                        updated_at=now,
-                    )
-                ).rowcount
-            )
+            payload = db_session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == message.id,
+                    OutboxMessage.status == OutboxStatus.PENDING,
+                    OutboxMessage.claimed_by == self.worker_id,
+                )
+                .values(
+                    status=OutboxStatus.SENDING,
+                    attempts=OutboxMessage.attempts + 1,
+                    claimed_until=now + timeout,
+                    updated_at=now,
+                )
+                .returning(OutboxMessage.payload)
+            ).scalar()
+        return None if payload is None else replace(message, payload=payload)
 
-    def _send(self, message: Outgoing) -> None:
-        transport = self.transports[message.kind]
-        if not self._mark_sending(message, self.tuning.sending_claim()):
+    def _send(self, claimed: Outgoing) -> None:
+        transport = self.transports[claimed.kind]
+        message = self._mark_sending(claimed, self.tuning.sending_claim())
+        if message is None:
             return
         attempts = message.attempts + 1
         values: dict[str, Any]

@@ -209,6 +209,27 @@ def test_permanent_slack_errors_fail_at_once_with_their_reason(exam, fake, is_po
     assert "Not sent" in shown and error in shown
 
 
+def test_a_message_changed_after_its_claim_goes_out_as_changed(exam, fake, is_postgres):
+    """A waiting message may take a newer text (a notice's progress post) until it is sent:
+    one claimed by a sender but not yet under way goes out with the newer one."""
+    with exam.factory.begin() as s:
+        outbox.enqueue(
+            s,
+            kind=outbox.SLACK_POST,
+            target=CHANNEL,
+            payload={"args": {"text": "3 queued"}},
+            key="k",
+        )
+    out = sender(exam.factory, is_postgres, slack_post=slack_transport(fake))
+    (claimed,) = out._claim()
+    with exam.factory.begin() as s:
+        s.scalars(select(OutboxMessage)).one().payload = {"args": {"text": "all sent"}}
+    out._send(claimed)
+    (post,) = fake.of("chat.postMessage")
+    assert post.body["text"] == "all sent"
+    assert [r.status for r in rows(exam)] == ["sent"]
+
+
 def test_healthz_counts_the_outbox_pending_and_failed(exam, fake, engine, session_factory):
     import asyncio
 

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from bot.config import Settings
 from bot.runtime.server import http_server, listen, wire
-from bot.slack.listeners.question_errors import ProgressReporter
+from bot.slack.listeners.question_errors import ProgressReporter, progress_key
 from bot.slack.views.notices import notice_progress_message
 from commands import question_error
 from notifications import outbox
@@ -252,23 +252,17 @@ def test_reject_marks_the_report_and_tells_the_teacher(world, slack):
 
 def test_progress_updates_are_throttled_with_a_trailing_update(world, slack):
     _, fake, wiring = slack
-    code = exam_now(world)
-    assert world.run(f"/notice {code} Bruk n = 10.", confirmed=True).ok
-    with world.factory() as s:
-        notice_id = s.scalar(select(Notice.id))
+    notice_id = _a_notice_with_its_message(world)
     reporter = ProgressReporter(wiring.deps, wiring.bolt_app.client, every=0.5)
     reporter.client.token = "xoxb-test-token"
     for _ in range(50):
         reporter(notice_id)
-    fake.wait_for("chat.postMessage")
     # The trailing update comes from a timer thread half a second on: waited for, not slept
-    # for; a second update, were one wrongly planned, would come as soon.
-    fake.wait_for("chat.update")
+    # for; a third update, were one wrongly planned, would come as soon.
+    fake.wait_for("chat.update", 2)
     time.sleep(0.5)
-    # One immediate post, then one trailing update for the 49 calls in between.
-    assert len(fake.of("chat.postMessage")) == 1 and len(fake.of("chat.update")) == 1
-    with world.factory() as s:
-        assert s.get(Notice, notice_id).slack_ts is not None
+    # One immediate update, then one trailing update for the 49 calls in between.
+    assert len(fake.of("chat.update")) == 2 and fake.of("chat.postMessage") == []
 
 
 def test_r13_two_processes_reporting_at_once_make_one_progress_post(world, slack):
@@ -351,25 +345,24 @@ def test_an_update_slack_refuses_for_good_is_not_tried_again(world, slack):
 
 
 def _notice_ts(world, notice_id: int) -> str | None:
+    """Where the notice's own post landed in Slack, once the outbox has made it."""
     with world.factory() as s:
-        return s.get(Notice, notice_id).slack_ts
+        return (outbox.result_of(s, progress_key(notice_id)) or {}).get("ts")
 
 
 def test_an_update_held_back_is_shown_when_the_reporter_closes(world, slack):
     """A process on its way out shows what its timers would have shown later."""
     _, fake, wiring = slack
-    code = exam_now(world)
-    assert world.run(f"/notice {code} Bruk n = 10.", confirmed=True).ok
-    with world.factory() as s:
-        notice_id = s.scalar(select(Notice.id))
+    notice_id = _a_notice_with_its_message(world)
     reporter = ProgressReporter(wiring.deps, wiring.bolt_app.client, every=60)
     reporter.client.token = "xoxb-test-token"
     reporter(notice_id)
-    fake.wait_for("chat.postMessage")
+    fake.wait_for("chat.update")
     reporter(notice_id)  # held back for a minute
-    assert fake.of("chat.update") == []
-    reporter.close()
     assert len(fake.of("chat.update")) == 1
+    reporter.close()
+    assert len(fake.of("chat.update")) == 2
+    assert reporter._pending == {}  # and nothing is planned after
 
 
 def test_r13_a_notice_summary_is_posted_once_whichever_process_sees_it_done(world, slack):
@@ -398,8 +391,7 @@ def test_r13_a_notice_summary_is_posted_once_whichever_process_sees_it_done(worl
     wait_until(lambda: summaries(), timeout=30)
     time.sleep(1)  # the outbox's sender polls every 0.05 s here: a second one would be out
     (summary,) = summaries()
-    with world.factory() as s:
-        assert summary["thread_ts"] == s.get(Notice, notice_id).slack_ts
+    assert summary["thread_ts"] == _notice_ts(world, notice_id)
     assert "10004" in summary["text"]
 
 

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -24,6 +25,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from bot.deps import Deps
 from bot.slack.client import web_client
@@ -38,7 +40,7 @@ from commands.permissions import require_support
 from commands.reply import Reply
 from commands.runner import execute, in_transaction, refusal
 from notifications import outbox, slack_post
-from notifications.progress import progress
+from notifications.progress import Progress, progress
 from store import clock
 from store.db import read_only
 from store.models import Notice, OutboxMessage, OutboxStatus
@@ -483,13 +485,32 @@ def summary_key(notice_id: int) -> str:
     return f"notice-summary:{notice_id}"
 
 
+def last_state_key(notice_id: int) -> str:
+    """The outbox key of the update that shows a finished notice's state on its message."""
+    return f"notice-done:{notice_id}"
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """A notice's message in Slack and what it should show now."""
+
+    message: dict[str, Any]  # chat.update's arguments: text and blocks
+    parent: str  # the outbox key of the message's post: its queue, its thread
+    target: str  # the channel it is (or will be) in
+    channel: str | None  # where it landed, once Slack has it
+    ts: str | None
+
+
 class ProgressReporter:
     """``on_progress(notice_id)`` for the dispatcher: updates the notice's Slack message.
 
     Calls come from many sending threads; Slack gets at most one ``chat.update`` per notice
     every ``every`` seconds, and a trailing one so the last state is always shown; an update
-    Slack did not take for a passing reason is tried again. When the notice is done, a
-    summary listing the candidates not reached goes in the thread, once.
+    Slack did not take for a passing reason is tried again. A notice with no Slack message
+    of its own gets a post in the support channel through the outbox. When the notice is
+    done, its last state and a summary listing the candidates not reached go through the
+    outbox too, once: they reach Slack whichever process sends them, even after this one
+    stopped before its post was made.
     """
 
     def __init__(self, deps: Deps, client: WebClient, *, every: float = UPDATE_EVERY) -> None:
@@ -502,9 +523,7 @@ class ProgressReporter:
         self._rendering: dict[int, threading.Lock] = {}
         # Notices whose last render failed for a passing reason: how many times in a row.
         self._failures: dict[int, int] = {}
-        # Notices whose summary this process has enqueued: spares a write at every later
-        # update (the outbox key is what makes it once).
-        self._summarised: set[int] = set()
+        self._closed = False
 
     def __call__(self, notice_id: int) -> None:
         with self._lock:
@@ -517,9 +536,9 @@ class ProgressReporter:
         self._render(notice_id)
 
     def _later(self, notice_id: int, wait: float) -> None:
-        """One render of ``notice_id`` in ``wait`` seconds, unless one is on its way; the
-        caller holds ``_lock``."""
-        if notice_id not in self._pending:
+        """One render of ``notice_id`` in ``wait`` seconds, unless one is on its way or the
+        process is stopping; the caller holds ``_lock``."""
+        if notice_id not in self._pending and not self._closed:
             timer = threading.Timer(wait, self._trailing, args=(notice_id,))
             timer.daemon = True
             self._pending[notice_id] = timer
@@ -542,6 +561,8 @@ class ProgressReporter:
                 self._failed(notice_id, permanent=failure.permanent, wait=failure.retry_after)
             except (OSError, SQLAlchemyError):
                 self._failed(notice_id, permanent=False)
+            except CommandError:  # the notice's report is gone
+                self._failed(notice_id, permanent=True)
             else:
                 self._failures.pop(notice_id, None)
 
@@ -560,6 +581,7 @@ class ProgressReporter:
     def close(self) -> None:
         """Show now the updates held back for later: their timers end with the process."""
         with self._lock:
+            self._closed = True
             pending, self._pending = self._pending, {}
         for notice_id, timer in pending.items():
             timer.cancel()
@@ -569,81 +591,102 @@ class ProgressReporter:
         with self.deps.session_factory() as db_session:
             read_only(db_session)
             state = progress(db_session=db_session, notice_id=notice_id)
-            found = db_session.get(Notice, notice_id)
-            if state is None or found is None:
+            notice = db_session.get(Notice, notice_id)
+            if state is None or notice is None:
                 return
-            channel, ts, report_id = found.slack_channel, found.slack_ts, found.report_id
-        report = _report(self.deps, report_id) if report_id else None
-        if isinstance(report, dict):
-            message = limits.fit(blocks_notices.report_blocks(report, progress=state))
-            # Progress shows on the report's post, wherever the outbox placed it.
-            channel = channel or report["slack_channel"]
-            ts = ts or report["slack_ts"]
-        else:
-            message = limits.fit(blocks_notices.notice_progress_message(state))
-        if not (channel and ts):
-            posted = self._own_post(notice_id, message)
-            if posted is None:
-                return
-            channel, ts = posted
-        self.client.chat_update(channel=channel, ts=ts, **message)
-        if state.done and notice_id not in self._summarised:
-            # Through the outbox under the notice's key: once, whichever process (a serve, a
-            # worker, after a restart) sees the notice done first.
+        shown = self._shown(notice, state)
+        if shown is None:
+            log.info("%s", blocks_notices.notice_progress_message(state)["text"])
+            return
+        if state.done:
             with self.deps.session_factory.begin() as db_session:
-                outbox.enqueue(
-                    db_session,
-                    kind=outbox.SLACK_POST,
-                    target=channel,
-                    payload={
-                        "method": "chat.postMessage",
-                        "args": {
-                            "channel": channel,
-                            "thread_ts": ts,
-                            "text": blocks_notices.summary_text(state),
-                        },
-                    },
-                    key=summary_key(notice_id),
-                )
-            self._summarised.add(notice_id)  # only once committed: else a later call retries
+                self._finish(db_session, notice_id, state, shown)
+        elif shown.ts is None:
+            with self.deps.session_factory.begin() as db_session:
+                self._own_post(db_session, notice_id, shown)
+        if shown.ts is not None:
+            self.client.chat_update(channel=shown.channel, ts=shown.ts, **shown.message)
 
-    def _own_post(self, notice_id: int, message: dict[str, Any]) -> tuple[str, str] | None:
-        """Where the progress of a notice with no Slack message of its own (sent by
-        ``/notice`` or ``examdesk run``) is shown: a post in the support channel, made
-        through the outbox under the notice's key, so that one is made however many
-        processes report on the notice. None until the outbox has made it; a render comes
-        again then, so the last state is shown on it."""
-        channel = self.deps.settings.slack_support_channel
-        if channel is None:
-            log.info("%s", message["text"])
+    def _shown(self, notice: Notice, state: Progress) -> _Shown | None:
+        """The notice's message: the report's post for a notice sent from a report (wherever
+        the outbox placed it), else the notice's own post; None without a support channel."""
+        support = self.deps.settings.slack_support_channel
+        if notice.report_id:
+            report = _report(self.deps, notice.report_id)
+            message = limits.fit(blocks_notices.report_blocks(report, progress=state))
+            channel = notice.slack_channel or report["slack_channel"]
+            ts = notice.slack_ts or report["slack_ts"]
+            target = channel or support
+            if target is None:
+                return None
+            return _Shown(message, question_error.report_key(notice.report_id), target, channel, ts)
+        message = limits.fit(blocks_notices.notice_progress_message(state))
+        key = progress_key(notice.id)
+        if notice.slack_ts and notice.slack_channel:
+            channel, ts = notice.slack_channel, notice.slack_ts
+            return _Shown(message, key, channel, channel, ts)
+        if support is None:
             return None
-        key = progress_key(notice_id)
-        with self.deps.session_factory.begin() as db_session:
-            row = outbox.enqueue(
+        with self.deps.session_factory() as db_session:
+            read_only(db_session)
+            posted = outbox.result_of(db_session, key) or {}
+        return _Shown(message, key, support, posted.get("channel"), posted.get("ts"))
+
+    def _own_post(self, db_session: Session, notice_id: int, shown: _Shown) -> None:
+        """The support channel's post for a notice with no Slack message of its own (sent by
+        ``/notice`` or ``examdesk run``): one, however many processes report on the notice,
+        showing the state of when it is sent. A report's notice waits for the report's post
+        instead: a copy of it, buttons and all, would be left behind stale."""
+        if shown.parent == progress_key(notice_id):
+            _latest(db_session, shown, key=shown.parent, args=shown.message)
+
+    def _finish(self, db_session: Session, notice_id: int, state: Progress, shown: _Shown) -> None:
+        """A notice done: its last state on its message and the summary in its thread, in the
+        queue of the message's post, so that they follow it even if it is not made yet."""
+        self._own_post(db_session, notice_id, shown)
+        if shown.ts is None:
+            _latest(
                 db_session,
-                kind=outbox.SLACK_POST,
-                target=channel,
-                payload={"args": message},
-                key=key,
-                order_key=key,
+                shown,
+                key=last_state_key(notice_id),
+                args=shown.message,
+                method="chat.update",
+                refers={"update_of": shown.parent},
             )
-            if row.status == OutboxStatus.SENT and row.result:
-                channel, ts = row.result["channel"], row.result["ts"]
-                # The notice's message from now on, as a report's post is a report's.
-                db_session.execute(
-                    update(Notice)
-                    .where(Notice.id == notice_id, Notice.slack_ts.is_(None))
-                    .values(slack_channel=channel, slack_ts=ts)
-                )
-                return channel, ts
-            waiting = row.status in outbox.WAITING
-            # Not yet taken by a sender: it goes out showing the state of now.
-            db_session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == row.id, OutboxMessage.status == OutboxStatus.PENDING)
-                .values(payload={"args": message})
-            )
-        if waiting:
-            with self._lock:
-                self._later(notice_id, self.every)
-        return None
+        thread = {"channel": shown.channel, "thread_ts": shown.ts} if shown.ts else {}
+        _latest(
+            db_session,
+            shown,
+            key=summary_key(notice_id),
+            args=thread | {"text": blocks_notices.summary_text(state)},
+            refers={} if shown.ts else {"thread_of": shown.parent},
+        )
+
+
+def _latest(
+    db_session: Session,
+    shown: _Shown,
+    *,
+    key: str,
+    args: dict[str, Any],
+    method: str = "chat.postMessage",
+    refers: dict[str, str] | None = None,
+) -> None:
+    """The Slack message under ``key`` through the outbox, once, in the queue of the
+    notice's message; while it waits to be sent it takes ``args``, so that it goes out
+    saying the latest."""
+    payload = {"method": method, "args": args} | (refers or {})
+    row = outbox.enqueue(
+        db_session,
+        kind=outbox.SLACK_POST,
+        target=shown.target,
+        payload=payload,
+        key=key,
+        order_key=shown.parent,
+    )
+    if row.payload != payload:
+        db_session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id, OutboxMessage.status == OutboxStatus.PENDING)
+            .values(payload=payload)
+        )
