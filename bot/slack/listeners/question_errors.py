@@ -598,13 +598,14 @@ class ProgressReporter:
         if shown is None:
             log.info("%s", blocks_notices.notice_progress_message(state)["text"])
             return
+        queued = False
         if state.done:
             with self.deps.session_factory.begin() as db_session:
-                self._finish(db_session, notice_id, state, shown)
+                queued = self._finish(db_session, notice_id, state, shown)
         elif shown.ts is None:
             with self.deps.session_factory.begin() as db_session:
                 self._own_post(db_session, notice_id, shown)
-        if shown.ts is not None:
+        if shown.ts is not None and not queued:
             self.client.chat_update(channel=shown.channel, ts=shown.ts, **shown.message)
 
     def _shown(self, notice: Notice, state: Progress) -> _Shown | None:
@@ -640,19 +641,20 @@ class ProgressReporter:
         if shown.parent == progress_key(notice_id):
             _latest(db_session, shown, key=shown.parent, args=shown.message)
 
-    def _finish(self, db_session: Session, notice_id: int, state: Progress, shown: _Shown) -> None:
+    def _finish(self, db_session: Session, notice_id: int, state: Progress, shown: _Shown) -> bool:
         """A notice done: its last state on its message and the summary in its thread, in the
-        queue of the message's post, so that they follow it even if it is not made yet."""
+        queue of the message's post, so that they follow it even if it is not made yet.
+        Whether the last state is waiting there (else it was sent: show changes directly)."""
         self._own_post(db_session, notice_id, shown)
-        if shown.ts is None:
-            _latest(
-                db_session,
-                shown,
-                key=last_state_key(notice_id),
-                args=shown.message,
-                method="chat.update",
-                refers={"update_of": shown.parent},
-            )
+        on_it = {"channel": shown.channel, "ts": shown.ts} if shown.ts else {}
+        queued = _latest(
+            db_session,
+            shown,
+            key=last_state_key(notice_id),
+            args=on_it | shown.message,
+            method="chat.update",
+            refers={} if shown.ts else {"update_of": shown.parent},
+        )
         thread = {"channel": shown.channel, "thread_ts": shown.ts} if shown.ts else {}
         _latest(
             db_session,
@@ -661,6 +663,7 @@ class ProgressReporter:
             args=thread | {"text": blocks_notices.summary_text(state)},
             refers={} if shown.ts else {"thread_of": shown.parent},
         )
+        return queued
 
 
 def _latest(
@@ -671,10 +674,10 @@ def _latest(
     args: dict[str, Any],
     method: str = "chat.postMessage",
     refers: dict[str, str] | None = None,
-) -> None:
+) -> bool:
     """The Slack message under ``key`` through the outbox, once, in the queue of the
     notice's message; while it waits to be sent it takes ``args``, so that it goes out
-    saying the latest."""
+    saying the latest. Whether it is waiting (False: sent, or under way)."""
     payload = {"method": method, "args": args} | (refers or {})
     row = outbox.enqueue(
         db_session,
@@ -684,9 +687,12 @@ def _latest(
         key=key,
         order_key=shown.parent,
     )
-    if row.payload != payload:
+    if row.payload == payload:
+        return row.status == OutboxStatus.PENDING
+    return bool(
         db_session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == row.id, OutboxMessage.status == OutboxStatus.PENDING)
             .values(payload=payload)
-        )
+        ).rowcount
+    )
