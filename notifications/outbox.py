@@ -127,6 +127,40 @@ def result_of(db_session: Session, key: str) -> dict[str, Any] | None:
     )
 
 
+def status_of(db_session: Session, key: str) -> OutboxStatus | None:
+    """Where the message enqueued with ``key`` is; None if there is none."""
+    return db_session.scalar(select(OutboxMessage.status).where(OutboxMessage.key == key))
+
+
+def send_again(db_session: Session, row: OutboxMessage, payload: dict[str, Any]) -> bool:
+    """Send the message of ``row`` (a ``chat.update``: sending it again does no harm) with
+    ``payload``: a waiting row takes it, a sent one goes out again with it. False while an
+    earlier payload is under way (``sending``, ``unknown``): the caller tries later. A row
+    given up stays so."""
+    now = clock.now()
+    if row.status == OutboxStatus.PENDING:
+        values: dict[str, Any] = {"payload": payload}
+    elif row.status == OutboxStatus.SENT:
+        values = {
+            "payload": payload,
+            "status": OutboxStatus.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "error_code": None,
+            "error_message": None,
+        }
+    else:
+        return row.status not in WAITING
+    if row.payload == payload:
+        return True
+    changed = db_session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row.id, OutboxMessage.status == row.status)
+        .values(**values, updated_at=now)
+    ).rowcount
+    return bool(changed)
+
+
 def counts(db_session: Session) -> dict[str, int]:
     """How many messages are on their way, and how many were given up (``/healthz``)."""
     waiting = OutboxMessage.status.in_(WAITING)
@@ -313,7 +347,6 @@ class OutboxSender:
             return [self._outgoing(db_session, row) for row in rows]
 
     def _outgoing(self, db_session: Session, row: OutboxMessage) -> Outgoing:
-        keys = [row.payload[name] for name in ("thread_of", "update_of") if row.payload.get(name)]
         return Outgoing(
             id=row.id,
             kind=row.kind,
@@ -321,7 +354,7 @@ class OutboxSender:
             payload=row.payload,
             attempts=row.attempts,
             created_at=row.created_at,
-            refers_to={key: result_of(db_session, key) for key in keys},
+            refers_to=_refers_to(db_session, row.payload),
         )
 
     def _send_logged(self, message: Outgoing) -> None:
@@ -350,7 +383,9 @@ class OutboxSender:
                 )
                 .returning(OutboxMessage.payload)
             ).scalar()
-        return None if payload is None else replace(message, payload=payload)
+            if payload is None:
+                return None
+            return replace(message, payload=payload, refers_to=_refers_to(db_session, payload))
 
     def _send(self, claimed: Outgoing) -> None:
         transport = self.transports[claimed.kind]
@@ -472,6 +507,12 @@ class OutboxSender:
                     )
                     .values(**values)
                 )
+
+
+def _refers_to(db_session: Session, payload: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+    """The answers to the messages ``payload`` refers to (``thread_of``, ``update_of``)."""
+    keys = [payload[name] for name in ("thread_of", "update_of") if payload.get(name)]
+    return {key: result_of(db_session, key) for key in keys}
 
 
 def _hours(span: timedelta) -> str:

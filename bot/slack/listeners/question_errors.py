@@ -491,14 +491,31 @@ def last_state_key(notice_id: int) -> str:
 
 
 @dataclass(frozen=True)
-class _Shown:
-    """A notice's message in Slack and what it should show now."""
+class _Message:
+    """A notice's message in Slack: the report's post for a notice sent from a report, else
+    the notice's own post in the support channel."""
 
-    message: dict[str, Any]  # chat.update's arguments: text and blocks
     parent: str  # the outbox key of the message's post: its queue, its thread
     target: str  # the channel it is (or will be) in
     channel: str | None  # where it landed, once Slack has it
     ts: str | None
+    report: dict[str, Any] | None  # drawn as the report's post, progress below it
+
+    def draw(self, state: Progress) -> dict[str, Any]:
+        """chat.update's arguments (text and blocks) showing ``state``."""
+        if self.report is not None:
+            return limits.fit(blocks_notices.report_blocks(self.report, progress=state))
+        return limits.fit(blocks_notices.notice_progress_message(state))
+
+    def update(self, drawn: dict[str, Any]) -> dict[str, Any]:
+        """The outbox payload that shows ``drawn`` on the message: on its channel and ts if
+        Slack has it, else on the post enqueued under ``parent`` once that is made."""
+        if self.channel and self.ts:
+            return {
+                "method": "chat.update",
+                "args": drawn | {"channel": self.channel, "ts": self.ts},
+            }
+        return {"method": "chat.update", "args": drawn, "update_of": self.parent}
 
 
 class ProgressReporter:
@@ -594,105 +611,104 @@ class ProgressReporter:
             notice = db_session.get(Notice, notice_id)
             if state is None or notice is None:
                 return
-        shown = self._shown(notice, state)
-        if shown is None:
+        message = self._message(notice)
+        if message is None:
             log.info("%s", blocks_notices.notice_progress_message(state)["text"])
             return
-        queued = False
         if state.done:
             with self.deps.session_factory.begin() as db_session:
-                queued = self._finish(db_session, notice_id, state, shown)
-        elif shown.ts is None:
-            with self.deps.session_factory.begin() as db_session:
-                self._own_post(db_session, notice_id, shown)
-        if shown.ts is not None and not queued:
-            self.client.chat_update(channel=shown.channel, ts=shown.ts, **shown.message)
+                shown = self._finish(db_session, notice_id, message)
+            if not shown:  # an older state is on its way to Slack: show this one after it
+                with self._lock:
+                    self._later(notice_id, self.every)
+        elif message.ts is None:
+            if message.parent == progress_key(notice_id):
+                with self.deps.session_factory.begin() as db_session:
+                    _own_post(db_session, message, message.draw(state))
+        else:
+            self.client.chat_update(channel=message.channel, ts=message.ts, **message.draw(state))
 
-    def _shown(self, notice: Notice, state: Progress) -> _Shown | None:
-        """The notice's message: the report's post for a notice sent from a report (wherever
-        the outbox placed it), else the notice's own post; None without a support channel."""
+    def _message(self, notice: Notice) -> _Message | None:
+        """Where the notice's progress shows; None without a support channel."""
         support = self.deps.settings.slack_support_channel
-        if notice.report_id:
-            report = _report(self.deps, notice.report_id)
-            message = limits.fit(blocks_notices.report_blocks(report, progress=state))
-            channel = notice.slack_channel or report["slack_channel"]
-            ts = notice.slack_ts or report["slack_ts"]
-            target = channel or support
-            if target is None:
-                return None
-            return _Shown(message, question_error.report_key(notice.report_id), target, channel, ts)
-        message = limits.fit(blocks_notices.notice_progress_message(state))
-        key = progress_key(notice.id)
+        own = progress_key(notice.id)
+        report = _report(self.deps, notice.report_id) if notice.report_id else None
         if notice.slack_ts and notice.slack_channel:
             channel, ts = notice.slack_channel, notice.slack_ts
-            return _Shown(message, key, channel, channel, ts)
-        if support is None:
-            return None
+            parent = question_error.report_key(notice.report_id) if notice.report_id else own
+            return _Message(parent, channel, channel, ts, report)
         with self.deps.session_factory() as db_session:
             read_only(db_session)
-            posted = outbox.result_of(db_session, key) or {}
-        return _Shown(message, key, support, posted.get("channel"), posted.get("ts"))
+            if report is not None:
+                parent = question_error.report_key(notice.report_id)
+                # A report whose post failed or was never enqueued (no support channel
+                # then): the notice shows on a post of its own.
+                if outbox.status_of(db_session, parent) in (*outbox.WAITING, OutboxStatus.SENT):
+                    channel, ts = report["slack_channel"], report["slack_ts"]
+                    target = channel or support
+                    return _Message(parent, target, channel, ts, report) if target else None
+            if support is None:
+                return None
+            posted = outbox.result_of(db_session, own) or {}
+        return _Message(own, support, posted.get("channel"), posted.get("ts"), None)
 
-    def _own_post(self, db_session: Session, notice_id: int, shown: _Shown) -> None:
-        """The support channel's post for a notice with no Slack message of its own (sent by
-        ``/notice`` or ``examdesk run``): one, however many processes report on the notice,
-        showing the state of when it is sent. A report's notice waits for the report's post
-        instead: a copy of it, buttons and all, would be left behind stale."""
-        if shown.parent == progress_key(notice_id):
-            _latest(db_session, shown, key=shown.parent, args=shown.message)
-
-    def _finish(self, db_session: Session, notice_id: int, state: Progress, shown: _Shown) -> bool:
+    def _finish(self, db_session: Session, notice_id: int, message: _Message) -> bool:
         """A notice done: its last state on its message and the summary in its thread, in the
-        queue of the message's post, so that they follow it even if it is not made yet.
-        Whether the last state is waiting there (else it was sent: show changes directly)."""
-        self._own_post(db_session, notice_id, shown)
-        on_it = {"channel": shown.channel, "ts": shown.ts} if shown.ts else {}
-        queued = _latest(
+        queue of the message's post, so that they follow it even if it is not made yet, and
+        whichever process sends them. From here on every change goes this way, one at a
+        time, so no older state can land after a newer one. False while an older state is
+        being sent: the caller shows this one later."""
+        own = message.ts is None and message.parent == progress_key(notice_id)
+        if own:  # first in the queue; what it shows is written below
+            _own_post(db_session, message, {})
+        # The state is read after the row is locked: of two processes finishing the same
+        # notice, the later one writes the newer state.
+        last = outbox.enqueue(
             db_session,
-            shown,
+            kind=outbox.SLACK_POST,
+            target=message.target,
+            payload={},
             key=last_state_key(notice_id),
-            args=on_it | shown.message,
-            method="chat.update",
-            refers={} if shown.ts else {"update_of": shown.parent},
+            order_key=message.parent,
         )
-        thread = {"channel": shown.channel, "thread_ts": shown.ts} if shown.ts else {}
-        _latest(
-            db_session,
-            shown,
-            key=summary_key(notice_id),
-            args=thread | {"text": blocks_notices.summary_text(state)},
-            refers={} if shown.ts else {"thread_of": shown.parent},
-        )
-        return queued
+        db_session.refresh(last, with_for_update=True)
+        state = progress(db_session=db_session, notice_id=notice_id)
+        assert state is not None
+        drawn = message.draw(state)
+        if own:
+            _own_post(db_session, message, drawn)
+        shown = outbox.send_again(db_session, last, message.update(drawn))
+        summary = {"text": blocks_notices.summary_text(state)}
+        if message.channel and message.ts:
+            thread = {"args": summary | {"channel": message.channel, "thread_ts": message.ts}}
+        else:
+            thread = {"args": summary, "thread_of": message.parent}
+        _latest(db_session, message, key=summary_key(notice_id), payload=thread)
+        return shown
 
 
-def _latest(
-    db_session: Session,
-    shown: _Shown,
-    *,
-    key: str,
-    args: dict[str, Any],
-    method: str = "chat.postMessage",
-    refers: dict[str, str] | None = None,
-) -> bool:
-    """The Slack message under ``key`` through the outbox, once, in the queue of the
-    notice's message; while it waits to be sent it takes ``args``, so that it goes out
-    saying the latest. Whether it is waiting (False: sent, or under way)."""
-    payload = {"method": method, "args": args} | (refers or {})
+def _own_post(db_session: Session, message: _Message, drawn: dict[str, Any]) -> None:
+    """The support channel's post for a notice with no Slack message of its own (sent by
+    ``/notice`` or ``examdesk run``): one, however many processes report on the notice,
+    showing the state of when it is sent. A report's notice waits for the report's post
+    instead: a copy of it, buttons and all, would be left behind stale."""
+    _latest(db_session, message, key=message.parent, payload={"args": drawn})
+
+
+def _latest(db_session: Session, message: _Message, *, key: str, payload: dict[str, Any]) -> None:
+    """The Slack post under ``key`` through the outbox, once, in the queue of the notice's
+    message; while it waits to be sent it takes ``payload``, so that it says the latest."""
     row = outbox.enqueue(
         db_session,
         kind=outbox.SLACK_POST,
-        target=shown.target,
+        target=message.target,
         payload=payload,
         key=key,
-        order_key=shown.parent,
+        order_key=message.parent,
     )
-    if row.payload == payload:
-        return row.status == OutboxStatus.PENDING
-    return bool(
+    if row.status == OutboxStatus.PENDING and row.payload != payload:
         db_session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == row.id, OutboxMessage.status == OutboxStatus.PENDING)
             .values(payload=payload)
-        ).rowcount
-    )
+        )
