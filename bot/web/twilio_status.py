@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -53,7 +53,12 @@ def routes(deps: Deps) -> list[Route]:
     store = GroupCommit(store_all, name="twilio-status")
 
     async def twilio_status(request: Request) -> Response:
-        body = await read_body(request, MAX_BODY_BYTES)
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except ClientDisconnect:
+            # Nobody is left to answer; out of the app, it would be a traceback in the log.
+            log.warning("Twilio status callback not read: the sender went away mid-body")
+            return Response(status_code=400)
         if body is None:
             log.warning("Twilio status callback refused (413): body over %d bytes", MAX_BODY_BYTES)
             return PlainTextResponse("request body too large", status_code=413)
