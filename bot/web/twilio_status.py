@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from bot.config import Settings
 from bot.deps import Deps
+from bot.web.body import read_body
 from notifications import status_callback
 from store import clock
 from store.db import session_scope
@@ -25,20 +26,6 @@ log = logging.getLogger(__name__)
 
 # A status callback is a form of a dozen short fields; nothing near this size is one.
 MAX_BODY_BYTES = 64 * 1024
-
-
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it is known to exceed ``limit`` (by its Content-Length,
-    or while it streams in): nothing more of it is read."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def routes(deps: Deps) -> list[Route]:
