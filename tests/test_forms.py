@@ -408,6 +408,8 @@ GOOD_INCIDENT = {
         ({"reason": "--quiet"}, "reason", "Give a reason"),
         ({"operation": "subtract"}, "minutes", "below zero"),
         ({"test": "NOPE-2026H"}, "test", "There is no test NOPE-2026H"),
+        ({"minutes": "1h", "reason": "30m lost"}, "reason", "begins like the rest of a duration"),
+        ({"minutes": "10", "reason": "h lost"}, "reason", "begins like the rest of a duration"),
     ],
 )
 def test_r4_a_bad_field_shows_on_that_field_and_changes_nothing(
