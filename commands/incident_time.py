@@ -17,7 +17,13 @@ from commands.lookup import get_candidates, parse_candidate_list
 from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply, listed
 from commands.tell_candidates import tell, told_line
-from commands.timeparse import MAX_DURATION_MINUTES, format_duration, format_time, parse_duration
+from commands.timeparse import (
+    MAX_DURATION_MINUTES,
+    duration_words,
+    format_duration,
+    format_time,
+    parse_duration,
+)
 from commands.timing import end_time, ordinary_end, ordinary_end_passed
 from notifications.candidate_messages import INCIDENT_TIME
 from store.models import Candidate, Test
@@ -43,7 +49,8 @@ def parse(args: list[str]) -> tuple[str, list[str] | None, str, int, str, bool]:
     """The parts of the command; the last two are the reason and whether it says --quiet."""
     if len(args) < 4:
         raise InvalidInput(_("Some parts are missing."), USAGE)
-    test_code, who, operation, amount, *reason = args
+    test_code, who, operation, *rest = args
+    amount, reason = duration_words(rest)
     operation = operation.lower()
     if operation not in OPERATIONS:
         raise InvalidInput(

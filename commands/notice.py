@@ -239,8 +239,13 @@ def plan_data(plan: fanout.Plan, outside: Outside | None = None) -> dict[str, An
 
 def _shown(texts: Texts) -> str:
     if len(texts.languages) == 1:
-        return f"> {texts.nb or texts.en}"
-    return f"nb:\n> {texts.nb}\nen:\n> {texts.en}"
+        return _quoted(texts.nb or texts.en)
+    return f"nb:\n{_quoted(texts.nb)}\nen:\n{_quoted(texts.en)}"
+
+
+def _quoted(text: str) -> str:
+    # Every line: a quote ends at a line break, and the preview shows the text as sent.
+    return "\n".join("> " + line for line in text.splitlines())
 
 
 def _plan_or_refuse(ctx: Ctx, test: Test) -> fanout.Plan:

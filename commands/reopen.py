@@ -16,6 +16,7 @@ from commands.permissions import test_for_support
 from commands.reply import Confirm, Reply
 from commands.tell_candidates import tell, told_line
 from commands.timeparse import (
+    duration_words,
     format_time,
     iso,
     parse_duration,
@@ -89,15 +90,15 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     elif mode == "in":
         if not rest:
             raise InvalidInput(_("Say for how long: `in 30m`."), USAGE, field="duration")
+        amount, rest = duration_words(rest)
         with concerning("duration"):
-            minutes = parse_duration(rest[0])
+            minutes = parse_duration(amount)
         if minutes == 0:
             raise InvalidInput(
                 _("`in 0` would close it at once; give a duration, e.g. `in 30m`."),
                 field="duration",
             )
         deadline = (ctx.now + timedelta(minutes=minutes)).replace(microsecond=0)
-        rest = rest[1:]
     with concerning("reason"):
         reason, quiet = audit.require_reason(" ".join(rest), USAGE)
     return reopen(

@@ -55,20 +55,22 @@ def split(command_line: str) -> tuple[str, list[str]]:
 
     Plain whitespace splitting: reasons are free text and may hold quotes and apostrophes.
     A candidate list may have spaces after its commas ("10023, 10024"); only such number
-    lists are joined again, so a reason's "network down, room 3" keeps its space.
+    lists are joined again, so a reason's "network down, room 3" keeps its space. The text
+    of a FREE_TEXT command is one word, as written: the candidates' page shows its line
+    breaks.
     """
     if CONTROL.search(command_line):
         # NUL and friends are never typed on purpose, and PostgreSQL refuses to store NUL.
         raise InvalidInput(_("The command holds control characters; type it again as plain text."))
     words = command_line.split()
-    if words and words[0].lower().lstrip("/") not in FREE_TEXT:
-        words = _join_number_lists(words)
     if not words:
         raise InvalidInput(_("Empty command.") + " " + known_commands())
     name = words[0].lower()
     if not name.startswith("/"):
         name = "/" + name
-    return name, words[1:]
+    if name.lstrip("/") in FREE_TEXT:
+        return name, [word.rstrip() for word in command_line.split(maxsplit=2)[1:]]
+    return name, _join_number_lists(words)[1:]
 
 
 def _join_number_lists(words: list[str]) -> list[str]:

@@ -9,6 +9,14 @@ import re
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+# Characters that show as nothing (zero-width, direction marks, byte order mark), often
+# pasted along with a code: quoted back as they are, "There is no test TDT4100-2026H" would
+# name a test that exists.
+INVISIBLE = re.compile(r"[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
 def clip(text: str, limit: int = 40) -> str:
-    """User text quoted back in a message, cut short so a pasted essay stays readable."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """User text quoted back in a message, cut short so a pasted essay stays readable, with
+    its invisible characters shown (``<U+200B>``)."""
+    shown = text if len(text) <= limit else text[: limit - 1] + "…"
+    return INVISIBLE.sub(lambda found: f"<U+{ord(found[0]):04X}>", shown)

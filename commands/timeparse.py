@@ -33,6 +33,10 @@ def datetime_forms() -> str:
 _DURATION = re.compile(
     r"^(?:(?P<bare>\d{1,10})|(?:(?P<h>\d{1,10})h)?(?:(?P<m>\d{1,10})m(?:in)?)?)$", re.ASCII
 )
+# A duration typed in words of its own: "1h 30m", "1 h 30 min", "90 min", "2 h".
+_SPACED_DURATION = re.compile(
+    r"\d{1,10} ?h(?: ?\d{1,10} ?m(?:in)?)?|\d{1,10} ?m(?:in)?", re.ASCII | re.IGNORECASE
+)
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$", re.ASCII)
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$", re.ASCII)
 # Far enough for any exam, and clear of datetime's limits when converting between zones.
@@ -83,6 +87,17 @@ def parse_duration(text: str) -> int:
             ).format(duration=format_duration(minutes), most=format_duration(MAX_DURATION_MINUTES))
         )
     return minutes
+
+
+def duration_words(words: list[str]) -> tuple[str, list[str]]:
+    """The duration that ``words`` start with, as one word, and the words after it. Typed
+    as "1h 30m" or "2 h" it is still one duration: "30m" is not the start of the reason,
+    nor is "2 h" two minutes."""
+    for count in range(min(len(words), 4), 1, -1):
+        joined = " ".join(words[:count])
+        if _SPACED_DURATION.fullmatch(joined):
+            return joined.replace(" ", ""), words[count:]
+    return words[0], words[1:]
 
 
 def format_duration(minutes: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -29,7 +30,10 @@ from notifications import texts
 from notifications.addresses import usable_email, usable_phone
 from store.models import Candidate, Notice, NoticeReceipt
 
-MAX_TOKEN = 128
+# What secrets.token_urlsafe makes, within the column's 64 characters. Any other token is
+# not looked up: PostgreSQL refuses a NUL outright, which would fail the whole batch of
+# read confirmations the token went with.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # English as written in Britain: day before month and a 24-hour clock, as in Norway.
 LOCALES = {"nb": Locale.parse("nb"), "en": Locale.parse("en_GB")}
 # The word between date and time ("1. desember 2026 kl. 13:15", "1 December 2026 at 13:15").
@@ -289,7 +293,7 @@ def render(data: PageData, *, token: str, tz: ZoneInfo, now: datetime) -> Page:
 
 
 def valid_token(token: str) -> bool:
-    return 0 < len(token) <= MAX_TOKEN
+    return _TOKEN.fullmatch(token) is not None
 
 
 def find_candidate(*, db_session: Session, token: str) -> Candidate | None:

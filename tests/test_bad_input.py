@@ -84,6 +84,10 @@ COMMANDS = [
     ("   ", ["Empty command"]),
     (f"/incident-time {CODE} 10023 add 5 \x00", ["control characters"]),
     (f"/incident-time {'X' * 500} 10023 add 5 test reason", ["There is no test XXX", "…"]),
+    # Pasted with an invisible character: the message shows where it is.
+    (f"/candidate \u200b{CODE} 10023", [f"There is no test <U+200B>{CODE}"]),
+    (f"/candidate {CODE} 10023\u200f", ["'10023<U+200F>' is not a candidate number"]),
+    (f"/incident-time {CODE} 10023 add 5\ufeff x", ["'5<U+FEFF>' is not a duration"]),
 ]
 
 

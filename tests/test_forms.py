@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from bot.config import Settings
 from bot.runtime.server import http_server, listen, wire
+from bot.slack.text import escape
 from bot.slack.views import forms
 from commands import test_picker
 from commands.language import speaking
@@ -407,6 +408,8 @@ GOOD_INCIDENT = {
         ({"reason": "--quiet"}, "reason", "Give a reason"),
         ({"operation": "subtract"}, "minutes", "below zero"),
         ({"test": "NOPE-2026H"}, "test", "There is no test NOPE-2026H"),
+        ({"minutes": "1h", "reason": "30m lost"}, "reason", "begins like the rest of a duration"),
+        ({"minutes": "10", "reason": "h lost"}, "reason", "begins like the rest of a duration"),
     ],
 )
 def test_r4_a_bad_field_shows_on_that_field_and_changes_nothing(
@@ -595,3 +598,26 @@ def test_candidate_form_shows_the_card_and_from_home_comes_as_a_direct_message(w
     assert "10003" in posted.body["text"]
     errors = errors_of(submit(sender, "candidate", {"test": CODE, "candidate": "10009"}))
     assert list(errors) == ["candidate"]
+
+
+def test_r13_a_notice_written_in_the_form_keeps_its_line_breaks(world, exam, slack):
+    """The form's text fields are multiline and the candidate's page shows line breaks: a
+    list the teacher wrote reaches the candidates as a list, not run together."""
+    sender, fake = slack
+    text_nb = "Oppgave 3:\n- bruk kg, ikke g\n\n- n = 10"
+    text_en = "Task 3:\n  - use kg, not g"
+    values = {"test": CODE, "text_nb": text_nb, "text_en": text_en}
+    assert submit(sender, "notice", values, response_url=fake.response_url()).text == ""
+    (asked,) = fake.wait_for("response_url")
+    shown = "> Oppgave 3:\n> - bruk kg, ikke g\n> \n> - n = 10\nen:\n> Task 3:\n>   - use kg"
+    assert escape(shown) in asked.body["text"]
+    (token,) = {
+        e["value"] for b in asked.body["blocks"] for e in b.get("elements", []) if "value" in e
+    }
+    sender.post(
+        block_action("examdesk_confirm", token, user=SUPPORT, response_url=fake.response_url())
+    )
+    fake.wait_for("response_url", 2)
+    with world.factory() as s:
+        (notice,) = s.scalars(select(Notice)).all()
+    assert (notice.text_nb, notice.text_en) == (text_nb, text_en)

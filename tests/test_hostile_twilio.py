@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -297,6 +298,28 @@ def test_r13_streamed_body_without_a_length_is_cut_at_64_kib(web, world, sent, c
     )
     assert "content-length" not in {k.lower() for k in response.request.headers}
     assert_refused(web, world, caplog, response, 413, before)
+
+
+def _gone_mid_body(web: Web, path: str) -> None:
+    """A client that announces a body, sends part of it and hangs up."""
+    host, port = web.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+            "MessageStatus=delivered".encode()
+        )
+
+
+def test_r13_a_sender_gone_before_the_body_is_complete_leaves_one_line(web, world, sent, caplog):
+    before = snapshot(world.factory)
+    _gone_mid_body(web, "/twilio/status")
+    wait_until(lambda: any(r.name == "bot.web.twilio_status" for r in caplog.records), timeout=10)
+    ours = [r.getMessage() for r in caplog.records if r.name == "bot.web.twilio_status"]
+    assert ours == ["Twilio status callback not read: the sender went away mid-body"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert snapshot(world.factory) == before
+    assert web.healthy()
 
 
 def test_r13_a_callback_just_under_the_limit_is_applied(web, world, sent):

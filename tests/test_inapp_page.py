@@ -410,6 +410,54 @@ def test_read_needs_the_candidates_own_token_and_notice(world, server):
     assert httpx.get(url).status_code == 405  # reading is a POST only
 
 
+def _post_raw(server: Server, path: str, head: str, body: bytes = b"") -> bytes:
+    """The start of the answer to a request written by hand; b"" when there is none."""
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), 10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode() + body)
+        sock.shutdown(socket.SHUT_WR)
+        return sock.recv(4096)
+
+
+def test_read_takes_a_form_of_its_size_only_and_a_sender_gone_leaves_one_line(
+    world, server, caplog
+):
+    """The read button's form is one short field. A body much larger is refused (413) as
+    soon as that is known, by its Content-Length before any of it is read, else while it
+    streams, and never held whole; a sender who hangs up mid-body leaves one line of ours,
+    not a traceback. The button still works afterwards."""
+    tokens = _exam(world)
+    path = f"/notices/{tokens['10001']}/read"
+    urlencoded = "application/x-www-form-urlencoded"
+    form = f"Content-Type: {urlencoded}\r\n"
+    answer = _post_raw(server, path, form + "Content-Length: 314572800\r\n")
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    sent = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal sent
+        for _ in range(100):
+            sent += 1
+            yield b"x" * (1024 * 1024)
+
+    try:
+        streamed = httpx.post(
+            f"{server.url}{path}", content=chunks(), headers={"Content-Type": urlencoded}
+        )
+        assert streamed.status_code == 413
+    except httpx.TransportError:
+        pass  # closed while our side was still writing: the 413 was the server's answer
+    assert sent < 32, sent
+    assert _post_raw(server, path, form + "Content-Length: 1000\r\n", b"notice=1") == b""
+    deadline = time.monotonic() + 10
+    while not any(r.name == "bot.web.notices" for r in caplog.records):
+        assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+        time.sleep(0.02)
+    assert not [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= 40]
+    with world.factory() as s:
+        notice_id = s.scalar(select(Notice.id).order_by(Notice.id))
+    assert httpx.post(f"{server.url}{path}", data={"notice": str(notice_id)}).status_code == 303
+
+
 @pytest.mark.parametrize(
     ("number", "device", "scheme"),
     [

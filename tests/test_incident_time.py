@@ -196,6 +196,18 @@ def test_r4_durations_in_every_documented_form(exam):
         assert minutes(exam, "10025") == total
 
 
+@pytest.mark.parametrize(
+    ("typed", "total"), [("1h 30m", 90), ("1 h 30 min", 90), ("90 min", 90), ("2 h", 120)]
+)
+def test_r4_a_duration_typed_with_spaces_is_one_duration(exam, typed, total):
+    """R4: "add 1h 30m network" is 90 minutes for the network, not 60 minutes for "30m
+    network"; nor is "2 h" two minutes."""
+    reply = exam.run(f"/incident-time {CODE} 10025 add {typed} network down")
+    assert reply.ok, reply.text
+    assert minutes(exam, "10025") == total
+    assert "(reason: network down)" in reply.text
+
+
 def test_r2_r4_receipt_end_times_follow_individual_ends(world):
     """R2 + R3 + R4: the receipt's end times use a candidate's own end where it has one
     (even an earlier one), and the change log names the latest end time of all."""

@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 from conftest import OSLO, run_async
-from sqlalchemy import inspect, select, text
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -214,3 +214,37 @@ def test_r13_the_page_is_shown_when_its_opening_cannot_be_recorded(
     with world.factory() as s:
         candidate_id = s.scalar(select(Candidate.id).where(Candidate.number == "10003"))
         assert inapp.unopened(db_session=s, candidate_id=candidate_id) == 1
+
+
+def test_r13_a_token_no_candidate_can_have_is_not_found_without_asking_the_database(
+    engine, session_factory
+):
+    """Page tokens are URL-safe base64 of at most 64 characters (the column's size): any
+    other is a plain 404 before a query. PostgreSQL refuses a NUL in a text parameter, and
+    a NUL token's read confirmation would fail the batch it went with, not only itself."""
+    asked: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        asked.append(statement)
+
+    deps = Deps(settings=Settings(), engine=engine, session_factory=session_factory)
+    app = Starlette(routes=web_notices.routes(deps))
+    odd = ["%00", "a%00b", "%20", "a.b", "%C3%A6", "~", "t" * 65, "%E2%80%8B" + "t" * 43]
+
+    async def visit() -> list[int]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://examdesk"
+        ) as client:
+            codes = []
+            for token in odd:
+                url = f"/notices/{token}"
+                codes += [(await client.get(url)).status_code, (await client.head(url)).status_code]
+                codes.append((await client.post(f"{url}/read", data={"notice": "1"})).status_code)
+            return codes
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert run_async(visit()) == [404] * 3 * len(odd)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert asked == []

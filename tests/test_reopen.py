@@ -71,6 +71,14 @@ def test_r6_in_is_allowed_at_the_very_moment_of_the_ordinary_end(exam):
     assert status_of(exam, "10023")["deadline"] == "2026-12-01T13:45:00+01:00"
 
 
+def test_r6_in_with_a_duration_typed_with_spaces(exam):
+    """R6: `in 1h 30m` is open for 90 minutes, and the reason is what follows."""
+    reply = exam.at("2026-12-01 13:30").run(f"/reopen {CODE} 10023 in 1h 30m upload failed")
+    assert reply.ok, reply.text
+    assert status_of(exam, "10023")["deadline"] == "2026-12-01T15:00:00+01:00"
+    assert "(reason: upload failed)" in reply.text
+
+
 def test_r6_in_is_refused_before_the_ordinary_end(exam):
     """R6: before the ordinary end `in` is refused with what to do instead."""
     reply = exam.at("2026-12-01 13:14").run(f"/reopen {CODE} 10023 in 30 test reason")

@@ -17,3 +17,8 @@ def test_reason_keeps_its_commas_and_spaces():
 def test_notice_text_is_left_as_written():
     _, args = split("/notice T1 See task 3, 4 and 5: the unit is kg, not g.")
     assert " ".join(args[1:]) == "See task 3, 4 and 5: the unit is kg, not g."
+
+
+def test_r13_notice_text_keeps_its_line_breaks():
+    _, args = split("/notice T1 Task 3:\n- the unit is kg\n\n- n = 10 \n")
+    assert args == ["T1", "Task 3:\n- the unit is kg\n\n- n = 10"]

@@ -10,16 +10,18 @@ mail scanners), which fetch links without a person reading them.
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl
 
 from crawleruseragents import is_crawler
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.deps import Deps
+from bot.web.body import read_body
 from commands import candidate_page
 from notifications import inapp
 from store import clock
@@ -34,6 +36,9 @@ PREFETCH = {"purpose": "prefetch", "sec-purpose": "prefetch", "x-purpose": "prev
 PREVIEWERS = ("linkpreview", "microsoft office", "ms-office")
 # The largest id a row has (INTEGER primary keys on PostgreSQL).
 MAX_ID = 2**31 - 1
+# The read button's form is one short field, far below this; Starlette's own parser would hold
+# 1,000 fields of 1 MB.
+MAX_FORM_BYTES = 64 * 1024
 
 
 def opened_by_a_person(method: str, headers: Headers) -> bool:
@@ -116,8 +121,20 @@ def routes(deps: Deps) -> list[Route]:
 
     async def read(request: Request) -> Response:
         token = request.path_params["token"]
-        form = await request.form()
-        notice = str(form.get("notice", ""))
+        try:
+            body = await read_body(request, MAX_FORM_BYTES)
+        except ClientDisconnect:
+            # Nobody is left to answer; out of the app, it would be a traceback in the log.
+            log.warning("read confirmation not read: the browser went away mid-body")
+            return Response(status_code=400)
+        if body is None:
+            log.warning("read confirmation refused (413): body over %d bytes", MAX_FORM_BYTES)
+            # Closed, so that the sender stops sending the rest.
+            return PlainTextResponse(
+                "request body too large", status_code=413, headers={"connection": "close"}
+            )
+        # The button's form is ASCII; anything else cannot name a notice either.
+        notice = dict(parse_qsl(body.decode("ascii", "replace"))).get("notice", "")
         if not inapp.valid_token(token) or not _an_id(notice):
             return _html(inapp.not_found())
         if not await confirmed_together((token, int(notice))):

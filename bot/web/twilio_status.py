@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.config import Settings
 from bot.deps import Deps
+from bot.web.body import read_body
 from notifications import status_callback
 from store import clock
 from store.db import session_scope
@@ -25,20 +26,6 @@ log = logging.getLogger(__name__)
 
 # A status callback is a form of a dozen short fields; nothing near this size is one.
 MAX_BODY_BYTES = 64 * 1024
-
-
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it is known to exceed ``limit`` (by its Content-Length,
-    or while it streams in): nothing more of it is read."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def routes(deps: Deps) -> list[Route]:
@@ -53,7 +40,12 @@ def routes(deps: Deps) -> list[Route]:
     store = GroupCommit(store_all, name="twilio-status")
 
     async def twilio_status(request: Request) -> Response:
-        body = await read_body(request, MAX_BODY_BYTES)
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except ClientDisconnect:
+            # Nobody is left to answer; out of the app, it would be a traceback in the log.
+            log.warning("Twilio status callback not read: the sender went away mid-body")
+            return Response(status_code=400)
         if body is None:
             log.warning("Twilio status callback refused (413): body over %d bytes", MAX_BODY_BYTES)
             return PlainTextResponse("request body too large", status_code=413)

@@ -34,6 +34,7 @@ from commands.audit import MAX_REASON
 from commands.language import _
 from commands.notice import MAX_TEXT
 from commands.test_picker import Choice
+from commands.timeparse import duration_words
 
 TEST_ACTION = "form_test"
 OPEN_ACTION = "form_open"
@@ -364,7 +365,7 @@ def command_line(command: str, given: dict[str, str]) -> str:
                     "candidates", _("Give the candidate numbers, or choose all candidates.")
                 )
             words.append(",".join(numbers))
-        words += [given.get("operation") or "add", _joined(given, "minutes"), _free(given)]
+        words += [given.get("operation") or "add", _duration(given, "minutes"), _free(given)]
     elif command == "reopen":
         words.append(_joined(given, "candidate", separator=","))
         mode = given.get("mode") or ""
@@ -380,7 +381,7 @@ def command_line(command: str, given: dict[str, str]) -> str:
                 )
             words += ["at", *when]
         elif mode == "in":
-            words += ["in", _joined(given, "duration")]
+            words += ["in", _duration(given, "duration")]
         else:
             words.append(mode)
         words.append(_free(given))
@@ -414,6 +415,21 @@ def _joined(given: dict[str, str], field: str, *, separator: str = "") -> str:
     if not value:
         raise FormProblem(field, _("Fill in this field."))
     return value
+
+
+def _duration(given: dict[str, str], field: str) -> str:
+    """The duration's word, which the command must read apart from the reason after it: a
+    reason beginning "30m …" after "1h" would be read as 1h30m."""
+    duration = _joined(given, field)
+    if duration_words([duration, *_free(given).split()])[0] != duration:
+        raise FormProblem(
+            "reason",
+            _(
+                "The reason begins like the rest of a duration; put the whole duration in "
+                "its field and begin the reason with another word."
+            ),
+        )
+    return duration
 
 
 def _free(given: dict[str, str]) -> str:
