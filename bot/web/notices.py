@@ -16,12 +16,12 @@ from crawleruseragents import is_crawler
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.deps import Deps
-from bot.web.body import read_body
+from bot.web.body import bounded_body
 from commands import candidate_page
 from notifications import inapp
 from store import clock
@@ -121,18 +121,9 @@ def routes(deps: Deps) -> list[Route]:
 
     async def read(request: Request) -> Response:
         token = request.path_params["token"]
-        try:
-            body = await read_body(request, MAX_FORM_BYTES)
-        except ClientDisconnect:
-            # Nobody is left to answer; out of the app, it would be a traceback in the log.
-            log.warning("read confirmation not read: the browser went away mid-body")
-            return Response(status_code=400)
-        if body is None:
-            log.warning("read confirmation refused (413): body over %d bytes", MAX_FORM_BYTES)
-            # Closed, so that the sender stops sending the rest.
-            return PlainTextResponse(
-                "request body too large", status_code=413, headers={"connection": "close"}
-            )
+        body = await bounded_body(request, MAX_FORM_BYTES, what="read confirmation", log=log)
+        if isinstance(body, Response):
+            return body
         # The button's form is ASCII; anything else cannot name a notice either.
         notice = dict(parse_qsl(body.decode("ascii", "replace"))).get("notice", "")
         if not inapp.valid_token(token) or not _an_id(notice):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.config import Settings
 from bot.deps import Deps
-from bot.web.body import read_body
+from bot.web.body import bounded_body
 from notifications import status_callback
 from store import clock
 from store.db import session_scope
@@ -40,15 +40,9 @@ def routes(deps: Deps) -> list[Route]:
     store = GroupCommit(store_all, name="twilio-status")
 
     async def twilio_status(request: Request) -> Response:
-        try:
-            body = await read_body(request, MAX_BODY_BYTES)
-        except ClientDisconnect:
-            # Nobody is left to answer; out of the app, it would be a traceback in the log.
-            log.warning("Twilio status callback not read: the sender went away mid-body")
-            return Response(status_code=400)
-        if body is None:
-            log.warning("Twilio status callback refused (413): body over %d bytes", MAX_BODY_BYTES)
-            return PlainTextResponse("request body too large", status_code=413)
+        body = await bounded_body(request, MAX_BODY_BYTES, what="Twilio status callback", log=log)
+        if isinstance(body, Response):
+            return body
         try:
             callback = status_callback.verify(
                 body=body,
