@@ -6,8 +6,6 @@ submission runs exactly the command typed (R4, R5, R6, R7, R13)."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,11 +14,10 @@ from urllib.parse import urlencode
 import pytest
 from conftest import OSLO, OTHER_TEACHER, STRANGER, SUPPORT, TEACHER
 from fake_slack import FakeSlack
-from slack_signing import SECRET, TEAM, SlackSender, block_action
+from served import serving, slack_settings
+from slack_signing import TEAM, SlackSender, block_action
 from sqlalchemy import select
 
-from bot.config import Settings
-from bot.runtime.server import http_server, listen, wire
 from bot.slack.text import escape
 from bot.slack.views import forms
 from commands import test_picker
@@ -34,27 +31,11 @@ CODE = "TDT4100-2026H"
 @pytest.fixture
 def slack(engine, session_factory) -> Iterator[tuple[SlackSender, FakeSlack]]:
     fake = FakeSlack()
-    settings = Settings(
-        _env_file=None,
-        slack_bot_token="xoxb-test-token",
-        slack_signing_secret=SECRET,
-        slack_api_url=fake.api_url,
-        public_url="https://exams.example.org",
-    )
-    wiring = wire(settings, engine=engine, session_factory=session_factory)
-    server = http_server(wiring.web)
-    sock = listen(0, "127.0.0.1")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    sender = SlackSender(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    yield sender, fake
-    sender.close()
-    server.should_exit = True
-    thread.join(10)
-    wiring.deps.close()
-    sock.close()
+    settings = slack_settings(fake, public_url="https://exams.example.org")
+    with serving(settings, engine=engine, session_factory=session_factory) as (_, url):
+        sender = SlackSender(url)
+        yield sender, fake
+        sender.close()
     fake.close()
 
 

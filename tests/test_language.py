@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import string
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,10 +15,10 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 from conftest import OSLO, SUPPORT, World
 from fake_slack import FakeSlack
-from slack_signing import SECRET, SlackSender
+from served import serving, slack_settings
+from slack_signing import SlackSender
 
 from bot.config import Settings
-from bot.runtime.server import http_server, listen, wire
 from commands.language import CATALOGUE, speaking
 from store import clock
 
@@ -117,28 +116,11 @@ def fake() -> Iterator[FakeSlack]:
 
 @pytest.fixture
 def slack(engine, session_factory, fake) -> Iterator[SlackSender]:
-    settings = Settings(
-        _env_file=None,
-        slack_bot_token="xoxb-test-token",
-        slack_signing_secret=SECRET,
-        slack_api_url=fake.api_url,
-    )
-    wiring = wire(settings, engine=engine, session_factory=session_factory)
-    server = http_server(wiring.web)
-    sock = listen(0, "127.0.0.1")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    sender = SlackSender(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    yield sender
-    sender.close()
-    server.should_exit = True
-    thread.join(10)
-    wiring.deps.close()
-    sock.close()
+    settings = slack_settings(fake)
+    with serving(settings, engine=engine, session_factory=session_factory) as (_, url):
+        sender = SlackSender(url)
+        yield sender
+        sender.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ outbox, whichever process sends them (R13)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,12 +13,9 @@ import pytest
 from fake_slack import FakeSlack
 from fake_twilio import wait_until
 from notifier import running_notifier
-from slack_signing import SECRET
 from sqlalchemy import select, update
-from test_question_error_slack import CHANNEL, exam_now
+from test_question_error_slack import CHANNEL, done_notice, exam_now, slack_server
 
-from bot.config import Settings
-from bot.runtime.server import http_server, listen, wire
 from bot.slack.listeners.question_errors import ProgressReporter, progress_key
 from bot.slack.views.notices import notice_progress_message
 from notifications.progress import progress
@@ -31,44 +27,8 @@ from store.models import Lease, Notice, OutboxMessage, OutboxStatus
 def slack(engine, session_factory) -> Iterator[tuple[FakeSlack, object]]:
     """Slack wired as serve wires it, with no notifier running: the test decides when an
     outbox sender runs (a process stopping, another one taking over)."""
-    fake = FakeSlack()
-    settings = Settings(
-        _env_file=None,
-        slack_bot_token="xoxb-test-token",
-        slack_signing_secret=SECRET,
-        slack_api_url=fake.api_url,
-        slack_support_channel=CHANNEL,
-        public_url="https://exams.example.org",
-    )
-    wiring = wire(settings, engine=engine, session_factory=session_factory)
-    server = http_server(wiring.web)
-    sock = listen(0, "127.0.0.1")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield fake, wiring
-    server.should_exit = True
-    thread.join(10)
-    wiring.deps.close()
-    sock.close()
-    fake.close()
-
-
-def _done_notice(world, wiring) -> int:
-    code = exam_now(world)
-    assert world.run(f"/notice {code} Bruk n = 10.", confirmed=True).ok
-    with world.factory() as s:
-        notice_id = s.scalar(select(Notice.id))
-
-    def done() -> bool:
-        with world.factory() as s:
-            state = progress(db_session=s, notice_id=notice_id)
-            return state is not None and state.done
-
-    with running_notifier(wiring.deps.settings, world.factory):  # the SMS, written to the log
-        wait_until(done, timeout=30)
-    return notice_id
+    with slack_server(engine, session_factory) as (_, fake, wiring):
+        yield fake, wiring
 
 
 def test_r13_summary_is_posted_when_the_reporter_stopped_before_the_post_was_made(world, slack):
@@ -76,7 +36,7 @@ def test_r13_summary_is_posted_when_the_reporter_stopped_before_the_post_was_mad
     ``close()``) before any outbox sender made the progress post; a serve's sender makes
     it later. The summary listing the candidates not reached must still reach the thread."""
     fake, wiring = slack
-    notice_id = _done_notice(world, wiring)
+    notice_id = done_notice(world, wiring)
     reporter = ProgressReporter(wiring.deps, wiring.bolt_app.client, every=60)
     reporter.client.token = "xoxb-test-token"
     reporter(notice_id)  # the last call for the notice: it is done

@@ -10,8 +10,8 @@ from fake_twilio import wait_until
 from notifier import running_notifier
 from sqlalchemy import select, update
 from test_outbox import sender, slack_transport
-from test_progress_post_shutdown import _done_notice, slack  # noqa: F401  (fixture)
-from test_question_error_slack import CHANNEL
+from test_progress_post_shutdown import slack  # noqa: F401  (fixture)
+from test_question_error_slack import CHANNEL, done_notice
 
 from bot.slack.listeners.question_errors import ProgressReporter, last_state_key, progress_key
 from bot.slack.views.notices import notice_progress_message
@@ -61,7 +61,7 @@ def test_r13_direct_update_is_not_overtaken_by_the_last_state_in_flight(
     changes the notice: the reporter updates the message directly, then the outbox's request
     lands after it. The message must end with the newest state."""
     fake, wiring = slack
-    notice_id = _done_notice(world, wiring)
+    notice_id = done_notice(world, wiring)
     delivery_id = _one_sms_sent(world, notice_id)
     _reporter(wiring)(notice_id)  # done: its post, last state and summary are queued
 
@@ -98,7 +98,7 @@ def test_r13_an_older_render_does_not_replace_a_newer_waiting_last_state(
     worker for its last send). The one that read the state first writes it last: the
     waiting last state must still be the newest."""
     _, wiring = slack
-    notice_id = _done_notice(world, wiring)
+    notice_id = done_notice(world, wiring)
     delivery_id = _one_sms_sent(world, notice_id)
     worker, serve = _reporter(wiring), _reporter(wiring)
     find_message = worker._message
@@ -128,7 +128,7 @@ def test_r13_a_notice_with_its_message_gets_no_second_post_when_done(
     previous version stored its own post, and as the tests' ``_a_notice_with_its_message``
     sets it) but has no outbox row: when it is done, no second post of it appears."""
     fake, wiring = slack
-    notice_id = _done_notice(world, wiring)
+    notice_id = done_notice(world, wiring)
     ts = "1767225600.000100"
     with world.factory.begin() as s:
         notice = s.get(Notice, notice_id)

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -16,11 +17,11 @@ from conftest import OSLO, SUPPORT, TEACHER
 from fake_slack import Answer, FakeSlack
 from fake_twilio import wait_until
 from notifier import running_notifier
-from slack_signing import SECRET, TEAM, SlackSender, block_action
+from served import serving, slack_settings
+from slack_signing import TEAM, SlackSender, block_action
 from sqlalchemy import func, select
 
-from bot.config import Settings
-from bot.runtime.server import http_server, listen, wire
+from bot.runtime.server import Wiring
 from bot.slack.listeners.question_errors import ProgressReporter, progress_key
 from bot.slack.views.notices import notice_progress_message
 from commands import question_error
@@ -34,34 +35,30 @@ CHANNEL = "C0SUPPORT"
 FAST = Tuning(poll_seconds=0.05, maintain_seconds=0.2)
 
 
-@pytest.fixture
-def slack(engine, session_factory) -> Iterator[tuple[SlackSender, FakeSlack, object]]:
+@contextmanager
+def slack_server(engine, session_factory) -> Iterator[tuple[SlackSender, FakeSlack, Wiring]]:
+    """`serve`'s web app with a fake Slack Web API and no notifier."""
     fake = FakeSlack()
-    settings = Settings(
-        _env_file=None,
-        slack_bot_token="xoxb-test-token",
-        slack_signing_secret=SECRET,
-        slack_api_url=fake.api_url,
-        slack_support_channel=CHANNEL,
-        public_url="https://exams.example.org",
+    settings = slack_settings(
+        fake, slack_support_channel=CHANNEL, public_url="https://exams.example.org"
     )
-    wiring = wire(settings, engine=engine, session_factory=session_factory)
-    server = http_server(wiring.web)
-    sock = listen(0, "127.0.0.1")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    sender = SlackSender(f"http://127.0.0.1:{sock.getsockname()[1]}")
+    try:
+        with serving(settings, engine=engine, session_factory=session_factory) as (wiring, url):
+            sender = SlackSender(url)
+            yield sender, fake, wiring
+            sender.close()
+    finally:
+        fake.close()
+
+
+@pytest.fixture
+def slack(engine, session_factory) -> Iterator[tuple[SlackSender, FakeSlack, Wiring]]:
     # The outbox's posts only: the tests send notices with dispatchers of their own.
-    with running_notifier(settings, session_factory, transports={}):
+    with (
+        slack_server(engine, session_factory) as (sender, fake, wiring),
+        running_notifier(wiring.deps.settings, session_factory, transports={}),
+    ):
         yield sender, fake, wiring
-    sender.close()
-    server.should_exit = True
-    thread.join(10)
-    wiring.deps.close()
-    sock.close()
-    fake.close()
 
 
 def exam_now(world) -> str:
@@ -74,6 +71,23 @@ def exam_now(world) -> str:
     world.add_candidates(code, ["10001", "10002", "10003"])
     world.add_candidates(code, ["10004"], phone=None)
     return code
+
+
+def done_notice(world, wiring) -> int:
+    """A notice sent by `/notice` and done: its SMS written to the log."""
+    code = exam_now(world)
+    assert world.run(f"/notice {code} Bruk n = 10.", confirmed=True).ok
+    with world.factory() as s:
+        notice_id = s.scalar(select(Notice.id))
+
+    def done() -> bool:
+        with world.factory() as s:
+            state = progress(db_session=s, notice_id=notice_id)
+            return state is not None and state.done
+
+    with running_notifier(wiring.deps.settings, world.factory):  # the SMS, written to the log
+        wait_until(done, timeout=30)
+    return notice_id
 
 
 def click(sender: SlackSender, action_id: str, value: str, *, user: str, fake: FakeSlack):
@@ -368,18 +382,7 @@ def test_an_update_held_back_is_shown_when_the_reporter_closes(world, slack):
 def test_r13_a_notice_summary_is_posted_once_whichever_process_sees_it_done(world, slack):
     """A serve and a worker (or two serves) both see the notice done: one summary."""
     _, fake, wiring = slack
-    code = exam_now(world)
-    assert world.run(f"/notice {code} Bruk n = 10.", confirmed=True).ok
-    with world.factory() as s:
-        notice_id = s.scalar(select(Notice.id))
-
-    def done() -> bool:
-        with world.factory() as s:
-            state = progress(db_session=s, notice_id=notice_id)
-            return state is not None and state.done
-
-    with running_notifier(wiring.deps.settings, world.factory):  # the SMS, written to the log
-        wait_until(done, timeout=30)
+    notice_id = done_notice(world, wiring)
     for _process in range(2):
         reporter = ProgressReporter(wiring.deps, wiring.bolt_app.client)
         reporter.client.token = "xoxb-test-token"

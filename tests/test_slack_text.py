@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,11 +20,12 @@ from conftest import OSLO, SUPPORT, TEACHER, World
 from fake_slack import FakeSlack
 from fake_twilio import seed_candidates, wait_until
 from notifier import running_notifier
-from slack_signing import SECRET, SlackSender, block_action
+from served import serving, slack_settings
+from slack_signing import SlackSender, block_action
 from sqlalchemy import func, select
 
 from bot.config import Settings
-from bot.runtime.server import Wiring, http_server, listen, wire
+from bot.runtime.server import Wiring
 from bot.slack.text import FALLBACK_LIMIT, from_slack
 from bot.slack.views import blocks
 from bot.slack.views import notices as blocks_notices
@@ -68,33 +67,15 @@ class Served:
 @pytest.fixture
 def served(engine, session_factory) -> Iterator[Served]:
     fake = FakeSlack()
-    settings = Settings(
-        _env_file=None,
-        slack_bot_token="xoxb-test-token",
-        slack_signing_secret=SECRET,
-        slack_api_url=fake.api_url,
-        slack_support_channel=CHANNEL,
-        public_url="https://exams.example.org",
+    settings = slack_settings(
+        fake, slack_support_channel=CHANNEL, public_url="https://exams.example.org"
     )
-    wiring = wire(settings, engine=engine, session_factory=session_factory)
-    server = http_server(wiring.web)
-    sock = listen(0, "127.0.0.1")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sender = SlackSender(url)
-    # The outbox's posts only: the test dispatches notices itself (dispatch_all).
-    with running_notifier(settings, session_factory, transports={}):
-        yield Served(url=url, slack=sender, fake=fake, wiring=wiring)
-    sender.close()
-    server.should_exit = True
-    thread.join(10)
-    wiring.deps.close()
-    sock.close()
+    with serving(settings, engine=engine, session_factory=session_factory) as (wiring, url):
+        sender = SlackSender(url)
+        # The outbox's posts only: the test dispatches notices itself (dispatch_all).
+        with running_notifier(settings, session_factory, transports={}):
+            yield Served(url=url, slack=sender, fake=fake, wiring=wiring)
+        sender.close()
     fake.close()
 
 
