@@ -19,6 +19,7 @@ from commands.language import N_, _, ngettext, number
 from commands.lookup import get_test
 from commands.permissions import require_support
 from commands.reply import Confirm, Reply, listed
+from commands.text import trimmed
 from notifications import fanout
 from notifications.channels import SMS, Outside
 from store.models import Test
@@ -88,7 +89,7 @@ def guess_language(text: str) -> str:
 
 def parse_texts(text: str) -> Texts:
     """``nb: TEKST en: TEXT`` (either order, either alone) or one unmarked text."""
-    text = text.strip()
+    text = trimmed(text)
     first = _MARKER.match(text)
     if first is None:
         text = check_text(text)
@@ -104,7 +105,7 @@ def parse_texts(text: str) -> Texts:
         other: text[second.end() :] if second else "",
     }
     for name, part in parts.items():
-        if (name == language or second) and not part.strip():
+        if (name == language or second) and not trimmed(part):
             raise InvalidInput(
                 _(
                     "The {language} text after `{marker}:` is empty. Write it, or leave "
@@ -115,7 +116,7 @@ def parse_texts(text: str) -> Texts:
     checked = {}
     for name, part in parts.items():
         with concerning(f"text_{name}"):
-            checked[name] = check_text(part) if part.strip() else ""
+            checked[name] = check_text(part) if trimmed(part) else ""
     return Texts(nb=checked["nb"], en=checked["en"])
 
 
@@ -172,7 +173,7 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
 
 
 def check_text(text: str) -> str:
-    text = text.strip()
+    text = trimmed(text)
     if not text:
         raise InvalidInput(_("The notice has no text. Write what the candidates should read."))
     if len(text) > MAX_TEXT:

@@ -27,6 +27,7 @@ from commands.notice import (
 )
 from commands.permissions import require_support, require_support_or_teacher_of
 from commands.reply import Reply
+from commands.text import trimmed
 from commands.timeparse import format_time
 from notifications import fanout, outbox
 from store.models import QuestionErrorReport, ReportState, Test
@@ -75,7 +76,7 @@ def check_minutes(value: int | None) -> int | None:
 
 
 def _check_texts(text_nb: str, text_en: str) -> tuple[str, str]:
-    text_nb, text_en = text_nb.strip(), text_en.strip()
+    text_nb, text_en = trimmed(text_nb), trimmed(text_en)
     if not text_nb and not text_en:
         raise InvalidInput(
             _("Write the text for the candidates, in Norwegian and/or English."), field="text_nb"
@@ -93,7 +94,7 @@ def _check_texts(text_nb: str, text_en: str) -> tuple[str, str]:
 
 
 def _check_question(question: str) -> str:
-    question = question.strip()
+    question = trimmed(question)
     if len(question) > MAX_QUESTION:
         raise InvalidInput(
             _(

@@ -15,6 +15,16 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 INVISIBLE = re.compile(r"[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
+# Spaces and invisible characters at the ends of a text, where they mean nothing.
+_EDGES = re.compile(rf"^(?:\s|{INVISIBLE.pattern})+|(?:\s|{INVISIBLE.pattern})+$")
+
+
+def trimmed(text: str) -> str:
+    """``text`` without spaces and invisible characters at its ends: a zero-width space
+    pasted alone is no text, as a space alone is."""
+    return _EDGES.sub("", text)
+
+
 def clip(text: str, limit: int = 40) -> str:
     """User text quoted back in a message, cut short so a pasted essay stays readable, with
     its invisible characters shown (``<U+200B>``)."""

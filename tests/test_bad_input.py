@@ -88,6 +88,10 @@ COMMANDS = [
     (f"/candidate \u200b{CODE} 10023", [f"There is no test <U+200B>{CODE}"]),
     (f"/candidate {CODE} 10023\u200f", ["'10023<U+200F>' is not a candidate number"]),
     (f"/incident-time {CODE} 10023 add 5\ufeff x", ["'5<U+FEFF>' is not a duration"]),
+    # Invisible characters alone are no text: nothing to confirm, nothing recorded.
+    (f"/notice {CODE} \u200b", ["The notice has no text"]),
+    (f"/notice {CODE} nb: \u200b\u2060 en: Task 3", ["The Norwegian text after `nb:` is empty"]),
+    (f"/question-error {CODE} \u200b \ufeff", ["The notice has no text"]),
 ]
 
 

@@ -216,10 +216,15 @@ def test_form_open_button_for_a_question_error_opens_the_report_form(world, exam
     assert CODE in json.dumps(view["blocks"])
 
 
-def test_form_open_button_naming_no_form_says_so(world, exam, slack):
+@pytest.mark.parametrize(
+    "value",
+    ['{"command": "drop-tables"}', "[" * 1500 + "]" * 1500],
+    ids=["no-such-form", "nested-too-deep"],
+)
+def test_form_open_button_naming_no_form_says_so(world, exam, slack, value):
     sender, fake = slack
     url = fake.response_url()
-    sender.click(forms.OPEN_ACTION, '{"command": "drop-tables"}', user=SUPPORT, response_url=url)
+    sender.click(forms.OPEN_ACTION, value, user=SUPPORT, response_url=url)
     (said,) = fake.wait_for("response_url")
     assert "names no form" in said.body["text"]
     assert fake.of("views.open") == []

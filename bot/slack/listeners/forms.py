@@ -141,7 +141,7 @@ def on_form_open(ack: Ack, body: dict[str, Any], context: BoltContext, client: W
     opened = views.Opened(response_url=body.get("response_url") or None)
     try:
         asked = json.loads(body["actions"][0]["value"])
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past what the parser takes
         asked = None
     command = asked.get("command") if isinstance(asked, dict) else None
     test = asked.get("test") if isinstance(asked, dict) else None

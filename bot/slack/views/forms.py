@@ -78,7 +78,7 @@ class Opened:
     def of(cls, view: dict[str, Any]) -> Opened:
         try:
             data = json.loads(view.get("private_metadata") or "{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             data = {}
         url = data.get("response_url") if isinstance(data, dict) else None
         return cls(response_url=url if isinstance(url, str) and url else None)
