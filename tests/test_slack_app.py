@@ -14,11 +14,12 @@ import pytest
 from conftest import OSLO, STRANGER, SUPPORT, TEACHER, World
 from fake_slack import FakeSlack
 from notifier import running_notifier
-from slack_signing import SECRET, SlackSender, signed_headers, slash_command
+from served import serving, slack_settings
+from slack_signing import SlackSender, signed_headers, slash_command
 from sqlalchemy import func, select
 
 from bot.config import Settings
-from bot.runtime.server import Wiring, http_server, listen, wire
+from bot.runtime.server import Wiring
 from commands.runner import execute
 from store import clock
 from store.models import Candidate, Change, Confirmation, Reopening
@@ -46,41 +47,16 @@ def fake() -> Iterator[FakeSlack]:
     fake.close()
 
 
-def _serve(wiring: Wiring) -> tuple[str, callable]:
-    server = http_server(wiring.web)
-    sock = listen(0, "127.0.0.1")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(10)
-        wiring.deps.close()
-        sock.close()
-
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", stop
-
-
 @pytest.fixture
 def served(engine, session_factory, fake) -> Iterator[Served]:
-    settings = Settings(
-        _env_file=None,
-        slack_bot_token="xoxb-test-token",
-        slack_signing_secret=SECRET,
-        slack_api_url=fake.api_url,
-        slack_support_channel=CHANNEL,
-    )
-    wiring = wire(settings, engine=engine, session_factory=session_factory)
-    url, stop = _serve(wiring)
-    sender = SlackSender(url)
-    with running_notifier(settings, session_factory):
+    settings = slack_settings(fake, slack_support_channel=CHANNEL)
+    with (
+        serving(settings, engine=engine, session_factory=session_factory) as (wiring, url),
+        running_notifier(settings, session_factory),
+    ):
+        sender = SlackSender(url)
         yield Served(url=url, slack=sender, fake=fake, wiring=wiring)
-    sender.close()
-    stop()
+        sender.close()
 
 
 @pytest.fixture
@@ -475,18 +451,15 @@ def test_healthz_reports_database_and_slack(served):
 
 
 def test_without_slack_configuration_events_say_what_to_set(engine, session_factory):
-    wiring = wire(Settings(_env_file=None), engine=engine, session_factory=session_factory)
-    assert wiring.mode == "off" and wiring.bolt_app is None
-    url, stop = _serve(wiring)
-    try:
+    settings = Settings(_env_file=None)
+    with serving(settings, engine=engine, session_factory=session_factory) as (wiring, url):
+        assert wiring.mode == "off" and wiring.bolt_app is None
         import httpx
 
         response = httpx.post(f"{url}/slack/events", content="x")
         assert response.status_code == 503
         assert "SLACK_BOT_TOKEN" in response.json()["error"]
         assert httpx.get(f"{url}/healthz").json()["slack"] == "off"
-    finally:
-        stop()
 
 
 def test_slash_command_body_is_parsed_as_slack_sends_it():
