@@ -23,7 +23,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -658,26 +658,25 @@ class ProgressReporter:
         whichever process sends them. From here on every change goes this way, one at a
         time, so no older state can land after a newer one. False while an older state is
         being sent: the caller shows this one later."""
-        own = message.ts is None and message.parent == progress_key(notice_id)
-        if own:  # first in the queue; what it shows is written below
-            _own_post(db_session, message, {})
-        # The state is read after the row is locked: of two processes finishing the same
-        # notice, the later one writes the newer state.
+        # The notice is locked while its finished state is written: of two processes
+        # finishing it at once, the later reads, and writes, the newer state.
+        db_session.execute(select(Notice.id).where(Notice.id == notice_id).with_for_update())
+        state = progress(db_session=db_session, notice_id=notice_id)
+        if state is None:  # gone (purged) meanwhile: nothing to show
+            return True
+        drawn = message.draw(state)
+        if message.ts is None and message.parent == progress_key(notice_id):
+            _own_post(db_session, message, drawn)  # first in the queue
+        payload = message.update(drawn)
         last = outbox.enqueue(
             db_session,
             kind=outbox.SLACK_POST,
             target=message.target,
-            payload={},
+            payload=payload,
             key=last_state_key(notice_id),
             order_key=message.parent,
         )
-        db_session.refresh(last, with_for_update=True)
-        state = progress(db_session=db_session, notice_id=notice_id)
-        assert state is not None
-        drawn = message.draw(state)
-        if own:
-            _own_post(db_session, message, drawn)
-        shown = outbox.send_again(db_session, last, message.update(drawn))
+        shown = outbox.send_again(db_session, last, payload)
         summary = {"text": blocks_notices.summary_text(state)}
         if message.channel and message.ts:
             thread = {"args": summary | {"channel": message.channel, "thread_ts": message.ts}}
