@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
@@ -30,13 +31,12 @@ from fake_slack import FakeSlack
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from notifier import FAST
+from served import serving, slack_settings
 from slack_signing import SECRET, TEAM, block_action, event_callback, signature, slash_command
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
-from test_slack_app import _serve
 
-from bot.config import Settings
-from bot.runtime.server import Wiring, wire
+from bot.runtime.server import Wiring
 from bot.slack import door as slack_door
 from bot.slack.listeners.question_errors import not_a_report
 from bot.slack.middleware import NO_BUTTON, NO_USER
@@ -92,24 +92,14 @@ def sign(
 
 
 def _door(engine: Engine, session_factory, fake: FakeSlack) -> tuple[Door, Callable[[], None]]:
-    settings = Settings(
-        _env_file=None,
-        slack_bot_token="xoxb-test-token",
-        slack_signing_secret=SECRET,
-        slack_api_url=fake.api_url,
-        slack_support_channel=CHANNEL,
+    settings = slack_settings(fake, slack_support_channel=CHANNEL)
+    stack = ExitStack()
+    wiring, url = stack.enter_context(
+        serving(settings, engine=engine, session_factory=session_factory)
     )
-    wiring = wire(settings, engine=engine, session_factory=session_factory)
-    url, stop = _serve(wiring)
-    http = httpx.Client(base_url=url, timeout=30)
-    stop_notifier = start_dispatcher(settings, session_factory, tuning=FAST, renderers=RENDERERS)
-
-    def close() -> None:
-        stop_notifier()
-        http.close()
-        stop()
-
-    return Door(url=url, http=http, fake=fake, wiring=wiring, engine=engine), close
+    http = stack.enter_context(httpx.Client(base_url=url, timeout=30))
+    stack.callback(start_dispatcher(settings, session_factory, tuning=FAST, renderers=RENDERERS))
+    return Door(url=url, http=http, fake=fake, wiring=wiring, engine=engine), stack.close
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +111,8 @@ def fake() -> Iterator[FakeSlack]:
 
 @pytest.fixture(scope="module")
 def door(engine: Engine, fake: FakeSlack) -> Iterator[Door]:
-    """One server for the whole module (starting one and its Slack call process takes a
-    second); every test starts with no calls recorded."""
+    """One server for the whole module (starting one takes a second); every test starts
+    with no calls recorded."""
     served, close = _door(engine, make_session_factory(engine), fake)
     yield served
     close()
