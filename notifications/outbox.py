@@ -132,33 +132,47 @@ def status_of(db_session: Session, key: str) -> OutboxStatus | None:
     return db_session.scalar(select(OutboxMessage.status).where(OutboxMessage.key == key))
 
 
+def take_payload(db_session: Session, row: OutboxMessage, payload: dict[str, Any]) -> bool:
+    """A waiting row takes ``payload``: it goes out saying that (the sender reads the payload
+    as it starts the request). False once the row is no longer waiting to be sent."""
+    if row.status != OutboxStatus.PENDING:
+        return False
+    if row.payload == payload:
+        return True
+    taken = db_session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row.id, OutboxMessage.status == OutboxStatus.PENDING)
+        .values(payload=payload, updated_at=clock.now())
+    ).rowcount
+    return bool(taken)
+
+
 def send_again(db_session: Session, row: OutboxMessage, payload: dict[str, Any]) -> bool:
     """Send the message of ``row`` (a ``chat.update``: sending it again does no harm) with
     ``payload``: a waiting row takes it, a sent one goes out again with it. False while an
     earlier payload is under way (``sending``, ``unknown``): the caller tries later. A row
     given up stays so."""
-    now = clock.now()
     if row.status == OutboxStatus.PENDING:
-        values: dict[str, Any] = {"payload": payload}
-    elif row.status == OutboxStatus.SENT:
-        values = {
-            "payload": payload,
-            "status": OutboxStatus.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "error_code": None,
-            "error_message": None,
-        }
-    else:
+        return take_payload(db_session, row, payload)
+    if row.status != OutboxStatus.SENT:
         return row.status not in WAITING
     if row.payload == payload:
         return True
-    changed = db_session.execute(
+    now = clock.now()
+    again = db_session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == row.id, OutboxMessage.status == row.status)
-        .values(**values, updated_at=now)
+        .where(OutboxMessage.id == row.id, OutboxMessage.status == OutboxStatus.SENT)
+        .values(
+            payload=payload,
+            status=OutboxStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            error_code=None,
+            error_message=None,
+            updated_at=now,
+        )
     ).rowcount
-    return bool(changed)
+    return bool(again)
 
 
 def counts(db_session: Session) -> dict[str, int]:
@@ -344,18 +358,8 @@ class OutboxSender:
             rows = db_session.scalars(
                 select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)
             ).all()
-            return [self._outgoing(db_session, row) for row in rows]
-
-    def _outgoing(self, db_session: Session, row: OutboxMessage) -> Outgoing:
-        return Outgoing(
-            id=row.id,
-            kind=row.kind,
-            target=row.target,
-            payload=row.payload,
-            attempts=row.attempts,
-            created_at=row.created_at,
-            refers_to=_refers_to(db_session, row.payload),
-        )
+            # What they refer to is looked up when each is sent, from its payload then.
+            return [_outgoing(row, refers_to={}) for row in rows]
 
     def _send_logged(self, message: Outgoing) -> None:
         try:
@@ -479,7 +483,9 @@ class OutboxSender:
                 .order_by(OutboxMessage.id)
                 .limit(50)
             ).all()
-            unknown = [self._outgoing(db_session, row) for row in rows]
+            unknown = [
+                _outgoing(row, refers_to=_refers_to(db_session, row.payload)) for row in rows
+            ]
         for message in unknown:
             transport = self.transports[message.kind]
             found = None
@@ -507,6 +513,18 @@ class OutboxSender:
                     )
                     .values(**values)
                 )
+
+
+def _outgoing(row: OutboxMessage, *, refers_to: dict[str, dict[str, Any] | None]) -> Outgoing:
+    return Outgoing(
+        id=row.id,
+        kind=row.kind,
+        target=row.target,
+        payload=row.payload,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        refers_to=refers_to,
+    )
 
 
 def _refers_to(db_session: Session, payload: dict[str, Any]) -> dict[str, dict[str, Any] | None]:

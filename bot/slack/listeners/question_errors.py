@@ -23,7 +23,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -43,7 +43,7 @@ from notifications import outbox, slack_post
 from notifications.progress import Progress, progress
 from store import clock
 from store.db import read_only
-from store.models import Notice, OutboxMessage, OutboxStatus
+from store.models import Notice, OutboxStatus
 
 log = logging.getLogger(__name__)
 UPDATE_EVERY = 2.0
@@ -501,6 +501,11 @@ class _Message:
     ts: str | None
     report: dict[str, Any] | None  # drawn as the report's post, progress below it
 
+    @property
+    def needs_post(self) -> bool:
+        """A notice's own post, not made yet (a report's notice waits for the report's)."""
+        return self.report is None and self.ts is None
+
     def draw(self, state: Progress) -> dict[str, Any]:
         """chat.update's arguments (text and blocks) showing ``state``."""
         if self.report is not None:
@@ -621,11 +626,10 @@ class ProgressReporter:
             if not shown:  # an older state is on its way to Slack: show this one after it
                 with self._lock:
                     self._later(notice_id, self.every)
-        elif message.ts is None:
-            if message.parent == progress_key(notice_id):
-                with self.deps.session_factory.begin() as db_session:
-                    _own_post(db_session, message, message.draw(state))
-        else:
+        elif message.needs_post:
+            with self.deps.session_factory.begin() as db_session:
+                _own_post(db_session, message, message.draw(state))
+        elif message.ts is not None:
             self.client.chat_update(channel=message.channel, ts=message.ts, **message.draw(state))
 
     def _message(self, notice: Notice) -> _Message | None:
@@ -665,7 +669,7 @@ class ProgressReporter:
         if state is None:  # gone (purged) meanwhile: nothing to show
             return True
         drawn = message.draw(state)
-        if message.ts is None and message.parent == progress_key(notice_id):
+        if message.needs_post:
             _own_post(db_session, message, drawn)  # first in the queue
         payload = message.update(drawn)
         last = outbox.enqueue(
@@ -705,9 +709,4 @@ def _latest(db_session: Session, message: _Message, *, key: str, payload: dict[s
         key=key,
         order_key=message.parent,
     )
-    if row.status == OutboxStatus.PENDING and row.payload != payload:
-        db_session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == row.id, OutboxMessage.status == OutboxStatus.PENDING)
-            .values(payload=payload)
-        )
+    outbox.take_payload(db_session, row, payload)
