@@ -35,6 +35,9 @@ class Deps:
     # Called with a notice id whenever its deliveries change (dispatcher, status callbacks);
     # the question-error listener sets it to update the notice's Slack message.
     notice_progress: Callable[[int], None] | None = None
+    # The leader's sweep that brings finished notices' messages to their last state (set
+    # with ``notice_progress``).
+    settle_notices: Callable[[], None] | None = None
 
     @cached_property
     def client(self) -> WebClient:

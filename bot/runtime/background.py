@@ -32,6 +32,7 @@ class SchedulerDuty:
                     engine=self.deps.engine,
                     session_factory=self.deps.session_factory,
                     cadence=self.cadence,
+                    settle_notices=self.deps.settle_notices,
                 )
                 LEADER.set(1)
 

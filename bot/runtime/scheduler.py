@@ -1,5 +1,6 @@
 """The scheduled work of examdesk: automatic delivery (R9), registry refresh (R11), the
-notifier's retry sweep and the daily retention purge. Only the elected leader runs it (see
+notifier's retry sweep, finished notices' Slack messages brought to their last state (R13)
+and the daily retention purge. Only the elected leader runs it (see
 `bot.runtime.leader`).
 
 Delivery runs two ways, both calling the idempotent `commands.delivery.deliver_due`:
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +51,7 @@ DELIVER_AT = "deliver-at-"  # + the deadline; one-off jobs
 REGISTRY_REFRESH = "registry-refresh"
 NOTIFIER_SWEEP = "notifier-sweep"
 RETENTION_PURGE = "retention-purge"
+NOTICE_SETTLE = "notice-settle"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class _Runtime:
     # Page links for the candidates the jobs tell; where their changes are posted and sent
     # as events.
     outside: Outside
+    # Brings finished notices' Slack messages to their last state; None without Slack.
+    settle_notices: Callable[[], None] | None
     # APScheduler's shutdown holds its job-store lock while it waits for running jobs, so a
     # job that calls the scheduler then would wait forever. Jobs plan under this lock and not
     # at all once stopping is set.
@@ -95,6 +100,7 @@ def start_scheduler(
     engine: Engine,
     session_factory: sessionmaker[Session],
     cadence: Cadence | None = None,
+    settle_notices: Callable[[], None] | None = None,
 ) -> BackgroundScheduler:
     """Start the scheduler of this process (the leader's); stop it with `stop_scheduler`."""
     global _runtime
@@ -123,6 +129,7 @@ def start_scheduler(
         scheduler=scheduler,
         retention_days=settings.retention_days,
         outside=settings.outside,
+        settle_notices=settle_notices,
     )
     _add_jobs(scheduler, settings, cadence)
     scheduler.resume()
@@ -167,6 +174,14 @@ def _add_jobs(scheduler: BackgroundScheduler, settings: Settings, cadence: Caden
         "interval",
         seconds=cadence.notifier_seconds,
         id=NOTIFIER_SWEEP,
+        replace_existing=True,
+        next_run_time=now,
+    )
+    scheduler.add_job(
+        settle_job,
+        "interval",
+        seconds=cadence.notifier_seconds,
+        id=NOTICE_SETTLE,
         replace_existing=True,
         next_run_time=now,
     )
@@ -268,6 +283,13 @@ def notifier_job() -> None:
         counts = sweep(db_session=db_session, now=clock.now())
     if any(counts.values()):
         log.info("notifier sweep: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def settle_job() -> None:
+    """R13: finished notices' Slack messages and summaries say their last state."""
+    runtime = _current()
+    if runtime is not None and runtime.settle_notices is not None:
+        runtime.settle_notices()
 
 
 def retention_job() -> None:

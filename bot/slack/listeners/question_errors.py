@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -43,10 +44,13 @@ from notifications import outbox, slack_post
 from notifications.progress import Progress, progress
 from store import clock
 from store.db import read_only
-from store.models import Notice, OutboxStatus
+from store.models import Notice, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
 UPDATE_EVERY = 2.0
+# How long after it was created a notice's message in Slack is kept in step with its state
+# by the leader's sweep (``ProgressReporter.settle``): Twilio's last callbacks come within it.
+SETTLE_WITHIN = timedelta(hours=24)
 # The longest wait before another try at an update Slack did not take.
 RETRY_AT_MOST = 300.0
 # Whole numbers from Slack (report ids, minutes) fit the database's integer columns.
@@ -74,13 +78,16 @@ def register(app: App, deps: Deps) -> None:
     app.action(blocks_notices.INCIDENT_ACTION)(on_incident_time)
     app.view(blocks_notices.MINUTES_MODAL)(on_minutes_submitted)
     if deps.notice_progress is None:
-        deps.notice_progress = ProgressReporter(deps, web_client(deps.settings))
+        reporter = ProgressReporter(deps, web_client(deps.settings))
+        deps.notice_progress, deps.settle_notices = reporter, reporter.settle
 
 
 # ---------------------------------------------------------------- work in one transaction
 
 
-def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
+def _in_transaction(
+    deps: Deps, actor: str, work: Callable[[Ctx], Any], *, reads_only: bool = False
+) -> Any:
     """``work(ctx)`` applied whole or not at all; a refusal raises CommandError."""
     return in_transaction(
         session_factory=deps.session_factory,
@@ -88,6 +95,7 @@ def _in_transaction(deps: Deps, actor: str, work: Callable[[Ctx], Any]) -> Any:
         tz=deps.settings.tz,
         now=clock.now(),
         work=work,
+        reads_only=reads_only,
         outside=deps.settings.outside,
         via="an error report",
     )
@@ -102,9 +110,9 @@ def _replied(deps: Deps, actor: str, work: Callable[[Ctx], Reply]) -> Reply:
 
 
 def _report(deps: Deps, report_id: int) -> dict[str, Any]:
-    """The report; CommandError when there is none."""
+    """The report; CommandError when there is none. Only reads: it waits for no writer."""
     return _in_transaction(
-        deps, "system", lambda ctx: question_error.show(ctx, report_id=report_id)
+        deps, "system", lambda ctx: question_error.show(ctx, report_id=report_id), reads_only=True
     )
 
 
@@ -485,6 +493,11 @@ def summary_key(notice_id: int) -> str:
     return f"notice-summary:{notice_id}"
 
 
+def summary_update_key(notice_id: int) -> str:
+    """The outbox key of the update that keeps a notice's summary in step after it is posted."""
+    return f"notice-summary-update:{notice_id}"
+
+
 def last_state_key(notice_id: int) -> str:
     """The outbox key of the update that shows a finished notice's state on its message."""
     return f"notice-done:{notice_id}"
@@ -572,12 +585,26 @@ class ProgressReporter:
             self._last[notice_id] = time.monotonic()
         self._render(notice_id)
 
-    def _render(self, notice_id: int) -> None:
+    def settle(self) -> None:
+        """Bring every finished notice of the last ``SETTLE_WITHIN`` to its last state in
+        Slack, message and summary: the leader's sweep (``notice-settle``). A process that
+        died between a notice's last delivery and showing it, or a change no render was
+        called for (a read confirmation, a late callback), leaves nothing behind for long."""
+        since = clock.now() - SETTLE_WITHIN
+        with self.deps.session_factory() as db_session:
+            read_only(db_session)
+            notice_ids = db_session.scalars(
+                select(Notice.id).where(Notice.created_at >= since).order_by(Notice.id)
+            ).all()
+        for notice_id in notice_ids:
+            self._render(notice_id, finished_only=True)
+
+    def _render(self, notice_id: int, *, finished_only: bool = False) -> None:
         with self._lock:
             lock = self._rendering.setdefault(notice_id, threading.Lock())
         with lock:
             try:
-                self._show(notice_id)
+                self._show(notice_id, finished_only=finished_only)
             except SlackApiError as error:
                 failure = slack_post.classified(error)
                 self._failed(notice_id, permanent=failure.permanent, wait=failure.retry_after)
@@ -609,17 +636,20 @@ class ProgressReporter:
             timer.cancel()
             self._render(notice_id)
 
-    def _show(self, notice_id: int) -> None:
+    def _show(self, notice_id: int, *, finished_only: bool = False) -> None:
         with self.deps.session_factory() as db_session:
             read_only(db_session)
             state = progress(db_session=db_session, notice_id=notice_id)
             notice = db_session.get(Notice, notice_id)
-            if state is None or notice is None:
+            if state is None or notice is None or (finished_only and not state.done):
                 return
         message = self._message(notice)
         if message is None:
-            log.info("%s", blocks_notices.notice_progress_message(state)["text"])
+            if not finished_only:  # the sweep's looks are not news
+                log.info("%s", blocks_notices.notice_progress_message(state)["text"])
             return
+        if finished_only and self._up_to_date(notice_id, message, state):
+            return  # the sweep writes, and so locks, only what changed
         if state.done:
             with self.deps.session_factory.begin() as db_session:
                 shown = self._finish(db_session, notice_id, message)
@@ -631,6 +661,32 @@ class ProgressReporter:
                 _own_post(db_session, message, message.draw(state))
         elif message.ts is not None:
             self.client.chat_update(channel=message.channel, ts=message.ts, **message.draw(state))
+
+    def _up_to_date(self, notice_id: int, message: _Message, state: Progress) -> bool:
+        """The finished ``state`` is what the notice's last-state and summary rows say."""
+        with self.deps.session_factory() as db_session:
+            read_only(db_session)
+            payloads = dict(
+                db_session.execute(
+                    select(OutboxMessage.key, OutboxMessage.payload).where(
+                        OutboxMessage.key.in_(
+                            (
+                                last_state_key(notice_id),
+                                summary_key(notice_id),
+                                summary_update_key(notice_id),
+                            )
+                        )
+                    )
+                ).all()
+            )
+        summary = payloads.get(summary_update_key(notice_id)) or payloads.get(
+            summary_key(notice_id)
+        )
+        return (
+            payloads.get(last_state_key(notice_id)) == message.update(message.draw(state))
+            and summary is not None
+            and summary["args"]["text"] == blocks_notices.summary_text(state)
+        )
 
     def _message(self, notice: Notice) -> _Message | None:
         """Where the notice's progress shows; None without a support channel."""
@@ -681,13 +737,42 @@ class ProgressReporter:
             order_key=message.parent,
         )
         shown = outbox.send_again(db_session, last, payload)
-        summary = {"text": blocks_notices.summary_text(state)}
-        if message.channel and message.ts:
-            thread = {"args": summary | {"channel": message.channel, "thread_ts": message.ts}}
-        else:
-            thread = {"args": summary, "thread_of": message.parent}
-        _latest(db_session, message, key=summary_key(notice_id), payload=thread)
+        _summary(db_session, message, notice_id, blocks_notices.summary_text(state))
         return shown
+
+
+def _summary(db_session: Session, message: _Message, notice_id: int, text: str) -> None:
+    """The summary in the thread of the notice's message, saying ``text``: posted once, and
+    after it is posted kept in step by one ``chat.update`` of it (a late ``undelivered``
+    adds a candidate not reached)."""
+    if message.channel and message.ts:
+        thread = {"args": {"text": text, "channel": message.channel, "thread_ts": message.ts}}
+    else:
+        thread = {"args": {"text": text}, "thread_of": message.parent}
+    key = summary_key(notice_id)
+    row = outbox.enqueue(
+        db_session,
+        kind=outbox.SLACK_POST,
+        target=message.target,
+        payload=thread,
+        key=key,
+        order_key=message.parent,
+    )
+    if outbox.take_payload(db_session, row, thread):
+        return
+    if row.payload["args"]["text"] == text or row.status == OutboxStatus.FAILED:
+        return
+    # Posted, or under way: the update follows it in the queue and finds it by its key.
+    payload = {"method": "chat.update", "args": {"text": text}, "update_of": key}
+    update = outbox.enqueue(
+        db_session,
+        kind=outbox.SLACK_POST,
+        target=message.target,
+        payload=payload,
+        key=summary_update_key(notice_id),
+        order_key=message.parent,
+    )
+    outbox.send_again(db_session, update, payload)
 
 
 def _own_post(db_session: Session, message: _Message, drawn: dict[str, Any]) -> None:
