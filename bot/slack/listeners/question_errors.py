@@ -728,14 +728,7 @@ class ProgressReporter:
         if message.needs_post:
             _own_post(db_session, message, drawn)  # first in the queue
         payload = message.update(drawn)
-        last = outbox.enqueue(
-            db_session,
-            kind=outbox.SLACK_POST,
-            target=message.target,
-            payload=payload,
-            key=last_state_key(notice_id),
-            order_key=message.parent,
-        )
+        last = _queued(db_session, message, key=last_state_key(notice_id), payload=payload)
         shown = outbox.send_again(db_session, last, payload)
         _summary(db_session, message, notice_id, blocks_notices.summary_text(state))
         return shown
@@ -750,28 +743,14 @@ def _summary(db_session: Session, message: _Message, notice_id: int, text: str) 
     else:
         thread = {"args": {"text": text}, "thread_of": message.parent}
     key = summary_key(notice_id)
-    row = outbox.enqueue(
-        db_session,
-        kind=outbox.SLACK_POST,
-        target=message.target,
-        payload=thread,
-        key=key,
-        order_key=message.parent,
-    )
+    row = _queued(db_session, message, key=key, payload=thread)
     if outbox.take_payload(db_session, row, thread):
         return
     if row.payload["args"]["text"] == text or row.status == OutboxStatus.FAILED:
         return
     # Posted, or under way: the update follows it in the queue and finds it by its key.
     payload = {"method": "chat.update", "args": {"text": text}, "update_of": key}
-    update = outbox.enqueue(
-        db_session,
-        kind=outbox.SLACK_POST,
-        target=message.target,
-        payload=payload,
-        key=summary_update_key(notice_id),
-        order_key=message.parent,
-    )
+    update = _queued(db_session, message, key=summary_update_key(notice_id), payload=payload)
     outbox.send_again(db_session, update, payload)
 
 
@@ -786,7 +765,15 @@ def _own_post(db_session: Session, message: _Message, drawn: dict[str, Any]) -> 
 def _latest(db_session: Session, message: _Message, *, key: str, payload: dict[str, Any]) -> None:
     """The Slack post under ``key`` through the outbox, once, in the queue of the notice's
     message; while it waits to be sent it takes ``payload``, so that it says the latest."""
-    row = outbox.enqueue(
+    outbox.take_payload(db_session, _queued(db_session, message, key=key, payload=payload), payload)
+
+
+def _queued(
+    db_session: Session, message: _Message, *, key: str, payload: dict[str, Any]
+) -> OutboxMessage:
+    """The Slack message under ``key`` in the queue of the notice's message, enqueued with
+    ``payload`` if there is none yet."""
+    return outbox.enqueue(
         db_session,
         kind=outbox.SLACK_POST,
         target=message.target,
@@ -794,4 +781,3 @@ def _latest(db_session: Session, message: _Message, *, key: str, payload: dict[s
         key=key,
         order_key=message.parent,
     )
-    outbox.take_payload(db_session, row, payload)
