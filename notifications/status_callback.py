@@ -35,7 +35,7 @@ from notifications.delivery_states import (
 )
 from notifications.metrics import CALLBACK_LAG
 from notifications.sms import DELIVERY_PARAM, PERMANENT_CODES, STATUS_PATH
-from store.models import Delivery
+from store.models import MAX_ID, Delivery
 
 # Twilio's status → ours, and the step of the delivery state machine it takes (which of
 # ours it may replace).
@@ -67,7 +67,7 @@ KNOWN_STATUSES = frozenset(
 MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")
 # Twilio's error codes have five digits; error_code is a String(32).
 ERROR_CODE = re.compile(r"[0-9]{1,8}")
-DELIVERY_QUERY = re.compile(DELIVERY_PARAM + r"=([1-9][0-9]{0,17})")
+DELIVERY_QUERY = re.compile(DELIVERY_PARAM + r"=([1-9][0-9]{0,9})")
 
 
 class Refused(Exception):
@@ -138,7 +138,7 @@ def verify(
     if fields.get("AccountSid") != account_sid:
         raise Refused(403, "AccountSid is not this account's (TWILIO_ACCOUNT_SID)")
     delivery = DELIVERY_QUERY.fullmatch(query) if query else None
-    if query and delivery is None:
+    if query and (delivery is None or int(delivery.group(1)) > MAX_ID):
         raise Refused(400, f"the callback URL's query is not {DELIVERY_PARAM}=ID")
     sid = fields.get("MessageSid") or fields.get("SmsSid") or ""
     if not MESSAGE_SID.fullmatch(sid):

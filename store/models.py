@@ -79,6 +79,10 @@ class OutboxStatus(StrEnum):
     UNKNOWN = "unknown"  # a request whose outcome is unclear; looked up before another try
 
 
+# The largest id a row can have (INTEGER primary keys on PostgreSQL). A larger one from
+# outside never reaches a query: there it would fail the whole batch it went with.
+MAX_ID = 2**31 - 1
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

@@ -262,7 +262,18 @@ def test_r13_signed_but_repeated_field_gets_400(web, world, sent, caplog):
     assert_refused(web, world, caplog, response, 400, before)
 
 
-@pytest.mark.parametrize("query", ["delivery=abc", "delivery=0", "delivery=1&x=2", "x=1"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "delivery=abc",
+        "delivery=0",
+        "delivery=1&x=2",
+        "x=1",
+        # Past PostgreSQL's INTEGER: such an id would fail the batch of callbacks it went with.
+        "delivery=2147483648",
+        "delivery=99999999999",
+    ],
+)
 def test_r13_signed_callback_url_with_an_odd_query_gets_400(web, world, sent, caplog, query):
     params = fields(status="failed")
     before = snapshot(world.factory)

@@ -27,6 +27,7 @@ from notifications import inapp
 from store import clock
 from store.db import read_only, session_scope
 from store.group_commit import GroupCommit
+from store.models import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ log = logging.getLogger(__name__)
 PREFETCH = {"purpose": "prefetch", "sec-purpose": "prefetch", "x-purpose": "preview"}
 # Link previewers that the crawler list does not name (iMessage; Outlook's own fetches).
 PREVIEWERS = ("linkpreview", "microsoft office", "ms-office")
-# The largest id a row has (INTEGER primary keys on PostgreSQL).
-MAX_ID = 2**31 - 1
 # The read button's form is one short field, far below this; Starlette's own parser would hold
 # 1,000 fields of 1 MB.
 MAX_FORM_BYTES = 64 * 1024
