@@ -144,3 +144,75 @@ def test_r13_the_leader_runs_the_sweep(engine, session_factory, database_url):
         scheduler.stop_scheduler(running)
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM apscheduler_jobs"))
+
+
+def _undelivered(world, notice_id: int, number: str) -> None:
+    """Twilio's late ``undelivered`` for one candidate, taken by a process that then died."""
+    with world.factory.begin() as s:
+        candidate = s.scalar(select(Candidate.id).where(Candidate.number == number))
+        s.execute(
+            update(Delivery)
+            .where(Delivery.notice_id == notice_id, Delivery.candidate_id == candidate)
+            .values(status="undelivered", error_code="30005", error_message="Unknown handset")
+        )
+
+
+def _finishes(monkeypatch, reporter) -> list[int]:
+    """The notices the reporter writes a finished state for (a write transaction each)."""
+    calls: list[int] = []
+    finish = reporter._finish
+
+    def counted(db_session, notice_id, message):
+        calls.append(notice_id)
+        return finish(db_session, notice_id, message)
+
+    monkeypatch.setattr(reporter, "_finish", counted)
+    return calls
+
+
+def test_r13_a_summary_update_under_way_keeps_saying_the_latest(world, slack, monkeypatch):
+    """The summary's post went back to waiting (its outcome was unclear, then looked up and
+    not found) while an update of it already waits with a newer state: a third state goes
+    in the update, the last thing Slack is sent, not in the post before it."""
+    fake, wiring = slack
+    notice_id = done_notice(world, wiring)
+    wiring.deps.settle_notices()
+    with running_notifier(wiring.deps.settings, world.factory):
+        wait_until(lambda: _summaries(fake), timeout=30)
+    _undelivered(world, notice_id, "10002")
+    wiring.deps.settle_notices()
+    assert summary_update_key(notice_id) in _rows(world, notice_id)
+    with world.factory.begin() as s:
+        s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.key == summary_key(notice_id))
+            .values(status="pending")
+        )
+    _undelivered(world, notice_id, "10003")
+    wiring.deps.settle_notices()
+    rows = _rows(world, notice_id)
+    assert "10003" in rows[summary_update_key(notice_id)][1]["args"]["text"]
+    calls = _finishes(monkeypatch, wiring.deps.notice_progress)
+    wiring.deps.settle_notices()
+    assert calls == [], "a settled notice was written again"
+
+
+def test_r13_rows_given_up_are_not_written_again_by_every_sweep(world, slack, monkeypatch):
+    """Slack refused the last state and the summary for good (the message was deleted):
+    a later change leaves them so, and the sweep takes no write transaction for them."""
+    _, wiring = slack
+    notice_id = done_notice(world, wiring)
+    wiring.deps.settle_notices()
+    with world.factory.begin() as s:
+        s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.key.in_((last_state_key(notice_id), summary_key(notice_id))))
+            .values(status="failed", error_code="message_not_found")
+        )
+    _undelivered(world, notice_id, "10002")
+    calls = _finishes(monkeypatch, wiring.deps.notice_progress)
+    wiring.deps.settle_notices()
+    assert calls == []
+    rows = _rows(world, notice_id)
+    assert rows[last_state_key(notice_id)][0] == "failed"
+    assert summary_update_key(notice_id) not in rows

@@ -663,12 +663,14 @@ class ProgressReporter:
             self.client.chat_update(channel=message.channel, ts=message.ts, **message.draw(state))
 
     def _up_to_date(self, notice_id: int, message: _Message, state: Progress) -> bool:
-        """The finished ``state`` is what the notice's last-state and summary rows say."""
+        """The finished ``state`` is what the notice's last-state and summary rows say, or
+        what they would say has been given up (a message deleted, a channel left)."""
         with self.deps.session_factory() as db_session:
             read_only(db_session)
-            payloads = dict(
-                db_session.execute(
-                    select(OutboxMessage.key, OutboxMessage.payload).where(
+            rows = {
+                key: (status, payload)
+                for key, status, payload in db_session.execute(
+                    select(OutboxMessage.key, OutboxMessage.status, OutboxMessage.payload).where(
                         OutboxMessage.key.in_(
                             (
                                 last_state_key(notice_id),
@@ -678,14 +680,16 @@ class ProgressReporter:
                         )
                     )
                 ).all()
-            )
-        summary = payloads.get(summary_update_key(notice_id)) or payloads.get(
-            summary_key(notice_id)
-        )
+            }
+        last = rows.get(last_state_key(notice_id))
+        summary = rows.get(summary_update_key(notice_id)) or rows.get(summary_key(notice_id))
+        if last is None or summary is None:
+            return False
         return (
-            payloads.get(last_state_key(notice_id)) == message.update(message.draw(state))
-            and summary is not None
-            and summary["args"]["text"] == blocks_notices.summary_text(state)
+            last[0] == OutboxStatus.FAILED or last[1] == message.update(message.draw(state))
+        ) and (
+            summary[0] == OutboxStatus.FAILED
+            or summary[1]["args"]["text"] == blocks_notices.summary_text(state)
         )
 
     def _message(self, notice: Notice) -> _Message | None:
@@ -744,10 +748,12 @@ def _summary(db_session: Session, message: _Message, notice_id: int, text: str) 
         thread = {"args": {"text": text}, "thread_of": message.parent}
     key = summary_key(notice_id)
     row = _queued(db_session, message, key=key, payload=thread)
-    if outbox.take_payload(db_session, row, thread):
-        return
-    if row.payload["args"]["text"] == text or row.status == OutboxStatus.FAILED:
-        return
+    # Once there is an update, it alone says the latest: it follows the post in the queue.
+    if outbox.status_of(db_session, summary_update_key(notice_id)) is None:
+        if outbox.take_payload(db_session, row, thread):
+            return
+        if row.payload["args"]["text"] == text or row.status == OutboxStatus.FAILED:
+            return
     # Posted, or under way: the update follows it in the queue and finds it by its key.
     payload = {"method": "chat.update", "args": {"text": text}, "update_of": key}
     update = _queued(db_session, message, key=summary_update_key(notice_id), payload=payload)
