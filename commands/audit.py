@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.language import _, number
+from commands.text import refuse_direction_controls
 from notifications import events
 from store.models import Candidate, Change, Test
 
@@ -26,7 +27,8 @@ _TEST_WIDE = "all-"
 
 
 def check_reason(reason: str) -> str:
-    """A reason as typed for a change, refused when longer than MAX_REASON characters."""
+    """A reason as typed for a change, refused when longer than MAX_REASON characters or
+    when it holds a direction control."""
     if len(reason) > MAX_REASON:
         raise InvalidInput(
             _(
@@ -34,7 +36,7 @@ def check_reason(reason: str) -> str:
                 "characters or fewer. Nothing was changed."
             ).format(length=number(len(reason)), most=MAX_REASON)
         )
-    return reason
+    return refuse_direction_controls(reason, what=_("The reason"))
 
 
 def require_reason(reason: str, usage: str | None = None) -> tuple[str, bool]:

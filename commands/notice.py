@@ -19,7 +19,7 @@ from commands.language import N_, _, ngettext, number
 from commands.lookup import get_test
 from commands.permissions import require_support
 from commands.reply import Confirm, Reply, listed
-from commands.text import trimmed
+from commands.text import refuse_direction_controls, trimmed
 from notifications import fanout
 from notifications.channels import SMS, Outside
 from store.models import Test
@@ -183,7 +183,7 @@ def check_text(text: str) -> str:
                 "fewer, so it reads well on a phone. Nothing was sent."
             ).format(length=number(len(text)), most=number(MAX_TEXT))
         )
-    return text
+    return refuse_direction_controls(text, what=_("The notice"))
 
 
 def counts_text(plan: fanout.Plan) -> str:

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from commands import audit, incident_time
 from commands.context import Ctx
-from commands.errors import InvalidInput, NotFound, Refused
+from commands.errors import InvalidInput, NotFound, Refused, concerning
 from commands.language import N_, _, current, number
 from commands.lookup import get_test
 from commands.notice import (
@@ -27,7 +27,7 @@ from commands.notice import (
 )
 from commands.permissions import require_support, require_support_or_teacher_of
 from commands.reply import Reply
-from commands.text import trimmed
+from commands.text import refuse_direction_controls, trimmed
 from commands.timeparse import format_time
 from notifications import fanout, outbox
 from store.models import QuestionErrorReport, ReportState, Test
@@ -90,6 +90,9 @@ def _check_texts(text_nb: str, text_en: str) -> tuple[str, str]:
                 ).format(length=number(len(text)), most=number(MAX_TEXT)),
                 field="text_nb",
             )
+    for field, text in (("text_nb", text_nb), ("text_en", text_en)):
+        with concerning(field):
+            refuse_direction_controls(text, what=_("The text for the candidates"))
     return text_nb, text_en
 
 
@@ -103,7 +106,8 @@ def _check_question(question: str) -> str:
             ).format(length=number(len(question)), most=MAX_QUESTION),
             field="question",
         )
-    return question
+    with concerning("question"):
+        return refuse_direction_controls(question, what=_("The question or task"))
 
 
 def _require_started(ctx: Ctx, test: Test) -> None:
@@ -286,6 +290,7 @@ def edit(
 def reject(ctx: Ctx, *, report_id: int, reason: str = "") -> dict[str, Any]:
     """Support decides not to send it (not an error, or handled otherwise)."""
     require_support(db_session=ctx.db_session, user_id=ctx.actor, doing=_("reject error reports"))
+    reason = audit.check_reason(reason.strip())
     found, test = _open_report(ctx, report_id)
     found.state, found.handled_by, found.handled_at = ReportState.REJECTED, ctx.actor, ctx.now
     audit.record(

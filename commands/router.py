@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 
 from commands import (
@@ -65,7 +66,9 @@ def split(command_line: str) -> tuple[str, list[str]]:
     words = command_line.split()
     if not words:
         raise InvalidInput(_("Empty command.") + " " + known_commands())
-    name = words[0].lower()
+    # Command names are ASCII: a full-width slash or letters from an East Asian keyboard
+    # ("／ｎｏｔｉｃｅ") name the same command.
+    name = unicodedata.normalize("NFKC", words[0]).lower()
     if not name.startswith("/"):
         name = "/" + name
     if name.lstrip("/") in FREE_TEXT:

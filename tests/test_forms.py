@@ -396,6 +396,7 @@ GOOD_INCIDENT = {
         ({"test": "NOPE-2026H"}, "test", "There is no test NOPE-2026H"),
         ({"minutes": "1h", "reason": "30m lost"}, "reason", "begins like the rest of a duration"),
         ({"minutes": "10", "reason": "h lost"}, "reason", "begins like the rest of a duration"),
+        ({"reason": "network \u202edown"}, "reason", "U+202E, which turns around the text"),
     ],
 )
 def test_r4_a_bad_field_shows_on_that_field_and_changes_nothing(
@@ -468,6 +469,13 @@ def test_notice_too_long_is_refused_on_its_language(world, exam, slack):
     values = {"test": CODE, "text_nb": "Oppgave 3: n = 10.", "text_en": "x" * 2001}
     errors = errors_of(submit(sender, "notice", values))
     assert list(errors) == ["text_en"] and "2000" in errors["text_en"]
+
+
+def test_r13_a_direction_control_in_a_notice_is_refused_on_its_language(world, exam, slack):
+    sender, _fake = slack
+    values = {"test": CODE, "text_nb": "Oppgave 3: n = 10.", "text_en": "Task \u202e3: n = 10."}
+    errors = errors_of(submit(sender, "notice", values))
+    assert list(errors) == ["text_en"] and "U+202E" in errors["text_en"]
 
 
 # ---------------------------------------------------------------- good submissions

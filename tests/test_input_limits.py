@@ -74,3 +74,47 @@ def test_other_unbounded_input_is_refused_with_how_to_fix_it(world):
     with world.factory() as s:
         assert s.scalar(select(func.count()).select_from(Change)) == 0
         assert s.scalar(select(func.count()).select_from(QuestionErrorReport)) == 0
+
+
+RIGHT_TO_LEFT_OVERRIDE = "\u202e"
+FIRST_STRONG_ISOLATE = "\u2068"
+
+
+def test_r4_r13_a_direction_control_in_a_reason_or_a_text_is_refused_and_changes_nothing(world):
+    # An override left open turns around what examdesk writes after it on the line ("… by
+    # Kari" in the change log, the candidate's page), so it is refused where it is typed.
+    world.add_test()
+    world.add_candidates("TDT4100-2026H", ["101"])
+    cases = {
+        f"/incident-time TDT4100-2026H 101 add 15 power {RIGHT_TO_LEFT_OVERRIDE}3 moor": (
+            "The reason holds the invisible character U+202E"
+        ),
+        f"/reopen TDT4100-2026H 101 until-close upload {FIRST_STRONG_ISOLATE}failed": (
+            "The reason holds the invisible character U+2068"
+        ),
+        f"/notice TDT4100-2026H Task 3{RIGHT_TO_LEFT_OVERRIDE}b: use n = 10": (
+            "The notice holds the invisible character U+202E"
+        ),
+        "/notice TDT4100-2026H nb: Oppgave 3b en: Task\u202a 3b": (
+            "The notice holds the invisible character U+202A"
+        ),
+        "/question-error TDT4100-2026H Task 3b: use\u2067 n = 10": (
+            "The notice holds the invisible character U+2067"
+        ),
+    }
+    for command, expected in cases.items():
+        refused = world.run(command)
+        assert not refused.ok, command
+        assert expected in refused.text, refused.text
+        assert "turns around the text shown after it" in refused.text
+        assert "Nothing was changed" in refused.text
+    for command in list(cases)[:2]:
+        assert not world.run(command, confirmed=True).ok
+    with world.factory() as s:
+        assert s.scalar(select(func.count()).select_from(Change)) == 0
+        assert s.scalar(select(func.count()).select_from(QuestionErrorReport)) == 0
+    assert world.candidate("TDT4100-2026H", "101").incident_minutes == 0
+    # Marks turn nothing around: a right-to-left mark in a reason is kept as typed.
+    assert world.run("/incident-time TDT4100-2026H 101 add 15 power \u200fcut").ok
+    with world.factory() as s:
+        assert s.scalar(select(Change.reason)) == "power \u200fcut"

@@ -203,6 +203,12 @@ def test_r12_question_error_without_text_opens_the_form_at_once(world, slack):
     )
     assert bad.status_code == 200 and "errors" in bad.json()
     assert _count(world, QuestionErrorReport) == 0
+    for field in ("question", "text_en"):
+        values = {"test": code, "question": "Task 3", "text_nb": "", "text_en": "Use n = 10."}
+        values[field] = values[field].replace(" ", " \u202e", 1)
+        turned = submit(sender, "qe_report_modal", values, user=TEACHER).json()
+        assert list(turned["errors"]) == [field] and "U+202E" in turned["errors"][field]
+    assert _count(world, QuestionErrorReport) == 0
 
     ok = submit(
         sender,

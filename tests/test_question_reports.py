@@ -70,6 +70,14 @@ def test_r15_a_teacher_cannot_reject_from_the_terminal(reported, cli):
     rid = reported.report_id
     refused = cli("reports", "--reject", str(rid), "--as", TEACHER)
     assert refused.returncode == 1
+    # A reason is bounded as every change's is (R15): refused, and the report stays open.
+    for reason, says in (
+        ("x" * 501, "The reason is 501 characters long"),
+        ("not \u202ean error", "U+202E"),
+    ):
+        bad = cli("reports", "--reject", str(rid), "--as", SUPPORT, "--reason", reason)
+        assert bad.returncode == 1 and says in bad.stderr, bad.stderr
+    assert json.loads(cli("reports", "--json").stdout)["reports"][0]["state"] == "open"
     assert (
         cli("reports", "--reject", str(rid), "--as", SUPPORT, "--reason", "not an error").returncode
         == 0

@@ -22,3 +22,10 @@ def test_notice_text_is_left_as_written():
 def test_r13_notice_text_keeps_its_line_breaks():
     _, args = split("/notice T1 Task 3:\n- the unit is kg\n\n- n = 10 \n")
     assert args == ["T1", "Task 3:\n- the unit is kg\n\n- n = 10"]
+
+
+def test_a_command_name_typed_in_full_width_names_the_same_command():
+    assert split("／incident-time T1 10023 add 5 x")[0] == "/incident-time"
+    assert split("／ＣＡＮＤＩＤＡＴＥ T1 10023")[0] == "/candidate"
+    # Only the name: the arguments stay as typed.
+    assert split("/notice T1 ５ minutes more")[1] == ["T1", "５ minutes more"]

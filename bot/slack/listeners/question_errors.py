@@ -762,16 +762,12 @@ def _summary(db_session: Session, message: _Message, notice_id: int, text: str) 
 
 def _own_post(db_session: Session, message: _Message, drawn: dict[str, Any]) -> None:
     """The support channel's post for a notice with no Slack message of its own (sent by
-    ``/notice`` or ``examdesk run``): one, however many processes report on the notice,
-    showing the state of when it is sent. A report's notice waits for the report's post
-    instead: a copy of it, buttons and all, would be left behind stale."""
-    _latest(db_session, message, key=message.parent, payload={"args": drawn})
-
-
-def _latest(db_session: Session, message: _Message, *, key: str, payload: dict[str, Any]) -> None:
-    """The Slack post under ``key`` through the outbox, once, in the queue of the notice's
-    message; while it waits to be sent it takes ``payload``, so that it says the latest."""
-    outbox.take_payload(db_session, _queued(db_session, message, key=key, payload=payload), payload)
+    ``/notice`` or ``examdesk run``): one, however many processes report on the notice; while
+    it waits to be sent it takes the latest state. A report's notice waits for the report's
+    post instead: a copy of it, buttons and all, would be left behind stale."""
+    payload = {"args": drawn}
+    row = _queued(db_session, message, key=message.parent, payload=payload)
+    outbox.take_payload(db_session, row, payload)
 
 
 def _queued(
