@@ -36,7 +36,9 @@ def check_reason(reason: str) -> str:
                 "characters or fewer. Nothing was changed."
             ).format(length=number(len(reason)), most=MAX_REASON)
         )
-    return refuse_direction_controls(reason, what=_("The reason"))
+    return refuse_direction_controls(
+        reason, what=_("The reason"), outcome=_("Nothing was changed.")
+    )
 
 
 def require_reason(reason: str, usage: str | None = None) -> tuple[str, bool]:

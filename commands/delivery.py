@@ -23,6 +23,7 @@ from commands.reopen import close_reopening, end_reopening
 from commands.reply import listed
 from commands.status import candidate_status
 from commands.tell_candidates import tell, told_line
+from commands.text import CONTROL, DIRECTION
 from commands.timing import active_reopening, timing
 from notifications.candidate_messages import DELIVERED
 from store.models import Candidate, CandidateStatus, Reopening, Submission, Test, TestKind
@@ -181,11 +182,34 @@ def _checked_file(path: Path, *, test: Test, candidate: Candidate) -> tuple[int,
     return size, digest.hexdigest()
 
 
+def _check_file_name(name: str) -> None:
+    """The file's name is recorded and shown in the change log and the report, in the middle
+    of examdesk's own words: no line breaks or other control characters, and nothing that
+    turns the words after it around ("answer<U+202E>fdp.zip" would read "answerpdf.zip")."""
+    if CONTROL.search(name) or "\n" in name or "\r" in name:
+        raise InvalidInput(
+            _(
+                "The file's name holds a line break or control character; rename the file and "
+                "deliver it again. Nothing was changed."
+            )
+        )
+    turning = DIRECTION.search(name)
+    if turning is not None:
+        raise InvalidInput(
+            _(
+                "The file's name holds the invisible character U+{code:04X}, which turns around "
+                "the text shown after it; rename the file and deliver it again. Nothing was "
+                "changed."
+            ).format(code=ord(turning[0]))
+        )
+
+
 def attach_file(ctx: Ctx, *, test_code: str, number: str, path: Path, reason: str) -> str:
     """R10: staff deliver a file for the candidate (at most 50 MB); status becomes submitted."""
     db = ctx.db_session
     require_support(db_session=db, user_id=ctx.actor, doing=_("deliver for a candidate"))
     reason, quiet = audit.require_reason(reason, DELIVER_USAGE)
+    _check_file_name(path.name)
     test = get_test(db_session=db, test_code=test_code)
     candidate = get_candidate(
         db_session=db, test=test, number=parse_candidate_number(number), lock=True

@@ -165,6 +165,11 @@ def run(ctx: Ctx, args: list[str], *, confirmed: bool = False) -> Reply:
     require_support(db_session=db, user_id=ctx.actor, doing=_("send notices to candidates"))
     test = get_test(db_session=db, test_code=test_code)
     texts = parse_texts(" ".join(words))
+    for language in texts.languages:
+        with concerning(f"text_{language}"):
+            refuse_direction_controls(
+                getattr(texts, language), what=_("The notice"), outcome=_("Nothing was sent.")
+            )
     command = " ".join(["/notice", *args])
     if not confirmed:
         return preview(ctx, test=test, texts=texts, command=command)
@@ -183,7 +188,7 @@ def check_text(text: str) -> str:
                 "fewer, so it reads well on a phone. Nothing was sent."
             ).format(length=number(len(text)), most=number(MAX_TEXT))
         )
-    return refuse_direction_controls(text, what=_("The notice"))
+    return text
 
 
 def counts_text(plan: fanout.Plan) -> str:

@@ -81,16 +81,15 @@ def _check_texts(text_nb: str, text_en: str) -> tuple[str, str]:
         raise InvalidInput(
             _("Write the text for the candidates, in Norwegian and/or English."), field="text_nb"
         )
-    for text in (text_nb, text_en):
+    for field, text in (("text_nb", text_nb), ("text_en", text_en)):
         if len(text) > MAX_TEXT:
             raise InvalidInput(
                 _(
                     "The text for the candidates is {length} characters long; shorten it to "
                     "{most} characters or fewer."
                 ).format(length=number(len(text)), most=number(MAX_TEXT)),
-                field="text_nb",
+                field=field,
             )
-    for field, text in (("text_nb", text_nb), ("text_en", text_en)):
         with concerning(field):
             refuse_direction_controls(text, what=_("The text for the candidates"))
     return text_nb, text_en

@@ -18,7 +18,7 @@ from commands.context import Ctx
 from commands.errors import InvalidInput
 from commands.language import _
 from commands.reply import Reply
-from commands.text import CONTROL
+from commands.text import CONTROL, clip
 
 Handler = Callable[..., Reply]
 
@@ -66,14 +66,22 @@ def split(command_line: str) -> tuple[str, list[str]]:
     words = command_line.split()
     if not words:
         raise InvalidInput(_("Empty command.") + " " + known_commands())
-    # Command names are ASCII: a full-width slash or letters from an East Asian keyboard
-    # ("／ｎｏｔｉｃｅ") name the same command.
-    name = unicodedata.normalize("NFKC", words[0]).lower()
-    if not name.startswith("/"):
-        name = "/" + name
+    name = command_name(command_line)
     if name.lstrip("/") in FREE_TEXT:
         return name, [word.rstrip() for word in command_line.split(maxsplit=2)[1:]]
     return name, _join_number_lists(words)[1:]
+
+
+def command_name(command_line: str) -> str:
+    """The command a line names, as ``split`` reads it ("/incident-time"); "examdesk" when
+    the line is empty."""
+    words = command_line.split(maxsplit=1)
+    if not words:
+        return "examdesk"
+    # Command names are ASCII: a full-width slash or letters from an East Asian keyboard
+    # ("／ｎｏｔｉｃｅ") name the same command.
+    name = unicodedata.normalize("NFKC", words[0]).lower()
+    return name if name.startswith("/") else "/" + name
 
 
 def _join_number_lists(words: list[str]) -> list[str]:
@@ -113,9 +121,10 @@ def reads_only(command_line: str, *, confirmed: bool = False, stores_preview: bo
 def dispatch(ctx: Ctx, command_line: str, *, confirmed: bool = False) -> Reply:
     name, args = split(command_line)
     if name not in COMMANDS:
-        shown = name if len(name) <= 40 else name[:39] + "…"
+        # As typed, so that what looks like a known name shows what differs.
+        typed = command_line.split(maxsplit=1)[0]
         raise InvalidInput(
-            _("There is no command {command}.").format(command=shown) + " " + known_commands()
+            _("There is no command {command}.").format(command=clip(typed)) + " " + known_commands()
         )
     handler, usage = COMMANDS[name]
     if len(args) == 1 and args[0].lower() in HELP:

@@ -14,7 +14,7 @@ from commands import change_log
 from commands.context import Ctx
 from commands.errors import CommandError
 from commands.reply import Reply
-from commands.router import dispatch, reads_only
+from commands.router import command_name, dispatch, reads_only
 from notifications.channels import Outside
 from store.db import read_only
 
@@ -106,7 +106,7 @@ def execute(
                 command_line, confirmed=confirmed, stores_preview=store_preview is not None
             ),
             outside=outside,
-            via=via or (command_line.split() or ["examdesk"])[0],
+            via=via or command_name(command_line),
         )
     except CommandError as error:
         return refusal(error)

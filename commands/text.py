@@ -42,16 +42,15 @@ def clip(text: str, limit: int = 40) -> str:
     return INVISIBLE.sub(lambda found: f"<U+{ord(found[0]):04X}>", shown)
 
 
-def refuse_direction_controls(text: str, *, what: str) -> str:
+def refuse_direction_controls(text: str, *, what: str, outcome: str = "") -> str:
     """``text`` as it is, refused when it holds a direction control (``DIRECTION``).
-    ``what`` names the text in the refusal ("The reason", "The notice")."""
+    ``what`` names the text in the refusal ("The reason"); ``outcome`` ends it ("Nothing was
+    sent.")."""
     found = DIRECTION.search(text)
     if found is None:
         return text
-    raise InvalidInput(
-        _(
-            "{what} holds the invisible character U+{code:04X}, which turns around the text "
-            "shown after it. Type it again without that character (paste it as plain text). "
-            "Nothing was changed."
-        ).format(what=what, code=ord(found[0]))
-    )
+    message = _(
+        "{what} holds the invisible character U+{code:04X}, which turns around the text "
+        "shown after it. Type it again without that character (paste it as plain text)."
+    ).format(what=what, code=ord(found[0]))
+    raise InvalidInput(f"{message} {outcome}" if outcome else message)

@@ -180,6 +180,16 @@ def test_deliver_a_file_for_a_candidate(running, cli, session_factory):
     refused = cli("deliver", CODE, "10023", str(big), "--as", SUPPORT, "--reason", "r")
     assert refused.returncode == 1 and "at most 50 MB" in refused.stderr
     assert_clean(refused)
+    # The name is shown amid examdesk's words (change log, report): one that turns them
+    # around or breaks the line is refused, and nothing is delivered.
+    for name, says in (("answer\u202efdp.zip", "U+202E"), ("answer\nto all.pdf", "line break")):
+        odd = running / name
+        odd.write_bytes(b"%PDF answer")
+        refused = cli("deliver", CODE, "10023", str(odd), "--as", SUPPORT, "--reason", "r")
+        assert refused.returncode == 1 and says in refused.stderr, refused.stderr
+        assert "rename the file" in refused.stderr
+        assert_clean(refused)
+    assert json.loads(cli("status", CODE, "10023", "--json").stdout)["status"] != "submitted"
     with session_factory() as s:
         assert [x.file_name for x in s.scalars(select(Submission))] == ["answer.pdf"]
 

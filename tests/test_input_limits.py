@@ -99,7 +99,7 @@ def test_r4_r13_a_direction_control_in_a_reason_or_a_text_is_refused_and_changes
             "The notice holds the invisible character U+202A"
         ),
         "/question-error TDT4100-2026H Task 3b: use\u2067 n = 10": (
-            "The notice holds the invisible character U+2067"
+            "The text for the candidates holds the invisible character U+2067"
         ),
     }
     for command, expected in cases.items():
@@ -107,7 +107,10 @@ def test_r4_r13_a_direction_control_in_a_reason_or_a_text_is_refused_and_changes
         assert not refused.ok, command
         assert expected in refused.text, refused.text
         assert "turns around the text shown after it" in refused.text
-        assert "Nothing was changed" in refused.text
+        if command.startswith("/notice"):
+            assert "Nothing was sent" in refused.text
+        elif not command.startswith("/question-error"):
+            assert "Nothing was changed" in refused.text
     for command in list(cases)[:2]:
         assert not world.run(command, confirmed=True).ok
     with world.factory() as s:

@@ -1,6 +1,6 @@
 """How a command line is split into words before a command sees it."""
 
-from commands.router import split
+from commands.router import command_name, split
 
 
 def test_r4_candidate_list_may_have_spaces_after_commas():
@@ -29,3 +29,16 @@ def test_a_command_name_typed_in_full_width_names_the_same_command():
     assert split("／ＣＡＮＤＩＤＡＴＥ T1 10023")[0] == "/candidate"
     # Only the name: the arguments stay as typed.
     assert split("/notice T1 ５ minutes more")[1] == ["T1", "５ minutes more"]
+
+
+def test_the_change_log_names_the_command_as_it_reads_it():
+    assert command_name("／ｉｎｃｉｄｅｎｔ-ｔｉｍｅ T1 10023 add 5 x") == "/incident-time"
+    assert command_name("reopen T1 10023 until-close x") == "/reopen"
+    assert command_name("  ") == "examdesk"
+
+
+def test_an_unknown_command_is_quoted_as_typed(world):
+    refused = world.run("/ﬁx T1")
+    assert not refused.ok and "There is no command /ﬁx." in refused.text
+    refused = world.run("/exam\u200b T1")
+    assert "There is no command /exam<U+200B>." in refused.text

@@ -33,6 +33,7 @@ from bot.slack.client import web_client
 from bot.slack.text import capped, fallback, from_slack, mention, mrkdwn
 from bot.slack.views import blocks, limits
 from bot.slack.views import notices as blocks_notices
+from bot.slack.views.forms import on_field
 from commands import question_error
 from commands.context import Ctx
 from commands.errors import CommandError, NotFound
@@ -262,7 +263,7 @@ def on_report_submitted(
         ),
     )
     if not reply.ok:
-        ack(response_action="errors", errors={reply.field or "text_nb": reply.text[:150]})
+        ack(response_action="errors", errors={reply.field or "text_nb": on_field(reply.text)})
         return
     ack()
 
@@ -362,7 +363,7 @@ def on_edit_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -> N
     try:
         _in_transaction(deps, context["actor"], edit)
     except CommandError as error:
-        ack(response_action="errors", errors={error.field or "text_nb": str(error)[:150]})
+        ack(response_action="errors", errors={error.field or "text_nb": on_field(str(error))})
         return
     ack()
 

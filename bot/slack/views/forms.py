@@ -441,5 +441,12 @@ def errors(command: str, field: str | None, message: str) -> dict[str, Any]:
     request as a whole (no field, or one this form lacks: who may do it, the test's state)
     shows on the test, the form's first field."""
     fields = FIELDS[command]
-    shown = message if len(message) <= ERROR_LIMIT else message[: ERROR_LIMIT - 1] + "…"
-    return {"response_action": "errors", "errors": {field if field in fields else fields[0]: shown}}
+    return {
+        "response_action": "errors",
+        "errors": {field if field in fields else fields[0]: on_field(message)},
+    }
+
+
+def on_field(message: str) -> str:
+    """A refusal as a form shows it under a field: cut, with an ellipsis, past ERROR_LIMIT."""
+    return message if len(message) <= ERROR_LIMIT else message[: ERROR_LIMIT - 1] + "…"
