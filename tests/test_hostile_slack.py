@@ -17,6 +17,7 @@ import math
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from notifier import FAST
 from served import serving, slack_settings
 from slack_signing import SECRET, TEAM, block_action, event_callback, signature, slash_command
 from sqlalchemy import Engine, func, select
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.orm import Session
 
 from bot.runtime.server import Wiring
@@ -46,7 +48,7 @@ from notifications import outbox
 from notifications.dispatch import start_dispatcher
 from store import clock
 from store.db import make_engine, make_session_factory
-from store.models import Change, Confirmation, SeenSlackRequest
+from store.models import Candidate, Change, Confirmation, SeenSlackRequest
 
 CODE = "TDT4100-2026H"
 CHANNEL = "C0SUPPORT"
@@ -1065,3 +1067,32 @@ def test_a_command_whose_text_says_payload_is_still_a_command(door, exam):
     response = door.signed(body)
     assert response.status_code == 200
     assert response.json()["response_type"] == "ephemeral"
+
+
+def test_a_database_error_logs_no_phone_number_or_page_link(door, exam, log):
+    # The error is logged with its statement; the values bound to it (the SMS to the
+    # candidate: their number, the text with their page's link) are not.
+    with exam.factory() as s:
+        token = s.scalar(select(Candidate.notice_token).where(Candidate.number == "101"))
+
+    def locked(conn, cursor, statement, params, context, executemany) -> None:
+        if statement.lstrip().upper().startswith(("INSERT INTO DELIVERIES", "UPDATE DELIVERIES")):
+            # The database's own error (sqlite3's, psycopg's), as a lock wait running out.
+            raise door.engine.dialect.dbapi.OperationalError("database is locked")
+
+    sqlalchemy_event.listen(door.engine, "before_cursor_execute", locked)
+    try:
+        body = slash_command(
+            "/incident-time", f"{CODE} 101 add 5 network", user=SUPPORT, response_url="http://x"
+        )
+        answered = door.post(body, sign(body))
+    finally:
+        sqlalchemy_event.remove(door.engine, "before_cursor_execute", locked)
+    assert answered.status_code == 200
+    assert exam.candidate(CODE, "101").incident_minutes == 0
+    logged = [
+        r.getMessage() + ("".join(traceback.format_exception(*r.exc_info)) if r.exc_info else "")
+        for r in log.records
+    ]
+    assert any("database is locked" in line for line in logged), logged
+    assert not [line for line in logged if "+4741234567" in line or token in line]

@@ -23,6 +23,7 @@ from bot.runtime import background, doctor
 from bot.slack.app import build_app
 from bot.slack.listeners.question_errors import ProgressReporter
 from bot.web.app import build_web_app
+from bot.web.head import BoundedHead
 from store.db import checkpoint_every
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ class _Server(uvicorn.Server):
 
 def http_server(web: Starlette) -> uvicorn.Server:
     # Our own logging set-up stays (log_config=None); no access log on the hot path. The C
-    # HTTP parser and event loop, not uvicorn's pure-Python fallbacks: exam day's status
-    # callbacks come by the hundred a second.
+    # HTTP parser (with a bound on a request's head) and event loop, not uvicorn's
+    # pure-Python fallbacks: exam day's status callbacks come by the hundred a second.
     return _Server(
         uvicorn.Config(
             web,
@@ -77,7 +78,7 @@ def http_server(web: Starlette) -> uvicorn.Server:
             access_log=False,
             lifespan="off",
             timeout_notify=5,
-            http="httptools",
+            http=BoundedHead,
             loop="uvloop",
         )
     )

@@ -1,0 +1,122 @@
+"""A request's line and headers are bounded, as its body is: over real HTTP against the
+server `examdesk serve` runs (uvicorn with httptools and bot.web.head.BoundedHead).
+
+A client sending a head of megabytes is answered 431 and cut off at once, and the server
+goes on answering everybody else; heads of the usual size, bodies up to their endpoints'
+own limits and keep-alive connections are untouched.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from fake_slack import FakeSlack
+from served import serving, slack_settings
+
+from bot.web.head import MAX_HEAD_BYTES
+
+
+@pytest.fixture
+def address(engine, session_factory) -> Iterator[tuple[str, int]]:
+    fake = FakeSlack()
+    settings = slack_settings(fake, slack_support_channel="C0SUPPORT")
+    with serving(settings, engine=engine, session_factory=session_factory) as (_, url):
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
+    fake.close()
+
+
+def _status(raw: bytes) -> int:
+    return int(raw.split(b" ", 2)[1])
+
+
+def _response(sock: socket.socket) -> bytes:
+    """One whole response: its head, then a body of its Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return data
+
+
+def _healthz(address: tuple[str, int], extra: bytes = b"") -> int:
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + extra + b"Connection: close\r\n\r\n")
+        return _status(_response(sock))
+
+
+def _send_head_until_cut(sock: socket.socket, first: bytes, filler: bytes, most: int) -> int:
+    """Bytes sent before the server closed the connection (``most`` if it never did)."""
+    sent = 0
+    sock.sendall(first)
+    piece = filler * (16 * 1024 // len(filler))
+    try:
+        while sent < most:
+            sock.sendall(piece)
+            sent += len(piece)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return sent
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ",  # one header without end
+        b"GET /notices/",  # a request line without end
+    ],
+    ids=["header", "url"],
+)
+def test_a_head_of_megabytes_is_refused_431_and_cut_off_and_others_are_answered(address, first):
+    started = time.monotonic()
+    with socket.create_connection(address, timeout=10) as sock:
+        sent = _send_head_until_cut(sock, first, b"a", 64 * 1024 * 1024)
+        answer = _response(sock)
+    assert _status(answer) == 431
+    assert b"connection: close" in answer.lower()
+    # Cut off near the limit, not after the 64 MiB the client meant to send.
+    assert sent < 8 * 1024 * 1024
+    assert time.monotonic() - started < 10
+    assert _healthz(address) == 200
+
+
+def test_heads_of_the_usual_size_and_keep_alive_connections_are_answered(address):
+    assert _healthz(address, b"X-Fill: " + b"f" * (MAX_HEAD_BYTES // 2) + b"\r\n") == 200
+    # Many requests on one connection, each with a large head: the bound is per request.
+    with socket.create_connection(address, timeout=10) as sock:
+        for _ in range(6):
+            sock.sendall(
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fill: "
+                + b"f" * (MAX_HEAD_BYTES // 2)
+                + b"\r\n\r\n"
+            )
+            assert _status(_response(sock)) == 200
+
+
+def test_a_large_body_is_not_taken_for_a_head(address):
+    # 900 KiB to Slack's door, whose body limit is 1 MiB, in one send: the unsigned request
+    # is refused for its signature (401), not for its size.
+    body = b"a" * (900 * 1024)
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(
+            b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        assert _status(_response(sock)) == 401
