@@ -9,6 +9,7 @@ candidates. Slack's, Twilio's and browsers' request heads are a few kilobytes.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -24,7 +25,7 @@ class BoundedHead(HttpToolsProtocol):
     """uvicorn's httptools protocol, answering 431 and closing the connection once a
     request's head passes MAX_HEAD_BYTES before it is complete."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True  # reading a request's line and headers, not its body
         self._head_bytes = 0
@@ -33,8 +34,8 @@ class BoundedHead(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         in_head, heads = self._in_head, self._heads
         super().data_received(data)
-        # Counted only when the whole chunk was head: a chunk that ends one request and
-        # starts the next is short of the limit by far.
+        # Only chunks read wholly inside one head count: a body never does, and a head is
+        # refused at most a chunk or two past the limit.
         if not (in_head and self._in_head and heads == self._heads):
             return
         self._head_bytes += len(data)
