@@ -277,6 +277,39 @@ def not_found() -> Page:
     return Page(404, _render("not_found.html"))
 
 
+# The candidate's page when the database cannot answer (a write lock held, a failover).
+NOT_NOW: dict[str, dict[str, str]] = {
+    "nb": {
+        "title": "Prøv igjen om litt",
+        "page": "Siden din kunne ikke vises akkurat nå. Last inn siden på nytt om litt.",
+        "read": (
+            "Bekreftelsen din ble ikke lagret. Gå tilbake til siden og trykk "
+            f"«{WORDS['nb']['confirm']}» på nytt om litt."
+        ),
+        "back": "Tilbake til siden",
+    },
+    "en": {
+        "title": "Try again in a moment",
+        "page": "Your page could not be shown just now. Reload the page in a moment.",
+        "read": (
+            "Your confirmation was not saved. Go back to the page and press "
+            f"“{WORDS['en']['confirm']}” again in a moment."
+        ),
+        "back": "Back to the page",
+    },
+}
+
+
+def not_now(what: str, *, language: str | None = None, back: str | None = None) -> Page:
+    """503 for the page (``what`` "page") or a read confirmation ("read") that the database
+    could not serve: in ``language`` where the request said it, else in both, Norwegian
+    first, as the page not found is; ``back`` links to the notice."""
+    languages = (language,) if language in NOT_NOW else tuple(NOT_NOW)
+    return Page(
+        503, _render("not_now.html", words=NOT_NOW, languages=languages, what=what, back=back)
+    )
+
+
 def render(data: PageData, *, token: str, tz: ZoneInfo, now: datetime) -> Page:
     formats = Formats(data.language, tz)
     html = _render(

@@ -2,11 +2,14 @@
 
 Requests, scheduler job runs and leadership are this process's (Prometheus sums over the
 processes it scrapes); deliveries by channel and state are read from the database at each
-scrape, so every process reports the same, true counts.
+scrape, so every process reports the same, true counts. When the database cannot be read,
+the scrape still answers 200 with this process's metrics, without the deliveries (never
+counts that were not read), and the log says so.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -23,6 +26,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +35,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store.db import SQLITE_BEGIN
 from store.models import Delivery
+
+log = logging.getLogger(__name__)
 
 REQUESTS = Counter(
     "examdesk_http_requests_total", "HTTP requests by route and status", ["route", "status"]
@@ -121,7 +127,17 @@ def metrics_endpoint(engine: Engine) -> Callable[[Request], Awaitable[Response]]
     database.register(DeliveryCollector(engine))
 
     def render() -> bytes:
-        return generate_latest(REGISTRY) + generate_latest(database)
+        own = generate_latest(REGISTRY)
+        try:
+            shared = generate_latest(database)
+        except SQLAlchemyError as error:
+            # This process's counters are still worth the scrape; a 500 would lose them all.
+            log.warning(
+                "metrics: deliveries left out, the database could not be read (%s)",
+                type(error).__name__,
+            )
+            return own
+        return own + shared
 
     async def metrics(request: Request) -> Response:
         body = await run_in_threadpool(render)

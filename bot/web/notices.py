@@ -5,6 +5,10 @@ page never marks anything read; only the candidate's button does (a plain form, 
 JavaScript). The first time the candidate's own browser shows the page is kept as
 "opened": not for HEAD requests, prefetches or link-preview robots (SMS apps, chat apps,
 mail scanners), which fetch links without a person reading them.
+
+When the database fails (locked, unreachable) the candidate gets a short page, 503 with
+``Retry-After``, asking them to reload or to press the button again: never a bare 500, and
+never a confirmation that was not saved.
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ log = logging.getLogger(__name__)
 PREFETCH = {"purpose": "prefetch", "sec-purpose": "prefetch", "x-purpose": "preview"}
 # Link previewers that the crawler list does not name (iMessage; Outlook's own fetches).
 PREVIEWERS = ("linkpreview", "microsoft office", "ms-office")
-# The read button's form is one short field, far below this; Starlette's own parser would hold
+# The read button's form is two short fields, far below this; Starlette's own parser would hold
 # 1,000 fields of 1 MB.
 MAX_FORM_BYTES = 64 * 1024
+# Seconds a candidate is asked to wait when the database cannot answer (a write lock held,
+# a failover): long enough for a burst to pass, short enough to try again at once by hand.
+RETRY_AFTER_SECONDS = 5
 
 
 def opened_by_a_person(method: str, headers: Headers) -> bool:
@@ -62,6 +69,15 @@ def _an_id(text: str) -> bool:
 
 def _html(page: inapp.Page) -> HTMLResponse:
     return HTMLResponse(page.html, status_code=page.status, headers=inapp.HEADERS)
+
+
+def _not_now(what: str, *, language: str | None = None, back: str | None = None) -> HTMLResponse:
+    page = inapp.not_now(what, language=language, back=back)
+    return HTMLResponse(
+        page.html,
+        status_code=page.status,
+        headers={**inapp.HEADERS, "Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def routes(deps: Deps) -> list[Route]:
@@ -109,7 +125,17 @@ def routes(deps: Deps) -> list[Route]:
 
     async def page(request: Request) -> Response:
         opened = opened_by_a_person(request.method, request.headers)
-        shown, first_opening = await run_in_threadpool(show, request.path_params["token"], opened)
+        try:
+            shown, first_opening = await run_in_threadpool(
+                show, request.path_params["token"], opened
+            )
+        except SQLAlchemyError as error:
+            # Our own words only: the error's text may hold the statement's values (the token).
+            log.warning(
+                "candidate page not shown: database error (%s); answered 503 to reload",
+                type(error).__name__,
+            )
+            return _not_now("page")
         if first_opening is not None:
             try:
                 await opened_together(first_opening)
@@ -124,10 +150,21 @@ def routes(deps: Deps) -> list[Route]:
         if isinstance(body, Response):
             return body
         # The button's form is ASCII; anything else cannot name a notice either.
-        notice = dict(parse_qsl(body.decode("ascii", "replace"))).get("notice", "")
+        form = dict(parse_qsl(body.decode("ascii", "replace")))
+        notice = form.get("notice", "")
         if not inapp.valid_token(token) or not _an_id(notice):
             return _html(inapp.not_found())
-        if not await confirmed_together((token, int(notice))):
+        try:
+            found = await confirmed_together((token, int(notice)))
+        except SQLAlchemyError as error:
+            # The whole batch failed: nothing in it was saved, so nobody is told it was.
+            log.warning(
+                "read confirmation not saved: database error (%s); answered 503 to press again",
+                type(error).__name__,
+            )
+            # The page's form says its language (a page from before it did: both).
+            return _not_now("read", language=form.get("language"), back=f"../{token}#n{notice}")
+        if not found:
             return _html(inapp.not_found())
         # Relative, so that it holds behind a proxy that serves the app under a path too.
         return RedirectResponse(
