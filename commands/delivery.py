@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from commands.reopen import close_reopening, end_reopening
 from commands.reply import listed
 from commands.status import candidate_status
 from commands.tell_candidates import tell, told_line
-from commands.text import CONTROL, DIRECTION
+from commands.text import DIRECTION
 from commands.timing import active_reopening, timing
 from notifications.candidate_messages import DELIVERED
 from store.models import Candidate, CandidateStatus, Reopening, Submission, Test, TestKind
@@ -182,11 +183,15 @@ def _checked_file(path: Path, *, test: Test, candidate: Candidate) -> tuple[int,
     return size, digest.hexdigest()
 
 
+# Control characters (C0, DEL, C1) and the line and paragraph separators.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _check_file_name(name: str) -> None:
     """The file's name is recorded and shown in the change log and the report, in the middle
     of examdesk's own words: no line breaks or other control characters, and nothing that
     turns the words after it around ("answer<U+202E>fdp.zip" would read "answerpdf.zip")."""
-    if CONTROL.search(name) or "\n" in name or "\r" in name:
+    if _BREAKS.search(name):
         raise InvalidInput(
             _(
                 "The file's name holds a line break or control character; rename the file and "

@@ -91,7 +91,9 @@ def _check_texts(text_nb: str, text_en: str) -> tuple[str, str]:
                 field=field,
             )
         with concerning(field):
-            refuse_direction_controls(text, what=_("The text for the candidates"))
+            refuse_direction_controls(
+                text, what=_("The text for the candidates"), outcome=_("Nothing was changed.")
+            )
     return text_nb, text_en
 
 
@@ -106,7 +108,9 @@ def _check_question(question: str) -> str:
             field="question",
         )
     with concerning("question"):
-        return refuse_direction_controls(question, what=_("The question or task"))
+        return refuse_direction_controls(
+            question, what=_("The question or task"), outcome=_("Nothing was changed.")
+        )
 
 
 def _require_started(ctx: Ctx, test: Test) -> None:

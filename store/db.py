@@ -42,7 +42,7 @@ def make_engine(url: str, *, checkpoint_apart: bool = False, **kwargs: Any) -> E
     the owner runs ``checkpoint_every`` instead (`examdesk serve` does). A commit that
     checkpoints waits for the copy and its fsync, which slows the slowest changes."""
     # A database error's message is logged; its bound values hold phone numbers and the
-    # candidates' page links, which never appear in a log.
+    # candidates' page links, which the log must not show.
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         # Last in, first out: one request at a time keeps getting the connection whose page

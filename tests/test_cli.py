@@ -182,7 +182,13 @@ def test_deliver_a_file_for_a_candidate(running, cli, session_factory):
     assert_clean(refused)
     # The name is shown amid examdesk's words (change log, report): one that turns them
     # around or breaks the line is refused, and nothing is delivered.
-    for name, says in (("answer\u202efdp.zip", "U+202E"), ("answer\nto all.pdf", "line break")):
+    odd_names = {
+        "answer\u202efdp.zip": "U+202E",
+        "answer\nto all.pdf": "line break",
+        "answer\u2028to all.pdf": "line break",
+        "answer\x85.pdf": "control character",
+    }
+    for name, says in odd_names.items():
         odd = running / name
         odd.write_bytes(b"%PDF answer")
         refused = cli("deliver", CODE, "10023", str(odd), "--as", SUPPORT, "--reason", "r")

@@ -148,7 +148,8 @@ def test_r13_read_button_is_503_in_the_pages_language_and_saves_nothing(
     assert f'<html lang="{language}">' in response.text
     assert inapp.NOT_NOW[language]["read"] in response.text
     assert inapp.NOT_NOW[other]["read"] not in response.text
-    assert inapp.WORDS[language]["confirm"] in inapp.NOT_NOW[language]["read"]
+    # It names the button to press again, as the page labels it.
+    assert inapp.WORDS[language]["confirm"] in response.text
     # Back to the page, at the notice, to press the button again.
     assert f'href="../{token}#n{notice}"' in response.text
     assert_logged_ours_only(caplog, READ_LINE, tokens)
@@ -159,12 +160,12 @@ def test_r13_read_button_is_503_in_the_pages_language_and_saves_nothing(
     assert (read_at(world)[int(number) - 10001] is not None) and read_at(world).count(None) == 1
 
 
-def test_r13_a_failed_batch_of_read_confirmations_saves_and_shows_none_of_them(
+def test_r13_read_confirmations_pressed_together_while_the_database_fails_save_none(
     world, exam, web, engine, caplog
 ):
-    """Confirmations that come together are saved in one transaction, so one failure is every
-    one's in it: each candidate is told to press again, none is shown as read (a form from
-    before the page sent its language gets both languages)."""
+    """Candidates pressing at the same moment (their confirmations go to the database in one
+    batch) are each told to press again, and none is shown as read; a form from before the
+    page sent its language gets both languages."""
     tokens, notice = exam
 
     async def press_together() -> list[httpx.Response]:

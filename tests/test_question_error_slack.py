@@ -209,7 +209,7 @@ def test_r12_question_error_without_text_opens_the_form_at_once(world, slack):
         turned = submit(sender, "qe_report_modal", values, user=TEACHER).json()
         assert list(turned["errors"]) == [field] and "U+202E" in turned["errors"][field]
         # The whole refusal, its advice included, not its first 150 characters.
-        assert turned["errors"][field].endswith("(paste it as plain text).")
+        assert turned["errors"][field].endswith("(paste it as plain text). Nothing was changed.")
     long = {"test": code, "question": "Task 3", "text_nb": "Bruk n = 10.", "text_en": "x" * 2001}
     too_long = submit(sender, "qe_report_modal", long, user=TEACHER).json()
     assert list(too_long["errors"]) == ["text_en"] and "2000" in too_long["errors"]["text_en"]

@@ -8,6 +8,7 @@ own limits and keep-alive connections are untouched.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -61,11 +62,12 @@ def _healthz(address: tuple[str, int], extra: bytes = b"") -> int:
         return _status(_response(sock))
 
 
-def _send_head_until_cut(sock: socket.socket, first: bytes, filler: bytes, most: int) -> int:
-    """Bytes sent before the server closed the connection (``most`` if it never did)."""
+def _send_until_cut(sock: socket.socket, first: bytes, most: int) -> int:
+    """``first``, then ``a`` in pieces of 16 KiB up to ``most`` bytes: how many were sent
+    before the server closed the connection (``most`` if it never did)."""
     sent = 0
     sock.sendall(first)
-    piece = filler * (16 * 1024 // len(filler))
+    piece = b"a" * 16 * 1024
     try:
         while sent < most:
             sock.sendall(piece)
@@ -75,18 +77,33 @@ def _send_head_until_cut(sock: socket.socket, first: bytes, filler: bytes, most:
     return sent
 
 
+def _in_pieces(sock: socket.socket, data: bytes, size: int = 4096) -> None:
+    """``data`` as a slow client sends it: each piece read by the server on its own."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for start in range(0, len(data), size):
+        sock.sendall(data[start : start + size])
+        time.sleep(0.005)
+
+
+CHUNKED = (
+    b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+    b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Trailer: "
+)
+
+
 @pytest.mark.parametrize(
     "first",
     [
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ",  # one header without end
         b"GET /notices/",  # a request line without end
+        CHUNKED,  # the trailers after a chunked body
     ],
-    ids=["header", "url"],
+    ids=["header", "url", "trailer"],
 )
 def test_a_head_of_megabytes_is_refused_431_and_cut_off_and_others_are_answered(address, first):
     started = time.monotonic()
     with socket.create_connection(address, timeout=10) as sock:
-        sent = _send_head_until_cut(sock, first, b"a", 64 * 1024 * 1024)
+        sent = _send_until_cut(sock, first, 64 * 1024 * 1024)
         answer = _response(sock)
     assert _status(answer) == 431
     assert b"connection: close" in answer.lower()
@@ -96,27 +113,34 @@ def test_a_head_of_megabytes_is_refused_431_and_cut_off_and_others_are_answered(
     assert _healthz(address) == 200
 
 
+def test_a_head_coming_slowly_past_the_limit_is_refused(address):
+    with socket.create_connection(address, timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            _in_pieces(sock, b"GET /healthz HTTP/1.1\r\nX-Fill: " + b"f" * (MAX_HEAD_BYTES + 8192))
+        assert _status(_response(sock)) == 431
+
+
 def test_heads_of_the_usual_size_and_keep_alive_connections_are_answered(address):
     assert _healthz(address, b"X-Fill: " + b"f" * (MAX_HEAD_BYTES // 2) + b"\r\n") == 200
-    # Many requests on one connection, each with a large head: the bound is per request.
+    # Requests on one connection, each head below the limit and coming slowly, together far
+    # above it: the bound is per request.
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"f" * (MAX_HEAD_BYTES * 3 // 4)
     with socket.create_connection(address, timeout=10) as sock:
-        for _ in range(6):
-            sock.sendall(
-                b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fill: "
-                + b"f" * (MAX_HEAD_BYTES // 2)
-                + b"\r\n\r\n"
-            )
+        for _ in range(4):
+            _in_pieces(sock, head + b"\r\n\r\n")
             assert _status(_response(sock)) == 200
 
 
 def test_a_large_body_is_not_taken_for_a_head(address):
-    # 900 KiB to Slack's door, whose body limit is 1 MiB, in one send: the unsigned request
-    # is refused for its signature (401), not for its size.
+    # 900 KiB to Slack's door, whose body limit is 1 MiB, in one send and then in pieces:
+    # the unsigned request is refused for its signature (401), not for its size.
     body = b"a" * (900 * 1024)
-    with socket.create_connection(address, timeout=10) as sock:
-        sock.sendall(
-            b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/x-www-form-urlencoded\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-        )
-        assert _status(_response(sock)) == 401
+    request = (
+        b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    )
+    for send in (socket.socket.sendall, lambda sock, data: _in_pieces(sock, data, 65536)):
+        with socket.create_connection(address, timeout=10) as sock:
+            send(sock, request)
+            assert _status(_response(sock)) == 401

@@ -471,11 +471,11 @@ def on_minutes_submitted(ack: Ack, view: dict[str, Any], context: BoltContext) -
             raise NotFound(not_a_report())
         report = _report(deps, report_id)
     except CommandError as error:
-        ack(response_action="errors", errors={"minutes": str(error)[:150]})
+        ack(response_action="errors", errors={"minutes": on_field(str(error))})
         return
     reply = give_incident_time(deps, context["actor"], report, minutes)
     if not reply.ok:
-        ack(response_action="errors", errors={"minutes": reply.text[:150]})
+        ack(response_action="errors", errors={"minutes": on_field(reply.text)})
         return
     ack()
 
