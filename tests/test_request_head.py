@@ -17,6 +17,7 @@ import pytest
 from fake_slack import FakeSlack
 from served import serving, slack_settings
 
+from bot.web import head
 from bot.web.head import MAX_HEAD_BYTES
 
 
@@ -144,3 +145,64 @@ def test_a_large_body_is_not_taken_for_a_head(address):
         with socket.create_connection(address, timeout=10) as sock:
             send(sock, request)
             assert _status(_response(sock)) == 401
+
+
+@pytest.fixture
+def half_a_second(monkeypatch) -> float:
+    monkeypatch.setattr(head, "HEAD_SECONDS", 0.5)
+    return 0.5
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(65536) == b""
+    except TimeoutError:
+        return False
+
+
+def test_a_connection_that_sends_no_head_is_closed_in_time(address, half_a_second):
+    # Silent, or one byte now and then: either would hold a file descriptor for ever.
+    with socket.create_connection(address, timeout=10) as silent:
+        assert _closed_within(silent, 5)
+    with socket.create_connection(address, timeout=10) as trickling:
+        started = time.monotonic()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\n":
+                trickling.sendall(bytes([byte]))
+                time.sleep(0.1)
+        assert time.monotonic() - started < 4
+        assert _closed_within(trickling, 5)
+    # The same after an answer on a kept-alive connection (uvicorn's idle timeout ends once
+    # a byte has come).
+    with socket.create_connection(address, timeout=10) as kept:
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _status(_response(kept)) == 200
+        started = time.monotonic()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\n":
+                kept.sendall(bytes([byte]))
+                time.sleep(0.1)
+        assert time.monotonic() - started < 4
+        assert _closed_within(kept, 5)
+    assert _healthz(address) == 200
+
+
+def test_the_time_bound_is_on_the_head_only_and_starts_again_after_each_answer(
+    address, half_a_second
+):
+    body = b"a" * 64
+    with socket.create_connection(address, timeout=10) as sock:
+        for _ in range(2):
+            # The body may take its time (its size is bounded by the endpoint) …
+            sock.sendall(
+                b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)
+            )
+            for start in range(0, len(body), 16):
+                time.sleep(0.25)
+                sock.sendall(body[start : start + 16])
+            assert _status(_response(sock)) == 401
+            # … and the next request on the connection has its own time for its head.
+            time.sleep(0.3)
